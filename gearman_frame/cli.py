@@ -1,0 +1,67 @@
+"""What the three command-line tools share: the common flags, config loading with CLI
+precedence, logging set-up, and the mapping of every error to one line and an exit code."""
+import argparse
+import logging
+import sys
+
+from .addresses import parse_address_list
+from .config import ENV_CONFIG, load_config
+from .errors import EXIT_FAILED, EXIT_USAGE, ConfigError, FrameError
+from .logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+EXIT_CODES_EPILOG = """exit codes:
+  0  success
+  1  the job or operation failed
+  2  bad usage or bad config
+  3  no job server reachable"""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors exit 2 with one line (argparse's own code is 2 too)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(prog, description, epilog=""):
+    """A parser with the flags every command takes."""
+    parser = ArgumentParser(prog=prog, description=description,
+                            epilog=f"{epilog}\n\n{EXIT_CODES_EPILOG}".strip(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"config file (default: ${ENV_CONFIG}, then ./config.yaml)")
+    parser.add_argument("--servers", metavar="HOST:PORT,...",
+                        help="job servers, overriding the config and $GEARMAN_FRAME_SERVERS")
+    parser.add_argument("--log-level", metavar="LEVEL", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="log level, overriding the config")
+    return parser
+
+
+def load(args):
+    """Load the config for parsed ``args`` (CLI > env > file > defaults) and set up logs."""
+    config = load_config(args.config)
+    if getattr(args, "servers", None):
+        try:
+            config = config.replace(servers=parse_address_list(args.servers))
+        except ValueError as err:
+            raise ConfigError("--servers", None, str(err), args.servers) from err
+    setup_logging(config.logging, level=args.log_level)
+    return config
+
+
+def run(main, argv=None, prog=None):
+    """Call ``main(argv)``; turn any gearman-frame error into one line and its exit code."""
+    prog = prog or sys.argv[0]
+    try:
+        return main(argv)
+    except FrameError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED

@@ -1,0 +1,383 @@
+"""config.yaml: loaded once into frozen dataclasses, validated at load.
+
+Precedence is CLI > environment > file > defaults: :func:`load_config` applies the file and
+the environment (``GEARMAN_FRAME_CONFIG`` picks the file, ``GEARMAN_FRAME_SERVERS``
+overrides ``servers``); each CLI applies its own flags with :meth:`Config.replace`.
+Every problem is one :class:`ConfigError` naming the file, the key path, what was
+expected and what was found.
+"""
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Tuple
+
+import yaml
+
+from .addresses import DEFAULT_PORT, ServerAddress, parse_address, parse_address_list
+from .errors import ConfigError
+from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
+from .templates import TemplateError, fields_of
+
+#: Environment variable naming the config file when ``--config`` is not given.
+ENV_CONFIG = "GEARMAN_FRAME_CONFIG"
+#: Environment variable overriding ``servers`` (comma-separated ``host:port``).
+ENV_SERVERS = "GEARMAN_FRAME_SERVERS"
+#: The file looked for in the working directory when neither flag nor env names one.
+DEFAULT_CONFIG_FILE = "config.yaml"
+
+#: Job servers used when the config names none: a local gearmand.
+DEFAULT_SERVERS = (ServerAddress("127.0.0.1", DEFAULT_PORT),)
+#: Seconds a foreground submit waits for its result before resending.
+DEFAULT_CLIENT_TIMEOUT = 30.0
+#: Resends of one job (same unique id) after a timeout or a lost connection.
+DEFAULT_RESEND = 3
+#: SQLite file holding background jobs no server accepted (relative to the config file).
+DEFAULT_OUTBOX = "var/outbox.sqlite"
+#: Worker name template; ``{hostname}`` and ``{pid}`` are filled in at start.
+DEFAULT_WORKER_NAME = "{hostname}"
+#: Worker threads per ``runworkers`` process.
+DEFAULT_THREADS = 4
+#: Seconds a graceful stop lets running commands finish before killing them.
+DEFAULT_GRACE = 30.0
+#: Seconds ``runworkers`` waits for a first server before exiting with code 3.
+DEFAULT_STARTUP_TIMEOUT = 30.0
+#: Seconds a function's command may run before its process group is killed.
+DEFAULT_FUNCTION_TIMEOUT = 300.0
+#: Largest function name gearmand handles (it drops the connection at 8192 bytes).
+MAX_FUNCTION_NAME_BYTES = 8191
+#: Function-name prefix reserved for gearman-frame's own queues (control, dead letters).
+RESERVED_PREFIX = "__"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """``logging:`` — level, optional rotating file, text or JSON lines."""
+
+    level: str = "INFO"
+    file: Optional[str] = None
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """``client:`` — how senders wait, resend and keep undeliverable jobs."""
+
+    timeout: float = DEFAULT_CLIENT_TIMEOUT
+    resend: int = DEFAULT_RESEND
+    outbox: str = DEFAULT_OUTBOX
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """``worker:`` — name, thread count and stop/start patience of ``runworkers``."""
+
+    name: str = DEFAULT_WORKER_NAME
+    threads: int = DEFAULT_THREADS
+    grace: float = DEFAULT_GRACE
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One entry of ``functions:``; a Gearman function served by workers."""
+
+    name: str
+    command: Optional[Tuple[str, ...]] = None
+    shell: Optional[str] = None
+    stdin: Optional[str] = None
+    raw_shell: bool = False
+    timeout: float = DEFAULT_FUNCTION_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    maxqueue: Optional[int] = None
+    cwd: Optional[str] = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fields(self):
+        """The ``{field}`` names a job must supply (empty for a Python task)."""
+        if self.command:
+            return fields_of(self.command)
+        if self.shell:
+            return fields_of([self.shell])
+        return set()
+
+    @property
+    def is_external(self):
+        """True if the function runs a process rather than a Python @task."""
+        return bool(self.command or self.shell or self.raw_shell)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Optional[str] = None
+    servers: Tuple[ServerAddress, ...] = DEFAULT_SERVERS
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    plugins: Tuple[str, ...] = ()
+    functions: Mapping[str, FunctionConfig] = field(default_factory=dict)
+
+    def replace(self, **changes):
+        """Return a copy with top-level fields replaced (CLI overrides)."""
+        return dataclasses.replace(self, **changes)
+
+    def resolve(self, relative):
+        """Resolve a path from the config relative to the config file's folder."""
+        if relative is None:
+            return None
+        base = Path(self.path).resolve().parent if self.path else Path.cwd()
+        return str((base / relative).resolve())
+
+    def check_tasks(self, task_names):
+        """Raise ConfigError for a function with no command, no shell and no @task."""
+        for name, fn in self.functions.items():
+            if not fn.is_external and name not in task_names:
+                raise ConfigError(
+                    self.path, f"functions.{name}",
+                    "'command', 'shell' or 'raw_shell', or a @task of that name in "
+                    f"the plugins {list(self.plugins)}",
+                    got="found none of them")
+
+
+# --- loading -------------------------------------------------------------------------
+
+def config_path(explicit=None, environ=None):
+    """Pick the config file: explicit path, then ``$GEARMAN_FRAME_CONFIG``, then
+    ``./config.yaml`` if it exists; None means 'defaults only'."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return str(explicit)
+    if environ.get(ENV_CONFIG):
+        return environ[ENV_CONFIG]
+    return DEFAULT_CONFIG_FILE if os.path.exists(DEFAULT_CONFIG_FILE) else None
+
+
+def load_config(explicit=None, environ=None):
+    """Load, validate and return the :class:`Config` (file + environment + defaults)."""
+    environ = os.environ if environ is None else environ
+    path = config_path(explicit, environ)
+    raw = _read_yaml(path) if path else {}
+    config = _Validator(path).config(raw)
+    if environ.get(ENV_SERVERS):
+        try:
+            servers = parse_address_list(environ[ENV_SERVERS])
+        except ValueError as err:
+            raise ConfigError(f"${ENV_SERVERS}", None, str(err),
+                              environ[ENV_SERVERS]) from err
+        config = config.replace(servers=servers)
+    return config
+
+
+def _read_yaml(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError as err:
+        raise ConfigError(path, None, "an existing YAML file", got="file not found") from err
+    except OSError as err:
+        raise ConfigError(path, None, "a readable YAML file", got=err.strerror) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(path, None, "UTF-8 text", got="undecodable bytes") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(where, None, "valid YAML", got=f"YAML syntax error: {problem}") from err
+    return {} if data is None else data
+
+
+_TOP_KEYS = ("servers", "logging", "client", "worker", "plugins", "functions")
+_FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
+                  "retry_delay", "backoff", "maxqueue", "cwd", "env")
+
+
+class _Validator:
+    """Turns the parsed YAML into a Config, raising ConfigError at the first problem."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def error(self, key, expected, value=None, got=None):
+        return ConfigError(self.path, key, expected, value, got=got)
+
+    # -- shapes
+    def mapping(self, value, key, allowed):
+        if not isinstance(value, dict):
+            raise self.error(key, "a mapping", value)
+        for name in value:
+            if name not in allowed:
+                near = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                where = f"{key}.{name}" if key else str(name)
+                raise self.error(where, f"one of {', '.join(allowed)}",
+                                 got=f"unknown key '{name}'{hint}")
+        return value
+
+    def number(self, value, key, minimum=0.0):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise self.error(key, f"a number >= {minimum:g}", value)
+        return float(value)
+
+    def integer(self, value, key, minimum=0):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(key, f"a whole number >= {minimum}", value)
+        return value
+
+    def string(self, value, key, choices=None):
+        if not isinstance(value, str) or not value:
+            raise self.error(key, "a non-empty string", value)
+        if choices and value not in choices:
+            raise self.error(key, f"one of {', '.join(choices)}", value)
+        return value
+
+    def boolean(self, value, key):
+        if not isinstance(value, bool):
+            raise self.error(key, "true or false", value)
+        return value
+
+    def optional(self, check, value, key, *args):
+        return None if value is None else check(value, key, *args)
+
+    # -- sections
+    def config(self, raw):
+        raw = self.mapping(raw, "", _TOP_KEYS)
+        return Config(
+            path=self.path,
+            servers=self.servers(raw.get("servers", [str(s) for s in DEFAULT_SERVERS])),
+            logging=self.logging(raw.get("logging") or {}),
+            client=self.client(raw.get("client") or {}),
+            worker=self.worker(raw.get("worker") or {}),
+            plugins=self.plugins(raw.get("plugins") or []),
+            functions=self.functions(raw.get("functions") or {}),
+        )
+
+    def servers(self, value):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.error("servers", "a non-empty list of 'host:port'", value)
+        result = []
+        for i, item in enumerate(value):
+            try:
+                result.append(parse_address(item))
+            except ValueError as err:
+                raise self.error(f"servers[{i}]", str(err), item) from err
+        return tuple(result)
+
+    def logging(self, raw):
+        raw = self.mapping(raw, "logging", ("level", "file", "format"))
+        level = self.string(str(raw.get("level", "INFO")).upper(), "logging.level", LOG_LEVELS)
+        return LoggingConfig(
+            level=level,
+            file=self.optional(self.string, raw.get("file"), "logging.file"),
+            format=self.string(raw.get("format", "text"), "logging.format", LOG_FORMATS),
+        )
+
+    def client(self, raw):
+        raw = self.mapping(raw, "client", ("timeout", "resend", "outbox"))
+        return ClientConfig(
+            timeout=self.number(raw.get("timeout", DEFAULT_CLIENT_TIMEOUT), "client.timeout"),
+            resend=self.integer(raw.get("resend", DEFAULT_RESEND), "client.resend"),
+            outbox=self.string(raw.get("outbox", DEFAULT_OUTBOX), "client.outbox"),
+        )
+
+    def worker(self, raw):
+        raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout"))
+        name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
+        try:
+            unknown = fields_of([name]) - {"hostname", "pid"}
+        except TemplateError as err:
+            raise self.error("worker.name", str(err), name) from err
+        if unknown:
+            raise self.error("worker.name", "only the fields {hostname} and {pid}", name)
+        return WorkerConfig(
+            name=name,
+            threads=self.integer(raw.get("threads", DEFAULT_THREADS), "worker.threads", 1),
+            grace=self.number(raw.get("grace", DEFAULT_GRACE), "worker.grace"),
+            startup_timeout=self.number(raw.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT),
+                                        "worker.startup_timeout"),
+        )
+
+    def plugins(self, value):
+        if not isinstance(value, list):
+            raise self.error("plugins", "a list of module names", value)
+        for i, item in enumerate(value):
+            ok = isinstance(item, str) and all(p.isidentifier() for p in item.split("."))
+            if not ok:
+                raise self.error(f"plugins[{i}]", "a dotted module name", item)
+        return tuple(value)
+
+    def functions(self, raw):
+        if not isinstance(raw, dict):
+            raise self.error("functions", "a mapping of function names", raw)
+        return {self.function_name(name): self.function(name, spec or {})
+                for name, spec in raw.items()}
+
+    def function_name(self, name):
+        key = f"functions.{name}"
+        if not isinstance(name, str) or not name or "\0" in name:
+            raise self.error(key, "a non-empty function name", name)
+        if name.startswith(RESERVED_PREFIX):
+            raise self.error(key, f"a name not starting with '{RESERVED_PREFIX}' (reserved)",
+                             name)
+        if len(name.encode("utf-8")) > MAX_FUNCTION_NAME_BYTES:
+            raise self.error(key, f"a name of at most {MAX_FUNCTION_NAME_BYTES} bytes",
+                             got=f"{len(name.encode('utf-8'))} bytes")
+        return name
+
+    def function(self, name, raw):
+        key = f"functions.{name}"
+        raw = self.mapping(raw, key, _FUNCTION_KEYS)
+        command = raw.get("command")
+        if command is not None:
+            if (not isinstance(command, list) or not command
+                    or not all(isinstance(a, str) for a in command)):
+                raise self.error(f"{key}.command", "a non-empty list of strings (argv)",
+                                 command)
+            command = tuple(command)
+        shell = self.optional(self.string, raw.get("shell"), f"{key}.shell")
+        if command and shell:
+            raise self.error(key, "either 'command' or 'shell', not both",
+                             got="both are set")
+        for sub, templates in (("command", command), ("shell", [shell] if shell else None)):
+            if templates:
+                try:
+                    fields_of(templates)
+                except TemplateError as err:
+                    raise self.error(f"{key}.{sub}", str(err), got="a bad template") from err
+        raw_shell = self.boolean(raw.get("raw_shell", False), f"{key}.raw_shell")
+        if raw_shell and (command or shell):
+            raise self.error(f"{key}.raw_shell", "no 'command' or 'shell' beside it",
+                             got="both set")
+        try:
+            retry = RetryPolicy(
+                retries=self.integer(raw.get("retries", DEFAULT_RETRIES), f"{key}.retries"),
+                delay=self.number(raw.get("retry_delay", DEFAULT_RETRY_DELAY),
+                                  f"{key}.retry_delay"),
+                backoff=self.number(raw.get("backoff", DEFAULT_BACKOFF), f"{key}.backoff", 1),
+            )
+        except ValueError as err:  # pragma: no cover - the checks above come first
+            raise self.error(key, str(err), got="a bad retry policy") from err
+        env = raw.get("env") or {}
+        if not isinstance(env, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise self.error(f"{key}.env", "a mapping of strings to strings", env)
+        return FunctionConfig(
+            name=name,
+            command=command,
+            shell=shell,
+            stdin=self.optional(self.string, raw.get("stdin"), f"{key}.stdin", ("data",)),
+            raw_shell=raw_shell,
+            timeout=self.number(raw.get("timeout", DEFAULT_FUNCTION_TIMEOUT), f"{key}.timeout"),
+            retry=retry,
+            maxqueue=self.optional(self.integer, raw.get("maxqueue"), f"{key}.maxqueue"),
+            cwd=self.optional(self.string, raw.get("cwd"), f"{key}.cwd"),
+            env=dict(env),
+        )

@@ -1,0 +1,136 @@
+"""The v1 job envelope: what a sender puts in a job and what a worker sends back.
+
+Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``;
+the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
+Result: ``{"status": "ok"|"failed"|"timeout"|"error", "exit_code", "signal", "stdout",
+"stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id"}``.
+
+Both are UTF-8 JSON. Any ``bytes`` value travels as ``{"__b64__": "..."}`` and comes back
+as bytes, so every byte string round-trips. Data that is not an envelope is "raw" and is
+passed through untouched (interop with other Gearman clients).
+"""
+import base64
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from .errors import EnvelopeError
+
+VERSION = 1
+_B64 = "__b64__"
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_TIMEOUT = "timeout"
+STATUS_ERROR = "error"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_ERROR)
+
+
+def _to_json(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_B64: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _from_json(obj):
+    if len(obj) == 1 and _B64 in obj:
+        return base64.b64decode(obj[_B64])
+    return obj
+
+
+def dumps(value):
+    """Encode any JSON-able value (bytes allowed anywhere) to UTF-8 JSON bytes."""
+    return json.dumps(value, default=_to_json, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def loads(data):
+    """Decode :func:`dumps` output; raise EnvelopeError on anything else."""
+    try:
+        return json.loads(data, object_hook=_from_json)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise EnvelopeError(f"not valid UTF-8 JSON: {err}") from err
+
+
+def new_job_id():
+    """A fresh job id: 32 hex characters, safely under gearmand's 63-byte unique limit."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a sender asks a worker to do."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    id: str = field(default_factory=new_job_id)
+    sent_at: float = field(default_factory=time.time)
+
+    def encode(self):
+        return dumps({"v": VERSION, "id": self.id, "args": list(self.args),
+                      "kwargs": self.kwargs, "sent_at": self.sent_at})
+
+    @classmethod
+    def decode(cls, data):
+        """Decode an envelope; raise EnvelopeError if ``data`` is not one."""
+        obj = loads(data)
+        if not isinstance(obj, dict) or obj.get("v") != VERSION or not isinstance(
+                obj.get("id"), str):
+            raise EnvelopeError("not a v1 job envelope (needs 'v': 1 and an 'id')")
+        args, kwargs = obj.get("args", []), obj.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise EnvelopeError("'args' must be a list and 'kwargs' an object")
+        return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
+                   sent_at=obj.get("sent_at") or 0.0)
+
+
+def is_envelope(data):
+    """Cheap test: does ``data`` look like a v1 envelope (rather than a raw payload)?"""
+    return data[:1] == b"{" and b'"v":' in data[:64]
+
+
+def parse_request(data):
+    """Return ``(Request, None)`` for an envelope or ``(None, data)`` for a raw payload.
+
+    Data that looks like an envelope but is malformed raises EnvelopeError.
+    """
+    if is_envelope(data):
+        return Request.decode(data), None
+    return None, data
+
+
+@dataclass
+class Result:
+    """What a worker reports back; a final failure carries the same details as success."""
+
+    status: str = STATUS_OK
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    stdout: Any = ""
+    stderr: Any = ""
+    attempts: int = 1
+    duration_s: float = 0.0
+    worker: str = ""
+    host: str = ""
+    error: Optional[str] = None
+    value: Any = None
+    id: Optional[str] = None
+
+    @property
+    def ok(self):
+        return self.status == STATUS_OK
+
+    def encode(self):
+        return dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, data):
+        obj = loads(data)
+        if not isinstance(obj, dict) or obj.get("status") not in STATUSES:
+            raise EnvelopeError("not a result object (needs a known 'status')")
+        known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

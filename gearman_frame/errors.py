@@ -1,0 +1,99 @@
+"""The one error tree of gearman-frame.
+
+Every error a user can meet derives from :class:`FrameError`, carries its data as
+attributes, and knows the exit code the command-line contract gives it, so each CLI maps
+any of them to one line and one code without a traceback.
+"""
+
+#: Exit codes of the command-line contract (DESIGN.md).
+EXIT_OK = 0
+EXIT_FAILED = 1  # the job or operation failed (non-zero exit, timeout, ERR reply)
+EXIT_USAGE = 2  # bad usage or bad config
+EXIT_UNREACHABLE = 3  # no job server reachable
+
+
+class FrameError(Exception):
+    """Raised for any failure gearman-frame reports to a user."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(FrameError):
+    """Raised when a config file (or a CLI/env override of it) is not what is expected.
+
+    ``str(err)`` is one line: ``FILE: KEY.PATH: expected …, got …``.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path, key, expected, value=None, *, got=None):
+        self.path = str(path) if path is not None else "<config>"
+        self.key = key
+        self.expected = expected
+        self.value = value
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        shown = got if got is not None else f"got {value!r}"
+        super().__init__(f"{where}expected {expected}, {shown}")
+
+
+class UsageError(FrameError):
+    """Raised when a command line or an API call is malformed."""
+
+    exit_code = EXIT_USAGE
+
+
+class EnvelopeError(FrameError):
+    """Raised when job data claims to be an envelope but is not a valid one."""
+
+
+class WireError(FrameError):
+    """Raised for any failure talking to gearmand."""
+
+
+class ServerUnavailable(WireError):
+    """Raised when no configured job server can be reached."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, message, servers=()):
+        self.servers = tuple(servers)
+        super().__init__(message)
+
+
+class ConnectionLost(WireError):
+    """Raised when a connection to gearmand breaks (instead of the library's SystemExit)."""
+
+
+class BadRequest(WireError):
+    """Raised before sending a request gearmand would mishandle (a too-long unique, a
+    function name it would drop the connection for)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ServerRefused(WireError):
+    """Raised when gearmand answers a request with an ERROR packet (e.g. QUEUE_FULL)."""
+
+    def __init__(self, code, text, server=None):
+        self.code = code
+        self.text = text
+        self.server = server
+        where = f" ({server})" if server else ""
+        super().__init__(f"job server refused the request{where}: {code}: {text}")
+
+
+class SubmitTimeout(WireError):
+    """Raised when a submit ran out of time; ``handle`` says whether gearmand queued it."""
+
+    def __init__(self, message, handle=None, attempts=()):
+        self.handle = handle
+        self.attempts = tuple(attempts)
+        super().__init__(message)
+
+
+class ServerControlError(FrameError):
+    """Raised when the local gearmand cannot be started, stopped or inspected."""
+
+    def __init__(self, message, exit_code=EXIT_FAILED):
+        self.exit_code = exit_code
+        super().__init__(message)

@@ -1,0 +1,95 @@
+"""Logging: configured once by each CLI entry point, never at import.
+
+Every record carries ``worker``, ``function`` and ``job_id`` from a context variable that
+worker threads set around each job (:func:`job_context`), so lines from a busy
+multi-threaded worker can be told apart. Library modules only call
+``logging.getLogger(__name__)``.
+"""
+import contextlib
+import contextvars
+import json
+import logging
+import logging.handlers
+import os
+import sys
+
+#: Bytes a log file reaches before it is rotated.
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+#: Rotated log files kept beside the current one.
+LOG_FILE_BACKUPS = 5
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(worker)s %(function)s %(job_id)s %(name)s: %(message)s"
+_CONTEXT_FIELDS = ("worker", "function", "job_id")
+_context = contextvars.ContextVar("gearman_frame_log_context", default={})
+_HANDLER_MARK = "_gearman_frame_handler"
+
+
+def current_context():
+    """The worker/function/job_id the calling thread is working for (a dict)."""
+    return _context.get()
+
+
+@contextlib.contextmanager
+def job_context(**fields):
+    """Add ``worker``, ``function`` and/or ``job_id`` to every record logged inside."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the calling thread's job context onto each record ('-' where unknown)."""
+
+    def filter(self, record):
+        ctx = _context.get()
+        for name in _CONTEXT_FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, ctx.get(name, "-"))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the job context as fields."""
+
+    def format(self, record):
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "thread": record.threadName,
+            "message": record.getMessage(),
+        }
+        for name in _CONTEXT_FIELDS:
+            entry[name] = getattr(record, name, "-")
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(settings, level=None, stream=None):
+    """Install gearman-frame's handler on the root logger (idempotent).
+
+    ``settings`` is a :class:`~gearman_frame.config.LoggingConfig`; ``level`` (a CLI's
+    ``--log-level``) overrides it. Logs go to ``settings.file`` (rotating) if set,
+    otherwise to ``stream`` (stderr), keeping stdout free for ``--json`` output.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    if settings.file:
+        os.makedirs(os.path.dirname(os.path.abspath(settings.file)), exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            settings.file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS,
+            encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+    setattr(handler, _HANDLER_MARK, True)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter() if settings.format == "json"
+                         else logging.Formatter(TEXT_FORMAT))
+    root.addHandler(handler)
+    root.setLevel((level or settings.level).upper())
+    return handler

@@ -1,0 +1,281 @@
+"""Local gearmand control: start, stop and inspect a gearmand on one port.
+
+This is the embedded default behind ``runadmin server``, the demo and the test fixtures.
+The data dir holds the pidfile, the log and (by default) the SQLite persistent queue,
+written on every change (``-q libsqlite3``; never ``--store-queue-on-shutdown``, with which
+a SIGKILL loses every queued job). A stop only signals a process that the pidfile names
+*and* whose command line is a gearmand on this port and data dir, so a stale pidfile
+whose pid was reused is never signalled.
+"""
+import errno
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .addresses import DEFAULT_PORT
+from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a started gearmand to accept connections.
+START_TIMEOUT = 10.0
+#: Seconds to wait for gearmand to exit after SIGTERM before SIGKILL.
+STOP_TIMEOUT = 10.0
+QUEUE_SQLITE = "sqlite"
+QUEUE_BUILTIN = "builtin"
+
+
+def find_gearmand():
+    """Path of the gearmand binary (Debian puts it in /usr/sbin), or None."""
+    return shutil.which("gearmand") or shutil.which("gearmand", path="/usr/sbin:/usr/local/sbin")
+
+
+def port_is_free(host, port):
+    """True if nothing listens on host:port (checked by binding it, as gearmand does, with
+    SO_REUSEADDR, so connections of a killed server in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host="127.0.0.1"):
+    """A port the kernel just found free on ``host`` (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def accepts_connections(host, port, timeout=0.5):
+    """True if gearmand answers the admin 'version' command on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"version\n")
+            return sock.recv(64).startswith(b"OK")
+    except OSError:
+        return False
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = Path(f"/proc/{pid}/stat")
+    try:
+        return state.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class ServerStatus:
+    """What ``status`` reports about a local gearmand."""
+
+    running: bool
+    pid: Optional[int]
+    host: str
+    port: int
+    data_dir: str
+    queue: str
+    stale_pidfile: bool = False
+
+    def describe(self):
+        if self.running:
+            return (f"gearmand running: pid {self.pid}, {self.host}:{self.port}, "
+                    f"queue {self.queue}, data {self.data_dir}")
+        extra = " (removed a stale pidfile)" if self.stale_pidfile else ""
+        return f"gearmand not running on {self.host}:{self.port}{extra}"
+
+
+class LocalGearmand:
+    """One gearmand on ``host:port`` with its files in ``data_dir``."""
+
+    def __init__(self, data_dir, port=DEFAULT_PORT, host="127.0.0.1", queue=QUEUE_SQLITE,
+                 extra_args=(), binary=None):
+        if queue not in (QUEUE_SQLITE, QUEUE_BUILTIN):
+            raise ServerControlError(f"queue must be '{QUEUE_SQLITE}' or '{QUEUE_BUILTIN}', "
+                                     f"got {queue!r}", EXIT_USAGE)
+        self.data_dir = Path(data_dir).resolve()
+        self.port = int(port)
+        self.host = host
+        self.queue = queue
+        self.extra_args = tuple(extra_args)
+        self.binary = binary if binary is not None else find_gearmand()
+        self.process = None
+
+    @property
+    def pidfile(self):
+        return self.data_dir / f"gearmand-{self.port}.pid"
+
+    @property
+    def logfile(self):
+        return self.data_dir / f"gearmand-{self.port}.log"
+
+    @property
+    def errfile(self):
+        """gearmand's own stdout/stderr (start-up errors land here, not in the log)."""
+        return self.data_dir / f"gearmand-{self.port}.err"
+
+    @property
+    def queue_file(self):
+        return self.data_dir / f"queue-{self.port}.sqlite"
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def command(self):
+        binary = self.binary
+        if not binary or not os.access(binary, os.X_OK):
+            raise ServerControlError(
+                "gearmand not found: install the 'gearman-job-server' package "
+                "(apt-get install gearman-job-server)", EXIT_UNREACHABLE)
+        argv = [binary, "--listen", self.host, "--port", str(self.port),
+                "--pid-file", str(self.pidfile), "--log-file", str(self.logfile),
+                "--verbose", "WARNING"]
+        if self.queue == QUEUE_SQLITE:
+            argv += ["--queue-type", "libsqlite3", "--libsqlite3-db", str(self.queue_file)]
+        return argv + list(self.extra_args)
+
+    # -- pidfile
+    def _read_pid(self):
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _is_ours(self, pid):
+        argv = _cmdline(pid)
+        return (bool(argv) and os.path.basename(argv[0]) == b"gearmand"
+                and str(self.pidfile).encode() in argv and _alive(pid))
+
+    def running_pid(self):
+        """The pid of our gearmand if it runs; a stale pidfile is removed."""
+        pid = self._read_pid()
+        if pid is None:
+            return None
+        if self._is_ours(pid):
+            return pid
+        log.warning("gearmand %s: removing stale pidfile %s (pid %s is not ours)",
+                    self.address, self.pidfile, pid)
+        self.pidfile.unlink(missing_ok=True)
+        return None
+
+    # -- control
+    def status(self):
+        had_pidfile = self.pidfile.exists()
+        pid = self.running_pid()
+        return ServerStatus(running=pid is not None, pid=pid, host=self.host, port=self.port,
+                            data_dir=str(self.data_dir), queue=self.queue,
+                            stale_pidfile=had_pidfile and pid is None)
+
+    def start(self, timeout=START_TIMEOUT):
+        """Start gearmand and wait until it answers; return its pid."""
+        pid = self.running_pid()
+        if pid is not None:
+            raise ServerControlError(f"gearmand already running on {self.address} (pid {pid})",
+                                     EXIT_USAGE)
+        if not port_is_free(self.host, self.port):
+            raise ServerControlError(f"cannot start gearmand: {self.address} is already in use "
+                                     "by another process", EXIT_USAGE)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.errfile, "ab") as err:
+            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                            stdout=err, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerControlError(
+                    f"gearmand on {self.address} exited at start (code "
+                    f"{self.process.returncode}): {self._failure_text()}", EXIT_UNREACHABLE)
+            if accepts_connections(self.host, self.port, timeout=0.2):
+                self._wait_for_pidfile(deadline)
+                log.info("gearmand %s: started, pid %s, queue %s", self.address,
+                         self.process.pid, self.queue)
+                return self.process.pid
+            time.sleep(0.02)
+        self._kill(self.process.pid, signal.SIGKILL)
+        raise ServerControlError(f"gearmand on {self.address} did not answer within {timeout}s",
+                                 EXIT_UNREACHABLE)
+
+    def _wait_for_pidfile(self, deadline):
+        while self._read_pid() != self.process.pid and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._read_pid() != self.process.pid:
+            self.pidfile.write_text(f"{self.process.pid}\n")
+
+    def _failure_text(self):
+        text = ""
+        for path in (self.errfile, self.logfile):
+            if path.exists():
+                text += path.read_text(errors="replace")[-500:]
+        return " ".join(text.split())[-300:] or "no message"
+
+    def stop(self, timeout=STOP_TIMEOUT, sig=signal.SIGTERM):
+        """Stop our gearmand (SIGTERM, SIGKILL after ``timeout``); False if none ran."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        self._kill(pid, sig)
+        if not self._wait_exit(pid, timeout):
+            log.warning("gearmand %s: pid %s ignored SIGTERM for %ss, killing", self.address,
+                        pid, timeout)
+            self._kill(pid, signal.SIGKILL)
+            self._wait_exit(pid, timeout)
+        self.pidfile.unlink(missing_ok=True)
+        log.info("gearmand %s: stopped (pid %s)", self.address, pid)
+        return True
+
+    def kill(self):
+        """SIGKILL our gearmand, as a crash would (fault tests); the pidfile stays."""
+        pid = self.running_pid()
+        if pid is not None:
+            self._kill(pid, signal.SIGKILL)
+            self._wait_exit(pid, STOP_TIMEOUT)
+        return pid
+
+    def signal(self, sig):
+        """Send ``sig`` (e.g. SIGSTOP/SIGCONT) to our gearmand."""
+        pid = self.running_pid()
+        if pid is None:
+            raise ServerControlError(f"gearmand not running on {self.address}")
+        self._kill(pid, sig)
+
+    def _kill(self, pid, sig):
+        try:
+            os.kill(pid, sig)
+        except OSError as err:
+            if err.errno not in (errno.ESRCH, errno.EPERM):
+                raise
+
+    def _wait_exit(self, pid, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.pid == pid:
+                if self.process.poll() is not None:
+                    return True
+            elif not _alive(pid):
+                return True
+            time.sleep(0.01)
+        return False

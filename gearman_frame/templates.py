@@ -1,0 +1,69 @@
+"""Command templates: ``{field}`` placeholders filled from a job's kwargs.
+
+Only plain ``{name}`` placeholders are allowed (no attribute access, indexing, format
+specs or conversions), so a template can never reach into Python objects, and every
+field a job must supply is known when the config is loaded.
+"""
+import shlex
+import string
+
+_FORMATTER = string.Formatter()
+
+
+class TemplateError(ValueError):
+    """Raised when a template is malformed or a job's fields do not fit it."""
+
+
+def template_fields(template):
+    """Return the field names of one template string, in order of first use."""
+    fields = []
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as err:
+        raise TemplateError(f"a template with balanced braces ({err})") from err
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise TemplateError(f"'{{{name}}}' is not a plain '{{name}}' field")
+        if name not in fields:
+            fields.append(name)
+    return fields
+
+
+def fields_of(templates):
+    """Return the set of field names used across several template strings."""
+    found = set()
+    for template in templates:
+        found.update(template_fields(template))
+    return found
+
+
+def check_kwargs(needed, kwargs):
+    """Raise TemplateError unless ``kwargs`` supplies exactly the ``needed`` fields."""
+    missing = sorted(set(needed) - set(kwargs))
+    extra = sorted(set(kwargs) - set(needed))
+    if missing:
+        raise TemplateError(f"missing template field(s): {', '.join(missing)}")
+    if extra:
+        raise TemplateError(f"field(s) not in the template: {', '.join(extra)}")
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def render_argv(argv, kwargs):
+    """Fill an argv template; each value stays exactly one literal argument."""
+    check_kwargs(fields_of(argv), kwargs)
+    values = {k: _text(v) for k, v in kwargs.items()}
+    return [_FORMATTER.vformat(part, (), values) for part in argv]
+
+
+def render_shell(template, kwargs):
+    """Fill a shell template with every value shell-quoted."""
+    check_kwargs(fields_of([template]), kwargs)
+    values = {k: shlex.quote(_text(v)) for k, v in kwargs.items()}
+    return _FORMATTER.vformat(template, (), values)

@@ -1,0 +1,1 @@
+"""The admin role: status, workers, queue clearing, worker shutdown, local gearmand."""

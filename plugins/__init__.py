@@ -1,0 +1,1 @@
+"""Plugin scripts: each module here defines jobs that ``sendjob plugin NAME`` sends."""

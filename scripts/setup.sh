@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what gearman-frame needs on a Debian/Ubuntu machine, idempotently:
+# gearmand + gearman-tools (apt), a virtualenv in .venv with the package and test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v gearmand >/dev/null 2>&1 || [ -x /usr/sbin/gearmand ] || need_apt+=(gearman-job-server)
+command -v gearman >/dev/null 2>&1 || need_apt+=(gearman-tools)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${need_apt[*]} with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.gearman-frame-installed
+if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+  echo "setup: installing gearman-frame into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch "$stamp"
+fi

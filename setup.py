@@ -1,0 +1,27 @@
+"""Packaging for gearman-frame: shell-command and Python jobs over gearmand."""
+from setuptools import find_packages, setup
+
+setup(
+    name="gearman-frame",
+    version="0.1.0",
+    description="Run shell-command and Python jobs across a fleet through gearmand",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=[
+        "gearman_frame", "gearman_frame.*",
+        "send_job_client", "worker_client", "manage_client", "plugins",
+    ]),
+    install_requires=[
+        "python3-gearman==0.1.0",
+        "PyYAML>=5.4",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9"],
+    },
+    entry_points={
+        "console_scripts": [
+            "runadmin = manage_client.runadmin:entry",
+        ],
+    },
+)

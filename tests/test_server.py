@@ -1,0 +1,95 @@
+"""Local gearmand control through `runadmin server` and its API: real processes only."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from gearman_frame.errors import ServerControlError
+from gearman_frame.server import LocalGearmand, accepts_connections, free_port
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.needs_gearmand
+
+
+def runadmin(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "manage_client.runadmin", *args],
+                          capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_start_status_stop_through_the_cli(tmp_path):
+    port, data = str(free_port()), str(tmp_path / "data")
+    common = ["--port", port, "--data-dir", data]
+    started = runadmin("server", "start", *common)
+    assert started.returncode == 0, started.stderr
+    try:
+        assert accepts_connections("127.0.0.1", int(port))
+        assert (tmp_path / "data" / f"queue-{port}.sqlite").exists()
+        status = runadmin("server", "status", *common)
+        assert status.returncode == 0 and "running" in status.stdout
+        again = runadmin("server", "start", *common)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        stopped = runadmin("server", "stop", *common)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert not accepts_connections("127.0.0.1", int(port))
+    status = runadmin("server", "status", *common)
+    assert status.returncode == 1 and "not running" in status.stdout
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = runadmin("server", "start", "--port", port, "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_stale_pidfile_is_removed_and_never_signalled(tmp_path):
+    # Given a pidfile naming a live process that is not our gearmand
+    bystander = subprocess.Popen(["sleep", "60"])
+    server = LocalGearmand(tmp_path, port=free_port(), queue="builtin")
+    server.pidfile.write_text(f"{bystander.pid}\n")
+    try:
+        # When we ask for status, stop, and start
+        assert server.status().stale_pidfile
+        server.pidfile.write_text(f"{bystander.pid}\n")
+        assert server.stop() is False
+        server.pidfile.write_text(f"{bystander.pid}\n")
+        pid = server.start()
+        # Then the bystander was never signalled and our gearmand runs
+        assert bystander.poll() is None
+        assert pid != bystander.pid and server.status().running
+    finally:
+        server.stop()
+        bystander.kill()
+        bystander.wait()
+
+
+def test_sigkilled_server_keeps_background_jobs_in_sqlite(restartable_gearmand, func_name):
+    from gearman_frame.wire import WireClient
+    from .wire_helpers import WorkerThread, echo, admin
+
+    server = restartable_gearmand
+    for i in range(3):
+        WireClient([server.address]).submit(func_name, b"job%d" % i, background=True, timeout=5)
+    server.kill()
+    server.start()
+    assert admin(server, "status").startswith(f"{func_name}\t3\t0")
+    seen = []
+    with WorkerThread([server.address], {func_name: lambda w, j: seen.append(j.data) or b""}):
+        wait_for(lambda: len(seen) == 3, 10, "the three persisted jobs")
+    assert sorted(seen) == [b"job0", b"job1", b"job2"]
+
+
+def test_missing_binary_is_reported(tmp_path):
+    server = LocalGearmand(tmp_path, port=free_port(), binary=str(tmp_path / "no-gearmand"))
+    with pytest.raises(ServerControlError, match="gearman-job-server") as info:
+        server.start()
+    assert info.value.exit_code == 3

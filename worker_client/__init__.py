@@ -1,0 +1,1 @@
+"""The worker role: named multi-threaded workers running commands and Python tasks."""

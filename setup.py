@@ -22,6 +22,7 @@ setup(
     entry_points={
         "console_scripts": [
             "runadmin = manage_client.runadmin:entry",
+            "runworkers = worker_client.runworkers:entry",
         ],
     },
 )

@@ -1,6 +1,7 @@
 """The v1 job envelope: what a sender puts in a job and what a worker sends back.
 
-Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``;
+Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``
+(plus ``"bg": true`` for a background job, so a worker knows to dead-letter it);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
 Result: ``{"status": "ok"|"failed"|"timeout"|"error", "exit_code", "signal", "stdout",
 "stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id"}``.
@@ -69,10 +70,14 @@ class Request:
     kwargs: dict = field(default_factory=dict)
     id: str = field(default_factory=new_job_id)
     sent_at: float = field(default_factory=time.time)
+    background: bool = False
 
     def encode(self):
-        return dumps({"v": VERSION, "id": self.id, "args": list(self.args),
-                      "kwargs": self.kwargs, "sent_at": self.sent_at})
+        obj = {"v": VERSION, "id": self.id, "args": list(self.args), "kwargs": self.kwargs,
+               "sent_at": self.sent_at}
+        if self.background:
+            obj["bg"] = True
+        return dumps(obj)
 
     @classmethod
     def decode(cls, data):
@@ -85,7 +90,7 @@ class Request:
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise EnvelopeError("'args' must be a list and 'kwargs' an object")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
-                   sent_at=obj.get("sent_at") or 0.0)
+                   sent_at=obj.get("sent_at") or 0.0, background=bool(obj.get("bg")))
 
 
 def is_envelope(data):

@@ -50,6 +50,8 @@ def check_kwargs(needed, kwargs):
 
 
 def _text(value):
+    if isinstance(value, (dict, list, tuple, set)) or value is None:
+        raise TemplateError(f"template values must be text or numbers, got {type(value).__name__}")
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return str(value)

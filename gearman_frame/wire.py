@@ -414,6 +414,12 @@ class JobFailed:
         self.data = data
 
 
+class AbandonJob(Exception):
+    """Raised by a worker callback to leave a job unanswered: the connection it came on is
+    closed, so gearmand hands the job to another worker (used when a stopping worker had
+    to kill the command)."""
+
+
 class WireWorkerHandler(GearmanWorkerCommandHandler):
     """Worker state per connection; grabs the next job at once when it is the only one."""
 
@@ -518,6 +524,10 @@ class WireWorker(PollMixin, GearmanWorker):
                 self.send_job_failure(current_job)
             else:
                 self.send_job_complete(current_job, outcome)
+        except AbandonJob as why:
+            log.warning("job %s (%s): left unanswered for gearmand to requeue: %s",
+                        current_job.unique, current_job.handle, why)
+            current_job.connection.throw_exception(message="job abandoned")
         except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
             log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
                       current_job.unique, current_job.handle, current_job.connection.address,
@@ -530,6 +540,8 @@ class WireWorker(PollMixin, GearmanWorker):
         try:
             outcome = self.worker_abilities[job.task](self, job)
             return outcome if isinstance(outcome, JobFailed) else self.data_encoder.encode(outcome)
+        except AbandonJob:
+            raise
         except Exception as err:  # never let a job end the thread; never WORK_EXCEPTION
             log.exception("job %s on %s: callback failed", job.unique, job.task)
             return JobFailed(f"{type(err).__name__}: {err}".encode("utf-8", "replace"))

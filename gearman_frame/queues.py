@@ -1,0 +1,37 @@
+"""Names and records of gearman-frame's own queues, shared by workers and the admin.
+
+* ``__ctl__.NAME``: the control function each thread of worker NAME serves; a
+  ``shutdown`` job on it stops that worker gracefully.
+* ``__dead__.FUNCTION``: background jobs of FUNCTION that failed every attempt, each
+  carrying the original request and the last result, for the admin to dump and resend.
+"""
+import time
+
+from .envelope import dumps, loads
+from .errors import EnvelopeError
+
+CONTROL_PREFIX = "__ctl__."
+DEAD_PREFIX = "__dead__."
+CONTROL_SHUTDOWN = b"shutdown"
+
+
+def control_function(worker_name):
+    return f"{CONTROL_PREFIX}{worker_name}"
+
+
+def dead_letter_function(function):
+    return f"{DEAD_PREFIX}{function}"
+
+
+def dead_letter_record(function, unique, data, result):
+    """Encode a dead letter: where the job was going, its unique and data, how it ended."""
+    return dumps({"function": function, "unique": unique, "data": bytes(data),
+                  "result": result, "dead_at": time.time()})
+
+
+def read_dead_letter(payload):
+    """Decode a dead letter into a dict with function, unique, data (bytes), result."""
+    record = loads(payload)
+    if not isinstance(record, dict) or not {"function", "unique", "data"} <= set(record):
+        raise EnvelopeError("not a dead-letter record")
+    return record

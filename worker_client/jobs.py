@@ -1,0 +1,195 @@
+"""One Gearman job, from payload to answer: decode, run (with retries), report.
+
+A :class:`FunctionHandler` serves one function. Whatever happens inside a job (a bad
+payload, a missing template field, a task that raises or returns the wrong type, a
+command that fails or hangs) becomes a result for that job and never escapes the job
+loop. Success goes back as WORK_COMPLETE; a final failure goes back as WORK_DATA carrying
+the same result object, then WORK_FAIL.
+"""
+import logging
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from threading import Event
+from typing import Callable, Optional
+
+from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
+                                    Result, dumps, parse_request)
+from gearman_frame.errors import EnvelopeError
+from gearman_frame.logs import job_context
+from gearman_frame.templates import TemplateError, render_argv, render_shell
+from gearman_frame.wire import AbandonJob, JobFailed
+
+from .veryeasyprocess import Runner, quote
+
+log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+#: Bytes of a raw (``stdin: data``) job's stdout sent back: all of it, like ``gearman -w``.
+RAW_OUTPUT_LIMIT = 1 << 62
+
+
+class Rejected(Exception):
+    """Raised when a job cannot run at all (bad fields): it fails without any attempt."""
+
+
+@dataclass
+class WorkerContext:
+    """What every handler of one worker process shares."""
+
+    name: str
+    runner: Runner
+    stopping: Event = field(default_factory=Event)
+    dead_letter: Optional[Callable] = None
+
+
+class FunctionHandler:
+    """Serves one Gearman function, configured (command/shell) or a Python @task."""
+
+    def __init__(self, name, spec, task, context):
+        self.name = name
+        self.spec = spec
+        self.task = task
+        self.ctx = context
+
+    # -- entry point called by the wire worker
+    def __call__(self, wire_worker, job):
+        with job_context(worker=wire_worker.worker_client_id or self.ctx.name,
+                         function=job.task, job_id=job.unique):
+            started = time.monotonic()
+            try:
+                request, raw = parse_request(job.data)
+            except EnvelopeError as err:
+                return self._final(job, None, self._result(STATUS_ERROR, f"bad job envelope: {err}",
+                                                           attempts=0), started)
+            if request is None:
+                return self._raw(raw)
+            try:
+                result = self._with_retries(lambda: self._attempt(request))
+            except Rejected as why:
+                result = self._result(STATUS_ERROR, str(why), attempts=0)
+            result.id = request.id
+            return self._final(job, request, result, started)
+
+    def _final(self, job, request, result, started):
+        result.duration_s = round(time.monotonic() - started, 6)
+        if result.ok:
+            log.info("done: ok after %d attempt(s) in %.3fs", result.attempts, result.duration_s)
+            return result.encode()
+        log.warning("failed: %s (%s) after %d attempt(s)", result.status, result.error,
+                    result.attempts)
+        if request is not None and request.background and self.ctx.dead_letter:
+            self.ctx.dead_letter(job, result)
+        return JobFailed(result.encode())
+
+    def _result(self, status, error=None, **fields):
+        return Result(status=status, error=error, worker=self.ctx.name, host=HOST, **fields)
+
+    # -- retries: the one place that decides to try again
+    def _with_retries(self, attempt):
+        policy = self.spec.retry if self.spec else None
+        total = policy.attempts if policy else 1
+        number = 0
+        while True:
+            number += 1
+            if total > 1:
+                log.info("attempt %d of %d", number, total)
+            result = attempt()
+            result.attempts = number
+            if result.ok or policy is None or not policy.should_retry(number):
+                return result
+            delay = policy.delay_after(number)
+            log.warning("attempt %d of %d failed (%s); retrying in %.2fs", number, total,
+                        result.error, delay)
+            if self.ctx.stopping.wait(delay):
+                raise AbandonJob("worker stopping between attempts")
+
+    def _attempt(self, request):
+        if self.task is not None:
+            return self._call_task(request.args, request.kwargs)
+        argv, shell = self._command(request.kwargs)
+        stdin = request.args[0] if self.spec.stdin == "data" and request.args else None
+        if isinstance(stdin, str):
+            stdin = stdin.encode("utf-8")
+        return self._from_process(self._run(argv, shell, stdin))
+
+    # -- Python tasks
+    def _call_task(self, args, kwargs):
+        try:
+            value = self.task(*args, **kwargs)
+        except Exception as err:
+            tail = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-2000:]
+            log.warning("task raised %s: %s", type(err).__name__, err)
+            return self._result(STATUS_FAILED, f"{type(err).__name__}: {err}", stderr=tail)
+        if value is None or isinstance(value, (bytes, bytearray)):
+            kind = "None" if value is None else "bytes"
+            return self._result(STATUS_FAILED, f"task returned {kind}; a task must return a "
+                                               "JSON-serialisable value (str, number, list, dict)")
+        try:
+            dumps(value)
+        except (TypeError, ValueError) as err:
+            return self._result(STATUS_FAILED, f"task returned an unserialisable value: {err}")
+        return self._result(STATUS_OK, value=value)
+
+    # -- commands
+    def _command(self, kwargs):
+        spec = self.spec
+        try:
+            if spec.command:
+                return render_argv(spec.command, kwargs), False
+            if spec.shell:
+                return render_shell(spec.shell, kwargs), True
+        except TemplateError as err:
+            raise Rejected(str(err)) from err
+        if spec.raw_shell:
+            if set(kwargs) != {"cmd"} or not isinstance(kwargs["cmd"], str):
+                raise Rejected("a raw_shell job needs exactly one field, cmd (a string)")
+            return kwargs["cmd"], True
+        raise Rejected(f"function {self.name} has no command configured")
+
+    def _run(self, argv, shell, stdin, tail_bytes=None):
+        log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
+        kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
+        outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
+                                      env=self.spec.env or None, timeout=self.spec.timeout,
+                                      stdin_data=stdin, **kwargs)
+        if outcome.cancelled:
+            raise AbandonJob("command killed because the worker is stopping")
+        return outcome
+
+    def _from_process(self, outcome):
+        status = (STATUS_TIMEOUT if outcome.timed_out
+                  else STATUS_OK if outcome.exit_code == 0 else STATUS_FAILED)
+        return self._result(status, None if status == STATUS_OK else outcome.describe(),
+                            exit_code=outcome.exit_code, signal=outcome.signal,
+                            stdout=_text(outcome.stdout), stderr=_text(outcome.stderr))
+
+    # -- raw payloads (other Gearman clients)
+    def _raw(self, data):
+        if self.task is not None:
+            result = self._call_task((data,), {})
+            return (dumps(result.value) if result.ok
+                    else JobFailed(result.error.encode("utf-8", "replace")))
+        if self.spec.stdin != "data":
+            log.warning("refused a raw (non-envelope) payload")
+            return JobFailed(f"function {self.name} expects a gearman-frame JSON job; "
+                             "configure 'stdin: data' to take raw payloads".encode())
+        try:
+            argv, shell = self._command({})
+        except Rejected as why:
+            return JobFailed(str(why).encode("utf-8", "replace"))
+        outcome = self._run(argv, shell, data, tail_bytes=RAW_OUTPUT_LIMIT)
+        if outcome.ok:
+            log.info("done: raw job ok in %.3fs", outcome.duration_s)
+            return outcome.stdout
+        log.warning("raw job failed: %s", outcome.describe())
+        return JobFailed(outcome.stderr[-4000:] + f"\n{outcome.describe()}\n".encode())
+
+
+def _text(data):
+    """Output as text when it is UTF-8 (the usual case), else as bytes (base64 on the wire)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""runworkers: serve gearman-frame functions from this host until stopped.
+
+Runs K threads (NAME.0 ... NAME.K-1) connected to every configured gearmand. Stops
+gracefully on SIGTERM/SIGINT or `runadmin shutdown NAME` (a second signal forces).
+"""
+import logging
+import os
+import sys
+
+from gearman_frame import cli
+from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
+from gearman_frame.tasks import import_plugins
+
+from worker_client.workers import WorkerPool, install_signal_handlers
+
+log = logging.getLogger("worker_client.runworkers")
+
+#: Folder (beside the config) for the worker's state file of running command groups.
+STATE_DIR = "var/run"
+
+EPILOG = """examples:
+  runworkers                                   # every configured function, config threads
+  runworkers --name web1 --threads 8
+  runworkers --functions compress,disk_report --log-level DEBUG"""
+
+
+def build_parser():
+    parser = cli.build_parser("runworkers", __doc__.splitlines()[0], EPILOG)
+    parser.add_argument("--name", help="worker name (default: worker.name from the config)")
+    parser.add_argument("--threads", type=int, help="threads (default: worker.threads)")
+    parser.add_argument("--functions", help="comma-separated functions to serve "
+                                            "(default: all configured functions and @tasks)")
+    return parser
+
+
+def choose_functions(config, tasks, wanted):
+    """The functions to serve: all configured + all @tasks, or the ``--functions`` list."""
+    available = set(config.functions) | set(tasks)
+    if not wanted:
+        if not available:
+            raise UsageError("nothing to serve: the config has no functions and the plugins "
+                             "register no @task")
+        return sorted(available)
+    chosen = [f.strip() for f in wanted.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in available]
+    if unknown:
+        raise UsageError(f"--functions: unknown function(s) {', '.join(unknown)}; "
+                         f"expected some of {', '.join(sorted(available))}")
+    return chosen
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    config = cli.load(args)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads: expected a whole number >= 1, got {args.threads}")
+    tasks = import_plugins(config.plugins, config.path)
+    config.check_tasks(set(tasks))
+    functions = choose_functions(config, tasks, args.functions)
+    state_dir = config.resolve(STATE_DIR)
+    os.makedirs(state_dir, exist_ok=True)
+    pool = WorkerPool(config, functions, tasks, name=args.name, threads=args.threads,
+                      state_dir=state_dir)
+    install_signal_handlers(pool)
+    pool.start()
+    servers = ", ".join(str(s) for s in config.servers)
+    if not pool.wait_connected(config.worker.startup_timeout):
+        if pool.stop_requested.is_set():
+            pool.serve()
+            return EXIT_OK
+        log.error("worker %s: no job server reachable within %ss (%s)", pool.name,
+                  config.worker.startup_timeout, servers)
+        pool.request_stop("no server reachable", force=True)
+        pool.serve()
+        return EXIT_UNREACHABLE
+    log.info("worker %s ready: %d threads, functions %s, servers %s", pool.name,
+             pool.thread_count, ",".join(functions), servers)
+    pool.serve()
+    return EXIT_OK
+
+
+def entry():
+    """Console-script entry point."""
+    return cli.run(main, prog="runworkers")
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -1,0 +1,291 @@
+"""veryeasyprocess: run a command and kill its whole process group at the deadline.
+
+``subprocess.run(timeout=)`` kills only the direct child, so a shell's background
+grandchildren survive as orphans. Here every command starts in a new session (its own
+process group); at the deadline the group gets SIGTERM, then SIGKILL after a short grace;
+when the command exits on its own, whatever it left running in its group is killed too;
+every child is reaped. Output goes to temporary files, so a command printing 100 MB never
+grows the worker's memory; results carry capped tails.
+
+``shell_2_tty`` streams output to the worker's own stdout; ``shell_2_tempfile`` captures
+it. Both return a :class:`ProcessResult`.
+"""
+import errno
+import logging
+import os
+import select
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+#: Seconds between SIGTERM and SIGKILL when a group is killed.
+KILL_GRACE = 0.1
+#: Bytes of stdout/stderr kept (the last ones) in a result.
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class ProcessResult:
+    """How a command ended. ``exit_code`` is None when a signal ended it."""
+
+    argv: object
+    exit_code: Optional[int]
+    signal: Optional[int]
+    timed_out: bool
+    duration_s: float
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_size: int = 0
+    stderr_size: int = 0
+    stdout_path: Optional[str] = None
+    stderr_path: Optional[str] = None
+    killed_leftovers: int = 0
+    cancelled: bool = False
+    pid: Optional[int] = None
+
+    @property
+    def ok(self):
+        return self.exit_code == 0 and not self.timed_out
+
+    def describe(self):
+        """One line saying how the command ended."""
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.2f}s (process group killed)"
+        if self.cancelled:
+            return "killed: the worker is stopping"
+        if self.signal is not None:
+            return f"killed by signal {self.signal} ({_signal_name(self.signal)})"
+        return f"exit code {self.exit_code}"
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
+
+
+def kill_group(pgid, grace=KILL_GRACE, leader=None):
+    """SIGTERM the process group, then SIGKILL after ``grace``; ignore a gone group.
+
+    ``leader`` (a Popen) is waited on between the two signals, so a command that dies on
+    SIGTERM is not signalled again. Returns True if the group existed.
+    """
+    if not _signal_group(pgid, signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pgid):
+        if leader is not None and leader.poll() is None:
+            _wait_pid(leader, deadline - time.monotonic())
+        else:
+            time.sleep(0.005)
+    _signal_group(pgid, signal.SIGKILL)
+    return True
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except OSError as err:
+        if err.errno in (errno.ESRCH, errno.EPERM):
+            return False
+        raise
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def group_members(pgid):
+    """Pids of live (non-zombie) processes in process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry))
+    return members
+
+
+def _wait_pid(proc, timeout):
+    """Wait up to ``timeout`` for ``proc`` to exit, waking at once when it does (pidfd)."""
+    if timeout is None:
+        proc.wait()
+        return True
+    if timeout <= 0:
+        return proc.poll() is not None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(max(0, int(timeout * 1000) + 1))
+    finally:
+        os.close(pidfd)
+    return proc.poll() is not None
+
+
+def _tail(handle, limit):
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - limit))
+    return handle.read(), size
+
+
+class Runner:
+    """Runs commands; tracks the process groups it started so they can be killed.
+
+    ``on_start(pgid)`` / ``on_end(pgid)`` let the worker record running groups (the
+    state file that a restarted worker sweeps); ``cancel_all()`` kills every running
+    group at once (the end of a graceful stop's grace period).
+    """
+
+    def __init__(self, on_start=None, on_end=None, kill_grace=KILL_GRACE):
+        self.kill_grace = kill_grace
+        self._on_start = on_start
+        self._on_end = on_end
+        self._lock = threading.RLock()
+        self._running = {}  # pid -> Popen
+        self._cancelled = set()
+
+    @property
+    def lock(self):
+        """Held while a child is being started; the orphan reaper takes it too."""
+        return self._lock
+
+    def running_pids(self):
+        with self._lock:
+            return set(self._running)
+
+    def cancel_all(self):
+        """Kill every running command's process group; return how many there were."""
+        with self._lock:
+            procs = list(self._running.values())
+            self._cancelled.update(p.pid for p in procs)
+        for proc in procs:
+            kill_group(proc.pid, self.kill_grace, proc)
+        return len(procs)
+
+    def run(self, argv, shell=False, cwd=None, env=None, timeout=None, stdin_data=None,
+            capture=True, keep_output=False, tail_bytes=TAIL_BYTES):
+        """Run ``argv`` (a list; a string needs ``shell=True``) and return a ProcessResult."""
+        if isinstance(argv, str) and not shell:
+            raise TypeError("a command string needs shell=True; pass a list for argv")
+        full_env = None if env is None else {**os.environ, **env}
+        files = [self._tempfile(keep_output) for _ in range(2)] if capture else [None, None]
+        stdin = self._stdin(stdin_data)
+        started = time.monotonic()
+        try:
+            with self._lock:
+                proc = subprocess.Popen(argv, shell=shell, cwd=cwd, env=full_env, stdin=stdin,
+                                        stdout=files[0], stderr=files[1],
+                                        start_new_session=True, close_fds=True)
+                self._running[proc.pid] = proc
+            if self._on_start:
+                self._on_start(proc.pid)
+            try:
+                timed_out = not _wait_pid(proc, timeout)
+                if timed_out:
+                    kill_group(proc.pid, self.kill_grace, proc)
+                    proc.wait()
+                duration = time.monotonic() - started
+                leftovers = self._kill_leftovers(proc.pid)
+            finally:
+                with self._lock:
+                    self._running.pop(proc.pid, None)
+                    cancelled = proc.pid in self._cancelled
+                    self._cancelled.discard(proc.pid)
+                if self._on_end:
+                    self._on_end(proc.pid)
+        finally:
+            if stdin not in (None, subprocess.DEVNULL):
+                stdin.close()
+        result = ProcessResult(argv=argv, exit_code=proc.returncode if proc.returncode >= 0 else None,
+                               signal=-proc.returncode if proc.returncode < 0 else None,
+                               timed_out=timed_out, duration_s=duration,
+                               killed_leftovers=leftovers, cancelled=cancelled, pid=proc.pid)
+        if capture:
+            self._collect(result, files, keep_output, tail_bytes)
+        return result
+
+    def _tempfile(self, keep):
+        return tempfile.NamedTemporaryFile(prefix="gf-out-", delete=not keep)
+
+    def _stdin(self, data):
+        if data is None:
+            return subprocess.DEVNULL
+        handle = tempfile.TemporaryFile(prefix="gf-in-")
+        handle.write(data)
+        handle.seek(0)
+        return handle
+
+    def _kill_leftovers(self, pgid):
+        if not _group_alive(pgid):  # the common case, one syscall
+            return 0
+        members = group_members(pgid)
+        if members:
+            log.warning("command group %s left %d process(es) running; killing them: %s",
+                        pgid, len(members), members)
+            kill_group(pgid, self.kill_grace)
+        return len(members)
+
+    def _collect(self, result, files, keep, limit):
+        with files[0] as out, files[1] as err:
+            result.stdout, result.stdout_size = _tail(out, limit)
+            result.stderr, result.stderr_size = _tail(err, limit)
+            if keep:
+                result.stdout_path, result.stderr_path = out.name, err.name
+
+
+#: The runner the module-level helpers use.
+default_runner = Runner()
+
+
+def _argv(cmd):
+    return (cmd, True) if isinstance(cmd, str) else (list(cmd), False)
+
+
+def shell_2_tty(cmd, cwd=None, timeout=600, env=None, stdin_data=None, runner=None):
+    """Run ``cmd`` (a string runs in a shell) with output streamed to our stdout."""
+    argv, shell = _argv(cmd)
+    return (runner or default_runner).run(argv, shell=shell, cwd=cwd, env=env, timeout=timeout,
+                                          stdin_data=stdin_data, capture=False)
+
+
+def shell_2_tempfile(cmd, cwd=None, timeout=10, env=None, stdin_data=None, keep_output=False,
+                     runner=None):
+    """Run ``cmd`` (a string runs in a shell) with output captured to temp files.
+
+    The result carries the last 64 KiB of each stream; with ``keep_output`` the files stay
+    and their paths are in ``stdout_path``/``stderr_path`` (the caller removes them).
+    """
+    argv, shell = _argv(cmd)
+    return (runner or default_runner).run(argv, shell=shell, cwd=cwd, env=env, timeout=timeout,
+                                          stdin_data=stdin_data, keep_output=keep_output)
+
+
+def quote(argv):
+    """A shell-readable rendering of an argv, for logs."""
+    return argv if isinstance(argv, str) else shlex.join(argv)

@@ -1,0 +1,185 @@
+"""A named worker: K threads, each with its own connection to every server.
+
+Thread ``i`` registers as ``NAME.i`` and serves the configured functions plus the control
+function ``__ctl__.NAME``. The pool restarts a thread that died, stops gracefully on a
+signal or a control ``shutdown`` job (stop taking jobs, let running commands finish within
+``grace``, then kill their process groups and leave those jobs for gearmand to requeue),
+and stops at once on a second signal.
+"""
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import asdict
+
+from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
+                                  dead_letter_record)
+from gearman_frame.wire import JobFailed, WireClient, WireWorker
+
+from .hygiene import GroupLedger, OrphanReaper, become_subreaper, reap_orphans
+from .jobs import FunctionHandler, WorkerContext
+from .veryeasyprocess import Runner
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two checks of thread health while serving.
+HEALTH_INTERVAL = 0.5
+#: Seconds the threads get to close their connections once the pool is stopping.
+JOIN_TIMEOUT = 5.0
+
+
+def worker_name(template):
+    """Fill ``{hostname}`` and ``{pid}`` in a worker-name template."""
+    return template.format(hostname=socket.gethostname(), pid=os.getpid())
+
+
+class ServingThread(threading.Thread):
+    """One worker thread: a WireWorker connected to every server."""
+
+    def __init__(self, pool, index):
+        super().__init__(name=f"{pool.name}.{index}", daemon=True)
+        self.pool = pool
+        self.index = index
+        self.wire = WireWorker(pool.servers, client_id=self.name)
+        for function, handler in pool.handlers.items():
+            self.wire.register_task(function, handler)
+        self.wire.register_task(control_function(pool.name), pool.control)
+
+    def run(self):
+        try:
+            self.wire.work()
+        except Exception:
+            log.exception("worker thread %s died; the pool will restart it", self.name)
+
+    def stop(self):
+        self.wire.stop()
+
+    @property
+    def connected(self):
+        return any(conn.connected for conn in self.wire.connection_list)
+
+
+class WorkerPool:
+    """The threads of one named worker and the policy for stopping them."""
+
+    def __init__(self, config, functions, tasks, name=None, threads=None, state_dir=None):
+        self.config = config
+        self.name = name or worker_name(config.worker.name)
+        self.thread_count = threads or config.worker.threads
+        self.grace = config.worker.grace
+        self.servers = config.servers
+        self.stop_requested = threading.Event()
+        self.force_requested = threading.Event()
+        self.stop_reasons = []
+        ledger_path = os.path.join(state_dir, f"worker-{self.name}.groups") if state_dir else None
+        self.ledger = GroupLedger(ledger_path) if ledger_path else None
+        self.runner = Runner(on_start=self.ledger.add if self.ledger else None,
+                             on_end=self.ledger.remove if self.ledger else None)
+        self.context = WorkerContext(name=self.name, runner=self.runner,
+                                     stopping=self.stop_requested,
+                                     dead_letter=self.dead_letter)
+        self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
+                                             self.context) for fn in functions}
+        self.threads = []
+        self.reaper = OrphanReaper(self.runner)
+        self._local = threading.local()
+
+    # -- start
+    def start(self):
+        """Sweep what a killed predecessor left, then start the threads."""
+        if self.ledger:
+            self.ledger.sweep_previous()
+        become_subreaper()
+        self.reaper.start()
+        self.threads = [self._spawn(i) for i in range(self.thread_count)]
+
+    def _spawn(self, index):
+        thread = ServingThread(self, index)
+        thread.start()
+        return thread
+
+    def wait_connected(self, timeout):
+        """True once any thread is connected to any server, False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(t.connected for t in self.threads):
+                return True
+            if self.stop_requested.wait(0.05):
+                return False
+        return False
+
+    # -- serve
+    def serve(self):
+        """Block until asked to stop, restarting dead threads; then stop gracefully."""
+        while not self.stop_requested.wait(HEALTH_INTERVAL):
+            self._check_health()
+        self._stop()
+
+    def _check_health(self):
+        for i, thread in enumerate(self.threads):
+            if not thread.is_alive():
+                log.error("worker thread %s is dead; restarting it", thread.name)
+                self.threads[i] = self._spawn(i)
+
+    def request_stop(self, reason, force=False):
+        """Ask for a graceful stop (a second request, or force=True, stops at once).
+
+        Only sets flags, so a signal handler may call it; the serving loop logs and acts.
+        """
+        self.stop_reasons.append(reason)
+        if self.stop_requested.is_set() or force:
+            self.force_requested.set()
+        self.stop_requested.set()
+
+    def _stop(self):
+        log.info("worker %s: stopping gracefully (%s); grace %ss", self.name,
+                 self.stop_reasons[0], self.grace)
+        for thread in self.threads:
+            thread.stop()
+        deadline = time.monotonic() + self.grace
+        while any(t.wire.busy for t in self.threads):
+            if self.force_requested.wait(0.05) or time.monotonic() > deadline:
+                if self.force_requested.is_set():
+                    log.warning("worker %s: forced stop (%s)", self.name, self.stop_reasons[-1])
+                killed = self.runner.cancel_all()
+                log.warning("worker %s: killed %d running command group(s) at the end of "
+                            "the grace period; gearmand will requeue their jobs",
+                            self.name, killed)
+                break
+        for thread in self.threads:
+            thread.join(JOIN_TIMEOUT)
+        self.reaper.stopped.set()
+        reap_orphans(self.runner)
+        log.info("worker %s: stopped", self.name)
+
+    # -- control and dead letters (called from worker threads)
+    def control(self, wire_worker, job):
+        command = bytes(job.data).strip()
+        if command == CONTROL_SHUTDOWN:
+            self.request_stop(f"shutdown job {job.unique} via {job.task}")
+            return b"ok: stopping"
+        return JobFailed(b"unknown control command: " + command[:100])
+
+    def dead_letter(self, job, result):
+        """Send a background job that failed every attempt to ``__dead__.FUNCTION``."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = WireClient(self.servers)
+        record = dead_letter_record(job.task, job.unique, job.data, asdict(result))
+        try:
+            client.submit(dead_letter_function(job.task), record, unique=job.unique,
+                          background=True, timeout=10)
+            log.warning("dead-lettered to %s", dead_letter_function(job.task))
+        except Exception as err:
+            log.error("could not dead-letter the job (%s); its last result: %s", err,
+                      result.error)
+
+
+def install_signal_handlers(pool):
+    """SIGTERM/SIGINT ask for a graceful stop; a second one forces. Handlers only set flags."""
+    def handler(signum, _frame):
+        pool.request_stop(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

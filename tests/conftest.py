@@ -74,3 +74,22 @@ def restartable_gearmand(make_gearmand):
 def func_name(request):
     """A Gearman function name no other test uses."""
     return f"t_{request.node.name[:40]}_{uuid.uuid4().hex[:8]}".replace("[", "_").replace("]", "_")
+
+
+@pytest.fixture
+def start_workers(tmp_path):
+    """Factory: start a real `runworkers` process; every one is stopped at teardown."""
+    from .worker_helpers import WorkerProcess
+
+    started = []
+
+    def start(servers, functions, ready=True, **kwargs):
+        name = kwargs.setdefault("name", f"w{len(started)}")
+        worker = WorkerProcess(tmp_path / f"worker-{name}-{len(started)}", servers, functions,
+                               **kwargs)
+        started.append(worker)
+        return worker.wait_ready() if ready else worker
+
+    yield start
+    for worker in started:
+        worker.kill()

@@ -1,0 +1,93 @@
+"""veryeasyprocess against real processes: the whole group dies, nothing is left behind."""
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from worker_client.veryeasyprocess import Runner, shell_2_tempfile
+
+from .helpers import wait_for
+
+
+def pid_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_timeout_kills_the_whole_group_including_background_grandchildren(tmp_path):
+    pidfile = tmp_path / "pids"
+    started = time.monotonic()
+    result = shell_2_tempfile(f"sleep 60 & echo $! > {pidfile}; sleep 60", timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert result.timed_out and result.exit_code is None
+    assert elapsed < 0.5 + 0.2, elapsed
+    grandchild = int(pidfile.read_text())
+    wait_for(lambda: pid_gone(grandchild), 2, f"grandchild {grandchild} to be gone")
+    assert not os.path.exists(f"/proc/{result.pid}") or pid_gone(result.pid)
+
+
+def test_leftovers_of_a_finished_command_are_killed(tmp_path):
+    pidfile = tmp_path / "pids"
+    result = shell_2_tempfile(f"sleep 60 & echo $! > {pidfile}; exit 0", timeout=5)
+    assert result.ok and result.killed_leftovers == 1
+    wait_for(lambda: pid_gone(int(pidfile.read_text())), 2, "the leftover sleep to be gone")
+
+
+def test_exit_code_signal_and_output_are_reported():
+    failed = shell_2_tempfile("echo out; echo err >&2; exit 3")
+    assert (failed.exit_code, failed.signal, failed.ok) == (3, None, False)
+    assert (failed.stdout, failed.stderr) == (b"out\n", b"err\n")
+    killed = shell_2_tempfile("kill -9 $$")
+    assert (killed.exit_code, killed.signal) == (None, 9)
+    assert "SIGKILL" in killed.describe()
+
+
+def test_argv_is_not_a_shell_and_binary_output_survives():
+    result = shell_2_tempfile(["printf", "%s", "$(touch pwned); \xff"])
+    assert result.stdout == "$(touch pwned); \xff".encode()
+    binary = shell_2_tempfile(["head", "-c", "4", "/dev/zero"])
+    assert binary.stdout == b"\0\0\0\0"
+    raw = shell_2_tempfile("printf '\\377\\376'")
+    assert raw.stdout == b"\xff\xfe"
+    with pytest.raises(TypeError):
+        Runner().run("echo a string without shell=True")
+
+
+def test_huge_output_does_not_grow_memory():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = shell_2_tempfile(["head", "-c", str(100 * 1024 * 1024), "/dev/zero"], timeout=60)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result.stdout_size == 100 * 1024 * 1024
+    assert len(result.stdout) == 64 * 1024
+    assert grown_kib < 10 * 1024, f"RSS grew by {grown_kib} KiB"
+
+
+def test_stdin_env_and_cwd(tmp_path):
+    result = Runner().run(["sh", "-c", 'cat; echo "$X"; pwd'], cwd=tmp_path, env={"X": "y"},
+                          stdin_data=b"in\x00put\n", timeout=5)
+    assert result.stdout == b"in\x00put\ny\n" + str(tmp_path).encode() + b"\n"
+
+
+def test_cancel_all_kills_running_commands():
+    runner = Runner()
+    results = []
+    thread = threading.Thread(target=lambda: results.append(runner.run(["sleep", "30"], timeout=60)))
+    thread.start()
+    wait_for(runner.running_pids, 5, "the command to start")
+    assert runner.cancel_all() == 1
+    thread.join(5)
+    assert results[0].cancelled and results[0].signal == 15
+
+
+def test_shell_2_tty_streams_to_our_stdout():
+    code = ("from worker_client.veryeasyprocess import shell_2_tty; "
+            "r = shell_2_tty('echo streamed; exit 4', timeout=5); print('code', r.exit_code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.stdout == "streamed\ncode 4\n"

@@ -1,0 +1,241 @@
+"""runworkers against real gearmand and real commands: results, retries, safety, stopping."""
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from gearman_frame.envelope import Request
+from gearman_frame.queues import control_function, dead_letter_function, read_dead_letter
+from gearman_frame.wire import WireClient, WireWorker
+
+from .helpers import wait_for
+from .test_veryeasyprocess import pid_gone
+from .wire_helpers import WorkerThread, admin
+from .worker_helpers import send, send_background
+
+GEARMAN = shutil.which("gearman")
+TASKS = textwrap.dedent('''
+    from gearman_frame.tasks import task
+
+    @task("boom")
+    def boom():
+        raise RuntimeError("kaput")
+
+    @task("nothing")
+    def nothing():
+        return None
+
+    @task("raw_bytes")
+    def raw_bytes():
+        return b"bytes"
+
+    @task("reverse")
+    def reverse(text):
+        return text[::-1]
+''')
+
+
+def queued(server, function):
+    for line in admin_lines(server, "status"):
+        name, total, running, _workers = line.split("\t")
+        if name == function:
+            return int(total) - int(running)
+    return 0
+
+
+def admin_lines(server, command):
+    import socket
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(command.encode() + b"\r\n")
+        data = b""
+        while not data.endswith(b".\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return [l for l in data.decode().splitlines() if l and l != "."]
+
+
+def test_command_result_carries_output_and_timeout_kills_the_group(gearmand, start_workers,
+                                                                   tmp_path):
+    pidfile = tmp_path / "grandchild"
+    start_workers([gearmand.address], {
+        "echo": {"command": ["echo", "{word}"]},
+        "hang": {"shell": "sleep 60 & echo $! > {pidfile}; sleep 60", "timeout": 0.5},
+        "die": {"shell": "kill -9 $$"},
+    })
+    ok = send([gearmand.address], "echo", word="héllo")
+    assert (ok.status, ok.stdout, ok.exit_code, ok.attempts) == ("ok", "héllo\n", 0, 1)
+    started = time.monotonic()
+    hung = send([gearmand.address], "hang", pidfile=str(pidfile))
+    assert hung.status == "timeout" and time.monotonic() - started < 1.5
+    assert "timed out" in hung.error
+    wait_for(lambda: pid_gone(int(pidfile.read_text())), 3, "the background sleep to die")
+    died = send([gearmand.address], "die")
+    assert (died.status, died.signal, died.exit_code) == ("failed", 9, None)
+
+
+def test_retries_until_success_then_dead_letter_when_exhausted(gearmand, start_workers,
+                                                               tmp_path):
+    counter = tmp_path / "count"
+    start_workers([gearmand.address], {
+        "flaky": {"shell": "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); "
+                           "echo $n > {counter}; [ $n -ge 3 ]",
+                  "retries": 2, "retry_delay": 0.05},
+        "broken": {"command": ["false"], "retries": 1, "retry_delay": 0.05},
+    })
+    result = send([gearmand.address], "flaky", counter=str(counter))
+    assert (result.status, result.attempts) == ("ok", 3)
+    assert counter.read_text().strip() == "3"
+
+    job_id = send_background([gearmand.address], "broken")
+    dead = dead_letter_function("broken")
+    wait_for(lambda: queued(gearmand, dead) == 1, 10, "the dead letter")
+    records = []
+    with WorkerThread([gearmand.address], {dead: lambda w, j: records.append(j.data) or b""}):
+        wait_for(lambda: records, 10, "the dead letter to be read")
+    record = read_dead_letter(records[0])
+    assert record["function"] == "broken" and record["unique"] == job_id
+    assert Request.decode(record["data"]).id == job_id
+    assert record["result"]["attempts"] == 2 and record["result"]["exit_code"] == 1
+
+
+@pytest.mark.parametrize("value", ["; touch pwned", "$(touch pwned)", "`touch pwned`",
+                                   "a\ntouch pwned", "' ; touch pwned '"])
+def test_template_values_are_never_executed(gearmand, start_workers, tmp_path, value):
+    worker = start_workers([gearmand.address], {
+        "argv": {"command": ["printf", "%s", "{v}"]},
+        "quoted": {"shell": "printf %s {v}"},
+    })
+    for function in ("argv", "quoted"):
+        result = send([gearmand.address], function, v=value)
+        assert (result.status, result.stdout) == ("ok", value)
+    assert not (worker.folder / "pwned").exists()
+
+
+def test_missing_or_extra_fields_fail_without_running(gearmand, start_workers, tmp_path):
+    marker = tmp_path / "ran"
+    start_workers([gearmand.address], {"mark": {"command": ["touch", str(marker), "{a}"]}})
+    missing = send([gearmand.address], "mark")
+    extra = send([gearmand.address], "mark", a="x", b="y")
+    assert (missing.status, missing.attempts) == ("error", 0)
+    assert "missing template field(s): a" in missing.error
+    assert "not in the template: b" in extra.error
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+def test_c_client_gets_raw_output_and_foreign_bytes_fail_cleanly(gearmand, start_workers):
+    start_workers([gearmand.address], {"upper": {"command": ["tr", "a-z", "A-Z"], "stdin": "data"},
+                                       "argv_only": {"command": ["true"]}})
+    base = [GEARMAN, "-h", gearmand.host, "-p", str(gearmand.port)]
+    proc = subprocess.run(base + ["-f", "upper"], input=b"hello \xff", capture_output=True,
+                          timeout=20)
+    assert (proc.returncode, proc.stdout) == (0, b"HELLO \xff")
+    subprocess.run(base + ["-b", "-f", "argv_only"], input=b"\xff\xfe", check=True, timeout=20)
+    wait_for(lambda: ("argv_only" in [l.split("\t")[0] for l in admin_lines(gearmand, "status")]
+                      and queued(gearmand, "argv_only") == 0), 10, "the foreign job to be done")
+    time.sleep(0.3)
+    assert queued(gearmand, "argv_only") == 0
+    assert send([gearmand.address], "upper", "still alive").stdout == "STILL ALIVE"
+
+
+def test_python_task_errors_become_failed_results_and_the_thread_goes_on(gearmand,
+                                                                         start_workers,
+                                                                         tmp_path):
+    (tmp_path / "testtasks.py").write_text(TASKS)
+    start_workers([gearmand.address], {}, threads=1, plugins=["testtasks"], pythonpath=tmp_path)
+    servers = [gearmand.address]
+    raised = send(servers, "boom")
+    assert raised.status == "failed" and "RuntimeError: kaput" in raised.error
+    assert "Traceback" in raised.stderr
+    assert "returned None" in send(servers, "nothing").error
+    assert "returned bytes" in send(servers, "raw_bytes").error
+    started = time.monotonic()
+    assert send(servers, "reverse", "abc").value == "cba"
+    assert time.monotonic() - started < 1.0
+
+
+def test_sigterm_lets_the_running_command_finish(gearmand, start_workers):
+    worker = start_workers([gearmand.address], {"nap": {"command": ["sleep", "2"]}})
+    results = []
+    import threading
+    sender = threading.Thread(target=lambda: results.append(send([gearmand.address], "nap")))
+    sender.start()
+    wait_for(lambda: "running sleep 2" in worker.log(), 10, "the command to start")
+    assert worker.stop(signal.SIGTERM) == 0
+    sender.join(10)
+    assert results and results[0].status == "ok"
+
+
+def test_control_shutdown_stops_the_worker(gearmand, start_workers):
+    worker = start_workers([gearmand.address], {"t": {"command": ["true"]}}, name="ctl-me")
+    WireClient([gearmand.address]).submit(control_function("ctl-me"), b"shutdown",
+                                          priority="high", timeout=10)
+    assert worker.proc.wait(10) == 0
+    assert "shutdown job" in worker.log()
+
+
+def test_second_signal_forces_and_the_job_is_requeued(gearmand, start_workers):
+    worker = start_workers([gearmand.address], {"long": {"command": ["sleep", "30"]}},
+                           grace=60)
+    send_background([gearmand.address], "long")
+    wait_for(lambda: "running sleep 30" in worker.log(), 10, "the command to start")
+    worker.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert worker.proc.poll() is None  # still inside its grace period
+    worker.proc.send_signal(signal.SIGINT)
+    assert worker.proc.wait(10) == 0
+    assert queued(gearmand, "long") == 1  # gearmand will give it to the next worker
+
+
+def test_worker_reconnects_after_gearmand_restart(restartable_gearmand, start_workers):
+    server = restartable_gearmand
+    worker = start_workers([server.address], {"echo": {"command": ["echo", "{w}"]}})
+    assert send([server.address], "echo", w="before").ok
+    server.kill()
+    server.start()
+    wait_for(lambda: "reconnected" in worker.log(), 10, "the worker to reconnect")
+    assert send([server.address], "echo", w="after").stdout == "after\n"
+    assert worker.proc.poll() is None
+
+
+def test_with_two_servers_one_down_jobs_flow_on_the_other(make_gearmand, start_workers):
+    first, second = make_gearmand(), make_gearmand()
+    start_workers([first.address, second.address], {"echo": {"command": ["echo", "{w}"]}})
+    first.stop()
+    for i in range(5):
+        assert send([second.address], "echo", w=str(i)).stdout == f"{i}\n"
+
+
+def test_sigkilled_worker_job_goes_to_another_and_its_group_is_swept(gearmand, start_workers,
+                                                                      tmp_path):
+    pidfile = tmp_path / "pid"
+    functions = {"slowjob": {"shell": "echo $$ > {pidfile}; sleep 30; echo done",
+                             "timeout": 60}}
+    victim = start_workers([gearmand.address], functions, name="victim", threads=1)
+    results = []
+    import threading
+    sender = threading.Thread(target=lambda: results.append(
+        send([gearmand.address], "slowjob", timeout=60, pidfile=str(pidfile))))
+    sender.start()
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the command")
+    command_pid = int(pidfile.read_text())
+    victim.kill()
+    assert not pid_gone(command_pid)  # SIGKILL of the worker leaves its command running
+    # Given a new worker of the same name in the same folder, when it starts, it sweeps
+    # the group the dead one left and takes the requeued job.
+    functions["slowjob"]["shell"] = ": {pidfile}; echo done"
+    os.remove(pidfile)
+    from .worker_helpers import WorkerProcess
+    heir = WorkerProcess(victim.folder, [gearmand.address], functions, name="victim").wait_ready()
+    try:
+        wait_for(lambda: pid_gone(command_pid), 5, "the orphaned command group to be killed")
+        sender.join(30)
+        assert results and results[0].stdout == "done\n"
+    finally:
+        heir.kill()

@@ -1,0 +1,81 @@
+"""Run real `runworkers` processes and send them envelope jobs."""
+import os
+import signal
+import subprocess
+import sys
+
+import yaml
+
+from gearman_frame.envelope import Request, Result
+from gearman_frame.wire import WireClient
+
+from .helpers import wait_for
+
+RUNWORKERS = os.path.join(os.path.dirname(sys.executable), "runworkers")
+
+
+class WorkerProcess:
+    """One `runworkers` process with its own config file, log file and state folder."""
+
+    def __init__(self, folder, servers, functions, name="w", threads=2, grace=5.0,
+                 plugins=(), pythonpath=None, extra_args=()):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.name = name
+        self.config = folder / "config.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "servers": [str(s) for s in servers],
+            "worker": {"name": name, "threads": threads, "grace": grace, "startup_timeout": 5},
+            "plugins": list(plugins),
+            "functions": functions,
+        }))
+        self.logfile = folder / f"{name}.log"
+        env = dict(os.environ)
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath),
+                                                              env.get("PYTHONPATH")]))
+        with open(self.logfile, "ab") as log:
+            self.proc = subprocess.Popen([RUNWORKERS, "--config", str(self.config), *extra_args],
+                                         stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         cwd=folder)
+
+    def wait_ready(self, timeout=15):
+        wait_for(lambda: "ready:" in self.log() or self.proc.poll() is not None, timeout,
+                 f"worker {self.name} to be ready")
+        assert self.proc.poll() is None, self.log()
+        return self
+
+    def log(self):
+        return self.logfile.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def envelope(*args, background=False, **kwargs):
+    return Request(args=args, kwargs=kwargs, background=background)
+
+
+def send(servers, function, *args, timeout=20, **kwargs):
+    """Submit a foreground envelope job; return the decoded Result (ok or failed)."""
+    request = envelope(*args, **kwargs)
+    sent = WireClient(servers).submit(function, request.encode(), unique=request.id,
+                                      timeout=timeout)
+    if sent.state == "COMPLETE":
+        return Result.decode(sent.result)
+    assert sent.data_updates, f"a bare WORK_FAIL for {function}: no result details"
+    return Result.decode(sent.data_updates[-1])
+
+
+def send_background(servers, function, *args, **kwargs):
+    request = envelope(*args, background=True, **kwargs)
+    WireClient(servers).submit(function, request.encode(), unique=request.id,
+                               background=True, timeout=10)
+    return request.id

@@ -43,6 +43,8 @@ DEFAULT_THREADS = 4
 DEFAULT_GRACE = 30.0
 #: Seconds ``runworkers`` waits for a first server before exiting with code 3.
 DEFAULT_STARTUP_TIMEOUT = 30.0
+#: Seconds between two WORK_STATUS progress reports while a command runs.
+DEFAULT_PROGRESS_INTERVAL = 5.0
 #: Seconds a function's command may run before its process group is killed.
 DEFAULT_FUNCTION_TIMEOUT = 300.0
 #: Largest function name gearmand handles (it drops the connection at 8192 bytes).
@@ -80,6 +82,7 @@ class WorkerConfig:
     threads: int = DEFAULT_THREADS
     grace: float = DEFAULT_GRACE
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,8 @@ class _Validator:
         )
 
     def worker(self, raw):
-        raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout"))
+        raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",
+                                           "progress_interval"))
         name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
         try:
             unknown = fields_of([name]) - {"hostname", "pid"}
@@ -303,6 +307,9 @@ class _Validator:
             grace=self.number(raw.get("grace", DEFAULT_GRACE), "worker.grace"),
             startup_timeout=self.number(raw.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT),
                                         "worker.startup_timeout"),
+            progress_interval=self.number(raw.get("progress_interval",
+                                                  DEFAULT_PROGRESS_INTERVAL),
+                                          "worker.progress_interval", 0.01),
         )
 
     def plugins(self, value):

@@ -239,3 +239,13 @@ def test_sigkilled_worker_job_goes_to_another_and_its_group_is_swept(gearmand, s
         assert results and results[0].stdout == "done\n"
     finally:
         heir.kill()
+
+
+def test_long_commands_report_progress(gearmand, start_workers):
+    start_workers([gearmand.address], {"nap": {"command": ["sleep", "1.2"],
+                                                "timeout": 30}})
+    request = Request(kwargs={})
+    sent = WireClient([gearmand.address]).submit("nap", request.encode(), unique=request.id,
+                                                 timeout=20)
+    assert sent.state == "COMPLETE"
+    assert sent.status["numerator"] >= 1 and sent.status["denominator"] == 30

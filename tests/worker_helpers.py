@@ -25,7 +25,8 @@ class WorkerProcess:
         self.config = folder / "config.yaml"
         self.config.write_text(yaml.safe_dump({
             "servers": [str(s) for s in servers],
-            "worker": {"name": name, "threads": threads, "grace": grace, "startup_timeout": 5},
+            "worker": {"name": name, "threads": threads, "grace": grace, "startup_timeout": 5,
+                       "progress_interval": 0.5},
             "plugins": list(plugins),
             "functions": functions,
         }))

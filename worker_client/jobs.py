@@ -42,6 +42,7 @@ class WorkerContext:
     runner: Runner
     stopping: Event = field(default_factory=Event)
     dead_letter: Optional[Callable] = None
+    progress_interval: float = 5.0
 
 
 class FunctionHandler:
@@ -65,8 +66,9 @@ class FunctionHandler:
                                                            attempts=0), started)
             if request is None:
                 return self._raw(raw)
+            progress = _Progress(wire_worker, job, self.spec.timeout if self.spec else None)
             try:
-                result = self._with_retries(lambda: self._attempt(request))
+                result = self._with_retries(lambda: self._attempt(request, progress))
             except Rejected as why:
                 result = self._result(STATUS_ERROR, str(why), attempts=0)
             result.id = request.id
@@ -105,14 +107,17 @@ class FunctionHandler:
             if self.ctx.stopping.wait(delay):
                 raise AbandonJob("worker stopping between attempts")
 
-    def _attempt(self, request):
+    def _attempt(self, request, progress=None):
         if self.task is not None:
             return self._call_task(request.args, request.kwargs)
         argv, shell = self._command(request.kwargs)
         stdin = request.args[0] if self.spec.stdin == "data" and request.args else None
         if isinstance(stdin, str):
             stdin = stdin.encode("utf-8")
-        return self._from_process(self._run(argv, shell, stdin))
+        return self._from_process(self._run(argv, shell, stdin, on_tick=progress))
+
+    def _tick_kwargs(self, on_tick):
+        return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
 
     # -- Python tasks
     def _call_task(self, args, kwargs):
@@ -148,12 +153,12 @@ class FunctionHandler:
             return kwargs["cmd"], True
         raise Rejected(f"function {self.name} has no command configured")
 
-    def _run(self, argv, shell, stdin, tail_bytes=None):
+    def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None):
         log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
         kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
         outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
                                       env=self.spec.env or None, timeout=self.spec.timeout,
-                                      stdin_data=stdin, **kwargs)
+                                      stdin_data=stdin, **self._tick_kwargs(on_tick), **kwargs)
         if outcome.cancelled:
             raise AbandonJob("command killed because the worker is stopping")
         return outcome
@@ -185,6 +190,18 @@ class FunctionHandler:
             return outcome.stdout
         log.warning("raw job failed: %s", outcome.describe())
         return JobFailed(outcome.stderr[-4000:] + f"\n{outcome.describe()}\n".encode())
+
+
+class _Progress:
+    """Sends WORK_STATUS (seconds elapsed of the timeout) while a long command runs."""
+
+    def __init__(self, wire_worker, job, timeout):
+        self.wire_worker = wire_worker
+        self.job = job
+        self.timeout = int(timeout or 0)
+
+    def __call__(self, elapsed):
+        self.wire_worker.send_job_status(self.job, int(elapsed), self.timeout, poll_timeout=1.0)
 
 
 def _text(data):

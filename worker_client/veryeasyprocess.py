@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between SIGTERM and SIGKILL when a group is killed.
 KILL_GRACE = 0.1
+#: Seconds between two progress callbacks while a command runs.
+PROGRESS_INTERVAL = 5.0
 #: Bytes of stdout/stderr kept (the last ones) in a result.
 TAIL_BYTES = 64 * 1024
 
@@ -189,8 +191,12 @@ class Runner:
         return len(procs)
 
     def run(self, argv, shell=False, cwd=None, env=None, timeout=None, stdin_data=None,
-            capture=True, keep_output=False, tail_bytes=TAIL_BYTES):
-        """Run ``argv`` (a list; a string needs ``shell=True``) and return a ProcessResult."""
+            capture=True, keep_output=False, tail_bytes=TAIL_BYTES, on_tick=None,
+            tick=PROGRESS_INTERVAL):
+        """Run ``argv`` (a list; a string needs ``shell=True``) and return a ProcessResult.
+
+        ``on_tick(elapsed_seconds)`` is called every ``tick`` seconds while it runs.
+        """
         if isinstance(argv, str) and not shell:
             raise TypeError("a command string needs shell=True; pass a list for argv")
         full_env = None if env is None else {**os.environ, **env}
@@ -206,7 +212,7 @@ class Runner:
             if self._on_start:
                 self._on_start(proc.pid)
             try:
-                timed_out = not _wait_pid(proc, timeout)
+                timed_out = not self._wait(proc, started, timeout, on_tick, tick)
                 if timed_out:
                     kill_group(proc.pid, self.kill_grace, proc)
                     proc.wait()
@@ -229,6 +235,20 @@ class Runner:
         if capture:
             self._collect(result, files, keep_output, tail_bytes)
         return result
+
+    def _wait(self, proc, started, timeout, on_tick, tick):
+        """Wait for the deadline, calling ``on_tick`` between slices; True if it exited."""
+        deadline = None if timeout is None else started + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if on_tick is None or (left is not None and left <= tick):
+                return _wait_pid(proc, left)
+            if _wait_pid(proc, tick):
+                return True
+            try:
+                on_tick(time.monotonic() - started)
+            except Exception:  # progress is best effort; the command goes on
+                log.warning("progress callback failed", exc_info=True)
 
     def _tempfile(self, keep):
         return tempfile.NamedTemporaryFile(prefix="gf-out-", delete=not keep)

@@ -79,7 +79,8 @@ class WorkerPool:
                              on_end=self.ledger.remove if self.ledger else None)
         self.context = WorkerContext(name=self.name, runner=self.runner,
                                      stopping=self.stop_requested,
-                                     dead_letter=self.dead_letter)
+                                     dead_letter=self.dead_letter,
+                                     progress_interval=config.worker.progress_interval)
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions}
         self.threads = []

@@ -15,6 +15,7 @@ setup(
     install_requires=[
         "python3-gearman==0.1.0",
         "PyYAML>=5.4",
+        "rich>=12",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9"],
@@ -23,6 +24,7 @@ setup(
         "console_scripts": [
             "runadmin = manage_client.runadmin:entry",
             "runworkers = worker_client.runworkers:entry",
+            "sendjob = send_job_client.send_job_client:entry",
         ],
     },
 )

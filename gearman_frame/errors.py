@@ -91,6 +91,19 @@ class SubmitTimeout(WireError):
         super().__init__(message)
 
 
+class JobTimeout(WireError):
+    """Raised when a foreground job got no result after every resend; ``attempts`` lists
+    ``(server, what happened)`` for each try."""
+
+    def __init__(self, function, job_id, attempts):
+        self.function = function
+        self.job_id = job_id
+        self.attempts = tuple(attempts)
+        tried = "; ".join(f"{server}: {what}" for server, what in self.attempts)
+        super().__init__(f"job {job_id} on '{function}' got no result after "
+                         f"{len(self.attempts)} attempt(s): {tried}")
+
+
 class ServerControlError(FrameError):
     """Raised when the local gearmand cannot be started, stopped or inspected."""
 

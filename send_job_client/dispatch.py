@@ -1,0 +1,223 @@
+"""Keeps many jobs in flight across servers and resends them without loss or duplicates.
+
+Each job is one request at a time, pinned to one server. When its attempt times out on a
+live connection, the same request (same unique key) is sent again on that connection, so
+gearmand coalesces it with the queued or running original and the command runs once.
+When the connection is lost or the server is unreachable, the job moves to the next
+server. After ``resend`` resends a foreground job fails with JobTimeout naming every
+server tried and what each answered; a background job goes back to the caller, who keeps
+it in the outbox.
+"""
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from python3_gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN
+
+from gearman_frame.envelope import Request, new_job_id
+from gearman_frame.errors import JobTimeout, ServerRefused, ServerUnavailable, WireError
+from gearman_frame.wire import JOB_REFUSED, PRIORITIES, WireClient, check_request
+
+log = logging.getLogger(__name__)
+
+#: Jobs kept in flight at once by submit_many (bounds memory for any batch size).
+DEFAULT_WINDOW = 1000
+#: Seconds a server that refused connections is skipped before it is tried again.
+SERVER_RETRY_DELAY = 1.0
+#: Longest wait (seconds) of one poll of the connections.
+POLL_SLICE = 0.05
+
+
+@dataclass
+class Job:
+    """One job to send: a function and its args/kwargs (or a raw payload)."""
+
+    function: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    data: Optional[bytes] = None
+    background: bool = False
+    priority: str = "normal"
+    id: str = field(default_factory=new_job_id)
+
+    @classmethod
+    def of(cls, function, *args, **kwargs):
+        """``Job.of("compress", path="/x")``: the short way to build one."""
+        return cls(function, args, kwargs)
+
+    def payload(self):
+        if self.data is not None:
+            return self.data
+        return Request(self.args, self.kwargs, id=self.id, background=self.background).encode()
+
+    def validate(self):
+        if self.priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, "
+                             f"got {self.priority!r}")
+        check_request(self.function, self.id)
+
+
+@dataclass
+class Outcome:
+    """How one job ended: the request (with result/handle) or an error."""
+
+    job: Job
+    request: Any = None
+    error: Optional[Exception] = None
+    server: Optional[str] = None
+    attempts: list = field(default_factory=list)
+
+
+class _Flight:
+    __slots__ = ("index", "job", "payload", "server", "tries", "request", "sent_at",
+                 "not_before", "history")
+
+    def __init__(self, index, job, server):
+        self.index, self.job, self.server = index, job, server
+        self.payload = job.payload()
+        self.tries, self.request, self.sent_at, self.not_before = 0, None, 0.0, 0.0
+        self.history = []
+
+
+class Dispatcher:
+    """Sends jobs through one WireClient (a connection per server) and tracks them."""
+
+    def __init__(self, servers, timeout, resend, window=DEFAULT_WINDOW):
+        self.servers = list(servers)
+        self.wire = WireClient(self.servers)
+        self.timeout = timeout
+        self.resend = resend
+        self.window = window
+        self._down_until = [0.0] * len(self.servers)
+        self._next_server = 0
+
+    def close(self):
+        self.wire.shutdown()
+
+    # -- the loop
+    def run(self, jobs, on_done, timeout=None):
+        """Send every job of the iterable ``jobs``; call ``on_done(index, Outcome)`` as
+        each ends. At most ``window`` jobs are in flight."""
+        per_try = self.timeout if timeout is None else timeout
+        source = iter(enumerate(jobs))
+        waiting, flying = collections.deque(), {}
+        exhausted = False
+        while True:
+            while not exhausted and len(waiting) + len(flying) < self.window:
+                try:
+                    index, job = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                waiting.append(_Flight(index, job, self._pick_server()))
+            now = time.monotonic()
+            for _ in range(len(waiting)):
+                flight = waiting.popleft()
+                if flight.not_before > now:
+                    waiting.append(flight)
+                elif not self._send(flight, flying, now):
+                    self._retry_or_end(flight, waiting, on_done, move=True)
+            if exhausted and not waiting and not flying:
+                return
+            self._poll(flying, waiting)
+            self._check(flying, waiting, on_done, per_try)
+
+    def _poll(self, flying, waiting):
+        live = [c for c in self.wire.connection_list if c.connected]
+        if not live:
+            time.sleep(POLL_SLICE if waiting else 0)
+            return
+        readable, writable, failed = self.wire.poll_connections_once(live, POLL_SLICE)
+        self.wire.handle_connection_activity(readable, writable, failed)
+
+    def _check(self, flying, waiting, on_done, per_try):
+        now = time.monotonic()
+        for request, flight in list(flying.items()):
+            state = request.state
+            done = (state in (JOB_COMPLETE, JOB_FAILED)
+                    or (flight.job.background and state == JOB_CREATED))
+            if done or state == JOB_REFUSED:
+                del flying[request]
+                self._forget(request)
+                error = request.server_error if state == JOB_REFUSED else None
+                on_done(flight.index, Outcome(flight.job, request, error,
+                                              str(self.servers[flight.server]), flight.history))
+            elif state == JOB_UNKNOWN:
+                del flying[request]
+                self._forget(request)
+                flight.history.append((str(self.servers[flight.server]), "connection lost"))
+                self._retry_or_end(flight, waiting, on_done, move=True)
+            elif now - flight.sent_at > per_try:
+                del flying[request]
+                queued = "queued" if request.handle else "not queued"
+                flight.history.append((str(self.servers[flight.server]),
+                                       f"timed out after {per_try:g}s ({queued})"))
+                conn = request.job.connection
+                self._retry_or_end(flight, waiting, on_done,
+                                   move=not (conn is not None and conn.connected))
+
+    # -- sending
+    def _pick_server(self):
+        index = self._next_server
+        self._next_server = (index + 1) % len(self.servers)
+        return index
+
+    def _send(self, flight, flying, now):
+        conn = self.wire.connection_list[flight.server]
+        if not conn.connected and self._down_until[flight.server] > now:
+            flight.history.append((str(self.servers[flight.server]), "unreachable (skipped)"))
+            return False
+        job = flight.job
+        request = self.wire._create_request_from_dictionary(
+            {"task": job.function, "data": flight.payload, "unique": job.id,
+             "priority": PRIORITIES[job.priority]}, background=job.background)
+        self.wire.request_to_rotating_connection_queue[request] = collections.deque([conn])
+        try:
+            self.wire.establish_connection(conn)
+            self.wire.send_job_request(request)
+        except WireError:
+            raise
+        except Exception as err:  # the library's ServerUnavailable/ConnectionError
+            self._forget(request)
+            self._down_until[flight.server] = now + SERVER_RETRY_DELAY
+            reason = str(err).split("> ", 1)[-1]
+            flight.history.append((str(self.servers[flight.server]), f"unreachable: {reason}"))
+            return False
+        flight.tries += 1
+        flight.request, flight.sent_at = request, now
+        flying[request] = flight
+        return True
+
+    def _retry_or_end(self, flight, waiting, on_done, move):
+        if len(flight.history) > self.resend:
+            on_done(flight.index, Outcome(flight.job, flight.request,
+                                          self._give_up(flight), attempts=flight.history))
+            return
+        if move:
+            flight.server = (flight.server + 1) % len(self.servers)
+        flight.not_before = time.monotonic() + min(1.0, 0.05 * 2 ** len(flight.history))
+        log.info("job %s on %s: resending (%d of %d) to %s", flight.job.id,
+                 flight.job.function, len(flight.history), self.resend,
+                 self.servers[flight.server])
+        waiting.append(flight)
+
+    def _give_up(self, flight):
+        if all(what.startswith("unreachable") for _server, what in flight.history):
+            return ServerUnavailable(
+                f"no job server reachable for job {flight.job.id} on '{flight.job.function}': "
+                + "; ".join(f"{s}: {w}" for s, w in flight.history), self.servers)
+        return JobTimeout(flight.job.function, flight.job.id, flight.history)
+
+    def _forget(self, request):
+        """Drop the library's bookkeeping for a finished request (no leak over 100k jobs)."""
+        self.wire.request_to_rotating_connection_queue.pop(request, None)
+        handler = self.wire.connection_to_handler_map.get(request.job.connection)
+        if handler is not None and request.job.handle:
+            handler._unregister_request(request)
+
+
+def refused(outcome):
+    """True if gearmand refused the job (e.g. QUEUE_FULL)."""
+    return isinstance(outcome.error, ServerRefused)

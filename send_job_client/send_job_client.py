@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""sendjob: send jobs to gearman-frame workers (one job, a plugin's batch, the outbox).
+
+Waiting outbox jobs are delivered first, oldest first, by every invocation.
+"""
+import argparse
+import json
+import re
+import sys
+from dataclasses import asdict
+
+from gearman_frame import cli
+from gearman_frame.envelope import dumps
+from gearman_frame.errors import EXIT_FAILED, EXIT_OK, UsageError
+from gearman_frame.wire import PRIORITIES
+
+from send_job_client.clients import OUTBOX, JobClient
+from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
+from send_job_client.progress import progress_display
+
+EPILOG = """values in key=value (and --arg):
+  numbers (3, -1.5), true/false, null and JSON ([1,2], {"a":1}, "quoted") are typed;
+  anything else is a string. To send the string "3", write key='"3"'.
+
+examples:
+  sendjob run compress path=/var/log/big.log
+  sendjob run disk_report mount=/ --json
+  sendjob run reverse --arg hello --timeout 5
+  sendjob run cat_data --data 'raw payload'
+  sendjob run compress path=/x --background --priority high
+  sendjob plugin eg --count 20
+  sendjob flush"""
+
+_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def build_parser():
+    parser = cli.build_parser("sendjob", __doc__.splitlines()[0], EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="send one job")
+    run.add_argument("function")
+    run.add_argument("fields", nargs="*", metavar="key=value", help="the job's kwargs")
+    run.add_argument("--arg", action="append", default=[], metavar="VALUE",
+                     help="a positional argument (repeatable)")
+    run.add_argument("--data", help="send this raw payload instead of a JSON job")
+    run.add_argument("--background", action="store_true", help="queue it and return")
+    run.add_argument("--priority", choices=list(PRIORITIES), default="normal")
+    run.add_argument("--timeout", type=float, help="seconds per attempt (default: config)")
+    run.add_argument("--json", action="store_true", help="print the result object as JSON")
+    plugin = commands.add_parser("plugin", help="run plugins/NAME.py")
+    plugin.add_argument("name")
+    plugin.add_argument("plugin_args", nargs=argparse.REMAINDER)
+    commands.add_parser("flush", help="deliver what waits in the outbox")
+    return parser
+
+
+def parse_value(text):
+    """Type a command-line value (see the epilog)."""
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    if _NUMBER.match(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if text[:1] in "[{\"":
+        try:
+            return json.loads(text)
+        except ValueError as err:
+            raise UsageError(f"value {text!r} looks like JSON but is not: {err}") from err
+    return text
+
+
+def parse_fields(items):
+    """``key=value`` strings into kwargs; a malformed one is a UsageError."""
+    fields = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not _KEY.match(key):
+            raise UsageError(f"expected key=value with a name for key, got {item!r}")
+        if key in fields:
+            raise UsageError(f"field {key!r} given twice")
+        fields[key] = parse_value(value)
+    return fields
+
+
+def cmd_run(client, args):
+    kwargs = parse_fields(args.fields)
+    positional = [parse_value(a) for a in args.arg]
+    data = args.data.encode("utf-8") if args.data is not None else None
+    if data is not None and (kwargs or positional):
+        raise UsageError("--data sends a raw payload: give no key=value or --arg with it")
+    if args.background:
+        handle = client.submit_background(args.function, *positional, priority=args.priority,
+                                          data=data, **kwargs)
+        print(json.dumps({"handle": None if handle == OUTBOX else handle,
+                          "outbox": handle == OUTBOX}) if args.json else handle)
+        return EXIT_OK
+    result = client.submit(args.function, *positional, priority=args.priority,
+                           timeout=args.timeout, data=data, **kwargs)
+    if args.json:
+        sys.stdout.buffer.write(dumps(asdict(result)) + b"\n")
+    else:
+        _print_result(result)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _print_result(result):
+    out = result.stdout if result.value is None else result.value
+    if isinstance(out, bytes):
+        sys.stdout.buffer.write(out)
+    elif isinstance(out, str):
+        sys.stdout.write(out)
+    elif out is not None:
+        print(json.dumps(out))
+    if not result.ok:
+        err = result.stderr
+        if err:
+            sys.stderr.write(err if isinstance(err, str) else err.decode("utf-8", "replace"))
+        print(f"sendjob: job {result.id} {result.status}: {result.error}", file=sys.stderr)
+
+
+def cmd_plugin(client, args, config):
+    module = load_plugin(args.name)
+    plugin_args = parse_plugin_args(module, args.name, args.plugin_args)
+    total = module.count(plugin_args) if hasattr(module, "count") else None
+    with progress_display(args.name, sys.stdout, total) as show:
+        report = run_plugin(module, args.name, plugin_args, config, client, progress=show)
+    print(f"{args.name}: {report.sent} sent, {report.ok} ok, {report.failed} failed"
+          + (f", {report.outbox} kept in the outbox" if report.outbox else ""))
+    for job, result in report.failures[:10]:
+        print(f"  failed: {job.function} {job.id}: {result.error}", file=sys.stderr)
+    return EXIT_OK if report.failed == 0 else EXIT_FAILED
+
+
+def cmd_flush(client):
+    report = client.flush_outbox()
+    print(f"outbox: {report.delivered} delivered, {report.remaining} waiting")
+    return EXIT_OK if report.remaining == 0 else EXIT_FAILED
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    config = cli.load(args)
+    with JobClient(config) as client:
+        if args.command == "flush":
+            return cmd_flush(client)
+        if len(client.outbox):
+            client.flush_outbox()
+        if args.command == "run":
+            return cmd_run(client, args)
+        return cmd_plugin(client, args, config)
+
+
+def entry():
+    """Console-script entry point."""
+    return cli.run(main, prog="sendjob")
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

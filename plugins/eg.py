@@ -5,8 +5,8 @@ Run it with ``sendjob plugin eg [--count N] [--word WORD]``: it sends N jobs of 
 
 The rules
 ---------
-1. A plugin is a module. ``sendjob plugin NAME`` imports ``plugins/NAME.py``; any
-   importable module works too (``sendjob plugin mypkg.nightly``).
+1. A plugin is a module. ``sendjob plugin NAME`` imports ``plugins/NAME.py``, else any
+   importable module of that name (``sendjob plugin mypkg.nightly``).
 2. It may define Python tasks with ``@task("name")``. Workers serve them when the module
    is listed under ``plugins:`` in config.yaml (the worker imports it at start). A task
    takes JSON-able arguments and returns a JSON-able value other than None (None and

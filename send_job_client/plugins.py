@@ -1,6 +1,6 @@
 """Plugins: modules that define what to send (the rules are in plugins/eg.py).
 
-``sendjob plugin NAME ARGS...`` imports ``plugins.NAME`` (or the dotted module NAME),
+``sendjob plugin NAME ARGS...`` imports ``plugins.NAME`` (else the module NAME),
 lets it parse ARGS (``add_arguments(parser)``), sends every Job its ``jobs(args, config)``
 yields, hands each result to ``on_result(job, result)`` and reports the counts. A plugin
 that raises stops sending; what it already sent is still collected and reported.
@@ -44,8 +44,8 @@ class PluginReport:
 
 
 def load_plugin(name):
-    """Import ``plugins.NAME`` (or the dotted module NAME); UsageError if there is none."""
-    candidates = [name] if "." in name else [f"{PLUGIN_PACKAGE}.{name}"]
+    """Import ``plugins.NAME``, else the module NAME; UsageError if there is neither."""
+    candidates = [name] if "." in name else [f"{PLUGIN_PACKAGE}.{name}", name]
     for module_name in candidates:
         try:
             module = importlib.import_module(module_name)
@@ -57,7 +57,7 @@ def load_plugin(name):
             raise UsageError(f"plugin {name}: {module_name} defines no jobs(args, config)")
         return module
     raise UsageError(f"unknown plugin '{name}': expected a module plugins/{name}.py "
-                     "or an importable dotted module name")
+                     "or an importable module of that name")
 
 
 def parse_plugin_args(module, name, argv):

@@ -1,0 +1,193 @@
+"""JobClient and sendjob against real gearmand and real workers: nothing lost, nothing twice."""
+import signal
+import subprocess
+import time
+
+import pytest
+
+from gearman_frame.errors import JobTimeout, ServerUnavailable
+from gearman_frame.server import free_port
+from send_job_client import OUTBOX, Job, JobClient
+from send_job_client.outbox import Outbox
+
+from .client_helpers import (RECORD_TASKS, SENDJOB, client_config, ledger_lines,
+                             sendjob)
+from .helpers import wait_for
+
+
+@pytest.fixture
+def plugin_dir(tmp_path):
+    folder = tmp_path / "plugins_here"
+    folder.mkdir()
+    (folder / "recordtasks.py").write_text(RECORD_TASKS)
+    return folder
+
+
+def start_recorder(start_workers, servers, plugin_dir, **kwargs):
+    return start_workers(servers, {}, plugins=["recordtasks"], pythonpath=plugin_dir, **kwargs)
+
+
+def test_foreground_background_and_many(gearmand, start_workers, plugin_dir, tmp_path):
+    start_recorder(start_workers, [gearmand.address], plugin_dir, threads=4)
+    _path, config = client_config(tmp_path, [gearmand.address])
+    ledger = tmp_path / "ledger"
+    with JobClient(config) as client:
+        assert client.submit("reverse", "abc").value == "cba"
+        handle = client.submit_background("record", str(ledger), "bg")
+        assert handle.startswith("H:")
+        wait_for(lambda: ledger_lines(ledger) == ["bg"], 10, "the background job")
+        results = client.submit_many([Job.of("reverse", f"n{i}") for i in range(1000)])
+    assert [r.value for r in results] == [f"n{i}"[::-1] for i in range(1000)]
+    assert all(r.ok for r in results)
+
+
+def test_high_priority_overtakes_queued_normal_jobs(gearmand, start_workers, plugin_dir,
+                                                    tmp_path):
+    _path, config = client_config(tmp_path, [gearmand.address])
+    ledger = tmp_path / "ledger"
+    with JobClient(config) as client:
+        for i in range(5):
+            client.submit_background("record", str(ledger), f"normal{i}")
+        client.submit_background("record", str(ledger), "urgent", priority="high")
+    start_recorder(start_workers, [gearmand.address], plugin_dir, threads=1)
+    wait_for(lambda: len(ledger_lines(ledger)) == 6, 15, "all six jobs")
+    assert ledger_lines(ledger)[0] == "urgent"
+
+
+def test_slow_job_with_short_timeout_is_resent_but_runs_once(gearmand, start_workers,
+                                                             plugin_dir, tmp_path):
+    start_recorder(start_workers, [gearmand.address], plugin_dir, threads=2)
+    _path, config = client_config(tmp_path, [gearmand.address], timeout=1, resend=3)
+    ledger = tmp_path / "ledger"
+    with JobClient(config) as client:
+        result = client.submit("record", str(ledger), "once", sleep=3)
+    assert result.ok and result.value == "once"
+    time.sleep(0.5)
+    assert ledger_lines(ledger) == ["once"]
+
+
+def test_first_server_dead_job_goes_through_the_second(make_gearmand, start_workers,
+                                                       plugin_dir, tmp_path):
+    dead = f"127.0.0.1:{free_port()}"
+    alive = make_gearmand()
+    start_recorder(start_workers, [alive.address], plugin_dir)
+    _path, config = client_config(tmp_path, [dead, alive.address])
+    with JobClient(config) as client:
+        results = [client.submit("reverse", f"w{i}") for i in range(4)]
+    assert [r.value for r in results] == ["0w", "1w", "2w", "3w"]
+
+
+def test_no_worker_is_a_timeout_naming_the_function(gearmand, tmp_path):
+    path, config = client_config(tmp_path, [gearmand.address], timeout=0.3, resend=1)
+    with JobClient(config) as client, pytest.raises(JobTimeout) as info:
+        client.submit("nobody_serves_this")
+    assert "'nobody_serves_this'" in str(info.value) and len(info.value.attempts) == 2
+    proc = sendjob(path, "run", "nobody_serves_this", "--timeout", "0.3")
+    assert proc.returncode == 1 and "nobody_serves_this" in proc.stderr
+
+
+def test_no_server_foreground_exits_3(tmp_path):
+    path, config = client_config(tmp_path, [f"127.0.0.1:{free_port()}"], resend=1)
+    with JobClient(config) as client, pytest.raises(ServerUnavailable):
+        client.submit("reverse", "x")
+    assert sendjob(path, "run", "reverse", "--arg", "x").returncode == 3
+
+
+def test_outbox_keeps_jobs_until_flush_delivers_them_once(restartable_gearmand, start_workers,
+                                                          plugin_dir, tmp_path):
+    server = restartable_gearmand
+    path, config = client_config(tmp_path, [server.address], resend=1)
+    ledger = tmp_path / "ledger"
+    server.stop()
+    # Given every server down, a background job is kept, not lost
+    proc = sendjob(path, "run", "record", f"ledger={ledger}", "word=kept", "--background")
+    assert (proc.returncode, proc.stdout.strip()) == (0, OUTBOX)
+    outbox = Outbox(config.resolve(config.client.outbox))
+    assert len(outbox) == 1
+    # When the server and a worker are back, flush delivers it exactly once
+    server.start()
+    start_recorder(start_workers, [server.address], plugin_dir)
+    flushed = sendjob(path, "flush")
+    assert flushed.returncode == 0 and "1 delivered, 0 waiting" in flushed.stdout
+    wait_for(lambda: ledger_lines(ledger) == ["kept"], 10, "the kept job to run")
+    assert len(outbox) == 0
+
+
+def test_interrupted_flush_never_delivers_a_job_twice(restartable_gearmand, start_workers,
+                                                      plugin_dir, tmp_path):
+    server = restartable_gearmand
+    path, config = client_config(tmp_path, [server.address], resend=0)
+    ledger = tmp_path / "ledger"
+    server.stop()
+    with JobClient(config) as client:
+        jobs = [Job.of("record", str(ledger), f"job{i}") for i in range(60)]
+        deliveries = client.submit_many(jobs, background=True)
+    assert all(d.outbox for d in deliveries)
+    server.start()
+    # When a flush is killed half way and another one finishes the work
+    first = subprocess.Popen([SENDJOB, "--config", str(path), "flush"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outbox = Outbox(config.resolve(config.client.outbox))
+    wait_for(lambda: len(outbox) < 50, 20, "the first flush to deliver some jobs")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert sendjob(path, "flush").returncode == 0
+    # Then every job runs exactly once
+    start_recorder(start_workers, [server.address], plugin_dir, threads=4)
+    wait_for(lambda: len(ledger_lines(ledger)) >= 60, 20, "sixty jobs")
+    time.sleep(0.5)
+    assert sorted(ledger_lines(ledger)) == sorted(f"job{i}" for i in range(60))
+
+
+def test_bad_key_value_exits_2(tmp_path):
+    path, _config = client_config(tmp_path, ["127.0.0.1:1"])
+    for bad in (["novalue"], ["=x"], ["a b=1"], ["j={not json"], ["a=1", "a=2"]):
+        proc = sendjob(path, "run", "f", *bad)
+        assert proc.returncode == 2, (bad, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_typed_values_reach_the_task(gearmand, start_workers, plugin_dir, tmp_path):
+    start_recorder(start_workers, [gearmand.address], plugin_dir)
+    path, _config = client_config(tmp_path, [gearmand.address])
+    proc = sendjob(path, "run", "reverse", "--arg", '"123"', "--json")
+    assert proc.returncode == 0 and '"value":"321"' in proc.stdout
+
+
+def test_plugin_that_raises_exits_1_and_reports_what_was_sent(gearmand, start_workers,
+                                                               plugin_dir, tmp_path):
+    (plugin_dir / "breaks.py").write_text(
+        "from send_job_client import Job\n"
+        "def jobs(args, config):\n"
+        "    yield Job.of('reverse', 'a')\n"
+        "    yield Job.of('reverse', 'b')\n"
+        "    raise ValueError('bad input file')\n")
+    start_recorder(start_workers, [gearmand.address], plugin_dir)
+    path, _config = client_config(tmp_path, [gearmand.address])
+    proc = sendjob(path, "plugin", "breaks", env={"PYTHONPATH": str(plugin_dir)})
+    assert proc.returncode == 1
+    assert "bad input file" in proc.stderr and "after sending 2 job(s) (2 ok" in proc.stderr
+
+
+def test_unknown_plugin_exits_2(tmp_path):
+    path, _config = client_config(tmp_path, ["127.0.0.1:1"])
+    proc = sendjob(path, "plugin", "no_such_plugin")
+    assert proc.returncode == 2 and "unknown plugin 'no_such_plugin'" in proc.stderr
+
+
+def test_example_plugins_run_end_to_end(gearmand, start_workers, tmp_path):
+    start_workers([gearmand.address], {"store_numbers": {"retries": 3, "retry_delay": 0.05}},
+                  plugins=["plugins.eg", "plugins.store_numbers"], threads=3)
+    path, _config = client_config(tmp_path, [gearmand.address])
+    eg = sendjob(path, "plugin", "eg", "--count", "7")
+    assert eg.returncode == 0 and "7 sent, 7 ok, 0 failed" in eg.stdout
+    assert "reversed 'gearman' -> 'namraeg'" in eg.stderr
+    out = tmp_path / "numbers"
+    batch = sendjob(path, "plugin", "store_numbers", "--upto", "13", "--dir", str(out), "--flaky")
+    assert batch.returncode == 0, batch.stderr
+    files = sorted(out.glob("batch-*.txt"))
+    stored = [[int(n) for n in f.read_text().split()] for f in files]
+    assert sorted(n for group in stored for n in group) == list(range(1, 14))
+    assert all(len(group) <= 5 for group in stored)
+    assert not any(1 in group and 2 in group for group in stored)
+    assert "after 2 attempt(s)" in batch.stderr  # each store failed once and was retried

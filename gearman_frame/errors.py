@@ -104,6 +104,21 @@ class JobTimeout(WireError):
                          f"{len(self.attempts)} attempt(s): {tried}")
 
 
+class ProtocolError(WireError):
+    """Raised when gearmand's reply is not in the format its protocol documents."""
+
+
+class AdminError(FrameError):
+    """Raised when gearmand answers an admin command with ``ERR CODE message``."""
+
+    def __init__(self, code, message, server=None):
+        self.code = code
+        self.message = message
+        self.server = server
+        where = f"{server}: " if server else ""
+        super().__init__(f"{where}{code} {message}".strip())
+
+
 class ServerControlError(FrameError):
     """Raised when the local gearmand cannot be started, stopped or inspected."""
 

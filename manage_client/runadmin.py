@@ -1,32 +1,84 @@
 #!/usr/bin/env python3
 """runadmin: administer gearmand servers and gearman-frame workers.
 
-Subcommands arrive as they are built; ``server`` runs the embedded local gearmand with a
-persistent SQLite queue under var/.
+Reports queues and workers across every configured server, clears a queue into a dump
+file (nothing is lost: `resend` brings it back), stops workers by name, and runs the local
+gearmand. Every action that changes state is logged with who did it and how many jobs.
 """
+import getpass
+import json
 import logging
+import socket
 import sys
+import time
+from dataclasses import asdict
 
 from gearman_frame import cli
-from gearman_frame.errors import EXIT_OK
+from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError
+from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
+
+from manage_client.admin import AdminClient
+from manage_client.admin_protocol import worker_name_of
+from manage_client.drain import Drainer, read_dump
+from manage_client import views
 
 log = logging.getLogger("manage_client.runadmin")
 
 #: Where ``runadmin server`` keeps gearmand's pidfile, log and queue (relative to the config).
 DEFAULT_DATA_DIR = "var/gearmand"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Seconds ``shutdown`` waits for the worker's connections to go away.
+SHUTDOWN_WAIT = 60.0
+WHO = f"{getpass.getuser()}@{socket.gethostname()}"
 
 EPILOG = """examples:
-  runadmin server start                 # local gearmand on the configured port, SQLite queue
-  runadmin server status
-  runadmin server stop"""
+  runadmin status                       # queued / running / workers per function and server
+  runadmin status --json
+  runadmin status --watch 2
+  runadmin workers
+  runadmin clear compress --dump compress.jsonl
+  runadmin resend compress.jsonl
+  runadmin shutdown web1
+  runadmin server start                 # local gearmand, SQLite queue under var/gearmand
+  runadmin apply                        # maxqueue limits from the config"""
 
 
 def build_parser():
     parser = cli.build_parser("runadmin", __doc__.splitlines()[0], EPILOG)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    server = commands.add_parser("server", help="start, stop or inspect the local gearmand")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = sub.add_parser("status", help="queued, running and workers per function")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--all", action="store_true", help="include control functions")
+    status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+                        help="refresh every SECONDS (default 2) until Ctrl-C")
+    workers = sub.add_parser("workers", help="connected workers: name, IP, functions")
+    workers.add_argument("--json", action="store_true")
+    workers.add_argument("--all", action="store_true", help="include connections that "
+                                                            "serve nothing (clients, admins)")
+    clear = sub.add_parser("clear", help="drain FUNCTION's queued jobs into a dump file")
+    clear.add_argument("function")
+    clear.add_argument("--dump", required=True, metavar="FILE")
+    clear.add_argument("--timeout", type=float, default=600.0)
+    resend = sub.add_parser("resend", help="submit the jobs of a dump again (background)")
+    resend.add_argument("file")
+    resend.add_argument("--all", action="store_true",
+                        help="also resend foreground jobs (their senders were told they "
+                             "were cleared)")
+    shutdown = sub.add_parser("shutdown", help="stop the worker NAME gracefully")
+    shutdown.add_argument("name")
+    shutdown.add_argument("--timeout", type=float, default=SHUTDOWN_WAIT)
+    for name in ("version", "getpid", "verbose"):
+        sub.add_parser(name, help=f"gearmand's '{name}' on every server")
+    jobs = sub.add_parser("jobs", help="gearmand's 'show jobs' on every server")
+    jobs.add_argument("--json", action="store_true")
+    cancel = sub.add_parser("cancel", help="cancel a queued job by handle")
+    cancel.add_argument("handle")
+    maxqueue = sub.add_parser("maxqueue", help="limit FUNCTION's queue to N jobs")
+    maxqueue.add_argument("function")
+    maxqueue.add_argument("size", type=int)
+    sub.add_parser("apply", help="apply the config's per-function maxqueue limits")
+    server = sub.add_parser("server", help="start, stop or inspect the local gearmand")
     server.add_argument("action", choices=["start", "stop", "status"])
     server.add_argument("--port", type=int, help="port (default: the first configured "
                                                  "loopback server's, else 4730)")
@@ -36,6 +88,160 @@ def build_parser():
                         help="persistent SQLite queue (default) or gearmand's in-memory one")
     return parser
 
+
+def print_json(rows):
+    print(json.dumps([asdict(r) if hasattr(r, "__dataclass_fields__") else r for r in rows]))
+
+
+# --- reports --------------------------------------------------------------------------
+
+def cmd_status(admin, config, args):
+    if args.watch and not args.json:
+        return _watch(admin, args)
+    rows = views.visible_status(admin.status(), args.all)
+    if args.json:
+        print_json(rows)
+    else:
+        views.print_table(views.status_table(rows, admin.unreachable))
+    return EXIT_OK
+
+
+def _watch(admin, args):
+    from rich.live import Live
+    interval = max(0.2, args.watch)
+
+    def table():
+        return views.status_table(views.visible_status(admin.status(), args.all),
+                                  admin.unreachable)
+    try:
+        if sys.stdout.isatty():
+            with Live(table(), auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(table(), refresh=True)
+        while True:
+            views.print_table(table())
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_workers(admin, config, args):
+    rows = views.visible_workers(admin.workers(), args.all)
+    if args.json:
+        print_json(rows)
+    else:
+        views.print_table(views.workers_table(rows))
+    return EXIT_OK
+
+
+def cmd_simple(admin, config, args):
+    method = {"version": admin.version, "getpid": admin.getpid, "verbose": admin.verbose}
+    for server, value in method[args.command]():
+        print(f"{server}\t{value}")
+    return EXIT_OK
+
+
+def cmd_jobs(admin, config, args):
+    rows = admin.show_jobs()
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            print(f"{row.server}\t{row.handle}\tretries={row.retries}\tqueued={row.job_queued}")
+    return EXIT_OK
+
+
+# --- actions that change state -----------------------------------------------------------
+
+def cmd_cancel(admin, config, args):
+    answers = admin.cancel_job(args.handle)
+    done = [server for server, result in answers if not isinstance(result, AdminError)]
+    log.info("cancel: %s cancelled job %s on %s", WHO, args.handle, done or "no server")
+    if not done:
+        raise FrameError(f"cancel {args.handle}: " + "; ".join(str(e) for _s, e in answers))
+    print(f"cancelled {args.handle} on {', '.join(done)} (it leaves the queue when a worker "
+          "reaches it)")
+    return EXIT_OK
+
+
+def cmd_maxqueue(admin, config, args):
+    _limit(admin, args.function, args.size)
+    print(f"maxqueue {args.function} = {args.size} on {len(admin.connections)} server(s)")
+    return EXIT_OK
+
+
+def _limit(admin, function, size):
+    admin.create_function(function)  # maxqueue only applies to a function gearmand knows
+    admin.maxqueue(function, size)
+    log.info("maxqueue: %s set %s to %d on %s", WHO, function, size,
+             [str(c.address) for c in admin.connections])
+
+
+def cmd_apply(admin, config, args):
+    limited = {name: fn.maxqueue for name, fn in config.functions.items()
+               if fn.maxqueue is not None}
+    for function, size in sorted(limited.items()):
+        _limit(admin, function, size)
+        print(f"maxqueue {function} = {size}")
+    if not limited:
+        print("no function in the config sets maxqueue")
+    return EXIT_OK
+
+
+def cmd_clear(admin, config, args):
+    def warn(text):
+        print(f"runadmin: warning: {text}", file=sys.stderr)
+    drainer = Drainer(config.servers, args.function, args.dump)
+    report = drainer.run(timeout=args.timeout, on_warning=warn)
+    log.info("clear: %s removed %d job(s) of %s into %s %s", WHO, report.removed,
+             args.function, args.dump, report.by_priority)
+    print(f"cleared {report.removed} job(s) of {args.function} into {args.dump}")
+    return EXIT_OK
+
+
+def cmd_resend(admin, config, args):
+    from send_job_client import Job, JobClient  # the admin may reuse the sender's client
+    dumped = read_dump(args.file)
+    jobs = [Job(j["function"], data=j["data"], id=j["unique"], priority=j["priority"])
+            for j in dumped if args.all or j["background"] is not False]
+    skipped = len(dumped) - len(jobs)
+    with JobClient(config) as client:
+        deliveries = client.submit_many(jobs, background=True)
+    queued = sum(1 for d in deliveries if d.handle)
+    kept = sum(1 for d in deliveries if d.outbox)
+    refused = [d for d in deliveries if d.error]
+    log.info("resend: %s resent %d job(s) from %s (%d queued, %d in the outbox, %d refused)",
+             WHO, len(jobs), args.file, queued, kept, len(refused))
+    print(f"resent {len(jobs)} job(s) from {args.file}: {queued} queued, {kept} kept in the "
+          f"outbox, {len(refused)} refused"
+          + (f"; skipped {skipped} foreground job(s) (--all resends them)" if skipped else ""))
+    return EXIT_OK if not refused else EXIT_FAILED
+
+
+def cmd_shutdown(admin, config, args):
+    from send_job_client import JobClient  # the admin may reuse the sender's client
+
+    def connected():
+        return [c for c in admin.workers() if worker_name_of(c.client_id) == args.name]
+    if not connected():
+        raise FrameError(f"no worker named '{args.name}' is connected to "
+                         f"{', '.join(str(s) for s in config.servers)}")
+    with JobClient(config, timeout=10, resend=1) as client:
+        client.submit(control_function(args.name), data=CONTROL_SHUTDOWN, priority="high")
+    log.info("shutdown: %s asked worker %s to stop", WHO, args.name)
+    deadline = time.monotonic() + args.timeout
+    while connected():
+        if time.monotonic() > deadline:
+            raise FrameError(f"worker '{args.name}' accepted the shutdown but is still "
+                             f"connected after {args.timeout:g}s (running commands finish "
+                             "within its grace period)")
+        time.sleep(0.2)
+    print(f"worker {args.name} stopped")
+    return EXIT_OK
+
+
+# --- the local gearmand -------------------------------------------------------------------
 
 def local_server(config, args):
     """The LocalGearmand that ``runadmin server`` controls for this config and flags."""
@@ -50,24 +256,34 @@ def cmd_server(config, args):
     server = local_server(config, args)
     if args.action == "start":
         pid = server.start()
-        log.info("server start: gearmand %s pid %s queue %s", server.address, pid, server.queue)
+        log.info("server start: %s started gearmand %s pid %s queue %s", WHO, server.address,
+                 pid, server.queue)
         print(f"gearmand started: pid {pid}, {server.address}, data {server.data_dir}")
     elif args.action == "stop":
         stopped = server.stop()
-        log.info("server stop: gearmand %s %s", server.address,
+        log.info("server stop: %s: gearmand %s %s", WHO, server.address,
                  "stopped" if stopped else "was not running")
         print(f"gearmand {'stopped' if stopped else 'was not running'} on {server.address}")
     else:
         status = server.status()
         print(status.describe())
-        return EXIT_OK if status.running else 1
+        return EXIT_OK if status.running else EXIT_FAILED
     return EXIT_OK
+
+
+COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
+            "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
+            "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
+            "clear": cmd_clear, "resend": cmd_resend, "shutdown": cmd_shutdown}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = cli.load(args)
-    return {"server": cmd_server}[args.command](config, args)
+    if args.command == "server":
+        return cmd_server(config, args)
+    with AdminClient(config.servers) as admin:
+        return COMMANDS[args.command](admin, config, args)
 
 
 def entry():

@@ -1,7 +1,8 @@
 """A named worker: K threads, each with its own connection to every server.
 
-Thread ``i`` registers as ``NAME.i`` and serves the configured functions plus the control
-function ``__ctl__.NAME``. The pool restarts a thread that died, stops gracefully on a
+Thread ``i`` registers as ``NAME.i`` and serves the configured functions; one more
+connection, ``NAME.ctl``, serves only the control function ``__ctl__.NAME``, so a
+shutdown reaches a worker even when every job thread is busy with a long command. The pool restarts a thread that died, stops gracefully on a
 signal or a control ``shutdown`` job (stop taking jobs, let running commands finish within
 ``grace``, then kill their process groups and leave those jobs for gearmand to requeue),
 and stops at once on a second signal.
@@ -35,17 +36,20 @@ def worker_name(template):
     return template.format(hostname=socket.gethostname(), pid=os.getpid())
 
 
-class ServingThread(threading.Thread):
-    """One worker thread: a WireWorker connected to every server."""
+#: Suffix of the control connection's client id (``NAME.ctl``).
+CONTROL_SUFFIX = "ctl"
 
-    def __init__(self, pool, index):
-        super().__init__(name=f"{pool.name}.{index}", daemon=True)
+
+class ServingThread(threading.Thread):
+    """One worker thread: a WireWorker connected to every server, serving ``tasks``."""
+
+    def __init__(self, pool, label, tasks):
+        super().__init__(name=f"{pool.name}.{label}", daemon=True)
         self.pool = pool
-        self.index = index
+        self.label = label
         self.wire = WireWorker(pool.servers, client_id=self.name)
-        for function, handler in pool.handlers.items():
+        for function, handler in tasks.items():
             self.wire.register_task(function, handler)
-        self.wire.register_task(control_function(pool.name), pool.control)
 
     def run(self):
         try:
@@ -95,9 +99,12 @@ class WorkerPool:
         become_subreaper()
         self.reaper.start()
         self.threads = [self._spawn(i) for i in range(self.thread_count)]
+        self.threads.append(self._spawn(CONTROL_SUFFIX))
 
-    def _spawn(self, index):
-        thread = ServingThread(self, index)
+    def _spawn(self, label):
+        tasks = ({control_function(self.name): self.control} if label == CONTROL_SUFFIX
+                 else self.handlers)
+        thread = ServingThread(self, label, tasks)
         thread.start()
         return thread
 
@@ -122,7 +129,7 @@ class WorkerPool:
         for i, thread in enumerate(self.threads):
             if not thread.is_alive():
                 log.error("worker thread %s is dead; restarting it", thread.name)
-                self.threads[i] = self._spawn(i)
+                self.threads[i] = self._spawn(thread.label)
 
     def request_stop(self, reason, force=False):
         """Ask for a graceful stop (a second request, or force=True, stops at once).

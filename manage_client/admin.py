@@ -1,0 +1,166 @@
+"""AdminClient: gearmand's admin protocol across every configured server.
+
+One method per admin command. Each call fans out to all servers (or the ones named) and
+returns typed records carrying their server; totals across servers are computed once, in
+:func:`totals`. A server that cannot be reached is reported in ``unreachable`` and
+skipped; if none can be reached the call raises ServerUnavailable.
+"""
+import logging
+import socket
+from collections import defaultdict
+
+from gearman_frame.errors import ConnectionLost, ServerUnavailable
+from gearman_frame.wire import CONNECT_TIMEOUT
+
+from . import admin_protocol as proto
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a reply to one admin command.
+REPLY_TIMEOUT = 10.0
+
+
+class AdminConnection:
+    """One admin text-protocol connection to one gearmand."""
+
+    def __init__(self, address, timeout=REPLY_TIMEOUT):
+        self.address = address
+        self.timeout = timeout
+        self._sock = None
+        self._buffer = proto.ReplyBuffer()
+
+    def _connect(self):
+        if self._sock is None:
+            try:
+                self._sock = socket.create_connection(self.address.pair, timeout=CONNECT_TIMEOUT)
+            except OSError as err:
+                raise ConnectionLost(f"{self.address}: {err.strerror or err}") from err
+            self._sock.settimeout(self.timeout)
+        return self._sock
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def command(self, text):
+        """Send one command (CRLF-ended: gearmand drops the last character of a line ended
+        by a bare LF) and return its reply: a list of lines, or one line."""
+        multi = text in proto.MULTI_LINE
+        sock = self._connect()
+        try:
+            sock.sendall(text.encode("utf-8") + b"\r\n")
+            while True:
+                reply = self._buffer.take_block() if multi else self._buffer.take_line()
+                if reply is not None:
+                    return reply
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionLost(f"{self.address}: connection closed mid-reply to "
+                                         f"'{text}'")
+                self._buffer.feed(chunk)
+        except OSError as err:
+            self.close()
+            raise ConnectionLost(f"{self.address}: {err.strerror or err}") from err
+        except ConnectionLost:
+            self.close()
+            raise
+
+
+class AdminClient:
+    """Admin commands over all ``servers`` (ServerAddress objects)."""
+
+    def __init__(self, servers, timeout=REPLY_TIMEOUT):
+        self.connections = [AdminConnection(s, timeout) for s in servers]
+        self.unreachable = {}
+
+    def close(self):
+        for conn in self.connections:
+            conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _fan_out(self, text, parse):
+        """Run ``text`` on every server; return parse(reply, server) results, flattened."""
+        results, self.unreachable = [], {}
+        for conn in self.connections:
+            server = str(conn.address)
+            try:
+                reply = conn.command(text)
+            except ConnectionLost as err:
+                self.unreachable[server] = str(err)
+                log.warning("admin: %s", err)
+                continue
+            parsed = parse(reply, server)
+            results.extend(parsed if isinstance(parsed, list) else [parsed])
+        if len(self.unreachable) == len(self.connections):
+            raise ServerUnavailable("no job server reachable: " + "; ".join(
+                self.unreachable.values()), [c.address for c in self.connections])
+        return results
+
+    def _each_ok(self, text):
+        return self._fan_out(text, lambda line, server: (server, proto.parse_ok(line, server)))
+
+    # -- one method per admin command
+    def status(self):
+        return self._fan_out("status", proto.parse_status)
+
+    def prioritystatus(self):
+        return self._fan_out("prioritystatus", proto.parse_prioritystatus)
+
+    def workers(self):
+        return self._fan_out("workers", proto.parse_workers)
+
+    def show_jobs(self):
+        return self._fan_out("show jobs", proto.parse_jobs)
+
+    def show_unique_jobs(self):
+        return self._fan_out("show unique jobs",
+                             lambda lines, server: [(server, u) for u in
+                                                    proto.parse_uniques(lines, server)])
+
+    def version(self):
+        return self._each_ok("version")
+
+    def getpid(self):
+        return [(server, int(pid)) for server, pid in self._each_ok("getpid")]
+
+    def verbose(self):
+        return self._each_ok("verbose")
+
+    def cancel_job(self, handle):
+        """Cancel a queued job by handle on the server that knows it; [(server, result)]."""
+        return self._tolerant(f"cancel job {handle}")
+
+    def maxqueue(self, function, size):
+        return self._each_ok(f"maxqueue {function} {int(size)}")
+
+    def create_function(self, function):
+        return self._each_ok(f"create function {function}")
+
+    def drop_function(self, function):
+        return self._tolerant(f"drop function {function}")
+
+    def _tolerant(self, text):
+        """Like _each_ok, but an ERR from one server is a result, not an exception."""
+        def parse(line, server):
+            try:
+                return server, proto.parse_ok(line, server) or "OK"
+            except proto.AdminError as err:
+                return server, err
+        return self._fan_out(text, parse)
+
+
+def totals(rows):
+    """Sum FunctionStatus rows over servers: {function: FunctionStatus(server='all')}."""
+    summed = defaultdict(lambda: [0, 0, 0])
+    for row in rows:
+        acc = summed[row.function]
+        acc[0] += row.queued
+        acc[1] += row.running
+        acc[2] += row.workers
+    return {fn: proto.FunctionStatus("all", fn, *acc) for fn, acc in sorted(summed.items())}

@@ -1,0 +1,178 @@
+"""gearmand's admin text protocol (1.1.20): framing and typed parsing of replies.
+
+Pure functions and a buffer, no sockets, so every reply format can be tested split at
+every byte. Multi-line replies end with a line ``.``; single-line ones are ``OK ...`` or
+``ERR CODE message`` (with ``+`` for spaces), ended by LF or CRLF.
+"""
+from dataclasses import dataclass, field
+from typing import List
+
+from gearman_frame.errors import AdminError, ProtocolError
+
+MULTI_LINE = ("status", "prioritystatus", "workers", "show jobs", "show unique jobs")
+
+
+@dataclass(frozen=True)
+class FunctionStatus:
+    """One row of ``status``; gearmand's TOTAL counts running jobs, so queued = total - running."""
+
+    server: str
+    function: str
+    queued: int
+    running: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class PriorityStatus:
+    """One row of ``prioritystatus``: queued jobs by priority (running ones not counted)."""
+
+    server: str
+    function: str
+    high: int
+    normal: int
+    low: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class WorkerConnection:
+    """One row of ``workers``: every connection, '-' meaning it set no client id."""
+
+    server: str
+    fd: int
+    ip: str
+    client_id: str
+    functions: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """One row of ``show jobs``."""
+
+    server: str
+    handle: str
+    retries: int
+    ignore_job: int
+    job_queued: int
+
+
+class ReplyBuffer:
+    """Collects bytes as they arrive; hands out complete lines and blocks."""
+
+    def __init__(self):
+        self._buf = bytearray()
+
+    def feed(self, data):
+        self._buf += data
+
+    def take_line(self):
+        """The next complete line (without LF/CRLF) or None."""
+        end = self._buf.find(b"\n")
+        if end < 0:
+            return None
+        line = bytes(self._buf[:end]).rstrip(b"\r")
+        del self._buf[:end + 1]
+        return line.decode("utf-8", "replace")
+
+    def take_block(self):
+        """The lines of a complete ``.``-ended reply (or a lone ERR line), else None."""
+        if self._buf.startswith(b"ERR "):
+            return [self.take_line()] if b"\n" in self._buf else None
+        if self._buf.startswith(b".\n") or self._buf.startswith(b".\r\n"):
+            self.take_line()
+            return []
+        end = self._buf.find(b"\n.\n")
+        if end < 0:
+            return None
+        body = bytes(self._buf[:end]).decode("utf-8", "replace")
+        del self._buf[:end + 3]
+        return [line.rstrip("\r") for line in body.split("\n")]
+
+
+def check_error(line, server=None):
+    """Raise AdminError for an ``ERR`` line."""
+    if line.startswith("ERR"):
+        parts = line.split(" ", 2)
+        code = parts[1] if len(parts) > 1 else "ERR"
+        message = parts[2].replace("+", " ") if len(parts) > 2 else ""
+        raise AdminError(code, message, server)
+
+
+def parse_ok(line, server=None):
+    """``OK [value]`` → value ('' if none); ERR raises AdminError; else ProtocolError."""
+    check_error(line, server)
+    if line == "OK" or line.startswith("OK "):
+        return line[3:]
+    raise ProtocolError(f"{server}: expected 'OK ...' or 'ERR ...', got {line!r}")
+
+
+def _ints(fields, line, server):
+    try:
+        return [int(f) for f in fields]
+    except ValueError as err:
+        raise ProtocolError(f"{server}: expected numbers in {line!r}") from err
+
+
+def _split(line, count, server, command):
+    fields = line.split("\t")
+    if len(fields) != count:
+        raise ProtocolError(f"{server}: '{command}' line has {len(fields)} fields, "
+                            f"expected {count}: {line!r}")
+    return fields
+
+
+def _block(lines, server):
+    if lines and lines[0].startswith("ERR"):
+        check_error(lines[0], server)
+    return lines
+
+
+def parse_status(lines, server):
+    rows = []
+    for line in _block(lines, server):
+        function, *numbers = _split(line, 4, server, "status")
+        total, running, workers = _ints(numbers, line, server)
+        rows.append(FunctionStatus(server, function, max(0, total - running), running, workers))
+    return rows
+
+
+def parse_prioritystatus(lines, server):
+    rows = []
+    for line in _block(lines, server):
+        function, *numbers = _split(line, 5, server, "prioritystatus")
+        rows.append(PriorityStatus(server, function, *_ints(numbers, line, server)))
+    return rows
+
+
+def parse_workers(lines, server):
+    rows = []
+    for line in _block(lines, server):
+        head, sep, tail = line.partition(" :")
+        parts = head.split(" ")
+        if not sep or len(parts) != 3:
+            raise ProtocolError(f"{server}: malformed 'workers' line: {line!r}")
+        fd = _ints(parts[:1], line, server)[0]
+        rows.append(WorkerConnection(server, fd, parts[1], parts[2], tail.split()))
+    return rows
+
+
+def parse_jobs(lines, server):
+    rows = []
+    for line in _block(lines, server):
+        handle, *numbers = _split(line, 4, server, "show jobs")
+        rows.append(QueuedJob(server, handle, *_ints(numbers, line, server)))
+    return rows
+
+
+def parse_uniques(lines, server):
+    return list(_block(lines, server))
+
+
+def worker_name_of(client_id):
+    """The worker name of a thread's client id (``web1.3``, ``web1.ctl`` → ``web1``);
+    None for '-' (a connection that set no id)."""
+    if client_id in ("-", ""):
+        return None
+    name, _, index = client_id.rpartition(".")
+    return name if name and (index.isdigit() or index == "ctl") else client_id

@@ -1,0 +1,70 @@
+"""Human views of admin data: tables for status and workers (JSON is printed as is)."""
+from collections import defaultdict
+
+from rich.console import Console
+from rich.table import Table
+
+from gearman_frame.queues import CONTROL_PREFIX
+
+from .admin import totals
+from .admin_protocol import worker_name_of
+
+#: Marker shown beside a function with queued jobs and no worker to take them.
+NO_WORKER_MARK = "!"
+
+
+def visible_status(rows, show_all=False):
+    """Status rows without the per-worker control functions (unless ``show_all``)."""
+    return [r for r in rows if show_all or not r.function.startswith(CONTROL_PREFIX)]
+
+
+def status_table(rows, unreachable=None):
+    """One table: a section per server, then the totals over servers."""
+    table = Table(title="gearmand status", title_justify="left")
+    for column in ("server", "function", "queued", "running", "workers", ""):
+        table.add_column(column, justify="right" if column in ("queued", "running", "workers")
+                         else "left")
+    by_server = defaultdict(list)
+    for row in rows:
+        by_server[row.server].append(row)
+    for server in sorted(by_server):
+        for row in sorted(by_server[server], key=lambda r: r.function):
+            table.add_row(server, row.function, str(row.queued), str(row.running),
+                          str(row.workers), _mark(row))
+        table.add_section()
+    if len(by_server) > 1:
+        for row in totals(rows).values():
+            table.add_row("[bold]all", row.function, str(row.queued), str(row.running),
+                          str(row.workers), _mark(row))
+    for server, error in sorted((unreachable or {}).items()):
+        table.add_row(server, "[red]unreachable", "", "", "", error[:40])
+    return table
+
+
+def _mark(row):
+    return NO_WORKER_MARK + " no workers" if row.queued and not row.workers else ""
+
+
+def visible_workers(connections, show_all=False):
+    """Connections that serve something (all of them with ``show_all``)."""
+    return [c for c in connections if show_all or c.functions]
+
+
+def workers_table(connections):
+    """Connections grouped by server, IP and worker name (threads counted)."""
+    groups = defaultdict(lambda: {"threads": 0, "functions": set()})
+    for conn in connections:
+        key = (conn.server, conn.ip, worker_name_of(conn.client_id) or "-")
+        groups[key]["threads"] += 1
+        groups[key]["functions"].update(conn.functions)
+    table = Table(title="workers", title_justify="left")
+    for column in ("server", "ip", "worker", "connections", "functions"):
+        table.add_column(column, justify="right" if column == "connections" else "left")
+    for (server, ip, name), info in sorted(groups.items()):
+        functions = sorted(f for f in info["functions"] if not f.startswith(CONTROL_PREFIX))
+        table.add_row(server, ip, name, str(info["threads"]), " ".join(functions))
+    return table
+
+
+def print_table(table, stream=None):
+    Console(file=stream, soft_wrap=True).print(table)

@@ -36,8 +36,7 @@ from python3_gearman.client import GearmanClient
 from python3_gearman.client_handler import GearmanClientCommandHandler
 from python3_gearman.connection import GearmanConnection
 from python3_gearman.connection_manager import DataEncoder
-from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING,
-                                       JOB_UNKNOWN, PRIORITY_HIGH, PRIORITY_LOW,
+from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN, PRIORITY_HIGH, PRIORITY_LOW,
                                        PRIORITY_NONE)
 from python3_gearman.job import GearmanJobRequest
 from python3_gearman.protocol import (GEARMAN_COMMAND_TEXT_COMMAND,

@@ -1,6 +1,4 @@
 """Local gearmand control through `runadmin server` and its API: real processes only."""
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -74,7 +72,7 @@ def test_stale_pidfile_is_removed_and_never_signalled(tmp_path):
 
 def test_sigkilled_server_keeps_background_jobs_in_sqlite(restartable_gearmand, func_name):
     from gearman_frame.wire import WireClient
-    from .wire_helpers import WorkerThread, echo, admin
+    from .wire_helpers import WorkerThread, admin
 
     server = restartable_gearmand
     for i in range(3):

@@ -10,11 +10,11 @@ import pytest
 
 from gearman_frame.envelope import Request
 from gearman_frame.queues import control_function, dead_letter_function, read_dead_letter
-from gearman_frame.wire import WireClient, WireWorker
+from gearman_frame.wire import WireClient
 
 from .helpers import wait_for
 from .test_veryeasyprocess import pid_gone
-from .wire_helpers import WorkerThread, admin
+from .wire_helpers import WorkerThread
 from .worker_helpers import send, send_background
 
 GEARMAN = shutil.which("gearman")

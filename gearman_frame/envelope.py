@@ -14,7 +14,7 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .errors import EnvelopeError
@@ -43,16 +43,20 @@ def _from_json(obj):
     return obj
 
 
+_ENCODER = json.JSONEncoder(default=_to_json, ensure_ascii=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder(object_hook=_from_json)
+
+
 def dumps(value):
     """Encode any JSON-able value (bytes allowed anywhere) to UTF-8 JSON bytes."""
-    return json.dumps(value, default=_to_json, ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def loads(data):
     """Decode :func:`dumps` output; raise EnvelopeError on anything else."""
     try:
-        return json.loads(data, object_hook=_from_json)
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        return _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError) as err:
         raise EnvelopeError(f"not valid UTF-8 JSON: {err}") from err
 
@@ -129,13 +133,18 @@ class Result:
     def ok(self):
         return self.status == STATUS_OK
 
+    def to_dict(self):
+        return {name: getattr(self, name) for name in _RESULT_FIELDS}
+
     def encode(self):
-        return dumps(asdict(self))
+        return dumps(self.to_dict())
 
     @classmethod
     def decode(cls, data):
         obj = loads(data)
         if not isinstance(obj, dict) or obj.get("status") not in STATUSES:
             raise EnvelopeError("not a result object (needs a known 'status')")
-        known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**{k: v for k, v in obj.items() if k in _RESULT_FIELDS})
+
+
+_RESULT_FIELDS = tuple(Result.__dataclass_fields__)

@@ -7,7 +7,6 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import asdict
 
 from gearman_frame import cli
 from gearman_frame.envelope import dumps
@@ -99,7 +98,7 @@ def cmd_run(client, args):
     result = client.submit(args.function, *positional, priority=args.priority,
                            timeout=args.timeout, data=data, **kwargs)
     if args.json:
-        sys.stdout.buffer.write(dumps(asdict(result)) + b"\n")
+        sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
     else:
         _print_result(result)
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -6,7 +6,6 @@
   that starts after a SIGKILLed predecessor of the same name kills the groups it left.
 """
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -52,11 +51,13 @@ def children_of(pid):
 def reap_orphans(runner):
     """Reap zombie children that no running command owns; return the live strangers.
 
-    Holding the runner's lock while scanning means a command that is just being started
-    (and may already have exited) is never mistaken for an orphan.
+    The pass is skipped while a command is being started (it may exit before it is
+    registered) and holds the runner's lock, so none starts during the scan.
     """
     strangers = []
     with runner.lock:
+        if runner.spawning:  # a child may be between fork and registration: next pass
+            return strangers
         owned = runner.running_pids()
         for pid, state in children_of(os.getpid()).items():
             if pid in owned:
@@ -89,56 +90,69 @@ class OrphanReaper(threading.Thread):
 
 
 class GroupLedger:
-    """The state file listing the process groups this worker's commands run in."""
+    """A folder with one empty file per running command group, named ``PGID-START``
+    (START: the leader's start time, so a reused pid is never taken for the group), and an
+    ``owner`` file naming the worker process. Creating and removing a file per command is
+    three system calls, cheap enough for the job loop and durable through a SIGKILL."""
 
     def __init__(self, path):
         self.path = path
-        self._lock = threading.Lock()
-        self._groups = {}
-        self._me = (os.getpid(), _stat(os.getpid())[3])
+        self._names = {}
+        os.makedirs(path, exist_ok=True)
+
+    def _owner_file(self):
+        return os.path.join(self.path, "owner")
+
+    def claim(self):
+        """Record this process as the folder's owner."""
+        me = _stat(os.getpid())
+        with open(self._owner_file(), "w") as handle:
+            handle.write(f"{os.getpid()} {me[3]}\n")
 
     def add(self, pgid):
         info = _stat(pgid)
-        with self._lock:
-            self._groups[pgid] = info[3] if info else 0
-            self._write()
+        name = os.path.join(self.path, f"{pgid}-{info[3] if info else 0}")
+        os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._names[pgid] = name
 
     def remove(self, pgid):
-        with self._lock:
-            self._groups.pop(pgid, None)
-            self._write()
+        name = self._names.pop(pgid, None)
+        if name:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
 
-    def _write(self):
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump({"pid": self._me[0], "start": self._me[1],
-                       "groups": [[g, t] for g, t in self._groups.items()]}, handle)
-        os.replace(tmp, self.path)
+    def _entries(self):
+        return [e for e in os.listdir(self.path) if e[:1].isdigit()]
+
+    def _previous_owner_alive(self):
+        try:
+            with open(self._owner_file()) as handle:
+                pid, start = (int(x) for x in handle.read().split())
+        except (OSError, ValueError):
+            return False
+        owner = _stat(pid)
+        return pid != os.getpid() and owner is not None and owner[3] == start
 
     def sweep_previous(self):
         """Kill the groups a dead predecessor recorded; return the pgids killed."""
-        try:
-            with open(self.path) as handle:
-                state = json.load(handle)
-        except (OSError, ValueError):
-            return []
-        owner = _stat(state.get("pid", -1))
-        if owner and owner[3] == state.get("start") and state.get("pid") != os.getpid():
-            log.warning("worker state %s belongs to running pid %s; not sweeping",
-                        self.path, state["pid"])
+        if self._previous_owner_alive():
+            log.warning("worker state %s belongs to a running worker; not sweeping", self.path)
             return []
         killed = []
-        for pgid, start in state.get("groups", []):
-            leader = _stat(pgid)
-            if leader is None or leader[3] == start:  # the group, not a reused pid
+        for entry in self._entries():
+            pgid, _, start = entry.partition("-")
+            leader = _stat(int(pgid))
+            if leader is None or str(leader[3]) == start:  # the group, not a reused pid
                 try:
-                    os.killpg(pgid, signal.SIGKILL)
-                    killed.append(pgid)
+                    os.killpg(int(pgid), signal.SIGKILL)
+                    killed.append(int(pgid))
                 except OSError:
                     pass
+            os.unlink(os.path.join(self.path, entry))
         if killed:
             log.warning("killed %d command group(s) left by a killed worker: %s",
                         len(killed), killed)
-        with self._lock:
-            self._write()
+        self.claim()
         return killed

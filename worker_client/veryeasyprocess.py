@@ -171,10 +171,13 @@ class Runner:
         self._lock = threading.RLock()
         self._running = {}  # pid -> Popen
         self._cancelled = set()
+        self._local = threading.local()
+        self.spawning = 0
 
     @property
     def lock(self):
-        """Held while a child is being started; the orphan reaper takes it too."""
+        """Guards the registry of running children; the orphan reaper holds it while it
+        scans, so no child is started meanwhile."""
         return self._lock
 
     def running_pids(self):
@@ -200,15 +203,12 @@ class Runner:
         if isinstance(argv, str) and not shell:
             raise TypeError("a command string needs shell=True; pass a list for argv")
         full_env = None if env is None else {**os.environ, **env}
-        files = [self._tempfile(keep_output) for _ in range(2)] if capture else [None, None]
+        files = self._output_files(keep_output) if capture else [None, None]
         stdin = self._stdin(stdin_data)
         started = time.monotonic()
         try:
-            with self._lock:
-                proc = subprocess.Popen(argv, shell=shell, cwd=cwd, env=full_env, stdin=stdin,
-                                        stdout=files[0], stderr=files[1],
-                                        start_new_session=True, close_fds=True)
-                self._running[proc.pid] = proc
+            proc = self._spawn(argv, shell=shell, cwd=cwd, env=full_env, stdin=stdin,
+                               stdout=files[0], stderr=files[1])
             if self._on_start:
                 self._on_start(proc.pid)
             try:
@@ -236,6 +236,22 @@ class Runner:
             self._collect(result, files, keep_output, tail_bytes)
         return result
 
+    def _spawn(self, argv, **kwargs):
+        """Start a child in its own session and register it. Several threads may spawn at
+        once; ``spawning`` tells the orphan reaper to skip its pass meanwhile, so a child
+        that exits before it is registered is never reaped (and its status lost) by it."""
+        with self._lock:
+            self.spawning += 1
+        proc = None
+        try:
+            proc = subprocess.Popen(argv, start_new_session=True, close_fds=True, **kwargs)
+        finally:
+            with self._lock:
+                self.spawning -= 1
+                if proc is not None:
+                    self._running[proc.pid] = proc
+        return proc
+
     def _wait(self, proc, started, timeout, on_tick, tick):
         """Wait for the deadline, calling ``on_tick`` between slices; True if it exited."""
         deadline = None if timeout is None else started + timeout
@@ -250,8 +266,20 @@ class Runner:
             except Exception:  # progress is best effort; the command goes on
                 log.warning("progress callback failed", exc_info=True)
 
-    def _tempfile(self, keep):
-        return tempfile.NamedTemporaryFile(prefix="gf-out-", delete=not keep)
+    def _output_files(self, keep):
+        """Two files for stdout/stderr: named ones to keep, else this thread's reusable
+        pair, emptied (creating two temp files per command costs more than the command)."""
+        if keep:
+            return [tempfile.NamedTemporaryFile(prefix="gf-out-", delete=False)
+                    for _ in range(2)]
+        pair = getattr(self._local, "files", None)
+        if pair is None:
+            pair = self._local.files = [tempfile.TemporaryFile(prefix="gf-out-")
+                                        for _ in range(2)]
+        for handle in pair:
+            handle.seek(0)
+            handle.truncate()
+        return pair
 
     def _stdin(self, data):
         if data is None:
@@ -272,11 +300,13 @@ class Runner:
         return len(members)
 
     def _collect(self, result, files, keep, limit):
-        with files[0] as out, files[1] as err:
-            result.stdout, result.stdout_size = _tail(out, limit)
-            result.stderr, result.stderr_size = _tail(err, limit)
-            if keep:
-                result.stdout_path, result.stderr_path = out.name, err.name
+        out, err = files
+        result.stdout, result.stdout_size = _tail(out, limit)
+        result.stderr, result.stderr_size = _tail(err, limit)
+        if keep:
+            result.stdout_path, result.stderr_path = out.name, err.name
+            out.close()
+            err.close()
 
 
 #: The runner the module-level helpers use.

@@ -13,7 +13,6 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import asdict
 
 from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
                                   dead_letter_record)
@@ -77,7 +76,7 @@ class WorkerPool:
         self.stop_requested = threading.Event()
         self.force_requested = threading.Event()
         self.stop_reasons = []
-        ledger_path = os.path.join(state_dir, f"worker-{self.name}.groups") if state_dir else None
+        ledger_path = os.path.join(state_dir, f"worker-{self.name}") if state_dir else None
         self.ledger = GroupLedger(ledger_path) if ledger_path else None
         self.runner = Runner(on_start=self.ledger.add if self.ledger else None,
                              on_end=self.ledger.remove if self.ledger else None)
@@ -175,7 +174,7 @@ class WorkerPool:
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = WireClient(self.servers)
-        record = dead_letter_record(job.task, job.unique, job.data, asdict(result))
+        record = dead_letter_record(job.task, job.unique, job.data, result.to_dict())
         try:
             client.submit(dead_letter_function(job.task), record, unique=job.unique,
                           background=True, timeout=10)

@@ -1,0 +1,1 @@
+"""gearman-frame's benchmark: `python -m bench` (see bench/__main__.py)."""

@@ -1,0 +1,146 @@
+"""`python -m bench`: gearman-frame against its baselines, measured side by side.
+
+Starts its own gearmand on a free loopback port, runs each workload for gearman-frame and
+its baseline alternately for several repetitions, prints a table of medians with their
+min-max and the ratio gearman-frame / baseline, and writes it to bench/RESULTS.md.
+"""
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+
+from gearman_frame.server import find_gearmand
+
+from . import workloads as w
+from .processes import start_gearmand
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller workloads, 1 repetition (a smoke run)")
+    parser.add_argument("--no-scale", action="store_true", help="skip the 100,000-job run")
+    return parser
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, workload, metric, ours, base=None, target="", higher_is_better=True,
+            check=None):
+        o = w.median_range(ours)
+        b = w.median_range(base) if base else None
+        ratio = o[0] / b[0] if b and b[0] else None
+        if check is None and ratio is not None and target:
+            limit = float(target.split()[-1])
+            check = ratio >= limit if higher_is_better else ratio <= limit
+        self.rows.append([workload, metric, _fmt(o), _fmt(b) if b else "-",
+                          f"{ratio:.2f}" if ratio is not None else "-", target,
+                          "-" if check is None else ("yes" if check else "NO")])
+
+    def markdown(self):
+        head = ["workload", "metric", "gearman-frame median [min-max]",
+                "baseline median [min-max]", "ratio", "target", "met"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def _fmt(stats):
+    median, low, high = stats
+    digits = 0 if median >= 100 else 2
+    return f"{median:.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
+
+
+def run(args):
+    reps = 1 if args.quick else args.reps
+    n1, n2, n3, n4 = (500, 200, 200, 5) if args.quick else (5000, 1000, 1000, 20)
+    n_scale = 10000 if args.quick else 100000
+    table = Table()
+    with tempfile.TemporaryDirectory(prefix="gf-bench-") as folder:
+        server = start_gearmand(folder)
+        try:
+            for threads in (1, 4):
+                ours, base, rss = [], [], []
+                for _ in range(reps):
+                    a = w.w1_ours(server, threads, n1)
+                    b = w.w1_raw(server, threads, n1)
+                    ours.append(a["jobs_s"]), base.append(b["jobs_s"])
+                    rss.append((a["rss"], b["rss"]))
+                table.add(f"W1 {n1} no-op Python jobs, {threads} thread(s)", "jobs/s",
+                          ours, base, ">= 1.0")
+                if threads == 4:
+                    table.add("Memory: worker, 4 threads, through W1", "peak RSS MiB",
+                              [r[0] for r in rss], [r[1] for r in rss], "<= 20 MiB",
+                              check=max(r[0] for r in rss) <= 20)
+            ours, base = [], []
+            for _ in range(reps):
+                ours.append(w.w2_ours(server, n2)), base.append(w.w2_raw(server, n2))
+            table.add(f"W2 {n2} sequential foreground jobs", "p50 ms",
+                      [o["p50_ms"] for o in ours], [b["p50_ms"] for b in base], "<= 1.15",
+                      higher_is_better=False)
+            table.add(f"W2 {n2} sequential foreground jobs", "p99 ms",
+                      [o["p99_ms"] for o in ours], [b["p99_ms"] for b in base])
+            for threads in (1, 4):
+                ours, base, rss = [], [], []
+                for _ in range(reps):
+                    a = w.w3_ours(server, threads, n3)
+                    ours.append(a["jobs_s"]), rss.append(a["rss"])
+                    base.append(w.w3_c_cli(server, threads, n3)["jobs_s"])
+                table.add(f"W3 {n3} `true` jobs, {threads} worker(s) vs gearman -w",
+                          "jobs/s", ours, base, ">= 1.0" if threads == 4 else "")
+                if threads == 4:
+                    table.add("Memory: worker, 4 threads, through W3", "peak RSS MiB", rss,
+                              target="<= 20 MiB", check=max(rss) <= 20)
+            ours, base = w.w4_ours(server, n4), w.w4_raw(server, n4)
+            table.add(f"W4 {n4} hung `sh -c 'sleep & sleep'`, 0.5 s timeout",
+                      "ms to see the timeout, p50", [ours["p50_ms"]], [base["p50_ms"]],
+                      "<= 520 ms", check=ours["p50_ms"] <= 520)
+            table.add("W4", "ms to see the timeout, p99", [ours["p99_ms"]], [base["p99_ms"]])
+            table.add("W4", "processes left", [ours["orphans"]], [base["orphans"]], "0",
+                      check=ours["orphans"] == 0)
+            if not args.no_scale:
+                s = w.scale(server, n_scale)
+                table.add(f"Scale {n_scale} background jobs", "submit jobs/s",
+                          [s["submit_jobs_s"]])
+                table.add(f"Scale {n_scale} background jobs", "drain jobs/s (2 x 4 threads)",
+                          [s["drain_jobs_s"]])
+                table.add("Scale", "client RSS MiB at 10% / 100%",
+                          [s["client_rss_100pct"]], [s["client_rss_10pct"]], "flat",
+                          check=s["client_rss_100pct"] - s["client_rss_10pct"] < 20)
+                table.add("Scale", "worker peak RSS MiB", [s["worker_rss"]], target="<= 20 MiB",
+                          check=s["worker_rss"] <= 20)
+        finally:
+            server.stop()
+    return table
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if not find_gearmand():
+        print("bench: gearmand is not installed (bash scripts/setup.sh installs it)",
+              file=sys.stderr)
+        return 3
+    table = run(args)
+    header = (f"# Benchmark results\n\nLast run: {datetime.datetime.now():%Y-%m-%d %H:%M}, "
+              f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"{'quick' if args.quick else f'{args.reps} repetitions'}.\n"
+              "Baselines: raw python3-gearman (W1, W2, W4, memory), the C `gearman -w` CLI "
+              "(W3).\nIn the scale rows the baseline column holds the client's RSS at 10% "
+              "of the jobs.\n\n")
+    text = header + table.markdown() + "\n"
+    print(text)
+    if not args.quick:
+        with open(RESULTS, "w") as handle:
+            handle.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

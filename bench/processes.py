@@ -1,0 +1,97 @@
+"""The processes a benchmark run starts: gearmand, runworkers, baseline workers."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from gearman_frame.server import QUEUE_BUILTIN, LocalGearmand, free_port
+from manage_client.admin import AdminClient
+
+BIN = os.path.dirname(sys.executable)
+
+
+def start_gearmand(folder):
+    server = LocalGearmand(folder, port=free_port(), queue=QUEUE_BUILTIN)
+    server.start()
+    return server
+
+
+def peak_rss_mib(pid):
+    """Peak resident memory (VmHWM) of a live process, in MiB."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_workers(server, function, count, timeout=20):
+    """Wait until ``count`` connections serve ``function`` on ``server``."""
+    from gearman_frame.addresses import parse_address
+    deadline = time.monotonic() + timeout
+    with AdminClient([parse_address(server.address)]) as admin:
+        while time.monotonic() < deadline:
+            if sum(r.workers for r in admin.status() if r.function == function) >= count:
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"{count} workers for {function} did not connect")
+
+
+class Proc:
+    """A started process that is stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)):
+    """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads."""
+    folder = tempfile.mkdtemp(prefix="gf-bench-")
+    config = os.path.join(folder, "config.yaml")
+    with open(config, "w") as handle:
+        yaml.safe_dump({"servers": [server.address], "plugins": list(plugins),
+                        "logging": {"level": "WARNING"},
+                        "worker": {"name": name, "threads": threads, "grace": 5},
+                        "functions": functions}, handle)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    return Proc([os.path.join(BIN, "runworkers"), "--config", config], env=env)
+
+
+def raw_worker(server, threads, mode):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    return Proc([sys.executable, "-m", "bench.raw_worker", str(server.port), str(threads), mode],
+                env=env)
+
+
+def c_workers(server, function, count, command):
+    """``count`` C `gearman -w` workers running ``command`` per job."""
+    gearman = shutil.which("gearman")
+    return [Proc([gearman, "-h", server.host, "-p", str(server.port), "-w", "-f", function,
+                  "--", *command]) for _ in range(count)]

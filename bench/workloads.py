@@ -1,0 +1,198 @@
+"""The workloads: each runs once against a fresh set of workers and returns its figures."""
+import statistics
+import subprocess
+import time
+
+import python3_gearman
+
+from gearman_frame.addresses import parse_address
+from gearman_frame.config import ClientConfig, Config
+from manage_client.admin import AdminClient
+from send_job_client import Job, JobClient
+
+from .processes import c_workers, peak_rss_mib, raw_worker, runworkers, wait_workers
+
+WARMUP = 100
+
+
+def _client(server, timeout=60.0, resend=0):
+    config = Config(servers=(parse_address(server.address),),
+                    client=ClientConfig(timeout=timeout, resend=resend,
+                                        outbox="/tmp/gf-bench-outbox.sqlite"))
+    return JobClient(config)
+
+
+def _raw_client(server):
+    return python3_gearman.GearmanClient([server.address])
+
+
+def _rate(count, seconds):
+    return count / seconds if seconds else float("inf")
+
+
+# --- W1: batch of no-op Python jobs --------------------------------------------------------
+
+def w1_ours(server, threads, count):
+    with runworkers(server, {}, threads) as workers, _client(server) as client:
+        wait_workers(server, "reverse", threads)
+        client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
+        jobs = [Job.of("reverse", f"job-{i}") for i in range(count)]
+        started = time.perf_counter()
+        results = client.submit_many(jobs)
+        elapsed = time.perf_counter() - started
+        assert all(r.ok for r in results), "W1: a job failed"
+        return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
+
+
+def w1_raw(server, threads, count):
+    with raw_worker(server, threads, "reverse") as workers:
+        wait_workers(server, "raw_reverse", threads)
+        client = _raw_client(server)
+        client.submit_multiple_jobs([{"task": "raw_reverse", "data": "warm"}] * WARMUP)
+        jobs = [{"task": "raw_reverse", "data": f"job-{i}"} for i in range(count)]
+        started = time.perf_counter()
+        done = client.submit_multiple_jobs(jobs, poll_timeout=300)
+        elapsed = time.perf_counter() - started
+        assert all(r.complete for r in done), "W1 baseline: a job did not complete"
+        client.shutdown()
+        return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
+
+
+# --- W2: sequential foreground latency -----------------------------------------------------
+
+def _latencies(call, count):
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)]}
+
+
+def w2_ours(server, count):
+    with runworkers(server, {}, 1), _client(server) as client:
+        wait_workers(server, "reverse", 1)
+        _latencies(lambda: client.submit("reverse", "x"), WARMUP)
+        return _latencies(lambda: client.submit("reverse", "x"), count)
+
+
+def w2_raw(server, count):
+    with raw_worker(server, 1, "reverse"):
+        wait_workers(server, "raw_reverse", 1)
+        client = _raw_client(server)
+        _latencies(lambda: client.submit_job("raw_reverse", "x"), WARMUP)
+        figures = _latencies(lambda: client.submit_job("raw_reverse", "x"), count)
+        client.shutdown()
+        return figures
+
+
+# --- W3: jobs that run `true` ---------------------------------------------------------------
+
+def w3_ours(server, threads, count):
+    with runworkers(server, {"run_true": {"command": ["true"]}}, threads) as workers, \
+            _client(server) as client:
+        wait_workers(server, "run_true", threads)
+        client.submit_many([Job.of("run_true") for _ in range(WARMUP)])
+        started = time.perf_counter()
+        results = client.submit_many([Job.of("run_true") for _ in range(count)])
+        elapsed = time.perf_counter() - started
+        assert all(r.ok for r in results), "W3: a job failed"
+        return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
+
+
+def w3_c_cli(server, threads, count):
+    workers = c_workers(server, "c_true", threads, ["true"])
+    try:
+        wait_workers(server, "c_true", threads)
+        with _client(server) as client:
+            client.submit_many([Job("c_true", data=b"") for _ in range(WARMUP)])
+            started = time.perf_counter()
+            results = client.submit_many([Job("c_true", data=b"") for _ in range(count)])
+            elapsed = time.perf_counter() - started
+        assert all(r.ok for r in results), "W3 baseline: a job failed"
+        return {"jobs_s": _rate(count, elapsed)}
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+# --- W4: a hung command with a background grandchild ------------------------------------------
+
+def _count_procs(marker):
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+def _kill_procs(marker):
+    subprocess.run(["pkill", "-9", "-f", marker], capture_output=True)
+
+
+def w4_ours(server, count):
+    marker = "sleep 10.51"
+    functions = {"hang": {"shell": f"{marker} & {marker}", "timeout": 0.5}}
+    with runworkers(server, functions, 4), _client(server) as client:
+        wait_workers(server, "hang", 4)
+        figures = _latencies(lambda: client.submit("hang"), count)
+        time.sleep(0.3)
+        figures["orphans"] = _count_procs(marker)
+    _kill_procs(marker)
+    return figures
+
+
+def w4_raw(server, count):
+    marker = "sleep 10.61"
+    with raw_worker(server, 4, "shell"):
+        wait_workers(server, "raw_shell", 4)
+        client = _raw_client(server)
+        figures = _latencies(lambda: client.submit_job("raw_shell", f"{marker} & {marker}"),
+                             count)
+        client.shutdown()
+        time.sleep(0.3)
+        figures["orphans"] = _count_procs(marker)
+    _kill_procs(marker)
+    return figures
+
+
+# --- scale: 100,000 background jobs ---------------------------------------------------------
+
+def _self_rss_mib():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scale(server, count):
+    marks = {}
+
+    def on_result(_job, _delivery):
+        on_result.done += 1
+        if on_result.done in (count // 10, count):
+            marks[on_result.done] = _self_rss_mib()
+    on_result.done = 0
+    jobs = (Job.of("reverse", f"n{i}") for i in range(count))
+    with _client(server) as client:
+        started = time.perf_counter()
+        client.submit_many(jobs, background=True, on_result=on_result, collect=False)
+        submit_s = time.perf_counter() - started
+    pools = [runworkers(server, {}, 4, name=f"drain{i}") for i in range(2)]
+    try:
+        started = time.perf_counter()
+        with AdminClient([parse_address(server.address)]) as admin:
+            while sum(r.queued + r.running for r in admin.status()
+                      if r.function == "reverse") > 0:
+                time.sleep(0.1)
+        drain_s = time.perf_counter() - started
+        worker_rss = max(peak_rss_mib(p.pid) for p in pools)
+    finally:
+        for pool in pools:
+            pool.stop()
+    return {"submit_jobs_s": _rate(count, submit_s), "drain_jobs_s": _rate(count, drain_s),
+            "client_rss_10pct": marks.get(count // 10), "client_rss_100pct": marks.get(count),
+            "worker_rss": worker_rss}
+
+
+def median_range(values):
+    return statistics.median(values), min(values), max(values)

@@ -7,10 +7,8 @@ Every problem is one :class:`ConfigError` naming the file, the key path, what wa
 expected and what was found.
 """
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
 import yaml
@@ -135,8 +133,8 @@ class Config:
         """Resolve a path from the config relative to the config file's folder."""
         if relative is None:
             return None
-        base = Path(self.path).resolve().parent if self.path else Path.cwd()
-        return str((base / relative).resolve())
+        base = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+        return os.path.realpath(os.path.join(base, relative))
 
     def check_tasks(self, task_names):
         """Raise ConfigError for a function with no command, no shell and no @task."""
@@ -216,6 +214,7 @@ class _Validator:
             raise self.error(key, "a mapping", value)
         for name in value:
             if name not in allowed:
+                import difflib
                 near = difflib.get_close_matches(str(name), allowed, n=1)
                 hint = f" (did you mean '{near[0]}'?)" if near else ""
                 where = f"{key}.{name}" if key else str(name)

@@ -12,8 +12,8 @@ passed through untouched (interop with other Gearman clients).
 """
 import base64
 import json
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -63,7 +63,7 @@ def loads(data):
 
 def new_job_id():
     """A fresh job id: 32 hex characters, safely under gearmand's 63-byte unique limit."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True)

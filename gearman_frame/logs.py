@@ -9,7 +9,6 @@ import contextlib
 import contextvars
 import json
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -80,8 +79,9 @@ def setup_logging(settings, level=None, stream=None):
         root.removeHandler(handler)
         handler.close()
     if settings.file:
+        from logging.handlers import RotatingFileHandler  # only when logging to a file
         os.makedirs(os.path.dirname(os.path.abspath(settings.file)), exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = RotatingFileHandler(
             settings.file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS,
             encoding="utf-8")
     else:

@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 MAX_UNIQUE_BYTES = 63
 #: Largest function name gearmand keeps the connection for.
 MAX_FUNCTION_BYTES = 8191
-#: Bytes read from a socket per recv call.
-READ_CHUNK = 128 * 1024
+#: Bytes read from a socket per recv call (one buffer of this size per connection).
+READ_CHUNK = 64 * 1024
 #: Seconds a TCP connect to a job server may take.
 CONNECT_TIMEOUT = 5.0
 #: First and largest wait (seconds) between reconnect attempts to a lost server.
@@ -512,6 +512,17 @@ class WireWorker(PollMixin, GearmanWorker):
         super().handle_error(current_connection)
 
     # -- jobs
+    def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
+        """Write a job's updates straight to its socket (it is almost always writable);
+        poll only for what the socket did not take."""
+        connections = {job.connection for job in multiple_gearman_jobs}
+        for conn in connections:
+            if conn.writable():
+                conn.send_commands_to_buffer()
+                conn.send_data_to_socket()
+        if any(conn.writable() for conn in connections):
+            super().wait_until_updates_sent(multiple_gearman_jobs, poll_timeout)
+
     def on_job_execute(self, current_job):
         """Run the callback; whatever happens, answer the job and keep the thread alive."""
         self.busy = True

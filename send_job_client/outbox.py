@@ -6,7 +6,6 @@ JOB_CREATED and the delete, the next flush sends the job again with the same uni
 which gearmand coalesces while the first copy is still queued.
 """
 import os
-import sqlite3
 import threading
 import time
 from contextlib import closing
@@ -31,6 +30,7 @@ class Outbox:
         self._lock = threading.Lock()
 
     def _connect(self):
+        import sqlite3  # only senders that keep jobs need it; workers import plugins too
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)

@@ -83,7 +83,7 @@ def kill_group(pgid, grace=KILL_GRACE, leader=None):
     if not _signal_group(pgid, signal.SIGTERM):
         return False
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid):
+    while time.monotonic() < deadline and _group_alive(pgid) and group_members(pgid):
         if leader is not None and leader.poll() is None:
             _wait_pid(leader, deadline - time.monotonic())
         else:
@@ -103,6 +103,7 @@ def _signal_group(pgid, sig):
 
 
 def _group_alive(pgid):
+    """True if any process (a zombie too) is in the group: one cheap system call."""
     try:
         os.killpg(pgid, 0)
         return True

@@ -170,7 +170,9 @@ def test_worker_works_with_more_than_1024_open_descriptors(gearmand, func_name):
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
         with WorkerThread([gearmand.address], {func_name: echo}) as thread:
-            assert thread.worker.connect_due()[0].fileno() >= 1024
+            conn = thread.worker.connection_list[0]
+            wait_for(lambda: conn.connected, 5, "the worker to connect")
+            assert conn.fileno() >= 1024
             request = WireClient([gearmand.address]).submit(func_name, b"high fd", timeout=10)
         assert request.result == b"high fd"
     finally:

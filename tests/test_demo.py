@@ -1,0 +1,27 @@
+"""The README's first command, run end to end: it works and leaves nothing running."""
+import os
+import subprocess
+
+from .helpers import wait_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def running(pattern):
+    out = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if pattern in line and not line.startswith("Z")]
+
+
+def test_demo_runs_the_pipeline_and_leaves_nothing_behind():
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh")], cwd=REPO,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "eg: 20 sent, 20 ok, 0 failed" in out
+    assert "gearmand status" in out and "demo" in out
+    assert "timed out after 2.00s (process group killed)" in proc.stderr
+    assert out.count("(after 2 attempt(s))") == 3 and "retrying in" in out
+    assert "worker demo stopped" in out and "done: nothing left running" in out
+    demo_data = os.path.join(REPO, "var", "demo")
+    wait_for(lambda: not running(demo_data) and not running("runworkers --name demo")
+             and not running("sleep 30"), 10, "every demo process to be gone")

@@ -4,7 +4,8 @@ Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at
 (plus ``"bg": true`` for a background job, so a worker knows to dead-letter it);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
 Result: ``{"status": "ok"|"failed"|"timeout"|"error", "exit_code", "signal", "stdout",
-"stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id"}``.
+"stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id", "escaped"}``
+(``escaped``: pids of processes that left the command's process group and were killed).
 
 Both are UTF-8 JSON. Any ``bytes`` value travels as ``{"__b64__": "..."}`` and comes back
 as bytes, so every byte string round-trips. Data that is not an envelope is "raw" and is
@@ -128,6 +129,7 @@ class Result:
     error: Optional[str] = None
     value: Any = None
     id: Optional[str] = None
+    escaped: Any = None
 
     @property
     def ok(self):

@@ -165,7 +165,9 @@ def result_of(outcome):
     if request.state == JOB_FAILED and request.data_updates:
         return _decode(request.data_updates[-1], raw, STATUS_FAILED, job.id)
     return Result(status=STATUS_FAILED, id=job.id,
-                  error="the worker failed the job without details (bare WORK_FAIL)")
+                  error="no result: gearmand dropped the job (a worker died on every one of "
+                        "its --job-retries attempts) or a foreign worker failed it without "
+                        "details (bare WORK_FAIL)")
 
 
 def _decode(data, raw, status, job_id):

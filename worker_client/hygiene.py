@@ -2,13 +2,16 @@
 
 * The worker becomes a child subreaper, so the grandchildren of killed commands are
   re-parented to it (not to init) and reaped here.
-* The process groups of running commands are recorded in a small state file; a worker
-  that starts after a SIGKILLed predecessor of the same name kills the groups it left.
+* The process groups of running commands are recorded in a state folder (a file each).
+  A keeper (a tiny bash started in its own session, reading a pipe from the worker)
+  kills those groups the moment the worker dies, even by SIGKILL; a worker that starts
+  after a predecessor of the same name also sweeps whatever that one left.
 """
 import ctypes
 import logging
 import os
 import signal
+import subprocess
 import threading
 
 log = logging.getLogger(__name__)
@@ -156,3 +159,38 @@ class GroupLedger:
                         len(killed), killed)
         self.claim()
         return killed
+
+
+#: The keeper: waits for EOF on stdin (the worker is gone), then kills every group that
+#: the worker's state folder still lists.
+KEEPER_SCRIPT = """read _ignored
+cd "$1" || exit 0
+for entry in [0-9]*-*; do
+  [ -e "$entry" ] && kill -KILL -- "-${entry%%-*}" 2>/dev/null
+done
+exit 0
+"""
+
+
+class Keeper:
+    """Kills the worker's command groups when the worker dies, however it dies (bash: its
+    kill takes a process group; dash's does not)."""
+
+    def __init__(self, ledger_path):
+        read_end, self._write_end = os.pipe()  # both close on exec: commands never hold them
+        try:
+            self.process = subprocess.Popen(["bash", "-c", KEEPER_SCRIPT, "gearman-frame-keeper",
+                                             ledger_path], stdin=read_end,
+                                            start_new_session=True)
+        finally:
+            os.close(read_end)
+
+    def release(self, timeout=5.0):
+        """A clean stop: let the keeper go (its sweep finds nothing left to kill)."""
+        if self._write_end is not None:
+            os.close(self._write_end)
+            self._write_end = None
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

@@ -168,7 +168,8 @@ class FunctionHandler:
                   else STATUS_OK if outcome.exit_code == 0 else STATUS_FAILED)
         return self._result(status, None if status == STATUS_OK else outcome.describe(),
                             exit_code=outcome.exit_code, signal=outcome.signal,
-                            stdout=_text(outcome.stdout), stderr=_text(outcome.stderr))
+                            stdout=_text(outcome.stdout), stderr=_text(outcome.stderr),
+                            escaped=list(outcome.escaped) or None)
 
     # -- raw payloads (other Gearman clients)
     def _raw(self, data):

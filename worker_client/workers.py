@@ -18,7 +18,7 @@ from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_lette
                                   dead_letter_record)
 from gearman_frame.wire import JobFailed, WireClient, WireWorker
 
-from .hygiene import GroupLedger, OrphanReaper, become_subreaper, reap_orphans
+from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
 from .veryeasyprocess import Runner
 
@@ -87,6 +87,7 @@ class WorkerPool:
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions}
         self.threads = []
+        self.keeper = None
         self.reaper = OrphanReaper(self.runner)
         self._local = threading.local()
 
@@ -95,6 +96,7 @@ class WorkerPool:
         """Sweep what a killed predecessor left, then start the threads."""
         if self.ledger:
             self.ledger.sweep_previous()
+            self.keeper = Keeper(self.ledger.path)
         become_subreaper()
         self.reaper.start()
         self.threads = [self._spawn(i) for i in range(self.thread_count)]
@@ -158,6 +160,8 @@ class WorkerPool:
         for thread in self.threads:
             thread.join(JOIN_TIMEOUT)
         self.reaper.stopped.set()
+        if self.keeper:
+            self.keeper.release()
         reap_orphans(self.runner)
         log.info("worker %s: stopped", self.name)
 

@@ -71,14 +71,18 @@ class Outcome:
 
 
 class _Flight:
+    """One job on its way. ``request`` is its latest attempt; earlier attempts on live
+    connections stay in flight too, since gearmand may answer any of them."""
+
     __slots__ = ("index", "job", "payload", "server", "tries", "request", "sent_at",
-                 "not_before", "history")
+                 "not_before", "history", "done")
 
     def __init__(self, index, job, server):
         self.index, self.job, self.server = index, job, server
         self.payload = job.payload()
         self.tries, self.request, self.sent_at, self.not_before = 0, None, 0.0, 0.0
         self.history = []
+        self.done = False
 
 
 class Dispatcher:
@@ -115,6 +119,8 @@ class Dispatcher:
             now = time.monotonic()
             for _ in range(len(waiting)):
                 flight = waiting.popleft()
+                if flight.done:  # an earlier attempt was answered meanwhile
+                    continue
                 if flight.not_before > now:
                     waiting.append(flight)
                 elif not self._send(flight, flying, now):
@@ -136,21 +142,25 @@ class Dispatcher:
         now = time.monotonic()
         for request, flight in list(flying.items()):
             state = request.state
-            done = (state in (JOB_COMPLETE, JOB_FAILED)
-                    or (flight.job.background and state == JOB_CREATED))
-            if done or state == JOB_REFUSED:
+            answered = (state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
+                        or (flight.job.background and state == JOB_CREATED))
+            latest = request is flight.request
+            if flight.done or answered or state == JOB_UNKNOWN:
                 del flying[request]
                 self._forget(request)
+            if flight.done:
+                continue
+            if answered:
+                flight.done = True
                 error = request.server_error if state == JOB_REFUSED else None
                 on_done(flight.index, Outcome(flight.job, request, error,
                                               str(self.servers[flight.server]), flight.history))
-            elif state == JOB_UNKNOWN:
-                del flying[request]
-                self._forget(request)
+            elif state == JOB_UNKNOWN and latest:
                 flight.history.append((str(self.servers[flight.server]), "connection lost"))
                 self._retry_or_end(flight, waiting, on_done, move=True)
-            elif now - flight.sent_at > per_try:
-                del flying[request]
+            elif latest and now - flight.sent_at > per_try and flight.not_before <= flight.sent_at:
+                # The earlier attempt stays in flight: the resend (same unique, same live
+                # connection) coalesces with it, and whichever is answered ends the job.
                 queued = "queued" if request.handle else "not queued"
                 flight.history.append((str(self.servers[flight.server]),
                                        f"timed out after {per_try:g}s ({queued})"))
@@ -192,6 +202,7 @@ class Dispatcher:
 
     def _retry_or_end(self, flight, waiting, on_done, move):
         if len(flight.history) > self.resend:
+            flight.done = True
             on_done(flight.index, Outcome(flight.job, flight.request,
                                           self._give_up(flight), attempts=flight.history))
             return

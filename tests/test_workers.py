@@ -212,8 +212,15 @@ def test_with_two_servers_one_down_jobs_flow_on_the_other(make_gearmand, start_w
         assert send([second.address], "echo", w=str(i)).stdout == f"{i}\n"
 
 
-def test_sigkilled_worker_job_goes_to_another_and_its_group_is_swept(gearmand, start_workers,
-                                                                      tmp_path):
+def _keeper_pid(worker):
+    out = subprocess.run(["pgrep", "-f", f"gearman-frame-keeper .*worker-{worker.name}$"],
+                         capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+@pytest.mark.parametrize("keeper_survives", [True, False])
+def test_sigkilled_worker_leaves_no_command_and_its_job_goes_to_another(
+        gearmand, start_workers, tmp_path, keeper_survives):
     pidfile = tmp_path / "pid"
     functions = {"slowjob": {"shell": "echo $$ > {pidfile}; sleep 30; echo done",
                              "timeout": 60}}
@@ -225,12 +232,18 @@ def test_sigkilled_worker_job_goes_to_another_and_its_group_is_swept(gearmand, s
     sender.start()
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the command")
     command_pid = int(pidfile.read_text())
+    if not keeper_survives:  # the worst case: keeper and worker killed together
+        os.kill(_keeper_pid(victim), signal.SIGKILL)
     victim.kill()
-    assert not pid_gone(command_pid)  # SIGKILL of the worker leaves its command running
-    # Given a new worker of the same name in the same folder, when it starts, it sweeps
-    # the group the dead one left and takes the requeued job.
+    if keeper_survives:
+        # The keeper kills the dead worker's command group at once
+        wait_for(lambda: pid_gone(command_pid), 3, "the keeper to kill the command")
+    else:
+        time.sleep(0.5)
+        assert not pid_gone(command_pid)  # nobody left to kill it ...
+    # ... until a worker of the same name starts in the same folder: it sweeps the group
+    # the dead one left, and takes the requeued job.
     functions["slowjob"]["shell"] = ": {pidfile}; echo done"
-    os.remove(pidfile)
     from .worker_helpers import WorkerProcess
     heir = WorkerProcess(victim.folder, [gearmand.address], functions, name="victim").wait_ready()
     try:

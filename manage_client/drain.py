@@ -137,8 +137,9 @@ def read_dump(path):
                 dead = read_dead_letter(record["data"])
                 record = {"function": dead["function"], "unique": dead["unique"],
                           "data": dead["data"], "priority": "normal", "background": True}
+            data = record["data"]
             jobs.append({"function": record["function"], "unique": record["unique"],
-                         "data": bytes(record["data"]),
+                         "data": data.encode("utf-8") if isinstance(data, str) else bytes(data),
                          "priority": record.get("priority") or "normal",
                          "background": record.get("background")})
         except (EnvelopeError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:

@@ -1,8 +1,10 @@
 # Shortcuts; the scripts work without make.
-.PHONY: demo test bench
+.PHONY: demo test bench soak
 demo:
 	bash scripts/demo.sh
 test:
 	bash scripts/test.sh
 bench:
 	bash scripts/setup.sh && .venv/bin/python -m bench
+soak:
+	bash scripts/setup.sh && .venv/bin/python -m bench.soak

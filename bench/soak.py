@@ -1,0 +1,272 @@
+"""`python -m bench.soak [--minutes 3]`: a bounded chaos soak of the whole pipeline.
+
+Three gearmands (SQLite queues), three `runworkers` processes of four threads, and two
+senders (foreground and background, shell and Python jobs, each job appending its id to
+a ledger) run while a fault loop kills and restarts workers and servers, freezes a server
+for a few seconds and kills running commands' process groups. Then the faults stop, the
+outbox is flushed, the queues drain, and the ledger is checked: every job sent must have
+run or have been reported failed to its sender (0 lost), and no process may be left
+(0 orphans, 0 zombies). Prints a summary, writes bench/SOAK.md, exits 1 if anything was
+lost or left behind.
+"""
+import argparse
+import collections
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+from gearman_frame.addresses import parse_address
+from gearman_frame.config import load_config
+from gearman_frame.server import QUEUE_SQLITE, LocalGearmand, free_port
+from gearman_frame.queues import dead_letter_function
+from manage_client.admin import AdminClient
+from manage_client.drain import Drainer, read_dump
+from send_job_client import Job, JobClient
+
+from .processes import BIN, Proc
+
+SOAK_TASKS = '''
+import time
+from gearman_frame.tasks import task
+
+@task("soak_py")
+def soak_py(ledger, id, pause):
+    time.sleep(pause)
+    with open(ledger, "a") as handle:
+        handle.write(id + "\\n")
+    return id
+'''
+FUNCTIONS = {
+    "soak_sh": {"shell": "sleep {pause}; echo {id} >> {ledger}", "timeout": 20, "retries": 3,
+                "retry_delay": 0.2},
+    "soak_py": {"timeout": 20, "retries": 3, "retry_delay": 0.2},
+}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md")
+
+
+class Soak:
+    def __init__(self, folder, minutes, seed):
+        self.folder = folder
+        self.deadline = time.monotonic() + minutes * 60 * 0.8
+        self.drain_budget = minutes * 60 * 0.2 + 60
+        self.rng = random.Random(seed)
+        self.ledger = os.path.join(folder, "ledger")
+        self.servers = [LocalGearmand(os.path.join(folder, f"g{i}"), port=free_port(),
+                                      queue=QUEUE_SQLITE) for i in range(3)]
+        self.config_path = os.path.join(folder, "config.yaml")
+        self.sent = {}  # id -> kind
+        self.reported_failed = {}
+        self.faults = collections.Counter()
+        self.workers = {}
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    # -- set-up
+    def write_config(self):
+        with open(os.path.join(self.folder, "soaktasks.py"), "w") as handle:
+            handle.write(SOAK_TASKS)
+        with open(self.config_path, "w") as handle:
+            yaml.safe_dump({"servers": [s.address for s in self.servers],
+                            "logging": {"level": "WARNING"},
+                            "client": {"timeout": 5, "resend": 6, "outbox": "outbox.sqlite"},
+                            "worker": {"threads": 4, "grace": 10},
+                            "plugins": ["soaktasks"], "functions": FUNCTIONS}, handle)
+
+    def start_worker(self, name):
+        env = {**os.environ, "PYTHONPATH": self.folder}
+        self.workers[name] = Proc([os.path.join(BIN, "runworkers"), "--config",
+                                   self.config_path, "--name", name], env=env)
+
+    # -- load
+    def sender(self, background):
+        config = load_config(self.config_path, environ={})
+        kind = "bg" if background else "fg"
+        with JobClient(config) as client:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                jobs = []
+                for _ in range(10):
+                    function = self.rng.choice(list(FUNCTIONS))
+                    job = Job.of(function, ledger=self.ledger, pause=self.rng.choice(
+                        [0, 0.05, 0.2]))
+                    job.kwargs["id"] = job.id
+                    jobs.append(job)
+                    with self.lock:
+                        self.sent[job.id] = f"{kind}-{function}"
+                results = client.submit_many(jobs, background=background)
+                if not background:
+                    for job, result in zip(jobs, results):
+                        if not result.ok:
+                            self.reported_failed[job.id] = result.error
+                time.sleep(0.05)
+
+    # -- faults
+    def fault_loop(self):
+        while not self.stop.is_set() and time.monotonic() < self.deadline - 5:
+            time.sleep(self.rng.uniform(1.5, 3.5))
+            fault = self.rng.choice(["kill_worker", "kill_server", "freeze_server",
+                                     "kill_command"])
+            getattr(self, fault)()
+            self.faults[fault] += 1
+
+    def kill_worker(self):
+        name = self.rng.choice(sorted(self.workers))
+        self.workers[name].proc.send_signal(signal.SIGKILL)
+        self.workers[name].proc.wait()
+        time.sleep(self.rng.uniform(0.2, 1.0))
+        self.start_worker(name)
+
+    def kill_server(self):
+        server = self.rng.choice(self.servers)
+        server.kill()
+        time.sleep(self.rng.uniform(0.5, 2.0))
+        server.start()
+
+    def freeze_server(self):
+        server = self.rng.choice(self.servers)
+        server.signal(signal.SIGSTOP)
+        time.sleep(self.rng.uniform(1.0, 4.0))
+        server.signal(signal.SIGCONT)
+
+    def kill_command(self):
+        groups = tagged_groups()
+        if groups:
+            try:
+                os.killpg(self.rng.choice(groups), signal.SIGKILL)
+            except OSError:
+                pass
+
+    # -- the end
+    def drain(self):
+        config = load_config(self.config_path, environ={})
+        with JobClient(config) as client:
+            flushed = client.flush_outbox()
+        deadline = time.monotonic() + self.drain_budget
+        addresses = [parse_address(s.address) for s in self.servers]
+        while time.monotonic() < deadline:
+            with AdminClient(addresses) as admin:
+                busy = sum(r.queued + r.running for r in admin.status()
+                           if r.function in FUNCTIONS)
+            if busy == 0:
+                break
+            time.sleep(0.5)
+        return flushed
+
+    def check(self):
+        ran = collections.Counter()
+        if os.path.exists(self.ledger):
+            with open(self.ledger) as handle:
+                ran.update(line.strip() for line in handle if line.strip())
+        sent = set(self.sent)
+        dead = self.dead_letters()
+        lost = sorted(sent - set(ran) - set(self.reported_failed) - dead)
+        duplicated = {i: n for i, n in ran.items() if n > 1}
+        by_kind = collections.Counter(self.sent[i] for i in duplicated if i in self.sent)
+        return {"sent": len(sent), "completed": len(sent & set(ran)),
+                "reported failed": len(set(self.reported_failed) - set(ran)),
+                "dead-lettered": len(dead), "lost": len(lost),
+                "duplicated": len(duplicated), "duplicated by kind": dict(by_kind),
+                "lost ids": lost[:10]}
+
+    def dead_letters(self):
+        """Ids of jobs that failed every attempt: drained from the dead-letter queues."""
+        addresses = [parse_address(s.address) for s in self.servers]
+        dump = os.path.join(self.folder, "dead.jsonl")
+        for function in FUNCTIONS:
+            Drainer(addresses, dead_letter_function(function), dump).run(timeout=30)
+        return {job["unique"] for job in read_dump(dump)} if os.path.exists(dump) else set()
+
+
+def tagged_groups():
+    """Process groups of running commands (processes tagged with GEARMAN_FRAME_RUN)."""
+    groups = set()
+    for pid in tagged_pids():
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    return sorted(groups)
+
+
+def tagged_pids():
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if b"GEARMAN_FRAME_RUN=" in handle.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def zombies():
+    """Zombie children of the soak (its workers and servers, had one not been reaped)."""
+    count, me = 0, os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == me:
+                count += 1
+    return count
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="how long (default 3)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else int(time.time())
+    with tempfile.TemporaryDirectory(prefix="gf-soak-") as folder:
+        soak = Soak(folder, args.minutes, seed)
+        for server in soak.servers:
+            server.start()
+        soak.write_config()
+        for i in range(3):
+            soak.start_worker(f"soak{i}")
+        time.sleep(1.5)
+        threads = [threading.Thread(target=soak.sender, args=(bg,)) for bg in (False, True)]
+        threads.append(threading.Thread(target=soak.fault_loop))
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for server in soak.servers:  # every server up and thawed before the drain
+            if not server.status().running:
+                server.start()
+            server.signal(signal.SIGCONT)
+        flushed = soak.drain()
+        for worker in soak.workers.values():
+            worker.stop()
+        time.sleep(1.0)
+        summary = soak.check()
+        summary["orphans"] = len(tagged_pids())
+        summary["zombies"] = zombies()
+        summary["outbox flushed"] = flushed.delivered
+        summary["faults"] = dict(soak.faults)
+        summary["seconds"] = round(time.monotonic() - started)
+        for server in soak.servers:
+            server.stop()
+    text = (f"# Soak results\n\nLast run: {time.strftime('%Y-%m-%d %H:%M')}, seed {seed}, "
+            f"{args.minutes:g} min, {os.cpu_count()} cores.\n\n| what | value |\n|---|---|\n"
+            + "\n".join(f"| {k} | {v} |" for k, v in summary.items()) + "\n")
+    print(text)
+    with open(RESULTS, "w") as handle:
+        handle.write(text)
+    bad = summary["lost"] or summary["orphans"] or summary["zombies"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

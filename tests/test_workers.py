@@ -262,3 +262,9 @@ def test_long_commands_report_progress(gearmand, start_workers):
                                                  timeout=20)
     assert sent.state == "COMPLETE"
     assert sent.status["numerator"] >= 1 and sent.status["denominator"] == 30
+
+
+def test_commands_see_their_job_id(gearmand, start_workers):
+    start_workers([gearmand.address], {"whoami": {"shell": 'printf %s "$GEARMAN_FRAME_JOB_ID"'}})
+    result = send([gearmand.address], "whoami")
+    assert result.ok and result.stdout == result.id

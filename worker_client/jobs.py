@@ -26,6 +26,9 @@ from .veryeasyprocess import Runner, quote
 log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
+#: Environment variable giving a command its job id: the key to make a command idempotent
+#: (a job may run again after a crash; see the README's Guarantees).
+JOB_ID_VARIABLE = "GEARMAN_FRAME_JOB_ID"
 #: Bytes of a raw (``stdin: data``) job's stdout sent back: all of it, like ``gearman -w``.
 RAW_OUTPUT_LIMIT = 1 << 62
 
@@ -114,7 +117,8 @@ class FunctionHandler:
         stdin = request.args[0] if self.spec.stdin == "data" and request.args else None
         if isinstance(stdin, str):
             stdin = stdin.encode("utf-8")
-        return self._from_process(self._run(argv, shell, stdin, on_tick=progress))
+        env = {JOB_ID_VARIABLE: request.id}
+        return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env))
 
     def _tick_kwargs(self, on_tick):
         return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
@@ -153,11 +157,12 @@ class FunctionHandler:
             return kwargs["cmd"], True
         raise Rejected(f"function {self.name} has no command configured")
 
-    def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None):
+    def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None, env=None):
         log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
         kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
         outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
-                                      env=self.spec.env or None, timeout=self.spec.timeout,
+                                      env={**self.spec.env, **(env or {})},
+                                      timeout=self.spec.timeout,
                                       stdin_data=stdin, **self._tick_kwargs(on_tick), **kwargs)
         if outcome.cancelled:
             raise AbandonJob("command killed because the worker is stopping")

@@ -6,10 +6,11 @@ overrides ``servers``); each CLI applies its own flags with :meth:`Config.replac
 Every problem is one :class:`ConfigError` naming the file, the key path, what was
 expected and what was found.
 """
+from __future__ import annotations
+
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
 
 import yaml
 
@@ -59,7 +60,7 @@ class LoggingConfig:
     """``logging:`` — level, optional rotating file, text or JSON lines."""
 
     level: str = "INFO"
-    file: Optional[str] = None
+    file: str | None = None
     format: str = "text"
 
 
@@ -88,15 +89,15 @@ class FunctionConfig:
     """One entry of ``functions:``; a Gearman function served by workers."""
 
     name: str
-    command: Optional[Tuple[str, ...]] = None
-    shell: Optional[str] = None
-    stdin: Optional[str] = None
+    command: tuple | None = None
+    shell: str | None = None
+    stdin: str | None = None
     raw_shell: bool = False
     timeout: float = DEFAULT_FUNCTION_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    maxqueue: Optional[int] = None
-    cwd: Optional[str] = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    maxqueue: int | None = None
+    cwd: str | None = None
+    env: dict = field(default_factory=dict)
 
     @property
     def fields(self):
@@ -117,13 +118,13 @@ class FunctionConfig:
 class Config:
     """The whole validated configuration."""
 
-    path: Optional[str] = None
-    servers: Tuple[ServerAddress, ...] = DEFAULT_SERVERS
+    path: str | None = None
+    servers: tuple = DEFAULT_SERVERS
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
-    plugins: Tuple[str, ...] = ()
-    functions: Mapping[str, FunctionConfig] = field(default_factory=dict)
+    plugins: tuple = ()
+    functions: dict = field(default_factory=dict)
 
     def replace(self, **changes):
         """Return a copy with top-level fields replaced (CLI overrides)."""

@@ -11,12 +11,13 @@ Both are UTF-8 JSON. Any ``bytes`` value travels as ``{"__b64__": "..."}`` and c
 as bytes, so every byte string round-trips. Data that is not an envelope is "raw" and is
 passed through untouched (interop with other Gearman clients).
 """
+from __future__ import annotations
+
 import base64
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
 
 from .errors import EnvelopeError
 
@@ -118,18 +119,18 @@ class Result:
     """What a worker reports back; a final failure carries the same details as success."""
 
     status: str = STATUS_OK
-    exit_code: Optional[int] = None
-    signal: Optional[int] = None
-    stdout: Any = ""
-    stderr: Any = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: object = ""
+    stderr: object = ""
     attempts: int = 1
     duration_s: float = 0.0
     worker: str = ""
     host: str = ""
-    error: Optional[str] = None
-    value: Any = None
-    id: Optional[str] = None
-    escaped: Any = None
+    error: str | None = None
+    value: object = None
+    id: str | None = None
+    escaped: object = None
 
     @property
     def ok(self):

@@ -7,6 +7,8 @@ a SIGKILL loses every queued job). A stop only signals a process that the pidfil
 *and* whose command line is a gearmand on this port and data dir, so a stale pidfile
 whose pid was reused is never signalled.
 """
+from __future__ import annotations
+
 import errno
 import logging
 import os
@@ -17,7 +19,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from .addresses import DEFAULT_PORT
 from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
@@ -93,7 +94,7 @@ class ServerStatus:
     """What ``status`` reports about a local gearmand."""
 
     running: bool
-    pid: Optional[int]
+    pid: int | None
     host: str
     port: int
     data_dir: str

@@ -4,9 +4,10 @@
 so gearmand runs it once); ``submit_background`` returns the job handle, or keeps the
 job in the outbox when no server takes it; ``submit_many`` keeps many jobs in flight.
 """
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 from python3_gearman.constants import JOB_COMPLETE, JOB_FAILED
 
@@ -28,9 +29,9 @@ class Delivery:
     refused by the server (``error``)."""
 
     id: str
-    handle: Optional[str] = None
+    handle: str | None = None
     outbox: bool = False
-    error: Optional[str] = None
+    error: str | None = None
 
     @property
     def ok(self):

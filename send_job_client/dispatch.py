@@ -8,11 +8,12 @@ server. After ``resend`` resends a foreground job fails with JobTimeout naming e
 server tried and what each answered; a background job goes back to the caller, who keeps
 it in the outbox.
 """
+from __future__ import annotations
+
 import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
 
 from python3_gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN
 
@@ -37,7 +38,7 @@ class Job:
     function: str
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
-    data: Optional[bytes] = None
+    data: bytes | None = None
     background: bool = False
     priority: str = "normal"
     id: str = field(default_factory=new_job_id)
@@ -64,9 +65,9 @@ class Outcome:
     """How one job ended: the request (with result/handle) or an error."""
 
     job: Job
-    request: Any = None
-    error: Optional[Exception] = None
-    server: Optional[str] = None
+    request: object = None
+    error: Exception | None = None
+    server: str | None = None
     attempts: list = field(default_factory=list)
 
 

@@ -5,11 +5,12 @@ lets it parse ARGS (``add_arguments(parser)``), sends every Job its ``jobs(args,
 yields, hands each result to ``on_result(job, result)`` and reports the counts. A plugin
 that raises stops sending; what it already sent is still collected and reported.
 """
+from __future__ import annotations
+
 import argparse
 import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 from gearman_frame.errors import FrameError, UsageError
 
@@ -40,7 +41,7 @@ class PluginReport:
     failed: int = 0
     outbox: int = 0
     failures: list = field(default_factory=list)
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
 
 
 def load_plugin(name):

@@ -6,13 +6,14 @@ command that fails or hangs) becomes a result for that job and never escapes the
 loop. Success goes back as WORK_COMPLETE; a final failure goes back as WORK_DATA carrying
 the same result object, then WORK_FAIL.
 """
+from __future__ import annotations
+
 import logging
 import socket
 import time
 import traceback
 from dataclasses import dataclass, field
 from threading import Event
-from typing import Callable, Optional
 
 from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
                                     Result, dumps, parse_request)
@@ -44,7 +45,7 @@ class WorkerContext:
     name: str
     runner: Runner
     stopping: Event = field(default_factory=Event)
-    dead_letter: Optional[Callable] = None
+    dead_letter: object | None = None
     progress_interval: float = 5.0
 
 

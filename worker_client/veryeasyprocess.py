@@ -10,6 +10,8 @@ grows the worker's memory; results carry capped tails.
 ``shell_2_tty`` streams output to the worker's own stdout; ``shell_2_tempfile`` captures
 it. Both return a :class:`ProcessResult`.
 """
+from __future__ import annotations
+
 import errno
 import itertools
 import logging
@@ -21,7 +23,6 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,20 @@ class ProcessResult:
     """How a command ended. ``exit_code`` is None when a signal ended it."""
 
     argv: object
-    exit_code: Optional[int]
-    signal: Optional[int]
+    exit_code: int | None
+    signal: int | None
     timed_out: bool
     duration_s: float
     stdout: bytes = b""
     stderr: bytes = b""
     stdout_size: int = 0
     stderr_size: int = 0
-    stdout_path: Optional[str] = None
-    stderr_path: Optional[str] = None
+    stdout_path: str | None = None
+    stderr_path: str | None = None
     killed_leftovers: int = 0
     escaped: tuple = ()
     cancelled: bool = False
-    pid: Optional[int] = None
+    pid: int | None = None
 
     @property
     def ok(self):

@@ -54,7 +54,7 @@ MAX_UNIQUE_BYTES = 63
 #: Largest function name gearmand keeps the connection for.
 MAX_FUNCTION_BYTES = 8191
 #: Bytes read from a socket per recv call (one buffer of this size per connection).
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 32 * 1024
 #: Seconds a TCP connect to a job server may take.
 CONNECT_TIMEOUT = 5.0
 #: First and largest wait (seconds) between reconnect attempts to a lost server.
@@ -422,8 +422,13 @@ class AbandonJob(Exception):
 class WireWorkerHandler(GearmanWorkerCommandHandler):
     """Worker state per connection; grabs the next job at once when it is the only one."""
 
+    def recv_no_job(self):
+        self.connection_manager.note_grab(empty=True)
+        return super().recv_no_job()
+
     def recv_job_assign_uniq(self, job_handle, task, unique, data):
         manager = self.connection_manager
+        manager.note_grab(empty=False)
         if not manager.check_job_lock(self):
             raise gerrors.InvalidWorkerState("received a job we did not ask for")
         manager.on_job_execute(manager.create_job(self, job_handle, task, unique, data))
@@ -444,6 +449,7 @@ class WireWorker(PollMixin, GearmanWorker):
         super().__init__(host_list=[_pair(s) for s in servers])
         self._stopping = threading.Event()
         self._retry_at = {}
+        self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
         self.busy = False
         if client_id:
             self.set_client_id(client_id)
@@ -458,7 +464,25 @@ class WireWorker(PollMixin, GearmanWorker):
         return self._stopping.is_set()
 
     def grab_directly(self):
-        return not self.stopping and len(self.connection_list) == 1
+        """Ask for the next job right after one is done (saving the PRE_SLEEP/NOOP round
+        trip) while that keeps finding jobs; after it finds none, skip it for 1, 2, 4 ...
+        up to 64 jobs, so an idle-ish worker does not pay a wasted round trip per job."""
+        if self.stopping or len(self.connection_list) != 1:
+            return False
+        if self._skip_direct > 0:
+            self._skip_direct -= 1
+            return False
+        self._direct_pending = True
+        return True
+
+    def note_grab(self, empty):
+        if self._direct_pending:
+            self._direct_pending = False
+            if empty:
+                self._skip_direct = self._skip_next
+                self._skip_next = min(64, self._skip_next * 2)
+            else:
+                self._skip_next = 1
 
     def after_poll(self, any_activity):
         return not self.stopping

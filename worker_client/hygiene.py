@@ -11,8 +11,8 @@ import ctypes
 import logging
 import os
 import signal
-import subprocess
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,10 @@ class Keeper:
     def __init__(self, ledger_path):
         read_end, self._write_end = os.pipe()  # both close on exec: commands never hold them
         try:
-            self.process = subprocess.Popen(["bash", "-c", KEEPER_SCRIPT, "gearman-frame-keeper",
-                                             ledger_path], stdin=read_end,
-                                            start_new_session=True)
+            self.pid = os.posix_spawnp("bash", ["bash", "-c", KEEPER_SCRIPT,
+                                                "gearman-frame-keeper", ledger_path],
+                                       os.environ, setsid=True,
+                                       file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)])
         finally:
             os.close(read_end)
 
@@ -190,7 +191,13 @@ class Keeper:
         if self._write_end is not None:
             os.close(self._write_end)
             self._write_end = None
+            deadline = time.monotonic() + timeout
             try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+                while time.monotonic() < deadline:
+                    if os.waitpid(self.pid, os.WNOHANG)[0]:
+                        return
+                    time.sleep(0.01)
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:  # the orphan reaper got to it first
+                pass

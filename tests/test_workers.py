@@ -12,7 +12,7 @@ from gearman_frame.envelope import Request
 from gearman_frame.queues import control_function, dead_letter_function, read_dead_letter
 from gearman_frame.wire import WireClient
 
-from .helpers import wait_for
+from .helpers import function_status, queued, wait_for
 from .test_veryeasyprocess import pid_gone
 from .wire_helpers import WorkerThread
 from .worker_helpers import send, send_background
@@ -37,27 +37,6 @@ TASKS = textwrap.dedent('''
     def reverse(text):
         return text[::-1]
 ''')
-
-
-def queued(server, function):
-    for line in admin_lines(server, "status"):
-        name, total, running, _workers = line.split("\t")
-        if name == function:
-            return int(total) - int(running)
-    return 0
-
-
-def admin_lines(server, command):
-    import socket
-    with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        sock.sendall(command.encode() + b"\r\n")
-        data = b""
-        while not data.endswith(b".\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return [l for l in data.decode().splitlines() if l and l != "."]
 
 
 def test_command_result_carries_output_and_timeout_kills_the_group(gearmand, start_workers,
@@ -137,8 +116,8 @@ def test_c_client_gets_raw_output_and_foreign_bytes_fail_cleanly(gearmand, start
                           timeout=20)
     assert (proc.returncode, proc.stdout) == (0, b"HELLO \xff")
     subprocess.run(base + ["-b", "-f", "argv_only"], input=b"\xff\xfe", check=True, timeout=20)
-    wait_for(lambda: ("argv_only" in [l.split("\t")[0] for l in admin_lines(gearmand, "status")]
-                      and queued(gearmand, "argv_only") == 0), 10, "the foreign job to be done")
+    wait_for(lambda: function_status(gearmand, "argv_only") is not None
+             and queued(gearmand, "argv_only") == 0, 10, "the foreign job to be done")
     time.sleep(0.3)
     assert queued(gearmand, "argv_only") == 0
     assert send([gearmand.address], "upper", "still alive").stdout == "STILL ALIVE"

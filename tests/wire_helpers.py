@@ -1,5 +1,4 @@
 """Helpers for wire-level tests: an echo worker thread and raw admin commands."""
-import socket
 import threading
 
 from gearman_frame.wire import WireWorker
@@ -26,19 +25,3 @@ class WorkerThread:
 
 def echo(worker, job):
     return job.data
-
-
-def admin(server, command):
-    """Send one admin text command to gearmand and return its first reply line.
-
-    Lines end in CRLF: gearmand 1.1.20 drops the last character of a line ended by LF
-    alone ('create function ab' creates 'a')."""
-    with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        sock.sendall(command.encode() + b"\r\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode().strip()

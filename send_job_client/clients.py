@@ -80,9 +80,10 @@ class JobClient:
         """Queue a job; return its handle, or 'outbox' if no server took it (it waits there
         for ``flush_outbox``). Raises ServerRefused if a server refused it (queue full)."""
         job = Job(function, args, kwargs, data=data, priority=priority, background=True)
-        delivery = self._deliver(job, self._one(job, None))
-        if delivery.error:
-            raise ServerRefused("QUEUE_ERROR", delivery.error)
+        outcome = self._one(job, None)
+        if isinstance(outcome.error, ServerRefused):
+            raise outcome.error
+        delivery = self._deliver(job, outcome)
         return OUTBOX if delivery.outbox else delivery.handle
 
     def _one(self, job, timeout):

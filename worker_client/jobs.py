@@ -86,7 +86,9 @@ class FunctionHandler:
         log.warning("failed: %s (%s) after %d attempt(s)", result.status, result.error,
                     result.attempts)
         if request is not None and request.background and self.ctx.dead_letter:
-            self.ctx.dead_letter(job, result)
+            if not self.ctx.dead_letter(job, result):
+                # Unanswered, the job stays with gearmand and runs again: never dropped.
+                raise AbandonJob("no server took its dead letter")
         return JobFailed(result.encode())
 
     def _result(self, status, error=None, **fields):

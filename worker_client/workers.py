@@ -174,7 +174,8 @@ class WorkerPool:
         return JobFailed(b"unknown control command: " + command[:100])
 
     def dead_letter(self, job, result):
-        """Send a background job that failed every attempt to ``__dead__.FUNCTION``."""
+        """Send a background job that failed every attempt to ``__dead__.FUNCTION``;
+        False if no server took it (the caller then leaves the job to be requeued)."""
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = WireClient(self.servers)
@@ -183,9 +184,11 @@ class WorkerPool:
             client.submit(dead_letter_function(job.task), record, unique=job.unique,
                           background=True, timeout=10)
             log.warning("dead-lettered to %s", dead_letter_function(job.task))
+            return True
         except Exception as err:
             log.error("could not dead-letter the job (%s); its last result: %s", err,
                       result.error)
+            return False
 
 
 def install_signal_handlers(pool):

@@ -154,3 +154,16 @@ def test_err_reply_is_exit_1_with_the_servers_message(gearmand, tmp_path):
     assert proc.returncode == 1 and "UNKNOWN_JOB" in proc.stderr
     version = runadmin(path, "version")
     assert version.returncode == 0 and "1.1" in version.stdout
+
+
+def test_status_watch_refreshes_until_interrupted(gearmand, tmp_path):
+    import signal
+    import time
+    path, _config = client_config(tmp_path, [gearmand.address])
+    proc = subprocess.Popen([RUNADMIN, "--config", str(path), "status", "--watch", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, _err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out.count("gearmand status") >= 3

@@ -281,6 +281,7 @@ class Runner:
         self._local = threading.local()
         self._tags = itertools.count()
         self._base_env = dict(os.environ)
+        self._executables = {}
         self.spawning = 0
 
     @property
@@ -370,8 +371,8 @@ class Runner:
                 actions = [(os.POSIX_SPAWN_DUP2, _fd(handle), target)
                            for handle, target in ((stdin, 0), (stdout, 1), (stderr, 2))
                            if _fd(handle) is not None]
-                proc = Child(os.posix_spawnp(argv[0], argv, env, setsid=True,
-                                             file_actions=actions))
+                proc = Child(os.posix_spawn(self._executable(argv[0], env), argv, env,
+                                            setsid=True, file_actions=actions))
             else:
                 import subprocess  # 1 MiB of imports, only for commands with a cwd
                 proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=_popen_io(stdin),
@@ -383,6 +384,20 @@ class Runner:
                 if proc is not None:
                     self._running[proc.pid] = proc
         return proc
+
+    def _executable(self, name, env):
+        """The path of ``name`` on the command's PATH, looked up once: posix_spawnp would
+        try every PATH entry in the child each time, holding the GIL while it does."""
+        path = env.get("PATH", os.defpath)
+        key = (name, path)
+        found = self._executables.get(key)
+        if found is None:
+            import shutil
+            found = name if "/" in name else shutil.which(name, path=path)
+            if found is None:
+                raise FileNotFoundError(2, "No such file or directory", name)
+            self._executables[key] = found
+        return found
 
     def _not_started(self, argv, err, files, capture):
         name = argv if isinstance(argv, str) else argv[0]

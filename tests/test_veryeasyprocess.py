@@ -91,3 +91,9 @@ def test_shell_2_tty_streams_to_our_stdout():
             "r = shell_2_tty('echo streamed; exit 4', timeout=5); print('code', r.exit_code)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.stdout == "streamed\ncode 4\n"
+
+
+def test_missing_program_is_exit_127_like_a_shell():
+    result = shell_2_tempfile(["no-such-program-here", "x"])
+    assert (result.exit_code, result.ok) == (127, False)
+    assert b"cannot run no-such-program-here" in result.stderr

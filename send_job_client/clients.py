@@ -89,7 +89,8 @@ class JobClient:
     def _one(self, job, timeout):
         job.validate()
         outcomes = []
-        self.dispatcher.run([job], lambda _i, outcome: outcomes.append(outcome), timeout)
+        self.dispatcher.run([job], lambda _i, outcome: outcomes.append(outcome), timeout,
+                            eager=True)
         return outcomes[0]
 
     # -- many jobs

@@ -96,16 +96,19 @@ class Dispatcher:
         self.resend = resend
         self.window = window
         self._down_until = [0.0] * len(self.servers)
+        self._eager = False
         self._next_server = 0
 
     def close(self):
         self.wire.shutdown()
 
     # -- the loop
-    def run(self, jobs, on_done, timeout=None):
+    def run(self, jobs, on_done, timeout=None, eager=False):
         """Send every job of the iterable ``jobs``; call ``on_done(index, Outcome)`` as
-        each ends. At most ``window`` jobs are in flight."""
+        each ends. At most ``window`` jobs are in flight. ``eager`` writes each request at
+        once (one job: lower latency) instead of batching writes (many jobs)."""
         per_try = self.timeout if timeout is None else timeout
+        self._eager = eager
         source = iter(enumerate(jobs))
         waiting, flying = collections.deque(), {}
         exhausted = False
@@ -188,6 +191,9 @@ class Dispatcher:
         try:
             self.wire.establish_connection(conn)
             self.wire.send_job_request(request)
+            if self._eager:
+                conn.send_commands_to_buffer()
+                conn.send_data_to_socket()
         except WireError:
             raise
         except Exception as err:  # the library's ServerUnavailable/ConnectionError

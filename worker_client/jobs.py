@@ -34,6 +34,9 @@ JOB_ID_VARIABLE = "GEARMAN_FRAME_JOB_ID"
 RAW_OUTPUT_LIMIT = 1 << 62
 
 
+_JSON_SCALARS = (str, int, float, bool)
+
+
 class Rejected(Exception):
     """Raised when a job cannot run at all (bad fields): it fails without any attempt."""
 
@@ -138,10 +141,12 @@ class FunctionHandler:
             kind = "None" if value is None else "bytes"
             return self._result(STATUS_FAILED, f"task returned {kind}; a task must return a "
                                                "JSON-serialisable value (str, number, list, dict)")
-        try:
-            dumps(value)
-        except (TypeError, ValueError) as err:
-            return self._result(STATUS_FAILED, f"task returned an unserialisable value: {err}")
+        if type(value) not in _JSON_SCALARS:
+            try:
+                dumps(value)
+            except (TypeError, ValueError) as err:
+                return self._result(STATUS_FAILED,
+                                    f"task returned an unserialisable value: {err}")
         return self._result(STATUS_OK, value=value)
 
     # -- commands

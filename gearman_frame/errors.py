@@ -5,7 +5,7 @@ attributes, and knows the exit code the command-line contract gives it, so each 
 any of them to one line and one code without a traceback.
 """
 
-#: Exit codes of the command-line contract (DESIGN.md).
+#: Exit codes of the command-line contract (README: Commands).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job or operation failed (non-zero exit, timeout, ERR reply)
 EXIT_USAGE = 2  # bad usage or bad config

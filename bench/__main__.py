@@ -105,6 +105,10 @@ def run(args):
             table.add("W4", "ms to see the timeout, p99", [ours["p99_ms"]], [base["p99_ms"]])
             table.add("W4", "processes left", [ours["orphans"]], [base["orphans"]], "0",
                       check=ours["orphans"] == 0)
+            ours = [w.big_ours(server)["seconds"] for _ in range(reps)]
+            base = [w.big_raw(server)["seconds"]] if not args.quick else None
+            table.add("16 MB payload round trip (wire layer)", "seconds", ours, base,
+                      "< 1 s", check=max(ours) < 1.0)
             if not args.no_scale:
                 s = w.scale(server, n_scale)
                 table.add(f"Scale {n_scale} background jobs", "submit jobs/s",
@@ -131,8 +135,8 @@ def main(argv=None):
     header = (f"# Benchmark results\n\nLast run: {datetime.datetime.now():%Y-%m-%d %H:%M}, "
               f"{os.cpu_count()} cores, Python {platform.python_version()}, "
               f"{'quick' if args.quick else f'{args.reps} repetitions'}.\n"
-              "Baselines: raw python3-gearman (W1, W2, W4, memory), the C `gearman -w` CLI "
-              "(W3).\nIn the scale rows the baseline column holds the client's RSS at 10% "
+              "Baselines: raw python3-gearman (W1, W2, W4, memory, 16 MB once), the C "
+              "`gearman -w` CLI (W3).\nIn the scale rows the baseline column holds the client's RSS at 10% "
               "of the jobs.\n\n")
     text = header + table.markdown() + "\n"
     print(text)

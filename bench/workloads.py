@@ -196,3 +196,48 @@ def scale(server, count):
 
 def median_range(values):
     return statistics.median(values), min(values), max(values)
+
+
+# --- one 16 MB payload through the wire layer ------------------------------------------------
+
+BIG = 16 * 1024 * 1024
+
+
+def _echo_thread(worker):
+    import threading
+
+    def work():
+        try:
+            worker.work()
+        except Exception:  # the raw library ends its loop with ServerUnavailable at teardown
+            pass
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def big_ours(server):
+    from gearman_frame.wire import WireClient, WireWorker
+    worker = WireWorker([server.address])
+    worker.register_task("big_echo", lambda _w, job: job.data)
+    thread = _echo_thread(worker)
+    payload = b"x" * BIG
+    started = time.perf_counter()
+    request = WireClient([server.address]).submit("big_echo", payload, timeout=120)
+    elapsed = time.perf_counter() - started
+    worker.stop()
+    thread.join(5)
+    assert request.result == payload, "16 MB: payload changed"
+    return {"seconds": elapsed}
+
+
+def big_raw(server):
+    worker = python3_gearman.GearmanWorker([server.address])
+    worker.register_task("raw_big_echo", lambda _w, job: job.data)
+    _echo_thread(worker)
+    payload = "x" * BIG
+    started = time.perf_counter()
+    request = _raw_client(server).submit_job("raw_big_echo", payload, poll_timeout=300)
+    elapsed = time.perf_counter() - started
+    assert request.complete and request.result == payload, "16 MB baseline: payload changed"
+    return {"seconds": elapsed}

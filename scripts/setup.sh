@@ -8,6 +8,7 @@ need_apt=()
 command -v gearmand >/dev/null 2>&1 || [ -x /usr/sbin/gearmand ] || need_apt+=(gearman-job-server)
 command -v gearman >/dev/null 2>&1 || need_apt+=(gearman-tools)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)  # the tests and bench look at processes
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -88,7 +88,11 @@ def test_stop_grace_ends_with_sigkill_for_stubborn_commands(gearmand, start_work
 def test_daemonizing_command_is_detected_killed_and_reported(gearmand, start_workers, tmp_path):
     pidfile = tmp_path / "pid"
     worker = start_workers([gearmand.address], {
-        "daemon": {"shell": "setsid sleep 60 & echo $! > {pidfile}", "timeout": 10}})
+        # the command waits until its child has left the group (its session id is its
+        # own pid), so the escape is what is detected, not a leftover in the group
+        "daemon": {"shell": "setsid sleep 60 & pid=$!; "
+                            "until [ \"$(cut -d' ' -f6 /proc/$pid/stat)\" = $pid ]; do "
+                            "sleep 0.01; done; echo $pid > {pidfile}", "timeout": 10}})
     result = send([gearmand.address], "daemon", pidfile=str(pidfile))
     escaped = int(pidfile.read_text())
     assert result.status == "ok" and result.escaped == [escaped]

@@ -278,24 +278,12 @@ class WireClientHandler(GearmanClientCommandHandler):
         if not requests:
             self.handle_to_request_map.pop(current_request.job.handle, None)
 
-    def _changed(self, request):
-        self.connection_manager.changed.append(request)
-
     def on_io_error(self):
         for request in self.requests_awaiting_handles:
             request.state = JOB_UNKNOWN
-            self._changed(request)
         for requests in self.handle_to_request_map.values():
             for request in requests:
                 request.state = JOB_UNKNOWN
-                self._changed(request)
-
-    def recv_job_created(self, job_handle):
-        request = self.requests_awaiting_handles[0] if self.requests_awaiting_handles else None
-        super().recv_job_created(job_handle)
-        if request is not None:
-            self._changed(request)
-        return True
 
     def _live(self, job_handle):
         return [r for r in self.handle_to_request_map.get(job_handle, ())
@@ -323,7 +311,6 @@ class WireClientHandler(GearmanClientCommandHandler):
             request.result = result
             request.state = state
             self._unregister_request(request)
-            self._changed(request)
         return True
 
     def recv_work_complete(self, job_handle, data):
@@ -352,7 +339,6 @@ class WireClientHandler(GearmanClientCommandHandler):
             request = self.requests_awaiting_handles.popleft()
             request.state = JOB_REFUSED
             request.server_error = ServerRefused(error_code, error_text, server)
-            self._changed(request)
             log.warning("gearmand %s refused job %s: %s: %s", server, request.job.unique,
                         error_code, error_text)
         else:
@@ -381,9 +367,6 @@ class WireClient(PollMixin, GearmanClient):
 
     def __init__(self, servers):
         super().__init__(host_list=[_pair(s) for s in servers])
-        #: Requests whose state changed (created, answered, refused, lost), in order: a
-        #: caller with many in flight looks at these instead of scanning them all.
-        self.changed = collections.deque()
 
     def _create_request_from_dictionary(self, job_info, background=False, max_retries=0):
         if job_info.get("unique") == "-":
@@ -400,7 +383,6 @@ class WireClient(PollMixin, GearmanClient):
         request = self.submit_job(task, data, unique=unique, priority=PRIORITIES[priority],
                                   background=background, wait_until_complete=wait,
                                   poll_timeout=timeout)
-        self.changed.clear()  # only the dispatcher reads these
         if request.state == JOB_REFUSED:
             raise request.server_error
         if request.timed_out:

@@ -29,8 +29,6 @@ DEFAULT_WINDOW = 1000
 SERVER_RETRY_DELAY = 1.0
 #: Longest wait (seconds) of one poll of the connections.
 POLL_SLICE = 0.05
-#: Seconds between two scans of the jobs in flight for timeouts.
-SCAN_INTERVAL = 0.05
 
 
 @dataclass
@@ -99,7 +97,6 @@ class Dispatcher:
         self.window = window
         self._down_until = [0.0] * len(self.servers)
         self._eager = False
-        self._next_scan = 0.0
         self._next_server = 0
 
     def close(self):
@@ -146,53 +143,34 @@ class Dispatcher:
         self.wire.handle_connection_activity(readable, writable, failed)
 
     def _check(self, flying, waiting, on_done, per_try):
-        changed = self.wire.changed
-        while changed:
-            request = changed.popleft()
-            flight = flying.get(request)
-            if flight is not None:
-                self._settle(request, flight, flying, waiting, on_done)
         now = time.monotonic()
-        if now >= self._next_scan:  # timeouts and leftovers: a scan now and then suffices
-            self._next_scan = now + min(SCAN_INTERVAL, per_try / 4)
-            for request, flight in list(flying.items()):
-                if flight.done:
-                    del flying[request]
-                    self._forget(request)
-                elif (request is flight.request and now - flight.sent_at > per_try
-                      and flight.not_before <= flight.sent_at):
-                    self._timed_out(request, flight, waiting, on_done, per_try)
-
-    def _settle(self, request, flight, flying, waiting, on_done):
-        """A request changed state: end its job, or resend it if its connection died."""
-        state = request.state
-        answered = (state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
-                    or (flight.job.background and state == JOB_CREATED))
-        if not (flight.done or answered or state == JOB_UNKNOWN):
-            return
-        del flying[request]
-        self._forget(request)
-        if flight.done:
-            return
-        if answered:
-            flight.done = True
-            error = request.server_error if state == JOB_REFUSED else None
-            on_done(flight.index, Outcome(flight.job, request, error,
-                                          str(self.servers[flight.server]), flight.history))
-        elif request is flight.request:
-            flight.history.append((str(self.servers[flight.server]), "connection lost"))
-            self._retry_or_end(flight, waiting, on_done, move=True)
-
-    def _timed_out(self, request, flight, waiting, on_done, per_try):
-        """The latest attempt got no answer in time. It stays in flight: the resend (same
-        unique, same live connection) coalesces with it, and whichever is answered ends
-        the job."""
-        queued = "queued" if request.handle else "not queued"
-        flight.history.append((str(self.servers[flight.server]),
-                               f"timed out after {per_try:g}s ({queued})"))
-        conn = request.job.connection
-        self._retry_or_end(flight, waiting, on_done,
-                           move=not (conn is not None and conn.connected))
+        for request, flight in list(flying.items()):
+            state = request.state
+            answered = (state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
+                        or (flight.job.background and state == JOB_CREATED))
+            latest = request is flight.request
+            if flight.done or answered or state == JOB_UNKNOWN:
+                del flying[request]
+                self._forget(request)
+            if flight.done:
+                continue
+            if answered:
+                flight.done = True
+                error = request.server_error if state == JOB_REFUSED else None
+                on_done(flight.index, Outcome(flight.job, request, error,
+                                              str(self.servers[flight.server]), flight.history))
+            elif state == JOB_UNKNOWN and latest:
+                flight.history.append((str(self.servers[flight.server]), "connection lost"))
+                self._retry_or_end(flight, waiting, on_done, move=True)
+            elif latest and now - flight.sent_at > per_try and flight.not_before <= flight.sent_at:
+                # The earlier attempt stays in flight: the resend (same unique, same live
+                # connection) coalesces with it, and whichever is answered ends the job.
+                queued = "queued" if request.handle else "not queued"
+                flight.history.append((str(self.servers[flight.server]),
+                                       f"timed out after {per_try:g}s ({queued})"))
+                conn = request.job.connection
+                self._retry_or_end(flight, waiting, on_done,
+                                   move=not (conn is not None and conn.connected))
 
     # -- sending
     def _pick_server(self):

@@ -14,6 +14,8 @@ import signal
 import threading
 import time
 
+from .veryeasyprocess import all_pids, proc_stat
+
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -30,49 +32,24 @@ def become_subreaper():
         return False
 
 
-def _stat(pid):
-    """(state, ppid, pgid, starttime) of a pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def children_of(pid):
-    """{child pid: state} for every process whose parent is ``pid``."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            info = _stat(int(entry))
-            if info and info[1] == pid:
-                found[int(entry)] = info[0]
-    return found
-
-
 def reap_orphans(runner):
-    """Reap zombie children that no running command owns; return the live strangers.
+    """Reap zombie children that no running command owns (re-parented grandchildren).
 
     The pass is skipped while a command is being started (it may exit before it is
     registered) and holds the runner's lock, so none starts during the scan.
     """
-    strangers = []
+    me = os.getpid()
     with runner.lock:
         if runner.spawning:  # a child may be between fork and registration: next pass
-            return strangers
+            return
         owned = runner.running_pids()
-        for pid, state in children_of(os.getpid()).items():
-            if pid in owned:
-                continue
-            if state == "Z":
+        for pid in all_pids():
+            info = proc_stat(pid)
+            if info and info[1] == me and info[0] == "Z" and pid not in owned:
                 try:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
-            else:
-                strangers.append(pid)
-    return strangers
 
 
 class OrphanReaper(threading.Thread):
@@ -108,12 +85,12 @@ class GroupLedger:
 
     def claim(self):
         """Record this process as the folder's owner."""
-        me = _stat(os.getpid())
+        me = proc_stat(os.getpid())
         with open(self._owner_file(), "w") as handle:
             handle.write(f"{os.getpid()} {me[3]}\n")
 
     def add(self, pgid):
-        info = _stat(pgid)
+        info = proc_stat(pgid)
         name = os.path.join(self.path, f"{pgid}-{info[3] if info else 0}")
         os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o600))
         self._names[pgid] = name
@@ -135,7 +112,7 @@ class GroupLedger:
                 pid, start = (int(x) for x in handle.read().split())
         except (OSError, ValueError):
             return False
-        owner = _stat(pid)
+        owner = proc_stat(pid)
         return pid != os.getpid() and owner is not None and owner[3] == start
 
     def sweep_previous(self):
@@ -146,7 +123,7 @@ class GroupLedger:
         killed = []
         for entry in self._entries():
             pgid, _, start = entry.partition("-")
-            leader = _stat(int(pgid))
+            leader = proc_stat(int(pgid))
             if leader is None or str(leader[3]) == start:  # the group, not a reused pid
                 try:
                     os.killpg(int(pgid), signal.SIGKILL)

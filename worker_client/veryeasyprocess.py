@@ -119,20 +119,24 @@ def _group_alive(pgid):
         return False
 
 
+def proc_stat(pid):
+    """(state, ppid, pgid, start time) of a process, from /proc; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def all_pids():
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
 def group_members(pgid):
     """Pids of live (non-zombie) processes in process group ``pgid``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry))
-    return members
+    return [pid for pid in all_pids()
+            if (info := proc_stat(pid)) and info[2] == pgid and info[0] != "Z"]
 
 
 class Child:
@@ -222,17 +226,10 @@ def children_since(first_pid):
     elif last == first_pid:
         return []
     else:  # many processes since, or the pid counter wrapped
-        candidates = [int(e) for e in os.listdir("/proc") if e.isdigit()]
-    me, found = os.getpid(), []
-    for pid in candidates:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != b"Z":
-            found.append(pid)
-    return found
+        candidates = all_pids()
+    me = os.getpid()
+    return [pid for pid in candidates
+            if (info := proc_stat(pid)) and info[1] == me and info[0] != "Z"]
 
 
 def _environ_has(pid, entry):

@@ -23,11 +23,6 @@ _context = contextvars.ContextVar("gearman_frame_log_context", default={})
 _HANDLER_MARK = "_gearman_frame_handler"
 
 
-def current_context():
-    """The worker/function/job_id the calling thread is working for (a dict)."""
-    return _context.get()
-
-
 @contextlib.contextmanager
 def job_context(**fields):
     """Add ``worker``, ``function`` and/or ``job_id`` to every record logged inside."""

@@ -484,9 +484,6 @@ class WireWorker(PollMixin, GearmanWorker):
             else:
                 self._skip_next = 1
 
-    def after_poll(self, any_activity):
-        return not self.stopping
-
     def work(self, poll_timeout=WORKER_POLL_INTERVAL):
         """Serve jobs until stop(); never exits because servers are down."""
         try:

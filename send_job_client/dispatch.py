@@ -75,13 +75,13 @@ class _Flight:
     """One job on its way. ``request`` is its latest attempt; earlier attempts on live
     connections stay in flight too, since gearmand may answer any of them."""
 
-    __slots__ = ("index", "job", "payload", "server", "tries", "request", "sent_at",
-                 "not_before", "history", "done")
+    __slots__ = ("index", "job", "payload", "server", "request", "sent_at", "not_before",
+                 "history", "done")
 
     def __init__(self, index, job, server):
         self.index, self.job, self.server = index, job, server
         self.payload = job.payload()
-        self.tries, self.request, self.sent_at, self.not_before = 0, None, 0.0, 0.0
+        self.request, self.sent_at, self.not_before = None, 0.0, 0.0
         self.history = []
         self.done = False
 
@@ -202,7 +202,6 @@ class Dispatcher:
             reason = str(err).split("> ", 1)[-1]
             flight.history.append((str(self.servers[flight.server]), f"unreachable: {reason}"))
             return False
-        flight.tries += 1
         flight.request, flight.sent_at = request, now
         flying[request] = flight
         return True

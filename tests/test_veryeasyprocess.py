@@ -1,6 +1,7 @@
 """veryeasyprocess against real processes: the whole group dies, nothing is left behind."""
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -97,3 +98,20 @@ def test_missing_program_is_exit_127_like_a_shell():
     result = shell_2_tempfile(["no-such-program-here", "x"])
     assert (result.exit_code, result.ok) == (127, False)
     assert b"cannot run no-such-program-here" in result.stderr
+
+
+def _ignored_signals(output):
+    line = next(x for x in output.decode().splitlines() if x.startswith("SigIgn:"))
+    return int(line.split()[1], 16)
+
+
+def test_commands_start_in_a_new_session_with_default_sigpipe():
+    """Python ignores SIGPIPE and SIGXFSZ; a command must not inherit that (an ignored
+    signal survives exec, and a shell cannot undo it), or `producer | head` never ends."""
+    result = shell_2_tempfile("grep SigIgn /proc/self/status; ps -o sid= -p $$; echo $$")
+    ignored = _ignored_signals(result.stdout)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)), hex(ignored)
+    assert not ignored & (1 << (signal.SIGXFSZ - 1)), hex(ignored)
+    session, pid = result.stdout.decode().split()[-2:]
+    assert session == pid != str(os.getsid(0))
+

@@ -18,6 +18,10 @@ from .veryeasyprocess import all_pids, proc_stat
 
 log = logging.getLogger(__name__)
 
+#: Clock ticks between the moment a group is recorded as starting and the kernel's start
+#: time of its leader (the spawn happens in between).
+START_SLACK_TICKS = 2
+
 PR_SET_CHILD_SUBREAPER = 36
 #: Seconds between two passes of the orphan reaper.
 REAP_INTERVAL = 1.0
@@ -70,41 +74,68 @@ class OrphanReaper(threading.Thread):
 
 
 class GroupLedger:
-    """A folder with one empty file per running command group, named ``PGID-START``
-    (START: the leader's start time, so a reused pid is never taken for the group), and an
-    ``owner`` file naming the worker process. Creating and removing a file per command is
-    three system calls, cheap enough for the job loop and durable through a SIGKILL."""
+    """The process groups of running commands, in a folder: ``groups`` holds a fixed-width
+    line per worker thread (``PGID START``, blank while the thread runs nothing; START is
+    the leader's start time in clock ticks, so a reused pid is never taken for the group)
+    and ``owner`` names the worker process. Recording a group is one pwrite(2), cheap
+    enough for the job loop, and the kernel keeps it through a SIGKILL of the worker."""
+
+    SLOT = 32
 
     def __init__(self, path):
         self.path = path
-        self._names = {}
         os.makedirs(path, exist_ok=True)
+        self._fd = None
+        self._slots = {}  # pgid -> slot offset
+        self._free = []
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @property
+    def groups_file(self):
+        return os.path.join(self.path, "groups")
 
     def _owner_file(self):
         return os.path.join(self.path, "owner")
 
     def claim(self):
-        """Record this process as the folder's owner."""
+        """Record this process as the folder's owner and start an empty ledger."""
         me = proc_stat(os.getpid())
         with open(self._owner_file(), "w") as handle:
             handle.write(f"{os.getpid()} {me[3]}\n")
+        if self._fd is None:
+            self._fd = os.open(self.groups_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
 
-    def add(self, pgid):
-        info = proc_stat(pgid)
-        name = os.path.join(self.path, f"{pgid}-{info[3] if info else 0}")
-        os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._names[pgid] = name
+    def add(self, pgid, start_ticks):
+        """Record a running group; ``start_ticks`` is the clock tick (since boot) just
+        before it was started (see ``veryeasyprocess.boot_ticks``)."""
+        if self._fd is None:
+            self.claim()
+        with self._lock:
+            offset = self._free.pop() if self._free else self._take_slot()
+            self._slots[pgid] = offset
+        os.pwrite(self._fd, f"{pgid} {start_ticks}".ljust(self.SLOT - 1).encode() + b"\n",
+                  offset)
+
+    def _take_slot(self):
+        offset, self._next = self._next, self._next + self.SLOT
+        return offset
 
     def remove(self, pgid):
-        name = self._names.pop(pgid, None)
-        if name:
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
+        with self._lock:
+            offset = self._slots.pop(pgid, None)
+        if offset is not None:
+            os.pwrite(self._fd, b" " * (self.SLOT - 1) + b"\n", offset)
+            with self._lock:
+                self._free.append(offset)
 
-    def _entries(self):
-        return [e for e in os.listdir(self.path) if e[:1].isdigit()]
+    def _recorded(self):
+        try:
+            with open(self.groups_file, "rb") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            return []
+        return [tuple(int(x) for x in line.split()) for line in lines if line.strip()]
 
     def _previous_owner_alive(self):
         try:
@@ -121,16 +152,15 @@ class GroupLedger:
             log.warning("worker state %s belongs to a running worker; not sweeping", self.path)
             return []
         killed = []
-        for entry in self._entries():
-            pgid, _, start = entry.partition("-")
-            leader = proc_stat(int(pgid))
-            if leader is None or str(leader[3]) == start:  # the group, not a reused pid
+        for pgid, start in self._recorded():
+            leader = proc_stat(pgid)
+            # the group, not a reused pid: its leader (if alive) started when recorded
+            if leader is None or 0 <= leader[3] - start <= START_SLACK_TICKS:
                 try:
-                    os.killpg(int(pgid), signal.SIGKILL)
-                    killed.append(int(pgid))
+                    os.killpg(pgid, signal.SIGKILL)
+                    killed.append(pgid)
                 except OSError:
                     pass
-            os.unlink(os.path.join(self.path, entry))
         if killed:
             log.warning("killed %d command group(s) left by a killed worker: %s",
                         len(killed), killed)
@@ -141,10 +171,10 @@ class GroupLedger:
 #: The keeper: waits for EOF on stdin (the worker is gone), then kills every group that
 #: the worker's state folder still lists.
 KEEPER_SCRIPT = """read _ignored
-cd "$1" || exit 0
-for entry in [0-9]*-*; do
-  [ -e "$entry" ] && kill -KILL -- "-${entry%%-*}" 2>/dev/null
-done
+cd "$1" && [ -f groups ] || exit 0
+while read -r pgid _start; do
+  [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null
+done < groups
 exit 0
 """
 

@@ -23,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .spawn import spawn
+
 log = logging.getLogger(__name__)
 
 #: Environment variable that tags each command's processes with the run they belong to,
@@ -127,6 +129,15 @@ def proc_stat(pid):
     except OSError:
         return None
     return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def boot_ticks():
+    """Now, in clock ticks since boot: the unit of a process's start time in /proc/PID/stat
+    (a child started after this call has a start time at or after it)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * _TICKS_PER_SECOND // 1_000_000_000
 
 
 def all_pids():
@@ -263,7 +274,7 @@ def _tail(handle, limit):
 class Runner:
     """Runs commands; tracks the process groups it started so they can be killed.
 
-    ``on_start(pgid)`` / ``on_end(pgid)`` let the worker record running groups (the
+    ``on_start(pgid, start_ticks)`` / ``on_end(pgid)`` let the worker record running groups (the
     state file that a restarted worker sweeps); ``cancel_all()`` kills every running
     group at once (the end of a graceful stop's grace period).
     """
@@ -315,14 +326,14 @@ class Runner:
         full_env[TAG_VARIABLE] = tag
         files = self._output_files(keep_output) if capture else [None, None]
         stdin = self._stdin(stdin_data)
-        started = time.monotonic()
+        started, started_ticks = time.monotonic(), boot_ticks()
         try:
             try:
                 proc = self._spawn(argv, shell, cwd, full_env, stdin, files[0], files[1])
             except OSError as err:  # not found, not executable: as a shell reports it
                 return self._not_started(argv, err, files, capture)
             if self._on_start:
-                self._on_start(proc.pid)
+                self._on_start(proc.pid, started_ticks)
             try:
                 timed_out = not self._wait(proc, started, timeout, on_tick, tick)
                 if timed_out:
@@ -355,9 +366,8 @@ class Runner:
         once; ``spawning`` tells the orphan reaper to skip its pass meanwhile, so a child
         that exits before it is registered is never reaped (and its status lost) by it.
 
-        posix_spawn (setsid, dup2) costs a third of what subprocess.Popen does with an
-        environment to pass; Popen remains for a working directory, which posix_spawn
-        cannot set on Python < 3.13."""
+        posix_spawn (setsid, dup2; see spawn.py) costs a third of what subprocess.Popen
+        does and runs without the GIL; Popen remains for a working directory."""
         if shell:
             argv = ["/bin/sh", "-c", argv]
         with self._lock:
@@ -365,11 +375,10 @@ class Runner:
         proc = None
         try:
             if cwd is None:
-                actions = [(os.POSIX_SPAWN_DUP2, _fd(handle), target)
-                           for handle, target in ((stdin, 0), (stdout, 1), (stderr, 2))
-                           if _fd(handle) is not None]
-                proc = Child(os.posix_spawn(self._executable(argv[0], env), argv, env,
-                                            setsid=True, file_actions=actions))
+                dup2 = [(_fd(handle), target)
+                        for handle, target in ((stdin, 0), (stdout, 1), (stderr, 2))
+                        if handle is not None]
+                proc = Child(spawn(self._executable(argv[0], env), argv, env, dup2))
             else:
                 import subprocess  # 1 MiB of imports, only for commands with a cwd
                 proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=_popen_io(stdin),

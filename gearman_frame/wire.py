@@ -278,12 +278,26 @@ class WireClientHandler(GearmanClientCommandHandler):
         if not requests:
             self.handle_to_request_map.pop(current_request.job.handle, None)
 
+    def _changed(self, request):
+        """Tell the client (if it listens) that ``request`` changed state."""
+        changed = self.connection_manager.changed
+        if changed is not None:
+            changed.append(request)
+
+    def recv_job_created(self, job_handle):
+        request = self.requests_awaiting_handles[0] if self.requests_awaiting_handles else None
+        super().recv_job_created(job_handle)
+        self._changed(request)
+        return True
+
     def on_io_error(self):
         for request in self.requests_awaiting_handles:
             request.state = JOB_UNKNOWN
+            self._changed(request)
         for requests in self.handle_to_request_map.values():
             for request in requests:
                 request.state = JOB_UNKNOWN
+                self._changed(request)
 
     def _live(self, job_handle):
         return [r for r in self.handle_to_request_map.get(job_handle, ())
@@ -311,6 +325,7 @@ class WireClientHandler(GearmanClientCommandHandler):
             request.result = result
             request.state = state
             self._unregister_request(request)
+            self._changed(request)
         return True
 
     def recv_work_complete(self, job_handle, data):
@@ -339,6 +354,7 @@ class WireClientHandler(GearmanClientCommandHandler):
             request = self.requests_awaiting_handles.popleft()
             request.state = JOB_REFUSED
             request.server_error = ServerRefused(error_code, error_text, server)
+            self._changed(request)
             log.warning("gearmand %s refused job %s: %s: %s", server, request.job.unique,
                         error_code, error_text)
         else:
@@ -366,6 +382,9 @@ class WireClient(PollMixin, GearmanClient):
     job_request_class = WireJobRequest
 
     def __init__(self, servers):
+        #: A list to collect requests whose state changed (set by a caller that wants to
+        #: look only at those, not at every request in flight); None: not collected.
+        self.changed = None
         super().__init__(host_list=[_pair(s) for s in servers])
 
     def _create_request_from_dictionary(self, job_info, background=False, max_retries=0):

@@ -29,6 +29,10 @@ DEFAULT_WINDOW = 1000
 SERVER_RETRY_DELAY = 1.0
 #: Longest wait (seconds) of one poll of the connections.
 POLL_SLICE = 0.05
+#: Seconds between two passes over every request in flight (to find timed-out ones).
+SCAN_INTERVAL = 0.05
+#: Freed window slots are refilled once 1/REFILL_FRACTION of the window is free.
+REFILL_FRACTION = 8
 
 
 @dataclass
@@ -106,35 +110,63 @@ class Dispatcher:
     def run(self, jobs, on_done, timeout=None, eager=False):
         """Send every job of the iterable ``jobs``; call ``on_done(index, Outcome)`` as
         each ends. At most ``window`` jobs are in flight. ``eager`` writes each request at
-        once (one job: lower latency) instead of batching writes (many jobs)."""
-        per_try = self.timeout if timeout is None else timeout
+        once (one job: lower latency) instead of batching writes (many jobs).
+
+        Each pass looks only at the requests whose state changed (the wire client lists
+        them); every ``SCAN_INTERVAL`` a full pass finds timed-out attempts. Freed slots
+        are refilled in batches of ``refill`` jobs, so requests go out many to a write."""
         self._eager = eager
-        source = iter(enumerate(jobs))
+        self.wire.changed = []
+        try:
+            self._run(iter(enumerate(jobs)), on_done,
+                      self.timeout if timeout is None else timeout)
+        finally:
+            self.wire.changed = None
+
+    def _run(self, source, on_done, per_try):
         waiting, flying = collections.deque(), {}
         exhausted = False
+        refill = max(1, self.window // REFILL_FRACTION)
+        next_scan = time.monotonic() + SCAN_INTERVAL
         while True:
-            while not exhausted and len(waiting) + len(flying) < self.window:
-                try:
-                    index, job = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                waiting.append(_Flight(index, job, self._pick_server()))
-            now = time.monotonic()
-            for _ in range(len(waiting)):
-                flight = waiting.popleft()
-                if flight.done:  # an earlier attempt was answered meanwhile
-                    continue
-                if flight.not_before > now:
-                    waiting.append(flight)
-                elif not self._send(flight, flying, now):
-                    self._retry_or_end(flight, waiting, on_done, move=True)
+            room = self.window - len(waiting) - len(flying)
+            if not exhausted and (room >= refill or not flying):
+                for _ in range(room):
+                    try:
+                        index, job = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    waiting.append(_Flight(index, job, self._pick_server()))
+            if waiting:
+                self._send_waiting(waiting, flying, on_done)
             if exhausted and not waiting and not flying:
                 return
-            self._poll(flying, waiting)
-            self._check(flying, waiting, on_done, per_try)
+            self._poll(waiting)
+            changed, self.wire.changed = self.wire.changed, []
+            for request in changed:
+                flight = flying.get(request)
+                if flight is not None:
+                    self._settle(request, flight, flying, waiting, on_done)
+            now = time.monotonic()
+            if now >= next_scan:
+                next_scan = now + SCAN_INTERVAL
+                for request, flight in list(flying.items()):
+                    if not self._settle(request, flight, flying, waiting, on_done):
+                        self._check_timeout(request, flight, waiting, on_done, per_try, now)
 
-    def _poll(self, flying, waiting):
+    def _send_waiting(self, waiting, flying, on_done):
+        now = time.monotonic()
+        for _ in range(len(waiting)):
+            flight = waiting.popleft()
+            if flight.done:  # an earlier attempt was answered meanwhile
+                continue
+            if flight.not_before > now:
+                waiting.append(flight)
+            elif not self._send(flight, flying, now):
+                self._retry_or_end(flight, waiting, on_done, move=True)
+
+    def _poll(self, waiting):
         live = [c for c in self.wire.connection_list if c.connected]
         if not live:
             time.sleep(POLL_SLICE if waiting else 0)
@@ -142,35 +174,38 @@ class Dispatcher:
         readable, writable, failed = self.wire.poll_connections_once(live, POLL_SLICE)
         self.wire.handle_connection_activity(readable, writable, failed)
 
-    def _check(self, flying, waiting, on_done, per_try):
-        now = time.monotonic()
-        for request, flight in list(flying.items()):
-            state = request.state
-            answered = (state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
-                        or (flight.job.background and state == JOB_CREATED))
-            latest = request is flight.request
-            if flight.done or answered or state == JOB_UNKNOWN:
-                del flying[request]
-                self._forget(request)
-            if flight.done:
-                continue
-            if answered:
-                flight.done = True
-                error = request.server_error if state == JOB_REFUSED else None
-                on_done(flight.index, Outcome(flight.job, request, error,
-                                              str(self.servers[flight.server]), flight.history))
-            elif state == JOB_UNKNOWN and latest:
-                flight.history.append((str(self.servers[flight.server]), "connection lost"))
-                self._retry_or_end(flight, waiting, on_done, move=True)
-            elif latest and now - flight.sent_at > per_try and flight.not_before <= flight.sent_at:
-                # The earlier attempt stays in flight: the resend (same unique, same live
-                # connection) coalesces with it, and whichever is answered ends the job.
-                queued = "queued" if request.handle else "not queued"
-                flight.history.append((str(self.servers[flight.server]),
-                                       f"timed out after {per_try:g}s ({queued})"))
-                conn = request.job.connection
-                self._retry_or_end(flight, waiting, on_done,
-                                   move=not (conn is not None and conn.connected))
+    def _settle(self, request, flight, flying, waiting, on_done):
+        """Act on an attempt that was answered or lost; True if it left ``flying``."""
+        state = request.state
+        answered = (state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
+                    or (flight.job.background and state == JOB_CREATED))
+        if not (flight.done or answered or state == JOB_UNKNOWN):
+            return False
+        del flying[request]
+        self._forget(request)
+        if flight.done:
+            return True
+        if answered:
+            flight.done = True
+            error = request.server_error if state == JOB_REFUSED else None
+            on_done(flight.index, Outcome(flight.job, request, error,
+                                          str(self.servers[flight.server]), flight.history))
+        elif request is flight.request:  # the latest attempt's connection was lost
+            flight.history.append((str(self.servers[flight.server]), "connection lost"))
+            self._retry_or_end(flight, waiting, on_done, move=True)
+        return True
+
+    def _check_timeout(self, request, flight, waiting, on_done, per_try, now):
+        if (request is flight.request and now - flight.sent_at > per_try
+                and flight.not_before <= flight.sent_at):
+            # The earlier attempt stays in flight: the resend (same unique, same live
+            # connection) coalesces with it, and whichever is answered ends the job.
+            queued = "queued" if request.handle else "not queued"
+            flight.history.append((str(self.servers[flight.server]),
+                                   f"timed out after {per_try:g}s ({queued})"))
+            conn = request.job.connection
+            self._retry_or_end(flight, waiting, on_done,
+                               move=not (conn is not None and conn.connected))
 
     # -- sending
     def _pick_server(self):

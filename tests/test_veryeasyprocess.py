@@ -115,3 +115,14 @@ def test_commands_start_in_a_new_session_with_default_sigpipe():
     session, pid = result.stdout.decode().split()[-2:]
     assert session == pid != str(os.getsid(0))
 
+
+
+def test_reused_output_files_never_carry_a_previous_commands_output():
+    """A thread's two output files are reused from command to command."""
+    runner = Runner()
+    outputs = [runner.run(["sh", "-c", script]) for script in
+               ("printf abcdef; printf err >&2", "printf x", "true", "printf y >&2",
+                "printf 12; sleep 0.01; printf 34")]
+    assert [(r.stdout, r.stderr) for r in outputs] == [
+        (b"abcdef", b"err"), (b"x", b""), (b"", b""), (b"", b"y"), (b"1234", b"")]
+    assert [r.stdout_size for r in outputs] == [6, 1, 0, 0, 4]

@@ -34,12 +34,13 @@ class _Libc:
 
     def __init__(self):
         libc = ctypes.CDLL(None, use_errno=True)
-        self.spawn = libc.posix_spawn
+        self.spawn = libc.posix_spawn  # a CDLL call: the GIL is released
         self.spawn.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_void_p,
                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-        self.actions_init = libc.posix_spawn_file_actions_init
-        self.actions_destroy = libc.posix_spawn_file_actions_destroy
-        self.add_dup2 = libc.posix_spawn_file_actions_adddup2
+        quick = ctypes.PyDLL(None)  # calls that never block keep the GIL (no handoff)
+        self.actions_init = quick.posix_spawn_file_actions_init
+        self.actions_destroy = quick.posix_spawn_file_actions_destroy
+        self.add_dup2 = quick.posix_spawn_file_actions_adddup2
         self.add_dup2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         self.attr = ctypes.create_string_buffer(_ATTR_BYTES)
         self._sigdefault = ctypes.create_string_buffer(_SIGSET_BYTES)

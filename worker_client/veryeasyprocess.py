@@ -13,6 +13,7 @@ it. Both return a :class:`ProcessResult`.
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import logging
 import os
@@ -121,12 +122,20 @@ def _group_alive(pgid):
         return False
 
 
+def _read_small(path):
+    """A small /proc file's bytes in three system calls (open() would add four more)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def proc_stat(pid):
     """(state, ppid, pgid, start time) of a process, from /proc; None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except OSError:
+        fields = _read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return None
     return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
 
@@ -224,13 +233,13 @@ _PID_RANGE_LIMIT = 512
 
 def _last_pid():
     """The pid the kernel allocated last (the last field of /proc/loadavg)."""
-    with open("/proc/loadavg", "rb") as handle:
-        return int(handle.read().split()[-1])
+    return int(_read_small("/proc/loadavg").split()[-1])
 
 
-def children_since(first_pid):
-    """Live children of this process created after ``first_pid``: only the pids allocated
-    since then are looked at (usually none or a few), not the whole of /proc."""
+def children_since(first_pid, skip=frozenset()):
+    """Live children of this process created after ``first_pid``, leaving out the pids
+    in ``skip``: only the pids allocated since then are looked at (usually none or a
+    few), not the whole of /proc."""
     last = _last_pid()
     if first_pid < last <= first_pid + _PID_RANGE_LIMIT:
         candidates = range(first_pid + 1, last + 1)
@@ -240,7 +249,8 @@ def children_since(first_pid):
         candidates = all_pids()
     me = os.getpid()
     return [pid for pid in candidates
-            if (info := proc_stat(pid)) and info[1] == me and info[0] != "Z"]
+            if pid not in skip and (info := proc_stat(pid)) and info[1] == me
+            and info[0] != "Z"]
 
 
 def _environ_has(pid, entry):
@@ -251,24 +261,41 @@ def _environ_has(pid, entry):
         return False
 
 
-def anonymous_file():
+def anonymous_file(append=False):
     """An unnamed temporary file (O_TMPFILE: nothing to clean up, even after a SIGKILL).
 
+    ``append``: writes always go to its end, so it is emptied by a truncate alone (its
+    offset, shared with the commands that wrote to it, needs no reset).
     The ``tempfile`` module costs the worker 1.4 MiB of memory, so it is only imported
     where the filesystem lacks O_TMPFILE.
     """
     folder = os.environ.get("TMPDIR") or "/tmp"
     try:
-        return open(os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
+        handle = open(os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
     except (OSError, AttributeError):
         import tempfile
-        return tempfile.TemporaryFile(prefix="gf-")
+        handle = tempfile.TemporaryFile(prefix="gf-")
+    if append:
+        fcntl.fcntl(handle.fileno(), fcntl.F_SETFL,
+                    fcntl.fcntl(handle.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+    return handle
 
 
 def _tail(handle, limit):
-    size = handle.seek(0, os.SEEK_END)
-    handle.seek(max(0, size - limit))
-    return handle.read(), size
+    """The last ``limit`` bytes of a file written by a command, and its size."""
+    fd = handle.fileno()
+    size = os.fstat(fd).st_size
+    if not size:
+        return b"", 0
+    offset = max(0, size - limit)
+    chunks = []
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks), size
 
 
 class Runner:
@@ -435,10 +462,11 @@ class Runner:
                     for _ in range(2)]
         pair = getattr(self._local, "files", None)
         if pair is None:
-            pair = self._local.files = [anonymous_file() for _ in range(2)]
-        for handle in pair:
-            handle.seek(0)
-            handle.truncate()
+            pair = self._local.files = [anonymous_file(append=True) for _ in range(2)]
+        elif self._local.dirty:
+            for handle in pair:
+                os.ftruncate(handle.fileno(), 0)
+        self._local.dirty = True  # until a command is seen to have written nothing
         return pair
 
     def _stdin(self, data):
@@ -456,9 +484,8 @@ class Runner:
         among its children started after the command (pids above ``first_pid``, so only a
         few /proc entries are read) by the run's tag in their environment."""
         escaped = []
-        owned = self.running_pids()
-        for pid in children_since(first_pid):
-            if pid not in owned and _environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
+        for pid in children_since(first_pid, skip=self.running_pids()):
+            if _environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
                 escaped.append(pid)
         for pid in escaped:
             try:
@@ -488,6 +515,8 @@ class Runner:
             result.stdout_path, result.stderr_path = out.name, err.name
             out.close()
             err.close()
+        elif not (result.stdout_size or result.stderr_size):
+            self._local.dirty = False
 
 
 #: The runner the module-level helpers use.

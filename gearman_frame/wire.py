@@ -493,12 +493,14 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
         manager.note_grab(empty=False)
         if not manager.check_job_lock(self):
             raise gerrors.InvalidWorkerState("received a job we did not ask for")
-        manager.on_job_execute(manager.create_job(self, job_handle, task, unique, data))
+        job = manager.create_job(self, job_handle, task, unique, data)
+        manager.on_job_execute(job)  # the answer is queued, not yet written
         if manager.grab_directly():
             self._grab_job()
         else:
             self._release_job_lock()
             self._sleep()
+        manager.send_answer(job)  # the answer and the next request in one write
         return True
 
 
@@ -513,6 +515,7 @@ class WireWorker(PollMixin, GearmanWorker):
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
         self.busy = False
+        self._answering = False
         if client_id:
             self.set_client_id(client_id)
 
@@ -595,9 +598,20 @@ class WireWorker(PollMixin, GearmanWorker):
         super().handle_error(current_connection)
 
     # -- jobs
+    def send_answer(self, job):
+        """Write the job's queued answer (and what was queued after it) to its socket."""
+        try:
+            self.wait_until_updates_sent([job])
+        except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
+            log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
+                      job.unique, job.handle, job.connection.address, err)
+
     def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
         """Write a job's updates straight to its socket (it is almost always writable);
-        poll only for what the socket did not take."""
+        poll only for what the socket did not take. While a job is being answered, the
+        answer only queues: ``send_answer`` writes it with the next request."""
+        if self._answering:
+            return
         connections = {job.connection for job in multiple_gearman_jobs}
         for conn in connections:
             if conn.writable():
@@ -611,6 +625,7 @@ class WireWorker(PollMixin, GearmanWorker):
         self.busy = True
         try:
             outcome = self._call(current_job)
+            self._answering = True
             if isinstance(outcome, JobFailed):
                 if outcome.data:
                     self.send_job_data(current_job, outcome.data)
@@ -627,6 +642,7 @@ class WireWorker(PollMixin, GearmanWorker):
                       err)
         finally:
             self.busy = False
+            self._answering = False
         return True
 
     def _call(self, job):

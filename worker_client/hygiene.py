@@ -9,6 +9,7 @@
 """
 import ctypes
 import logging
+import mmap
 import os
 import signal
 import threading
@@ -74,21 +75,23 @@ class OrphanReaper(threading.Thread):
 
 
 class GroupLedger:
-    """The process groups of running commands, in a folder: ``groups`` holds a fixed-width
-    line per worker thread (``PGID START``, blank while the thread runs nothing; START is
-    the leader's start time in clock ticks, so a reused pid is never taken for the group)
-    and ``owner`` names the worker process. Recording a group is one pwrite(2), cheap
-    enough for the job loop, and the kernel keeps it through a SIGKILL of the worker."""
+    """The process groups of running commands, in a folder: ``groups`` holds fixed-width
+    lines (``PGID START``, or blank for a free slot; START is the leader's start time in
+    clock ticks, so a reused pid is never taken for the group) and ``owner`` names the
+    worker process. The file is memory-mapped: recording a group is a store to shared
+    memory (no system call, no GIL handoff in the job loop), and the kernel keeps the
+    pages through a SIGKILL of the worker."""
 
     SLOT = 32
+    BLANK = b" " * (SLOT - 1) + b"\n"
+    FIRST_SLOTS = 256
 
     def __init__(self, path):
         self.path = path
         os.makedirs(path, exist_ok=True)
-        self._fd = None
+        self._map = None
         self._slots = {}  # pgid -> slot offset
         self._free = []
-        self._next = 0
         self._lock = threading.Lock()
 
     @property
@@ -103,30 +106,42 @@ class GroupLedger:
         me = proc_stat(os.getpid())
         with open(self._owner_file(), "w") as handle:
             handle.write(f"{os.getpid()} {me[3]}\n")
-        if self._fd is None:
-            self._fd = os.open(self.groups_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        with self._lock:
+            if self._map is None:
+                self._grow(self.FIRST_SLOTS)
+
+    def _grow(self, slots):
+        """Map the groups file with room for ``slots`` (the lock is held). A replaced
+        mapping is left open: it maps the same pages, so a store through it still lands."""
+        old = len(self._map) if self._map is not None else 0
+        fd = os.open(self.groups_file, os.O_RDWR | os.O_CREAT | (0 if old else os.O_TRUNC),
+                     0o600)
+        try:
+            os.pwrite(fd, self.BLANK * (slots - old // self.SLOT), old)
+            self._map = mmap.mmap(fd, slots * self.SLOT)
+        finally:
+            os.close(fd)
+        self._free.extend(range(old, slots * self.SLOT, self.SLOT))
+        self._free.reverse()  # hand out the first slots first
 
     def add(self, pgid, start_ticks):
         """Record a running group; ``start_ticks`` is the clock tick (since boot) just
         before it was started (see ``veryeasyprocess.boot_ticks``)."""
-        if self._fd is None:
-            self.claim()
+        line = f"{pgid} {start_ticks}".encode().ljust(self.SLOT - 1) + b"\n"
         with self._lock:
-            offset = self._free.pop() if self._free else self._take_slot()
+            if self._map is None:
+                self._grow(self.FIRST_SLOTS)
+            elif not self._free:
+                self._grow(2 * len(self._map) // self.SLOT)
+            offset = self._free.pop()
             self._slots[pgid] = offset
-        os.pwrite(self._fd, f"{pgid} {start_ticks}".ljust(self.SLOT - 1).encode() + b"\n",
-                  offset)
-
-    def _take_slot(self):
-        offset, self._next = self._next, self._next + self.SLOT
-        return offset
+            self._map[offset:offset + self.SLOT] = line
 
     def remove(self, pgid):
         with self._lock:
             offset = self._slots.pop(pgid, None)
-        if offset is not None:
-            os.pwrite(self._fd, b" " * (self.SLOT - 1) + b"\n", offset)
-            with self._lock:
+            if offset is not None:
+                self._map[offset:offset + self.SLOT] = self.BLANK
                 self._free.append(offset)
 
     def _recorded(self):

@@ -12,6 +12,7 @@ it. Both return a :class:`ProcessResult`.
 """
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import itertools
@@ -35,6 +36,8 @@ TAG_VARIABLE = "GEARMAN_FRAME_RUN"
 KILL_GRACE = 0.1
 #: Seconds between two progress callbacks while a command runs.
 PROGRESS_INTERVAL = 5.0
+#: Reaped commands remembered so scans skip their pids (a few per running thread).
+RECENT_PIDS = 256
 #: Bytes of stdout/stderr kept (the last ones) in a result.
 TAIL_BYTES = 64 * 1024
 
@@ -231,26 +234,35 @@ def _fd(handle):
 _PID_RANGE_LIMIT = 512
 
 
+_loadavg = threading.local()
+
+
 def _last_pid():
-    """The pid the kernel allocated last (the last field of /proc/loadavg)."""
-    return int(_read_small("/proc/loadavg").split()[-1])
+    """The pid the kernel allocated last (the last field of /proc/loadavg, read through a
+    descriptor each thread keeps open: one system call)."""
+    fd = getattr(_loadavg, "fd", None)
+    if fd is None:
+        fd = _loadavg.fd = os.open("/proc/loadavg", os.O_RDONLY)
+    return int(os.pread(fd, 128, 0).split()[-1])
 
 
-def children_since(first_pid, skip=frozenset()):
+def children_since(first_pid, skip=frozenset(), reaped=frozenset()):
     """Live children of this process created after ``first_pid``, leaving out the pids
     in ``skip``: only the pids allocated since then are looked at (usually none or a
-    few), not the whole of /proc."""
+    few), not the whole of /proc. Pids in ``reaped`` (children already reaped) are left
+    out too when they lie in that range: allocated after ``first_pid`` and reaped, such a
+    pid can only be in use again after the pid counter wrapped all the way round."""
     last = _last_pid()
     if first_pid < last <= first_pid + _PID_RANGE_LIMIT:
         candidates = range(first_pid + 1, last + 1)
     elif last == first_pid:
         return []
     else:  # many processes since, or the pid counter wrapped
-        candidates = all_pids()
+        candidates, reaped = all_pids(), frozenset()
     me = os.getpid()
     return [pid for pid in candidates
-            if pid not in skip and (info := proc_stat(pid)) and info[1] == me
-            and info[0] != "Z"]
+            if pid not in skip and pid not in reaped and (info := proc_stat(pid))
+            and info[1] == me and info[0] != "Z"]
 
 
 def _environ_has(pid, entry):
@@ -312,6 +324,10 @@ class Runner:
         self._on_end = on_end
         self._lock = threading.RLock()
         self._running = {}  # pid -> Popen
+        #: The last commands reaped (in order, and as a set): pids an escaped-process
+        #: scan need not read.
+        self._recent = collections.deque()
+        self._reaped = set()
         self._cancelled = set()
         self._local = threading.local()
         self._tags = itertools.count()
@@ -372,6 +388,7 @@ class Runner:
             finally:
                 with self._lock:
                     self._running.pop(proc.pid, None)
+                    self._remember_reaped(proc.pid)
                     cancelled = proc.pid in self._cancelled
                     self._cancelled.discard(proc.pid)
                 if self._on_end:
@@ -432,6 +449,13 @@ class Runner:
             self._executables[key] = found
         return found
 
+    def _remember_reaped(self, pid):
+        """(the lock is held)"""
+        self._recent.append(pid)
+        self._reaped.add(pid)
+        if len(self._recent) > RECENT_PIDS:
+            self._reaped.discard(self._recent.popleft())
+
     def _not_started(self, argv, err, files, capture):
         name = argv if isinstance(argv, str) else argv[0]
         message = f"cannot run {name}: {err.strerror or err}\n".encode()
@@ -484,7 +508,9 @@ class Runner:
         among its children started after the command (pids above ``first_pid``, so only a
         few /proc entries are read) by the run's tag in their environment."""
         escaped = []
-        for pid in children_since(first_pid, skip=self.running_pids()):
+        with self._lock:
+            running = set(self._running)
+        for pid in children_since(first_pid, skip=running, reaped=self._reaped):
             if _environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
                 escaped.append(pid)
         for pid in escaped:

@@ -12,6 +12,7 @@ from gearman_frame import cli
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.tasks import import_plugins
 
+from worker_client.hygiene import limit_malloc_arenas
 from worker_client.workers import WorkerPool, install_signal_handlers
 
 log = logging.getLogger("worker_client.runworkers")
@@ -63,6 +64,7 @@ def main(argv=None):
     pool = WorkerPool(config, functions, tasks, name=args.name, threads=args.threads,
                       state_dir=state_dir)
     install_signal_handlers(pool)
+    limit_malloc_arenas()
     pool.start()
     servers = ", ".join(str(s) for s in config.servers)
     if not pool.wait_connected(config.worker.startup_timeout):

@@ -62,7 +62,7 @@ _libc_lock = threading.Lock()
 #: Encoded ``KEY=VALUE`` entries by (key, value): a command's environment is mostly the
 #: worker's own, so most entries are encoded once (cleared when it fills up).
 _entries = {}
-_ENTRIES_MAX = 4096
+_ENTRIES_MAX = 128
 
 
 def _entry(item):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import fcntl
 import itertools
 import logging
 import os
@@ -283,14 +282,16 @@ def anonymous_file(append=False):
     """
     folder = os.environ.get("TMPDIR") or "/tmp"
     try:
-        handle = open(os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
+        return open(os.open(folder, os.O_TMPFILE | os.O_RDWR | (os.O_APPEND if append else 0),
+                            0o600), "w+b")
     except (OSError, AttributeError):
+        import fcntl
         import tempfile
         handle = tempfile.TemporaryFile(prefix="gf-")
-    if append:
-        fcntl.fcntl(handle.fileno(), fcntl.F_SETFL,
-                    fcntl.fcntl(handle.fileno(), fcntl.F_GETFL) | os.O_APPEND)
-    return handle
+        if append:
+            fcntl.fcntl(handle.fileno(), fcntl.F_SETFL,
+                        fcntl.fcntl(handle.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+        return handle
 
 
 def _tail(handle, limit):

@@ -5,7 +5,6 @@ worker threads set around each job (:func:`job_context`), so lines from a busy
 multi-threaded worker can be told apart. Library modules only call
 ``logging.getLogger(__name__)``.
 """
-import contextlib
 import contextvars
 import json
 import logging
@@ -23,14 +22,21 @@ _context = contextvars.ContextVar("gearman_frame_log_context", default={})
 _HANDLER_MARK = "_gearman_frame_handler"
 
 
-@contextlib.contextmanager
-def job_context(**fields):
-    """Add ``worker``, ``function`` and/or ``job_id`` to every record logged inside."""
-    token = _context.set({**_context.get(), **fields})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+class job_context:  # noqa: N801 - used like a function: ``with job_context(...):``
+    """Add ``worker``, ``function`` and/or ``job_id`` to every record logged inside (a
+    class rather than a generator: it is entered once per job)."""
+
+    __slots__ = ("fields", "token")
+
+    def __init__(self, **fields):
+        self.fields = fields
+
+    def __enter__(self):
+        self.token = _context.set({**_context.get(), **self.fields})
+        return self
+
+    def __exit__(self, *exc):
+        _context.reset(self.token)
 
 
 class ContextFilter(logging.Filter):

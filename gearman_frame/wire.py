@@ -559,8 +559,19 @@ class WireWorker(PollMixin, GearmanWorker):
                     continue
                 readable, writable, failed = self.poll_connections_once(live, poll_timeout)
                 self.handle_connection_activity(readable, writable, failed)
+                self._write_now(readable)
         finally:
             self.shutdown()
+
+    def _write_now(self, connections):
+        """Send what reading queued (GRAB_JOB after a NOOP) without polling for it first:
+        the socket almost always takes it, and a poll round costs as much as the send."""
+        for conn in connections:
+            if conn.connected and conn.writable():
+                try:
+                    self.handle_write(conn)
+                except gerrors.ConnectionError:
+                    self.handle_error(conn)
 
     def connect_due(self):
         """Return the live connections, reconnecting those whose backoff has passed."""

@@ -7,7 +7,7 @@ subclasses fix what it gets wrong against gearmand 1.1.20:
 * payloads are bytes end to end and packet lengths are counted in bytes (the library
   counts characters, truncating 'héllo' to 'héll', and raises UnicodeDecodeError on
   bytes that are not UTF-8);
-* reads go into a growing bytearray in 128 KiB chunks (the library's 4 KB reads into
+* reads go into a growing bytearray in 32 KiB chunks (the library's 4 KB reads into
   re-copied bytes take 20+ s for 16 MB);
 * polling uses poll(2), which has no FD_SETSIZE limit, and a socket error becomes a
   ConnectionError on that connection (the library's select() turns any OSError into

@@ -60,31 +60,51 @@ def w1_raw(server, threads, count):
 
 # --- W2: sequential foreground latency -----------------------------------------------------
 
-def _latencies(call, count):
+def _latencies_ms(call, count):
     samples = []
     for _ in range(count):
         started = time.perf_counter()
         call()
         samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)]}
+    return samples
 
 
-def w2_ours(server, count):
-    with runworkers(server, {}, 1), _client(server) as client:
+def _percentile(samples, fraction):
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def _latencies(call, count):
+    samples = _latencies_ms(call, count)
+    return {"p50_ms": _percentile(samples, 0.5), "p99_ms": _percentile(samples, 0.99)}
+
+
+def w2(server, count, block=100):
+    """Sequential foreground latency of gearman-frame and of raw python3-gearman, with
+    both workers up, measured in alternating blocks of ``block`` jobs (``count`` a side):
+    the drift of a shared machine then falls on both sides alike. Returns each block's
+    p50 and each side's p99 over all its jobs."""
+    with runworkers(server, {}, 1), _client(server) as client, \
+            raw_worker(server, 1, "reverse"):
         wait_workers(server, "reverse", 1)
-        _latencies(lambda: client.submit("reverse", "x"), WARMUP)
-        return _latencies(lambda: client.submit("reverse", "x"), count)
-
-
-def w2_raw(server, count):
-    with raw_worker(server, 1, "reverse"):
         wait_workers(server, "raw_reverse", 1)
-        client = _raw_client(server)
-        _latencies(lambda: client.submit_job("raw_reverse", "x"), WARMUP)
-        figures = _latencies(lambda: client.submit_job("raw_reverse", "x"), count)
-        client.shutdown()
-        return figures
+        raw = _raw_client(server)
+        sides = {"ours": lambda: client.submit("reverse", "x"),
+                 "raw": lambda: raw.submit_job("raw_reverse", "x")}
+        samples = {name: [] for name in sides}
+        p50s = {name: [] for name in sides}
+        for call in sides.values():
+            _latencies_ms(call, WARMUP)
+        for round_number in range(max(1, count // block)):
+            order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
+            for name in order:
+                block_samples = _latencies_ms(sides[name], block)
+                samples[name] += block_samples
+                p50s[name].append(_percentile(block_samples, 0.5))
+        raw.shutdown()
+    return {"ours_p50": p50s["ours"], "raw_p50": p50s["raw"],
+            "ours_p99": _percentile(samples["ours"], 0.99),
+            "raw_p99": _percentile(samples["raw"], 0.99)}
 
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------

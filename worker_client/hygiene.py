@@ -90,11 +90,12 @@ class OrphanReaper(threading.Thread):
 
 class GroupLedger:
     """The process groups of running commands, in a folder: ``groups`` holds fixed-width
-    lines (``PGID START``, or blank for a free slot; START is the leader's start time in
-    clock ticks, so a reused pid is never taken for the group) and ``owner`` names the
+    lines (``PGID START PGID``, or blank for a free slot; START is the leader's start time
+    in clock ticks, so a reused pid is never taken for the group) and ``owner`` names the
     worker process. The file is memory-mapped: recording a group is a store to shared
     memory (no system call, no GIL handoff in the job loop), and the kernel keeps the
-    pages through a SIGKILL of the worker."""
+    pages through a SIGKILL of the worker. A store cut short by the SIGKILL leaves a line
+    whose two PGIDs differ, and readers skip it."""
 
     SLOT = 32
     BLANK = b" " * (SLOT - 1) + b"\n"
@@ -141,7 +142,7 @@ class GroupLedger:
     def add(self, pgid, start_ticks):
         """Record a running group; ``start_ticks`` is the clock tick (since boot) just
         before it was started (see ``veryeasyprocess.boot_ticks``)."""
-        line = f"{pgid} {start_ticks}".encode().ljust(self.SLOT - 1) + b"\n"
+        line = f"{pgid} {start_ticks} {pgid}".encode().ljust(self.SLOT - 1) + b"\n"
         with self._lock:
             if self._map is None:
                 self._grow(self.FIRST_SLOTS)
@@ -164,7 +165,12 @@ class GroupLedger:
                 lines = handle.read().splitlines()
         except FileNotFoundError:
             return []
-        return [tuple(int(x) for x in line.split()) for line in lines if line.strip()]
+        recorded = []
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == fields[2] and all(f.isdigit() for f in fields):
+                recorded.append((int(fields[0]), int(fields[1])))
+        return recorded
 
     def _previous_owner_alive(self):
         try:
@@ -201,8 +207,8 @@ class GroupLedger:
 #: the worker's state folder still lists.
 KEEPER_SCRIPT = """read _ignored
 cd "$1" && [ -f groups ] || exit 0
-while read -r pgid _start; do
-  [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null
+while read -r pgid _start check _rest; do
+  [ -n "$pgid" ] && [ "$pgid" = "$check" ] && kill -KILL -- "-$pgid" 2>/dev/null
 done < groups
 exit 0
 """

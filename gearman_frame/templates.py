@@ -52,9 +52,11 @@ def check_kwargs(needed, kwargs):
 def _text(value):
     if isinstance(value, (dict, list, tuple, set)) or value is None:
         raise TemplateError(f"template values must be text or numbers, got {type(value).__name__}")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
+    text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+    if "\0" in text:
+        raise TemplateError("template values cannot contain a NUL byte (a command argument "
+                            "ends at the first one)")
+    return text
 
 
 def render_argv(argv, kwargs):

@@ -126,3 +126,10 @@ def test_reused_output_files_never_carry_a_previous_commands_output():
     assert [(r.stdout, r.stderr) for r in outputs] == [
         (b"abcdef", b"err"), (b"x", b""), (b"", b""), (b"", b"y"), (b"1234", b"")]
     assert [r.stdout_size for r in outputs] == [6, 1, 0, 0, 4]
+
+
+@pytest.mark.parametrize("argv, env", [(["echo", "a\0b"], None), (["true"], {"X": "a\0b"}),
+                                       (["true"], {"A=B": "c"})])
+def test_a_nul_byte_or_bad_variable_name_is_refused_not_truncated(argv, env):
+    with pytest.raises(ValueError):
+        Runner().run(argv, env=env)

@@ -104,6 +104,8 @@ def test_missing_or_extra_fields_fail_without_running(gearmand, start_workers, t
     assert (missing.status, missing.attempts) == ("error", 0)
     assert "missing template field(s): a" in missing.error
     assert "not in the template: b" in extra.error
+    nul = send([gearmand.address], "mark", a="x\0y")  # would run `touch ... x` if cut short
+    assert (nul.status, nul.attempts) == ("error", 0) and "NUL byte" in nul.error
     assert not marker.exists()
 
 

@@ -66,7 +66,10 @@ _ENTRIES_MAX = 128
 
 
 def _entry(item):
-    encoded = os.fsencode(item[0]) + b"=" + os.fsencode(item[1])
+    key = os.fsencode(item[0])
+    if not key or b"=" in key:
+        raise ValueError(f"illegal environment variable name {item[0]!r}")
+    encoded = key + b"=" + os.fsencode(item[1])
     if len(_entries) >= _ENTRIES_MAX:
         _entries.clear()
     _entries[item] = encoded
@@ -92,8 +95,11 @@ def spawn(path, argv, env, dup2=()):
         return os.posix_spawn(path, argv, env, setsid=True, setsigdef=RESTORED_SIGNALS,
                               file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)
                                             for fd, target in dup2])
-    c_argv = (ctypes.c_char_p * (len(argv) + 1))(*map(os.fsencode, argv), None)
+    args = [os.fsencode(arg) for arg in argv]
     entries = [_entries.get(item) or _entry(item) for item in env.items()]
+    if any(b"\0" in arg for arg in args) or any(b"\0" in entry for entry in entries):
+        raise ValueError("embedded null byte in a command's argument or environment")
+    c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
     c_env = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
     actions = ctypes.create_string_buffer(_ACTIONS_BYTES)
     pid = ctypes.c_int()

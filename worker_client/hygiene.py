@@ -2,7 +2,8 @@
 
 * The worker becomes a child subreaper, so the grandchildren of killed commands are
   re-parented to it (not to init) and reaped here.
-* The process groups of running commands are recorded in a state folder (a file each).
+* The process groups of running commands are recorded in a memory-mapped file in a
+  state folder (a line each).
   A keeper (a tiny bash started in its own session, reading a pipe from the worker)
   kills those groups the moment the worker dies, even by SIGKILL; a worker that starts
   after a predecessor of the same name also sweeps whatever that one left.

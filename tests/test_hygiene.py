@@ -5,7 +5,7 @@ import subprocess
 import time
 
 from worker_client.hygiene import GroupLedger, Keeper
-from worker_client.veryeasyprocess import boot_ticks, proc_stat
+from worker_client.procfs import boot_ticks, proc_stat
 
 from .helpers import wait_for
 

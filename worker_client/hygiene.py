@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-from .veryeasyprocess import all_pids, proc_stat
+from .procfs import all_pids, proc_stat
 
 log = logging.getLogger(__name__)
 

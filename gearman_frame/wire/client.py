@@ -1,0 +1,185 @@
+"""The client side of the wire layer: resendable uniques, REFUSED requests, change lists."""
+import collections
+import logging
+import time
+
+from python3_gearman import errors as gerrors
+from python3_gearman.client import GearmanClient
+from python3_gearman.client_handler import GearmanClientCommandHandler
+from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN,
+                                       PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE)
+from python3_gearman.job import GearmanJobRequest
+
+from ..errors import BadRequest, ServerRefused, ServerUnavailable, SubmitTimeout
+from .connection import DispatchMixin, PollMixin, _pair, check_request
+
+log = logging.getLogger(__name__)
+
+PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NONE, "low": PRIORITY_LOW}
+#: Request state for a job gearmand answered with an ERROR packet.
+JOB_REFUSED = "REFUSED"
+
+
+class WireJobRequest(GearmanJobRequest):
+    """A request that can also end REFUSED (gearmand sent ERROR instead of JOB_CREATED)."""
+
+    def initialize_request(self):
+        super().initialize_request()
+        self.server_error = None
+
+    @property
+    def handle(self):
+        """gearmand's job handle, or None if the job was never queued."""
+        return self.job.handle
+
+    @property
+    def complete(self):
+        return self.state == JOB_REFUSED or super().complete
+
+
+class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
+    """Client state per connection; several requests may share a handle (same unique)."""
+
+    def __init__(self, connection_manager=None):
+        super().__init__(connection_manager=connection_manager)
+        self.handle_to_request_map = collections.defaultdict(list)
+
+    def _register_request(self, current_request):
+        requests = self.handle_to_request_map[current_request.job.handle]
+        if current_request not in requests:
+            requests.append(current_request)
+
+    def _unregister_request(self, current_request):
+        requests = self.handle_to_request_map.get(current_request.job.handle, [])
+        if current_request in requests:
+            requests.remove(current_request)
+        if not requests:
+            self.handle_to_request_map.pop(current_request.job.handle, None)
+
+    def _changed(self, request):
+        """Tell the client (if it listens) that ``request`` changed state."""
+        changed = self.connection_manager.changed
+        if changed is not None:
+            changed.append(request)
+
+    def recv_job_created(self, job_handle):
+        request = self.requests_awaiting_handles[0] if self.requests_awaiting_handles else None
+        super().recv_job_created(job_handle)
+        self._changed(request)
+        return True
+
+    def on_io_error(self):
+        for request in self.requests_awaiting_handles:
+            request.state = JOB_UNKNOWN
+            self._changed(request)
+        for requests in self.handle_to_request_map.values():
+            for request in requests:
+                request.state = JOB_UNKNOWN
+                self._changed(request)
+
+    def _live(self, job_handle):
+        return [r for r in self.handle_to_request_map.get(job_handle, ())
+                if r.state == JOB_CREATED]
+
+    def recv_work_data(self, job_handle, data):
+        for request in self._live(job_handle):
+            request.data_updates.append(data)
+        return True
+
+    def recv_work_warning(self, job_handle, data):
+        for request in self._live(job_handle):
+            request.warning_updates.append(data)
+        return True
+
+    def recv_work_status(self, job_handle, numerator, denominator):
+        for request in self._live(job_handle):
+            request.status = {"handle": job_handle, "known": True, "running": True,
+                              "numerator": int(numerator), "denominator": int(denominator),
+                              "time_received": time.time()}
+        return True
+
+    def _finish(self, job_handle, state, result=None):
+        for request in self._live(job_handle):
+            request.result = result
+            request.state = state
+            self._unregister_request(request)
+            self._changed(request)
+        return True
+
+    def recv_work_complete(self, job_handle, data):
+        return self._finish(job_handle, JOB_COMPLETE, data)
+
+    def recv_work_fail(self, job_handle):
+        return self._finish(job_handle, JOB_FAILED)
+
+    def recv_work_exception(self, job_handle, data):
+        for request in self._live(job_handle):
+            request.exception = data
+        return True
+
+    def recv_status_res(self, job_handle, known, running, numerator, denominator):
+        for request in list(self.handle_to_request_map.get(job_handle, ())):
+            request.status = {"handle": job_handle, "known": known == "1",
+                              "running": running == "1", "numerator": int(numerator or 0),
+                              "denominator": int(denominator or 0),
+                              "time_received": time.time()}
+        return True
+
+    def recv_error(self, error_code, error_text):
+        connection = self.connection_manager.handler_to_connection_map.get(self)
+        server = connection.address if connection else None
+        if self.requests_awaiting_handles:
+            request = self.requests_awaiting_handles.popleft()
+            request.state = JOB_REFUSED
+            request.server_error = ServerRefused(error_code, error_text, server)
+            self._changed(request)
+            log.warning("gearmand %s refused job %s: %s: %s", server, request.job.unique,
+                        error_code, error_text)
+        else:
+            log.error("gearmand %s sent ERROR %s: %s", server, error_code, error_text)
+        return True
+
+
+class WireClient(PollMixin, GearmanClient):
+    """GearmanClient with byte payloads, resendable uniques and surfaced server errors."""
+
+    command_handler_class = WireClientHandler
+    job_request_class = WireJobRequest
+
+    def __init__(self, servers):
+        #: A list to collect requests whose state changed (set by a caller that wants to
+        #: look only at those, not at every request in flight); None: not collected.
+        self.changed = None
+        super().__init__(host_list=[_pair(s) for s in servers])
+
+    def _create_request_from_dictionary(self, job_info, background=False, max_retries=0):
+        if job_info.get("unique") == "-":
+            raise BadRequest("unique key '-' (use the data as unique) is not supported")
+        check_request(job_info["task"], job_info.get("unique"))
+        return super()._create_request_from_dictionary(job_info, background, max_retries)
+
+    def submit(self, task, data, unique=None, priority="normal", background=False,
+               timeout=None, wait=True):
+        """Submit one job; return its request, raising ServerRefused / SubmitTimeout.
+
+        A SubmitTimeout carries ``handle``: None if gearmand never queued the job.
+        """
+        request = self.submit_job(task, data, unique=unique, priority=PRIORITIES[priority],
+                                  background=background, wait_until_complete=wait,
+                                  poll_timeout=timeout)
+        if request.state == JOB_REFUSED:
+            raise request.server_error
+        if request.timed_out:
+            raise SubmitTimeout(f"job {request.job.unique} on '{task}' timed out after "
+                                f"{timeout}s ({'queued' if request.handle else 'not queued'})",
+                                handle=request.handle)
+        return request
+
+    def submit_multiple_requests(self, job_requests, wait_until_complete=True,
+                                 poll_timeout=None):
+        try:
+            return super().submit_multiple_requests(job_requests, wait_until_complete,
+                                                    poll_timeout)
+        except (gerrors.ServerUnavailable, gerrors.ExceededConnectionAttempts) as err:
+            raise ServerUnavailable(f"no job server reachable: {err}",
+                                    [c.address for c in self.connection_list]) from err

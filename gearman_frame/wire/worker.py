@@ -1,0 +1,220 @@
+"""The worker side of the wire layer: survive any callback, reconnect, grab directly."""
+import logging
+import threading
+import time
+
+from python3_gearman import errors as gerrors
+from python3_gearman.worker import GearmanWorker
+from python3_gearman.worker_handler import GearmanWorkerCommandHandler
+
+from .connection import DispatchMixin, PollMixin, _pair
+
+log = logging.getLogger(__name__)
+
+#: First and largest wait (seconds) between reconnect attempts to a lost server.
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 5.0
+#: Seconds a worker's poll waits before checking whether it was asked to stop.
+WORKER_POLL_INTERVAL = 0.25
+
+
+class JobFailed:
+    """Returned by a worker callback to fail a job: ``data`` goes out as WORK_DATA first,
+    so the sender (even the C ``gearman`` client) still gets the details."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data=b""):
+        self.data = data
+
+
+class AbandonJob(Exception):
+    """Raised by a worker callback to leave a job unanswered: the connection it came on is
+    closed, so gearmand hands the job to another worker (used when a stopping worker had
+    to kill the command)."""
+
+
+class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
+    """Worker state per connection; grabs the next job at once when it is the only one."""
+
+    def recv_no_job(self):
+        self.connection_manager.note_grab(empty=True)
+        return super().recv_no_job()
+
+    def recv_job_assign_uniq(self, job_handle, task, unique, data):
+        manager = self.connection_manager
+        manager.note_grab(empty=False)
+        if not manager.check_job_lock(self):
+            raise gerrors.InvalidWorkerState("received a job we did not ask for")
+        job = manager.create_job(self, job_handle, task, unique, data)
+        manager.on_job_execute(job)  # the answer is queued, not yet written
+        if manager.grab_directly():
+            self._grab_job()
+        else:
+            self._release_job_lock()
+            self._sleep()
+        manager.send_answer(job)  # the answer and the next request in one write
+        return True
+
+
+class WireWorker(PollMixin, GearmanWorker):
+    """One worker connection set (one per thread): survives errors, reconnects, stops."""
+
+    command_handler_class = WireWorkerHandler
+
+    def __init__(self, servers, client_id=None):
+        super().__init__(host_list=[_pair(s) for s in servers])
+        self._stopping = threading.Event()
+        self._retry_at = {}
+        self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
+        self.busy = False
+        self._answering = False
+        if client_id:
+            self.set_client_id(client_id)
+
+    # -- life cycle
+    def stop(self):
+        """Stop taking jobs; work() returns after the job in hand (if any) is answered."""
+        self._stopping.set()
+
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
+
+    def grab_directly(self):
+        """Ask for the next job right after one is done (saving the PRE_SLEEP/NOOP round
+        trip) while that keeps finding jobs; after it finds none, skip it for 1, 2, 4 ...
+        up to 64 jobs, so an idle-ish worker does not pay a wasted round trip per job."""
+        if self.stopping or len(self.connection_list) != 1:
+            return False
+        if self._skip_direct > 0:
+            self._skip_direct -= 1
+            return False
+        self._direct_pending = True
+        return True
+
+    def note_grab(self, empty):
+        if self._direct_pending:
+            self._direct_pending = False
+            if empty:
+                self._skip_direct = self._skip_next
+                self._skip_next = min(64, self._skip_next * 2)
+            else:
+                self._skip_next = 1
+
+    def work(self, poll_timeout=WORKER_POLL_INTERVAL):
+        """Serve jobs until stop(); never exits because servers are down."""
+        try:
+            while not self.stopping:
+                live = self.connect_due()
+                if not live:
+                    self._stopping.wait(self._seconds_to_next_try())
+                    continue
+                readable, writable, failed = self.poll_connections_once(live, poll_timeout)
+                self.handle_connection_activity(readable, writable, failed)
+                self._write_now(readable)
+        finally:
+            self.shutdown()
+
+    def _write_now(self, connections):
+        """Send what reading queued (GRAB_JOB after a NOOP) without polling for it first:
+        the socket almost always takes it, and a poll round costs as much as the send."""
+        for conn in connections:
+            if conn.connected and conn.writable():
+                try:
+                    self.handle_write(conn)
+                except gerrors.ConnectionError:
+                    self.handle_error(conn)
+
+    def connect_due(self):
+        """Return the live connections, reconnecting those whose backoff has passed."""
+        now, live = time.monotonic(), []
+        for conn in self.connection_list:
+            if conn.connected:
+                live.append(conn)
+                continue
+            due, delay = self._retry_at.get(conn, (0.0, RECONNECT_MIN))
+            if now < due:
+                continue
+            try:
+                self.establish_connection(conn)
+            except gerrors.ConnectionError as err:
+                if delay == RECONNECT_MIN:
+                    log.warning("gearmand %s unreachable, retrying with backoff: %s",
+                                conn.address, err)
+                self._retry_at[conn] = (now + delay, min(delay * 2, RECONNECT_MAX))
+                continue
+            if conn in self._retry_at:
+                log.info("gearmand %s: reconnected", conn.address)
+            self._retry_at.pop(conn, None)
+            live.append(conn)
+        return live
+
+    def _seconds_to_next_try(self):
+        now = time.monotonic()
+        waits = [due - now for due, _ in self._retry_at.values()]
+        return max(0.01, min(waits, default=RECONNECT_MIN))
+
+    def handle_error(self, current_connection):
+        if current_connection.connected or current_connection in self.connection_to_handler_map:
+            log.warning("gearmand %s: connection lost", current_connection.address)
+        self._retry_at.setdefault(current_connection, (time.monotonic(), RECONNECT_MIN))
+        super().handle_error(current_connection)
+
+    # -- jobs
+    def send_answer(self, job):
+        """Write the job's queued answer (and what was queued after it) to its socket."""
+        try:
+            self.wait_until_updates_sent([job])
+        except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
+            log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
+                      job.unique, job.handle, job.connection.address, err)
+
+    def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
+        """Write a job's updates straight to its socket (it is almost always writable);
+        poll only for what the socket did not take. While a job is being answered, the
+        answer only queues: ``send_answer`` writes it with the next request."""
+        if self._answering:
+            return
+        connections = {job.connection for job in multiple_gearman_jobs}
+        for conn in connections:
+            if conn.writable():
+                conn.send_commands_to_buffer()
+                conn.send_data_to_socket()
+        if any(conn.writable() for conn in connections):
+            super().wait_until_updates_sent(multiple_gearman_jobs, poll_timeout)
+
+    def on_job_execute(self, current_job):
+        """Run the callback; whatever happens, answer the job and keep the thread alive."""
+        self.busy = True
+        try:
+            outcome = self._call(current_job)
+            self._answering = True
+            if isinstance(outcome, JobFailed):
+                if outcome.data:
+                    self.send_job_data(current_job, outcome.data)
+                self.send_job_failure(current_job)
+            else:
+                self.send_job_complete(current_job, outcome)
+        except AbandonJob as why:
+            log.warning("job %s (%s): left unanswered for gearmand to requeue: %s",
+                        current_job.unique, current_job.handle, why)
+            current_job.connection.throw_exception(message="job abandoned")
+        except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
+            log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
+                      current_job.unique, current_job.handle, current_job.connection.address,
+                      err)
+        finally:
+            self.busy = False
+            self._answering = False
+        return True
+
+    def _call(self, job):
+        try:
+            outcome = self.worker_abilities[job.task](self, job)
+            return outcome if isinstance(outcome, JobFailed) else self.data_encoder.encode(outcome)
+        except AbandonJob:
+            raise
+        except Exception as err:  # never let a job end the thread; never WORK_EXCEPTION
+            log.exception("job %s on %s: callback failed", job.unique, job.task)
+            return JobFailed(f"{type(err).__name__}: {err}".encode("utf-8", "replace"))

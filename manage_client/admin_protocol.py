@@ -128,21 +128,25 @@ def _block(lines, server):
     return lines
 
 
-def parse_status(lines, server):
+def _records(lines, server, command, count, record):
+    """Lines of ``count`` fields, a name then numbers, as ``record(server, name, *ints)``."""
     rows = []
     for line in _block(lines, server):
-        function, *numbers = _split(line, 4, server, "status")
-        total, running, workers = _ints(numbers, line, server)
-        rows.append(FunctionStatus(server, function, max(0, total - running), running, workers))
+        name, *numbers = _split(line, count, server, command)
+        rows.append(record(server, name, *_ints(numbers, line, server)))
     return rows
+
+
+def _function_status(server, function, total, running, workers):
+    return FunctionStatus(server, function, max(0, total - running), running, workers)
+
+
+def parse_status(lines, server):
+    return _records(lines, server, "status", 4, _function_status)
 
 
 def parse_prioritystatus(lines, server):
-    rows = []
-    for line in _block(lines, server):
-        function, *numbers = _split(line, 5, server, "prioritystatus")
-        rows.append(PriorityStatus(server, function, *_ints(numbers, line, server)))
-    return rows
+    return _records(lines, server, "prioritystatus", 5, PriorityStatus)
 
 
 def parse_workers(lines, server):
@@ -158,11 +162,7 @@ def parse_workers(lines, server):
 
 
 def parse_jobs(lines, server):
-    rows = []
-    for line in _block(lines, server):
-        handle, *numbers = _split(line, 4, server, "show jobs")
-        rows.append(QueuedJob(server, handle, *_ints(numbers, line, server)))
-    return rows
+    return _records(lines, server, "show jobs", 4, QueuedJob)
 
 
 def parse_uniques(lines, server):

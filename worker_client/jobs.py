@@ -166,7 +166,8 @@ class FunctionHandler:
         raise Rejected(f"function {self.name} has no command configured")
 
     def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None, env=None):
-        log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
+        if log.isEnabledFor(logging.INFO):  # quote() is not free; this runs per command
+            log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
         kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
         outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
                                       env={**self.spec.env, **(env or {})},

@@ -70,6 +70,8 @@ def _entry(item):
     if not key or b"=" in key:
         raise ValueError(f"illegal environment variable name {item[0]!r}")
     encoded = key + b"=" + os.fsencode(item[1])
+    if b"\0" in encoded:
+        raise ValueError(f"embedded null byte in environment variable {item[0]!r}")
     if len(_entries) >= _ENTRIES_MAX:
         _entries.clear()
     _entries[item] = encoded
@@ -97,8 +99,8 @@ def spawn(path, argv, env, dup2=()):
                                             for fd, target in dup2])
     args = [os.fsencode(arg) for arg in argv]
     entries = [_entries.get(item) or _entry(item) for item in env.items()]
-    if any(b"\0" in arg for arg in args) or any(b"\0" in entry for entry in entries):
-        raise ValueError("embedded null byte in a command's argument or environment")
+    if any(b"\0" in arg for arg in args):  # (entries are checked once, when encoded)
+        raise ValueError("embedded null byte in a command's argument")
     c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
     c_env = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
     actions = ctypes.create_string_buffer(_ACTIONS_BYTES)

@@ -12,7 +12,6 @@ it. Both return a :class:`ProcessResult`.
 """
 from __future__ import annotations
 
-import collections
 import errno
 import itertools
 import logging
@@ -246,10 +245,9 @@ class Runner:
         self._on_end = on_end
         self._lock = threading.RLock()
         self._running = {}  # pid -> Popen
-        #: The last commands reaped (in order, and as a set): pids an escaped-process
-        #: scan need not read.
-        self._recent = collections.deque()
-        self._reaped = set()
+        #: The last commands reaped, oldest first: pids an escaped-process scan need not
+        #: read (a dict: ordered, and a set for lookups).
+        self._reaped = {}
         self._cancelled = set()
         self._local = threading.local()
         self._tags = itertools.count()
@@ -373,10 +371,9 @@ class Runner:
 
     def _remember_reaped(self, pid):
         """(the lock is held)"""
-        self._recent.append(pid)
-        self._reaped.add(pid)
-        if len(self._recent) > RECENT_PIDS:
-            self._reaped.discard(self._recent.popleft())
+        self._reaped[pid] = None
+        if len(self._reaped) > RECENT_PIDS:
+            del self._reaped[next(iter(self._reaped))]
 
     def _not_started(self, argv, err, files, capture):
         name = argv if isinstance(argv, str) else argv[0]
@@ -430,9 +427,7 @@ class Runner:
         among its children started after the command (pids above ``first_pid``, so only a
         few /proc entries are read) by the run's tag in their environment."""
         escaped = []
-        with self._lock:
-            running = set(self._running)
-        for pid in children_since(first_pid, skip=running, reaped=self._reaped):
+        for pid in children_since(first_pid, skip=self.running_pids(), reaped=self._reaped):
             if environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
                 escaped.append(pid)
         for pid in escaped:

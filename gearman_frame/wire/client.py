@@ -37,6 +37,13 @@ class WireJobRequest(GearmanJobRequest):
         return self.state == JOB_REFUSED or super().complete
 
 
+def _status(job_handle, known, running, numerator, denominator):
+    """A request's ``status`` record, as the library keeps it."""
+    return {"handle": job_handle, "known": known, "running": running,
+            "numerator": int(numerator or 0), "denominator": int(denominator or 0),
+            "time_received": time.time()}
+
+
 class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
     """Client state per connection; several requests may share a handle (same unique)."""
 
@@ -93,9 +100,7 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
 
     def recv_work_status(self, job_handle, numerator, denominator):
         for request in self._live(job_handle):
-            request.status = {"handle": job_handle, "known": True, "running": True,
-                              "numerator": int(numerator), "denominator": int(denominator),
-                              "time_received": time.time()}
+            request.status = _status(job_handle, True, True, numerator, denominator)
         return True
 
     def _finish(self, job_handle, state, result=None):
@@ -119,10 +124,8 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
 
     def recv_status_res(self, job_handle, known, running, numerator, denominator):
         for request in list(self.handle_to_request_map.get(job_handle, ())):
-            request.status = {"handle": job_handle, "known": known == "1",
-                              "running": running == "1", "numerator": int(numerator or 0),
-                              "denominator": int(denominator or 0),
-                              "time_received": time.time()}
+            request.status = _status(job_handle, known == "1", running == "1", numerator,
+                                     denominator)
         return True
 
     def recv_error(self, error_code, error_text):

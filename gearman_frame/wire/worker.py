@@ -185,7 +185,8 @@ class WireWorker(PollMixin, GearmanWorker):
             super().wait_until_updates_sent(multiple_gearman_jobs, poll_timeout)
 
     def on_job_execute(self, current_job):
-        """Run the callback; whatever happens, answer the job and keep the thread alive."""
+        """Run the callback; whatever happens, queue the job's answer (``send_answer``
+        writes it) and keep the thread alive."""
         self.busy = True
         try:
             outcome = self._call(current_job)
@@ -200,10 +201,6 @@ class WireWorker(PollMixin, GearmanWorker):
             log.warning("job %s (%s): left unanswered for gearmand to requeue: %s",
                         current_job.unique, current_job.handle, why)
             current_job.connection.throw_exception(message="job abandoned")
-        except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
-            log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
-                      current_job.unique, current_job.handle, current_job.connection.address,
-                      err)
         finally:
             self.busy = False
             self._answering = False

@@ -61,12 +61,57 @@ def _last_pid():
     return int(os.pread(fd, 128, 0).split()[-1])
 
 
+_adopted = {}  # this process's pid -> kept descriptor of its main thread's children file
+_adopted_lock = threading.Lock()
+_CHILDREN_READ = 65536
+
+
+def adopted_children():
+    """Pids of the children of this process's main thread (zombies too), or None where
+    the kernel has no children file (CONFIG_PROC_CHILDREN).
+
+    A subreaper's orphans are re-parented to its main thread, while a command started by
+    a worker thread is a child of that thread: so this short list, read in one system
+    call through a kept descriptor, holds every process that outlived the command that
+    started it."""
+    me = os.getpid()
+    fd = _adopted.get(me)
+    if fd is None:
+        with _adopted_lock:
+            fd = _adopted.get(me)
+            if fd is None:
+                try:
+                    fd = os.open(f"/proc/{me}/task/{me}/children", os.O_RDONLY)
+                except OSError:
+                    fd = -1
+                _adopted[me] = fd
+    if fd < 0:
+        return None
+    data = os.pread(fd, _CHILDREN_READ, 0)
+    while len(data) % _CHILDREN_READ == 0 and data:
+        more = os.pread(fd, _CHILDREN_READ, len(data))
+        if not more:
+            break
+        data += more
+    return [int(pid) for pid in data.split()]
+
+
 def children_since(first_pid, skip=frozenset(), reaped=frozenset()):
-    """Live children of this process created after ``first_pid``, leaving out the pids
-    in ``skip``: only the pids allocated since then are looked at (usually none or a
-    few), not the whole of /proc. Pids in ``reaped`` (children already reaped) are left
-    out too when they lie in that range: allocated after ``first_pid`` and reaped, such a
-    pid can only be in use again after the pid counter wrapped all the way round."""
+    """Children of this process created after ``first_pid`` (a command's pid) that may
+    have left its group, leaving out the pids in ``skip`` and ``reaped`` (running and
+    reaped commands).
+
+    Where the kernel lists a thread's children, only the main thread's (the adopted
+    orphans, usually none) are looked at. Elsewhere, only the pids allocated since
+    ``first_pid`` are read from /proc (usually none or a few), or the whole of /proc
+    after many processes: a pid allocated after ``first_pid`` and reaped can only be in
+    use again after the pid counter wrapped all the way round."""
+    adopted = adopted_children()
+    if adopted is not None:
+        candidates = [pid for pid in adopted if pid not in skip and pid not in reaped]
+        if candidates and _last_pid() >= first_pid:  # else the pid counter wrapped
+            candidates = [pid for pid in candidates if pid > first_pid]
+        return candidates
     last = _last_pid()
     if first_pid < last <= first_pid + _PID_RANGE_LIMIT:
         candidates = range(first_pid + 1, last + 1)

@@ -424,10 +424,11 @@ class Runner:
         """Kill processes of this run that left its group (``setsid``, daemons).
 
         As a subreaper this process inherits them once their parent exits; they are found
-        among its children started after the command (pids above ``first_pid``, so only a
-        few /proc entries are read) by the run's tag in their environment."""
+        among the children it adopted after the command started (see ``children_since``:
+        usually one read of a short list) by the run's tag in their environment.
+        (``skip`` is the live registry: a membership test needs no copy.)"""
         escaped = []
-        for pid in children_since(first_pid, skip=self.running_pids(), reaped=self._reaped):
+        for pid in children_since(first_pid, skip=self._running, reaped=self._reaped):
             if environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
                 escaped.append(pid)
         for pid in escaped:

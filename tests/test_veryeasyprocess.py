@@ -133,3 +133,15 @@ def test_reused_output_files_never_carry_a_previous_commands_output():
 def test_a_nul_byte_or_bad_variable_name_is_refused_not_truncated(argv, env):
     with pytest.raises(ValueError):
         Runner().run(argv, env=env)
+
+
+def test_a_command_gets_the_workers_environment_with_its_own_variables_replacing(monkeypatch):
+    monkeypatch.setenv("GF_TEST_SHARED", "worker")
+    monkeypatch.setenv("GF_TEST_KEPT", "kept")
+    runner = Runner()  # takes the environment as it is now
+    script = "env | grep '^GF_TEST_' | sort"
+    first = runner.run(["sh", "-c", script], env={"GF_TEST_SHARED": "job", "GF_TEST_NEW": "1"})
+    second = runner.run(["sh", "-c", script])
+    assert first.stdout.decode().splitlines() == [
+        "GF_TEST_KEPT=kept", "GF_TEST_NEW=1", "GF_TEST_SHARED=job"]
+    assert second.stdout.decode().splitlines() == ["GF_TEST_KEPT=kept", "GF_TEST_SHARED=worker"]

@@ -59,23 +59,95 @@ class _Libc:
 
 _libc = None
 _libc_lock = threading.Lock()
-#: Encoded ``KEY=VALUE`` entries by (key, value): a command's environment is mostly the
-#: worker's own, so most entries are encoded once (cleared when it fills up).
-_entries = {}
-_ENTRIES_MAX = 128
 
 
-def _entry(item):
-    key = os.fsencode(item[0])
+def _entry(name, value):
+    """``NAME=VALUE`` encoded for a C environment; ValueError if it cannot be one."""
+    key = os.fsencode(name)
     if not key or b"=" in key:
-        raise ValueError(f"illegal environment variable name {item[0]!r}")
-    encoded = key + b"=" + os.fsencode(item[1])
+        raise ValueError(f"illegal environment variable name {name!r}")
+    encoded = key + b"=" + os.fsencode(value)
     if b"\0" in encoded:
-        raise ValueError(f"embedded null byte in environment variable {item[0]!r}")
-    if len(_entries) >= _ENTRIES_MAX:
-        _entries.clear()
-    _entries[item] = encoded
+        raise ValueError(f"embedded null byte in environment variable {name!r}")
     return encoded
+
+
+_POINTER_BYTES = ctypes.sizeof(ctypes.c_char_p)
+#: memmove keeping the GIL (ctypes.memmove releases it: a handoff to another thread for
+#: a copy of a few hundred bytes).
+_copy = ctypes.PyDLL(None).memmove
+_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+#: Base tables kept per set of replaced names (a function's configured env replaces some).
+_BASES_MAX = 32
+
+
+class Environment:
+    """A command environment as posix_spawn takes it: the worker's own variables encoded
+    once, with each command's few (its run tag, its job id, configured ones) added or
+    replacing. Encoding ~40 variables and filling a 40-pointer array for every command
+    cost more than the rest of a spawn's Python."""
+
+    def __init__(self, variables):
+        self.variables = dict(variables)
+        self._entries = {name: _entry(name, value) for name, value in self.variables.items()}
+        self._bases = {}  # frozenset of replaced names -> (pointer table, count)
+
+    def get(self, name, extra, default=None):
+        """A variable as a command with ``extra`` sees it."""
+        return extra[name] if name in extra else self.variables.get(name, default)
+
+    def as_dict(self, extra):
+        return {**self.variables, **extra}
+
+    def _base(self, replaced):
+        base = self._bases.get(replaced)
+        if base is None:
+            kept = [entry for name, entry in self._entries.items() if name not in replaced]
+            if len(self._bases) >= _BASES_MAX:
+                self._bases.clear()  # a table in use stays alive through its caller
+            base = self._bases[replaced] = ((ctypes.c_char_p * len(kept))(*kept), len(kept))
+        return base
+
+    def table(self, extra):
+        """A NULL-ended ``char *[]`` of the entries a command with ``extra`` gets (its
+        pointers point into bytes this object and the table itself keep alive)."""
+        added = [_entry(name, value) for name, value in extra.items()]
+        replaced = frozenset(name for name in extra if name in self._entries)
+        base, count = self._base(replaced)
+        table = (ctypes.c_char_p * (count + len(added) + 1))()
+        _copy(table, base, count * _POINTER_BYTES)
+        table[count:count + len(added)] = added
+        return table
+
+
+_local = threading.local()
+#: File-action sets kept per thread: a thread's commands almost always get the same
+#: descriptors (its two output files and /dev/null), so the set is built once, saving
+#: the libc calls (and adddup2's two getrlimit system calls each) on every spawn.
+_ACTIONS_MAX = 8
+
+
+def _file_actions(libc, dup2):
+    """The posix_spawn file actions doing ``dup2`` (a tuple of (fd, target) pairs), from
+    this thread's cache (only this thread uses or destroys its sets)."""
+    cache = getattr(_local, "actions", None)
+    if cache is None:
+        cache = _local.actions = {}
+    actions = cache.get(dup2)
+    if actions is None:
+        actions = ctypes.create_string_buffer(_ACTIONS_BYTES)
+        libc.actions_init(actions)
+        for fd, target in dup2:
+            error = libc.add_dup2(actions, fd, target)
+            if error:
+                libc.actions_destroy(actions)
+                raise OSError(error, f"cannot pass descriptor {fd}: {os.strerror(error)}")
+        if len(cache) >= _ACTIONS_MAX:
+            for old in cache.values():
+                libc.actions_destroy(old)
+            cache.clear()
+        cache[dup2] = actions
+    return actions
 
 
 def _load():
@@ -89,32 +161,25 @@ def _load():
     return _libc
 
 
-def spawn(path, argv, env, dup2=()):
-    """Start ``path`` with ``argv`` and ``env`` (a dict) in a new session; ``dup2`` is a
-    list of (fd, target) pairs. Return the pid; raise OSError if it cannot run."""
+def spawn(path, argv, env, extra=None, dup2=()):
+    """Start ``path`` with ``argv`` in a new session, its environment ``env`` (an
+    Environment) with the variables in ``extra`` (a dict) set on top; ``dup2`` is a list
+    of (fd, target) pairs. Return the pid; raise OSError if it cannot run."""
+    extra = extra or {}
     libc = _libc if _libc is not None else _load()
     if not libc:
-        return os.posix_spawn(path, argv, env, setsid=True, setsigdef=RESTORED_SIGNALS,
+        return os.posix_spawn(path, argv, env.as_dict(extra), setsid=True,
+                              setsigdef=RESTORED_SIGNALS,
                               file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)
                                             for fd, target in dup2])
     args = [os.fsencode(arg) for arg in argv]
-    entries = [_entries.get(item) or _entry(item) for item in env.items()]
-    if any(b"\0" in arg for arg in args):  # (entries are checked once, when encoded)
+    if any(b"\0" in arg for arg in args):
         raise ValueError("embedded null byte in a command's argument")
     c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
-    c_env = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
-    actions = ctypes.create_string_buffer(_ACTIONS_BYTES)
+    c_env = env.table(extra)
     pid = ctypes.c_int()
-    libc.actions_init(actions)
-    try:
-        for fd, target in dup2:
-            error = libc.add_dup2(actions, fd, target)
-            if error:
-                raise OSError(error, f"cannot pass descriptor {fd}: {os.strerror(error)}")
-        error = libc.spawn(ctypes.byref(pid), os.fsencode(path), actions, libc.attr,
-                           c_argv, c_env)
-    finally:
-        libc.actions_destroy(actions)
+    error = libc.spawn(ctypes.byref(pid), os.fsencode(path), _file_actions(libc, tuple(dup2)),
+                       libc.attr, c_argv, c_env)
     if error:
         raise OSError(error, os.strerror(error), path)
     return pid.value

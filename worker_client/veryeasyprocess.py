@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from .procfs import boot_ticks, children_since, environ_has, group_members
-from .spawn import spawn
+from .spawn import Environment, spawn
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class Runner:
         self._cancelled = set()
         self._local = threading.local()
         self._tags = itertools.count()
-        self._base_env = dict(os.environ)
+        self._environment = Environment(os.environ)
         self._executables = {}
         self.spawning = 0
 
@@ -284,15 +284,14 @@ class Runner:
         if isinstance(argv, str) and not shell:
             raise TypeError("a command string needs shell=True; pass a list for argv")
         tag = f"{os.getpid()}-{next(self._tags)}"
-        full_env = dict(self._base_env)  # a plain dict copies fast; os.environ does not
-        full_env.update(env or ())
-        full_env[TAG_VARIABLE] = tag
+        extra = dict(env) if env else {}
+        extra[TAG_VARIABLE] = tag
         files = self._output_files(keep_output) if capture else [None, None]
         stdin = self._stdin(stdin_data)
         started, started_ticks = time.monotonic(), boot_ticks()
         try:
             try:
-                proc = self._spawn(argv, shell, cwd, full_env, stdin, files[0], files[1])
+                proc = self._spawn(argv, shell, cwd, extra, stdin, files[0], files[1])
             except OSError as err:  # not found, not executable: as a shell reports it
                 return self._not_started(argv, err, files, capture)
             if self._on_start:
@@ -325,7 +324,7 @@ class Runner:
             self._collect(result, files, keep_output, tail_bytes)
         return result
 
-    def _spawn(self, argv, shell, cwd, env, stdin, stdout, stderr):
+    def _spawn(self, argv, shell, cwd, extra, stdin, stdout, stderr):
         """Start a child in its own session and register it. Several threads may spawn at
         once; ``spawning`` tells the orphan reaper to skip its pass meanwhile, so a child
         that exits before it is registered is never reaped (and its status lost) by it.
@@ -342,10 +341,12 @@ class Runner:
                 dup2 = [(_fd(handle), target)
                         for handle, target in ((stdin, 0), (stdout, 1), (stderr, 2))
                         if handle is not None]
-                proc = Child(spawn(self._executable(argv[0], env), argv, env, dup2))
+                proc = Child(spawn(self._executable(argv[0], extra), argv, self._environment,
+                                   extra, dup2))
             else:
                 import subprocess  # 1 MiB of imports, only for commands with a cwd
-                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=_popen_io(stdin),
+                proc = subprocess.Popen(argv, cwd=cwd, env=self._environment.as_dict(extra),
+                                        stdin=_popen_io(stdin),
                                         stdout=stdout, stderr=stderr, start_new_session=True,
                                         close_fds=True)
         finally:
@@ -355,10 +356,10 @@ class Runner:
                     self._running[proc.pid] = proc
         return proc
 
-    def _executable(self, name, env):
+    def _executable(self, name, extra):
         """The path of ``name`` on the command's PATH, looked up once: posix_spawnp would
         try every PATH entry in the child each time, holding the GIL while it does."""
-        path = env.get("PATH", os.defpath)
+        path = self._environment.get("PATH", extra, os.defpath)
         key = (name, path)
         found = self._executables.get(key)
         if found is None:

@@ -137,7 +137,7 @@ class Result:
         return self.status == STATUS_OK
 
     def to_dict(self):
-        return {name: getattr(self, name) for name in _RESULT_FIELDS}
+        return dict(self.__dict__)  # the fields, in order (__init__ sets them in order)
 
     def encode(self):
         return dumps(self.to_dict())

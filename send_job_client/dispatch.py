@@ -29,8 +29,6 @@ DEFAULT_WINDOW = 1000
 SERVER_RETRY_DELAY = 1.0
 #: Longest wait (seconds) of one poll of the connections.
 POLL_SLICE = 0.05
-#: Seconds between two passes over every request in flight (to find timed-out ones).
-SCAN_INTERVAL = 0.05
 #: Freed window slots are refilled once 1/REFILL_FRACTION of the window is free.
 REFILL_FRACTION = 8
 
@@ -80,7 +78,7 @@ class _Flight:
     connections stay in flight too, since gearmand may answer any of them."""
 
     __slots__ = ("index", "job", "payload", "server", "request", "sent_at", "not_before",
-                 "history", "done")
+                 "history", "done", "attempts")
 
     def __init__(self, index, job, server):
         self.index, self.job, self.server = index, job, server
@@ -88,6 +86,7 @@ class _Flight:
         self.request, self.sent_at, self.not_before = None, 0.0, 0.0
         self.history = []
         self.done = False
+        self.attempts = []  # every request sent for it (earlier ones may still be in flight)
 
 
 class Dispatcher:
@@ -102,6 +101,7 @@ class Dispatcher:
         self._down_until = [0.0] * len(self.servers)
         self._eager = False
         self._next_server = 0
+        self._deadlines, self._ended, self._per_try = collections.OrderedDict(), [], timeout
 
     def close(self):
         self.wire.shutdown()
@@ -113,8 +113,10 @@ class Dispatcher:
         once (one job: lower latency) instead of batching writes (many jobs).
 
         Each pass looks only at the requests whose state changed (the wire client lists
-        them); every ``SCAN_INTERVAL`` a full pass finds timed-out attempts. Freed slots
-        are refilled in batches of ``refill`` jobs, so requests go out many to a write."""
+        them) and at those whose time is up: each attempt's deadline goes in a queue in
+        the order they were sent (every attempt gets the same time), so no pass reads
+        every request in flight. Freed slots are refilled in batches of ``refill`` jobs,
+        so requests go out many to a write."""
         self._eager = eager
         self.wire.changed = []
         try:
@@ -125,9 +127,13 @@ class Dispatcher:
 
     def _run(self, source, on_done, per_try):
         waiting, flying = collections.deque(), {}
+        # request -> its deadline, in the order sent (every attempt gets the same time, so
+        # also in deadline order); a request leaves it when it leaves ``flying``
+        self._deadlines = deadlines = collections.OrderedDict()
+        self._per_try = per_try
+        self._ended = []  # flights that ended since the last pass
         exhausted = False
         refill = max(1, self.window // REFILL_FRACTION)
-        next_scan = time.monotonic() + SCAN_INTERVAL
         while True:
             room = self.window - len(waiting) - len(flying)
             if not exhausted and (room >= refill or not flying):
@@ -140,6 +146,7 @@ class Dispatcher:
                     waiting.append(_Flight(index, job, self._pick_server()))
             if waiting:
                 self._send_waiting(waiting, flying, on_done)
+            self._drop_ended(flying)
             if exhausted and not waiting and not flying:
                 return
             self._poll(waiting)
@@ -149,11 +156,24 @@ class Dispatcher:
                 if flight is not None:
                     self._settle(request, flight, flying, waiting, on_done)
             now = time.monotonic()
-            if now >= next_scan:
-                next_scan = now + SCAN_INTERVAL
-                for request, flight in list(flying.items()):
-                    if not self._settle(request, flight, flying, waiting, on_done):
-                        self._check_timeout(request, flight, waiting, on_done, per_try, now)
+            while deadlines:
+                request, deadline = next(iter(deadlines.items()))
+                if deadline > now:
+                    break
+                del deadlines[request]
+                flight = flying.get(request)
+                if flight is not None and not self._settle(request, flight, flying, waiting,
+                                                           on_done):
+                    self._check_timeout(request, flight, waiting, on_done, per_try)
+
+    def _drop_ended(self, flying):
+        """Forget the attempts still in flight of the jobs that ended: no answer to them
+        is needed any more."""
+        for flight in self._ended:
+            for request in flight.attempts:
+                if flying.pop(request, None) is not None:
+                    self._forget(request)
+        self._ended.clear()
 
     def _send_waiting(self, waiting, flying, on_done):
         now = time.monotonic()
@@ -187,6 +207,7 @@ class Dispatcher:
             return True
         if answered:
             flight.done = True
+            self._ended.append(flight)
             error = request.server_error if state == JOB_REFUSED else None
             on_done(flight.index, Outcome(flight.job, request, error,
                                           str(self.servers[flight.server]), flight.history))
@@ -195,9 +216,10 @@ class Dispatcher:
             self._retry_or_end(flight, waiting, on_done, move=True)
         return True
 
-    def _check_timeout(self, request, flight, waiting, on_done, per_try, now):
-        if (request is flight.request and now - flight.sent_at > per_try
-                and flight.not_before <= flight.sent_at):
+    def _check_timeout(self, request, flight, waiting, on_done, per_try):
+        """``request`` is past its deadline: resend its job, unless a newer attempt
+        replaced it or a resend is already scheduled."""
+        if request is flight.request and flight.not_before <= flight.sent_at:
             # The earlier attempt stays in flight: the resend (same unique, same live
             # connection) coalesces with it, and whichever is answered ends the job.
             queued = "queued" if request.handle else "not queued"
@@ -238,12 +260,15 @@ class Dispatcher:
             flight.history.append((str(self.servers[flight.server]), f"unreachable: {reason}"))
             return False
         flight.request, flight.sent_at = request, now
+        flight.attempts.append(request)
         flying[request] = flight
+        self._deadlines[request] = now + self._per_try
         return True
 
     def _retry_or_end(self, flight, waiting, on_done, move):
         if len(flight.history) > self.resend:
             flight.done = True
+            self._ended.append(flight)
             on_done(flight.index, Outcome(flight.job, flight.request,
                                           self._give_up(flight), attempts=flight.history))
             return
@@ -264,6 +289,7 @@ class Dispatcher:
 
     def _forget(self, request):
         """Drop the library's bookkeeping for a finished request (no leak over 100k jobs)."""
+        self._deadlines.pop(request, None)
         self.wire.request_to_rotating_connection_queue.pop(request, None)
         handler = self.wire.connection_to_handler_map.get(request.job.connection)
         if handler is not None and request.job.handle:

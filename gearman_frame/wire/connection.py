@@ -138,6 +138,15 @@ class WireConnection(GearmanConnection):
         payload = b"\0".join(_as_bytes(cmd_args[name]) for name in params)
         return _HEADER.pack(_MAGIC_REQ, cmd_type, len(payload)) + payload
 
+    def queue_packet(self, cmd_type, *fields):
+        """Pack a command (its fields as bytes) straight into the outgoing buffer, after
+        whatever was queued before it: the library's per-command queue, three calls
+        deep, costs a worker more than the packet does."""
+        if self._outgoing_commands:
+            self.send_commands_to_buffer()
+        payload = b"\0".join(fields)
+        self._outgoing_buffer += _HEADER.pack(_MAGIC_REQ, cmd_type, len(payload)) + payload
+
     def send_commands_to_buffer(self):
         while self._outgoing_commands:
             self._outgoing_buffer += self._pack_command(*self._outgoing_commands.popleft())

@@ -4,10 +4,13 @@ import threading
 import time
 
 from python3_gearman import errors as gerrors
+from python3_gearman.protocol import (GEARMAN_COMMAND_GRAB_JOB_UNIQ, GEARMAN_COMMAND_PRE_SLEEP,
+                                      GEARMAN_COMMAND_WORK_COMPLETE,
+                                      GEARMAN_COMMAND_WORK_DATA, GEARMAN_COMMAND_WORK_FAIL)
 from python3_gearman.worker import GearmanWorker
 from python3_gearman.worker_handler import GearmanWorkerCommandHandler
 
-from .connection import DispatchMixin, PollMixin, _pair
+from .connection import DispatchMixin, PollMixin, _as_bytes, _pair
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,15 @@ class AbandonJob(Exception):
 
 class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
     """Worker state per connection; grabs the next job at once when it is the only one."""
+
+    def _grab_job(self):
+        self._queue(GEARMAN_COMMAND_GRAB_JOB_UNIQ)
+
+    def _sleep(self):
+        self._queue(GEARMAN_COMMAND_PRE_SLEEP)
+
+    def _queue(self, cmd_type):
+        self.connection_manager.handler_to_connection_map[self].queue_packet(cmd_type)
 
     def recv_no_job(self):
         self.connection_manager.note_grab(empty=True)
@@ -68,7 +80,6 @@ class WireWorker(PollMixin, GearmanWorker):
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
         self.busy = False
-        self._answering = False
         if client_id:
             self.set_client_id(client_id)
 
@@ -165,17 +176,16 @@ class WireWorker(PollMixin, GearmanWorker):
     def send_answer(self, job):
         """Write the job's queued answer (and what was queued after it) to its socket."""
         try:
-            self.wait_until_updates_sent([job])
+            job.connection.send_data_to_socket()
+            if job.connection.writable():  # the socket did not take it all
+                self.wait_until_updates_sent([job])
         except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
             log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
                       job.unique, job.handle, job.connection.address, err)
 
     def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
         """Write a job's updates straight to its socket (it is almost always writable);
-        poll only for what the socket did not take. While a job is being answered, the
-        answer only queues: ``send_answer`` writes it with the next request."""
-        if self._answering:
-            return
+        poll only for what the socket did not take."""
         connections = {job.connection for job in multiple_gearman_jobs}
         for conn in connections:
             if conn.writable():
@@ -186,24 +196,23 @@ class WireWorker(PollMixin, GearmanWorker):
 
     def on_job_execute(self, current_job):
         """Run the callback; whatever happens, queue the job's answer (``send_answer``
-        writes it) and keep the thread alive."""
+        writes it, with the next request) and keep the thread alive."""
         self.busy = True
         try:
             outcome = self._call(current_job)
-            self._answering = True
+            conn, handle = current_job.connection, _as_bytes(current_job.handle)
             if isinstance(outcome, JobFailed):
                 if outcome.data:
-                    self.send_job_data(current_job, outcome.data)
-                self.send_job_failure(current_job)
+                    conn.queue_packet(GEARMAN_COMMAND_WORK_DATA, handle, _as_bytes(outcome.data))
+                conn.queue_packet(GEARMAN_COMMAND_WORK_FAIL, handle)
             else:
-                self.send_job_complete(current_job, outcome)
+                conn.queue_packet(GEARMAN_COMMAND_WORK_COMPLETE, handle, outcome)
         except AbandonJob as why:
             log.warning("job %s (%s): left unanswered for gearmand to requeue: %s",
                         current_job.unique, current_job.handle, why)
             current_job.connection.throw_exception(message="job abandoned")
         finally:
             self.busy = False
-            self._answering = False
         return True
 
     def _call(self, job):

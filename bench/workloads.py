@@ -109,32 +109,37 @@ def w2(server, count, block=100):
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------
 
-def w3_ours(server, threads, count):
-    with runworkers(server, {"run_true": {"command": ["true"]}}, threads) as workers, \
-            _client(server) as client:
-        wait_workers(server, "run_true", threads)
-        client.submit_many([Job.of("run_true") for _ in range(WARMUP)])
-        started = time.perf_counter()
-        results = client.submit_many([Job.of("run_true") for _ in range(count)])
-        elapsed = time.perf_counter() - started
-        assert all(r.ok for r in results), "W3: a job failed"
-        return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
-
-
-def w3_c_cli(server, threads, count):
-    workers = c_workers(server, "c_true", threads, ["true"])
+def w3(server, threads, count, block=250):
+    """Jobs/s for `true` jobs through gearman-frame (a worker of ``threads`` threads) and
+    through ``threads`` C `gearman -w` workers, with both up, in alternating blocks of
+    ``block`` jobs (``count`` a side), as W2 does: the drift of a shared machine falls on
+    both sides alike (idle workers of the other function cost nothing). Returns each
+    block's rate per side and the worker's peak RSS."""
+    block = min(block, count)
+    jobs = {"ours": lambda: [Job.of("run_true") for _ in range(block)],
+            "c": lambda: [Job("c_true", data=b"") for _ in range(block)]}
+    rates = {name: [] for name in jobs}
+    c_procs = c_workers(server, "c_true", threads, ["true"])
     try:
-        wait_workers(server, "c_true", threads)
-        with _client(server) as client:
-            client.submit_many([Job("c_true", data=b"") for _ in range(WARMUP)])
-            started = time.perf_counter()
-            results = client.submit_many([Job("c_true", data=b"") for _ in range(count)])
-            elapsed = time.perf_counter() - started
-        assert all(r.ok for r in results), "W3 baseline: a job failed"
-        return {"jobs_s": _rate(count, elapsed)}
+        with runworkers(server, {"run_true": {"command": ["true"]}}, threads) as workers, \
+                _client(server) as client:
+            wait_workers(server, "run_true", threads)
+            wait_workers(server, "c_true", threads)
+            for make in jobs.values():
+                client.submit_many(make()[:WARMUP])
+            for round_number in range(max(1, count // block)):
+                order = list(jobs) if round_number % 2 == 0 else list(reversed(jobs))
+                for name in order:
+                    batch = jobs[name]()
+                    started = time.perf_counter()
+                    results = client.submit_many(batch)
+                    rates[name].append(_rate(block, time.perf_counter() - started))
+                    assert all(r.ok for r in results), f"W3 ({name}): a job failed"
+            rss = peak_rss_mib(workers.pid)
     finally:
-        for worker in workers:
-            worker.stop()
+        for proc in c_procs:
+            proc.stop()
+    return {"ours": rates["ours"], "c": rates["c"], "rss": rss}
 
 
 # --- W4: a hung command with a background grandchild ------------------------------------------

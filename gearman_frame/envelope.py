@@ -147,7 +147,10 @@ class Result:
         obj = loads(data)
         if not isinstance(obj, dict) or obj.get("status") not in STATUSES:
             raise EnvelopeError("not a result object (needs a known 'status')")
-        return cls(**{k: v for k, v in obj.items() if k in _RESULT_FIELDS})
+        try:
+            return cls(**obj)
+        except TypeError:  # fields this version does not know (a newer worker) are left out
+            return cls(**{k: v for k, v in obj.items() if k in _RESULT_FIELDS})
 
 
 _RESULT_FIELDS = tuple(Result.__dataclass_fields__)

@@ -4,6 +4,7 @@ Only plain ``{name}`` placeholders are allowed (no attribute access, indexing, f
 specs or conversions), so a template can never reach into Python objects, and every
 field a job must supply is known when the config is loaded.
 """
+import functools
 import shlex
 import string
 
@@ -14,6 +15,7 @@ class TemplateError(ValueError):
     """Raised when a template is malformed or a job's fields do not fit it."""
 
 
+@functools.lru_cache(maxsize=256)  # templates come from the config: a handful, used per job
 def template_fields(template):
     """Return the field names of one template string, in order of first use."""
     fields = []
@@ -28,7 +30,7 @@ def template_fields(template):
             raise TemplateError(f"'{{{name}}}' is not a plain '{{name}}' field")
         if name not in fields:
             fields.append(name)
-    return fields
+    return tuple(fields)
 
 
 def fields_of(templates):
@@ -41,6 +43,8 @@ def fields_of(templates):
 
 def check_kwargs(needed, kwargs):
     """Raise TemplateError unless ``kwargs`` supplies exactly the ``needed`` fields."""
+    if kwargs.keys() == set(needed):
+        return
     missing = sorted(set(needed) - set(kwargs))
     extra = sorted(set(kwargs) - set(needed))
     if missing:
@@ -60,14 +64,17 @@ def _text(value):
 
 
 def render_argv(argv, kwargs):
-    """Fill an argv template; each value stays exactly one literal argument."""
+    """Fill an argv template; each value stays exactly one literal argument.
+
+    (``str.format_map`` is safe here: ``fields_of`` has checked that every field of
+    every part is a plain name, so nothing but a lookup in ``values`` happens.)"""
     check_kwargs(fields_of(argv), kwargs)
     values = {k: _text(v) for k, v in kwargs.items()}
-    return [_FORMATTER.vformat(part, (), values) for part in argv]
+    return [part.format_map(values) for part in argv]
 
 
 def render_shell(template, kwargs):
     """Fill a shell template with every value shell-quoted."""
     check_kwargs(fields_of([template]), kwargs)
     values = {k: shlex.quote(_text(v)) for k, v in kwargs.items()}
-    return _FORMATTER.vformat(template, (), values)
+    return template.format_map(values)

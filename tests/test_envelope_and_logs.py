@@ -37,6 +37,11 @@ def test_result_round_trips_and_rejects_unknown_status():
         Result.decode(b'{"status": "maybe"}')
 
 
+def test_result_from_a_newer_worker_keeps_the_fields_this_version_knows():
+    result = Result.decode(b'{"status": "ok", "value": 3, "queue_ms": 12}')
+    assert result.ok and result.value == 3 and not hasattr(result, "queue_ms")
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_records_from_threads_carry_their_own_job_context(fmt):
     stream = io.StringIO()

@@ -89,6 +89,9 @@ def run(args):
                 table.add(f"W3 {n3 * reps} `true` jobs a side, {threads} worker(s) vs "
                           "gearman -w, alternating blocks", "jobs/s (of the blocks)",
                           figures["ours"], figures["c"], ">= 1.0" if threads == 4 else "")
+                table.add(f"W3 floor: a raw-protocol Python loop, {threads} thread(s), no "
+                          "capture, timeout, hygiene or envelope", "jobs/s (of the blocks)",
+                          figures["floor"], figures["c"])
                 if threads == 4:
                     table.add("Memory: worker, 4 threads, through W3", "peak RSS MiB",
                               [figures["rss"]], target="<= 20 MiB",
@@ -132,7 +135,8 @@ def main(argv=None):
               f"{os.cpu_count()} cores, Python {platform.python_version()}, "
               f"{'quick' if args.quick else f'{args.reps} repetitions'}.\n"
               "Baselines: raw python3-gearman (W1, W2, W4, memory, 16 MB once), the C "
-              "`gearman -w` CLI (W3).\nIn the scale rows the baseline column holds the client's RSS at 10% "
+              "`gearman -w` CLI (W3; the W3 floor rows set bench/floor_worker.py, a Python worker "
+              "with none of the features, against it).\nIn the scale rows the baseline column holds the client's RSS at 10% "
               "of the jobs.\n\n")
     text = header + table.markdown() + "\n"
     print(text)

@@ -90,6 +90,14 @@ def raw_worker(server, threads, mode):
                 env=env)
 
 
+def floor_worker(server, threads, function):
+    """The W3 floor: a raw-protocol Python loop with no features (bench/floor_worker.py)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    return Proc([sys.executable, "-m", "bench.floor_worker", str(server.port), str(threads),
+                 function], env=env)
+
+
 def c_workers(server, function, count, command):
     """``count`` C `gearman -w` workers running ``command`` per job."""
     gearman = shutil.which("gearman")

@@ -10,7 +10,8 @@ from gearman_frame.config import ClientConfig, Config
 from manage_client.admin import AdminClient
 from send_job_client import Job, JobClient
 
-from .processes import c_workers, peak_rss_mib, raw_worker, runworkers, wait_workers
+from .processes import (c_workers, floor_worker, peak_rss_mib, raw_worker, runworkers,
+                        wait_workers)
 
 WARMUP = 100
 
@@ -110,25 +111,29 @@ def w2(server, count, block=100):
 # --- W3: jobs that run `true` ---------------------------------------------------------------
 
 def w3(server, threads, count, block=250):
-    """Jobs/s for `true` jobs through gearman-frame (a worker of ``threads`` threads) and
-    through ``threads`` C `gearman -w` workers, with both up, in alternating blocks of
-    ``block`` jobs (``count`` a side), as W2 does: the drift of a shared machine falls on
-    both sides alike (idle workers of the other function cost nothing). Returns each
+    """Jobs/s for `true` jobs through gearman-frame (a worker of ``threads`` threads),
+    through ``threads`` C `gearman -w` workers and through the floor (a raw-protocol
+    Python loop with no features, ``threads`` threads), all up, in alternating blocks of
+    ``block`` jobs (``count`` a side), as W2 does: the drift of a shared machine falls
+    on every side alike (idle workers of the other functions cost nothing). Returns each
     block's rate per side and the worker's peak RSS."""
     block = min(block, count)
     jobs = {"ours": lambda: [Job.of("run_true") for _ in range(block)],
-            "c": lambda: [Job("c_true", data=b"") for _ in range(block)]}
+            "c": lambda: [Job("c_true", data=b"") for _ in range(block)],
+            "floor": lambda: [Job("floor_true", data=b"") for _ in range(block)]}
     rates = {name: [] for name in jobs}
-    c_procs = c_workers(server, "c_true", threads, ["true"])
+    others = c_workers(server, "c_true", threads, ["true"])
+    others.append(floor_worker(server, threads, "floor_true"))
     try:
         with runworkers(server, {"run_true": {"command": ["true"]}}, threads) as workers, \
                 _client(server) as client:
-            wait_workers(server, "run_true", threads)
-            wait_workers(server, "c_true", threads)
+            for function in ("run_true", "c_true", "floor_true"):
+                wait_workers(server, function, threads)
             for make in jobs.values():
                 client.submit_many(make()[:WARMUP])
             for round_number in range(max(1, count // block)):
-                order = list(jobs) if round_number % 2 == 0 else list(reversed(jobs))
+                names = list(jobs)
+                order = names[round_number % 3:] + names[:round_number % 3]
                 for name in order:
                     batch = jobs[name]()
                     started = time.perf_counter()
@@ -137,9 +142,9 @@ def w3(server, threads, count, block=250):
                     assert all(r.ok for r in results), f"W3 ({name}): a job failed"
             rss = peak_rss_mib(workers.pid)
     finally:
-        for proc in c_procs:
+        for proc in others:
             proc.stop()
-    return {"ours": rates["ours"], "c": rates["c"], "rss": rss}
+    return {"ours": rates["ours"], "c": rates["c"], "floor": rates["floor"], "rss": rss}
 
 
 # --- W4: a hung command with a background grandchild ------------------------------------------

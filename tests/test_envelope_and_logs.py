@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from gearman_frame.config import LoggingConfig
-from gearman_frame.envelope import Request, Result, parse_request
+from gearman_frame.envelope import Request, Result, dumps, loads, parse_request
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import job_context, setup_logging
 
@@ -35,6 +35,15 @@ def test_result_round_trips_and_rejects_unknown_status():
     assert Result.decode(result.encode()) == result
     with pytest.raises(EnvelopeError):
         Result.decode(b'{"status": "maybe"}')
+
+
+def test_bytes_come_back_however_the_key_is_escaped_and_a_cycle_is_a_value_error():
+    assert loads(b'{"x": {"\\u005f_b64__": "/wA="}}') == {"x": b"\xff\x00"}
+    assert loads(dumps({"x": [b"\xff", "__b64__"]})) == {"x": [b"\xff", "__b64__"]}
+    cycle = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError):
+        dumps(cycle)
 
 
 def test_result_from_a_newer_worker_keeps_the_fields_this_version_knows():

@@ -73,7 +73,8 @@ class FunctionHandler:
                                                            attempts=0), started)
             if request is None:
                 return self._raw(raw)
-            progress = _Progress(wire_worker, job, self.spec.timeout if self.spec else None)
+            progress = (_Progress(wire_worker, job, self.spec.timeout)
+                        if self.task is None else None)  # only commands report progress
             try:
                 result = self._with_retries(lambda: self._attempt(request, progress))
             except Rejected as why:

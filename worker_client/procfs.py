@@ -96,10 +96,10 @@ def adopted_children():
     return [int(pid) for pid in data.split()]
 
 
-def children_since(first_pid, skip=frozenset(), reaped=frozenset()):
+def children_since(first_pid, skip=frozenset(), reaped=frozenset(), others=frozenset()):
     """Children of this process created after ``first_pid`` (a command's pid) that may
     have left its group, leaving out the pids in ``skip`` and ``reaped`` (running and
-    reaped commands).
+    reaped commands) and ``others`` (children that are no command's).
 
     Where the kernel lists a thread's children, only the main thread's (the adopted
     orphans, usually none) are looked at. Elsewhere, only the pids allocated since
@@ -108,7 +108,8 @@ def children_since(first_pid, skip=frozenset(), reaped=frozenset()):
     use again after the pid counter wrapped all the way round."""
     adopted = adopted_children()
     if adopted is not None:
-        candidates = [pid for pid in adopted if pid not in skip and pid not in reaped]
+        candidates = [pid for pid in adopted
+                      if pid not in skip and pid not in reaped and pid not in others]
         if candidates and _last_pid() >= first_pid:  # else the pid counter wrapped
             candidates = [pid for pid in candidates if pid > first_pid]
         return candidates
@@ -121,7 +122,8 @@ def children_since(first_pid, skip=frozenset(), reaped=frozenset()):
         candidates, reaped = all_pids(), frozenset()
     me = os.getpid()
     return [pid for pid in candidates
-            if pid not in skip and pid not in reaped and (info := proc_stat(pid))
+            if pid not in skip and pid not in reaped and pid not in others
+            and (info := proc_stat(pid))
             and info[1] == me and info[0] != "Z"]
 
 

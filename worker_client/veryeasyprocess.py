@@ -12,6 +12,7 @@ it. Both return a :class:`ProcessResult`.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import itertools
 import logging
@@ -116,12 +117,27 @@ def _signal_group(pgid, sig):
 
 
 def _group_alive(pgid):
-    """True if any process (a zombie too) is in the group: one cheap system call."""
+    """True if any process (a zombie too) is in the group: one cheap system call, made
+    through libc so that the usual answer (no such group) costs no exception."""
+    if _kill is None:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except OSError:
+            return False
+    return _kill(-pgid, 0) == 0
+
+
+def _libc_kill():
     try:
-        os.killpg(pgid, 0)
-        return True
-    except OSError:
-        return False
+        kill = ctypes.PyDLL(None).kill  # keeps the GIL: it never blocks
+        kill.argtypes = [ctypes.c_int, ctypes.c_int]
+        return kill
+    except (OSError, AttributeError):
+        return None
+
+
+_kill = _libc_kill()
 
 
 class Child:
@@ -254,6 +270,9 @@ class Runner:
         self._environment = Environment(os.environ)
         self._executables = {}
         self.spawning = 0
+        #: Children of this process that no command started (the keeper): never taken
+        #: for a command's escaped processes, so not read.
+        self.not_commands = set()
 
     @property
     def lock(self):
@@ -429,7 +448,8 @@ class Runner:
         usually one read of a short list) by the run's tag in their environment.
         (``skip`` is the live registry: a membership test needs no copy.)"""
         escaped = []
-        for pid in children_since(first_pid, skip=self._running, reaped=self._reaped):
+        for pid in children_since(first_pid, skip=self._running, reaped=self._reaped,
+                                  others=self.not_commands):
             if environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
                 escaped.append(pid)
         for pid in escaped:

@@ -97,6 +97,7 @@ class WorkerPool:
         if self.ledger:
             self.ledger.sweep_previous()
             self.keeper = Keeper(self.ledger.path)
+            self.runner.not_commands.add(self.keeper.pid)
         become_subreaper()
         self.reaper.start()
         self.threads = [self._spawn(i) for i in range(self.thread_count)]

@@ -102,7 +102,7 @@ class Soak:
                 if not background:
                     for job, result in zip(jobs, results):
                         if not result.ok:
-                            self.reported_failed[job.id] = result.error
+                            self.reported_failed[job.id] = _reason(result)
                 time.sleep(0.05)
 
     # -- faults
@@ -167,8 +167,11 @@ class Soak:
         lost = sorted(sent - set(ran) - set(self.reported_failed) - dead)
         duplicated = {i: n for i, n in ran.items() if n > 1}
         by_kind = collections.Counter(self.sent[i] for i in duplicated if i in self.sent)
+        failed = set(self.reported_failed) - set(ran)
         return {"sent": len(sent), "completed": len(sent & set(ran)),
-                "reported failed": len(set(self.reported_failed) - set(ran)),
+                "reported failed": len(failed),
+                "reported failed, why": dict(collections.Counter(
+                    self.reported_failed[i] for i in failed)),
                 "dead-lettered": len(dead), "lost": len(lost),
                 "duplicated": len(duplicated), "duplicated by kind": dict(by_kind),
                 "lost ids": lost[:10]}
@@ -180,6 +183,11 @@ class Soak:
         for function in FUNCTIONS:
             Drainer(addresses, dead_letter_function(function), dump).run(timeout=30)
         return {job["unique"] for job in read_dump(dump)} if os.path.exists(dump) else set()
+
+
+def _reason(result):
+    """What a failed foreground result says, cut to its kind (for the summary)."""
+    return f"{result.status}: {(result.error or '')[:60]}"
 
 
 def tagged_groups():

@@ -249,3 +249,16 @@ def test_commands_see_their_job_id(gearmand, start_workers):
     start_workers([gearmand.address], {"whoami": {"shell": 'printf %s "$GEARMAN_FRAME_JOB_ID"'}})
     result = send([gearmand.address], "whoami")
     assert result.ok and result.stdout == result.id
+
+
+def test_a_left_behind_process_is_killed_and_reaped_no_zombie_stays(gearmand, start_workers,
+                                                                   tmp_path):
+    """The shell exits at once; the background sleep it leaves is killed with the group,
+    re-parented to the worker (a subreaper) and reaped by it, not left a zombie."""
+    pidfile = tmp_path / "leftover"
+    start_workers([gearmand.address], {"leave": {"shell": "sleep 30 & echo $! > {pidfile}"}})
+    result = send([gearmand.address], "leave", pidfile=str(pidfile))
+    assert result.ok
+    leftover = int(pidfile.read_text())
+    wait_for(lambda: not os.path.exists(f"/proc/{leftover}"), 5,
+             "the left-behind sleep to be killed and reaped (no zombie)")

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-from .procfs import all_pids, proc_stat
+from .procfs import adopted_children, all_pids, proc_stat
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,22 @@ def limit_malloc_arenas(arenas=1):
 def reap_orphans(runner):
     """Reap zombie children that no running command owns (re-parented grandchildren).
 
-    The pass is skipped while a command is being started (it may exit before it is
-    registered) and holds the runner's lock, so none starts during the scan.
+    They are among the main thread's children (``procfs.adopted_children``: one read);
+    only where the kernel keeps no such list is /proc looked through. The pass is skipped
+    while a command is being started (it may exit before it is registered) and holds the
+    runner's lock, so none starts during it. A live child is left alone (WNOHANG).
     """
-    me = os.getpid()
     with runner.lock:
         if runner.spawning:  # a child may be between fork and registration: next pass
             return
         owned = runner.running_pids()
-        for pid in all_pids():
-            info = proc_stat(pid)
-            if info and info[1] == me and info[0] == "Z" and pid not in owned:
+        children = adopted_children()
+        if children is None:
+            me = os.getpid()
+            children = [pid for pid in all_pids()
+                        if (info := proc_stat(pid)) and info[1] == me and info[0] == "Z"]
+        for pid in children:
+            if pid not in owned:
                 try:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
@@ -142,7 +147,7 @@ class GroupLedger:
 
     def add(self, pgid, start_ticks):
         """Record a running group; ``start_ticks`` is the clock tick (since boot) just
-        before it was started (see ``veryeasyprocess.boot_ticks``)."""
+        before it was started (see ``procfs.boot_ticks``)."""
         line = f"{pgid} {start_ticks} {pgid}".encode().ljust(self.SLOT - 1) + b"\n"
         with self._lock:
             if self._map is None:

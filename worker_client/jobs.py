@@ -124,7 +124,7 @@ class FunctionHandler:
         stdin = request.args[0] if self.spec.stdin == "data" and request.args else None
         if isinstance(stdin, str):
             stdin = stdin.encode("utf-8")
-        env = {JOB_ID_VARIABLE: request.id}
+        env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
         return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env))
 
     def _tick_kwargs(self, on_tick):
@@ -167,11 +167,13 @@ class FunctionHandler:
         raise Rejected(f"function {self.name} has no command configured")
 
     def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None, env=None):
+        """Run the command; ``env`` (default: the function's ``env``) is added to the
+        worker's environment."""
         if log.isEnabledFor(logging.INFO):  # quote() is not free; this runs per command
             log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
         kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
         outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
-                                      env={**self.spec.env, **(env or {})},
+                                      env=self.spec.env if env is None else env,
                                       timeout=self.spec.timeout,
                                       stdin_data=stdin, **self._tick_kwargs(on_tick), **kwargs)
         if outcome.cancelled:

@@ -163,7 +163,7 @@ def _load():
 
 def spawn(path, argv, env, extra=None, dup2=()):
     """Start ``path`` with ``argv`` in a new session, its environment ``env`` (an
-    Environment) with the variables in ``extra`` (a dict) set on top; ``dup2`` is a list
+    Environment) with the variables in ``extra`` (a dict) set on top; ``dup2`` is a tuple
     of (fd, target) pairs. Return the pid; raise OSError if it cannot run."""
     extra = extra or {}
     libc = _libc if _libc is not None else _load()
@@ -178,7 +178,7 @@ def spawn(path, argv, env, extra=None, dup2=()):
     c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
     c_env = env.table(extra)
     pid = ctypes.c_int()
-    error = libc.spawn(ctypes.byref(pid), os.fsencode(path), _file_actions(libc, tuple(dup2)),
+    error = libc.spawn(ctypes.byref(pid), os.fsencode(path), _file_actions(libc, dup2),
                        libc.attr, c_argv, c_env)
     if error:
         raise OSError(error, os.strerror(error), path)

@@ -260,7 +260,7 @@ class Runner:
         self._on_start = on_start
         self._on_end = on_end
         self._lock = threading.RLock()
-        self._running = {}  # pid -> Popen
+        self._running = {}  # pid -> Child (or Popen, for a command with a cwd)
         #: The last commands reaped, oldest first: pids an escaped-process scan need not
         #: read (a dict: ordered, and a set for lookups).
         self._reaped = {}
@@ -357,9 +357,9 @@ class Runner:
         proc = None
         try:
             if cwd is None:
-                dup2 = [(_fd(handle), target)
-                        for handle, target in ((stdin, 0), (stdout, 1), (stderr, 2))
-                        if handle is not None]
+                dup2 = tuple((_fd(handle), target)
+                             for handle, target in ((stdin, 0), (stdout, 1), (stderr, 2))
+                             if handle is not None)
                 proc = Child(spawn(self._executable(argv[0], extra), argv, self._environment,
                                    extra, dup2))
             else:
@@ -445,13 +445,12 @@ class Runner:
 
         As a subreaper this process inherits them once their parent exits; they are found
         among the children it adopted after the command started (see ``children_since``:
-        usually one read of a short list) by the run's tag in their environment.
-        (``skip`` is the live registry: a membership test needs no copy.)"""
-        escaped = []
-        for pid in children_since(first_pid, skip=self._running, reaped=self._reaped,
-                                  others=self.not_commands):
-            if environ_has(pid, f"{TAG_VARIABLE}={tag}".encode()):
-                escaped.append(pid)
+        usually one read of a short list) by the run's tag in their environment."""
+        entry = f"{TAG_VARIABLE}={tag}".encode()
+        # (the live registry of running commands: a membership test needs no copy)
+        escaped = [pid for pid in children_since(first_pid, skip=self._running,
+                                                 reaped=self._reaped, others=self.not_commands)
+                   if environ_has(pid, entry)]
         for pid in escaped:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -38,6 +38,12 @@ _POLL_R = select.POLLIN | select.POLLPRI
 _POLL_RW = _POLL_R | select.POLLOUT
 
 
+def _packet(cmd_type, fields):
+    """A request packet: the header, then the fields (bytes) joined by NUL."""
+    payload = b"\0".join(fields)
+    return _HEADER.pack(_MAGIC_REQ, cmd_type, len(payload)) + payload
+
+
 def _as_bytes(value):
     if isinstance(value, bytes):
         return value
@@ -135,8 +141,7 @@ class WireConnection(GearmanConnection):
         params = GEARMAN_PARAMS_FOR_COMMAND.get(cmd_type)
         if params is None or cmd_type == GEARMAN_COMMAND_TEXT_COMMAND:
             raise gerrors.ProtocolError(f"cannot send command {cmd_type} on a binary connection")
-        payload = b"\0".join(_as_bytes(cmd_args[name]) for name in params)
-        return _HEADER.pack(_MAGIC_REQ, cmd_type, len(payload)) + payload
+        return _packet(cmd_type, [_as_bytes(cmd_args[name]) for name in params])
 
     def queue_packet(self, cmd_type, *fields):
         """Pack a command (its fields as bytes) straight into the outgoing buffer, after
@@ -144,8 +149,7 @@ class WireConnection(GearmanConnection):
         deep, costs a worker more than the packet does."""
         if self._outgoing_commands:
             self.send_commands_to_buffer()
-        payload = b"\0".join(fields)
-        self._outgoing_buffer += _HEADER.pack(_MAGIC_REQ, cmd_type, len(payload)) + payload
+        self._outgoing_buffer += _packet(cmd_type, fields)
 
     def send_commands_to_buffer(self):
         while self._outgoing_commands:

@@ -182,7 +182,7 @@ class Soak:
         dump = os.path.join(self.folder, "dead.jsonl")
         for function in FUNCTIONS:
             Drainer(addresses, dead_letter_function(function), dump).run(timeout=30)
-        return {job["unique"] for job in read_dump(dump)} if os.path.exists(dump) else set()
+        return {job["unique"] for job in read_dump(dump)[0]} if os.path.exists(dump) else set()
 
 
 def _reason(result):

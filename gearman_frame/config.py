@@ -46,6 +46,9 @@ DEFAULT_STARTUP_TIMEOUT = 30.0
 DEFAULT_PROGRESS_INTERVAL = 5.0
 #: Seconds a function's command may run before its process group is killed.
 DEFAULT_FUNCTION_TIMEOUT = 300.0
+#: Times gearmand hands out a job whose worker vanished while holding it (died, or left it
+#: unanswered) before it drops the job: bounds a job that kills its worker every time.
+DEFAULT_JOB_RETRIES = 10
 #: Largest function name gearmand handles (it drops the connection at 8192 bytes).
 MAX_FUNCTION_NAME_BYTES = 8191
 #: Function-name prefix reserved for gearman-frame's own queues (control, dead letters).
@@ -82,6 +85,13 @@ class WorkerConfig:
     grace: float = DEFAULT_GRACE
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``server:`` — how ``runadmin server`` runs the local gearmand."""
+
+    job_retries: int = DEFAULT_JOB_RETRIES
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     plugins: tuple = ()
     functions: dict = field(default_factory=dict)
 
@@ -195,7 +206,7 @@ def _read_yaml(path):
     return {} if data is None else data
 
 
-_TOP_KEYS = ("servers", "logging", "client", "worker", "plugins", "functions")
+_TOP_KEYS = ("servers", "logging", "client", "worker", "server", "plugins", "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env")
 
@@ -216,8 +227,9 @@ class _Validator:
         for name in value:
             if name not in allowed:
                 import difflib
-                near = difflib.get_close_matches(str(name), allowed, n=1)
-                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                near = difflib.get_close_matches(str(name), allowed, n=2)
+                hint = (f" (did you mean {' or '.join(repr(n) for n in near)}?)"
+                        if near else "")
                 where = f"{key}.{name}" if key else str(name)
                 raise self.error(where, f"one of {', '.join(allowed)}",
                                  got=f"unknown key '{name}'{hint}")
@@ -257,6 +269,7 @@ class _Validator:
             logging=self.logging(raw.get("logging") or {}),
             client=self.client(raw.get("client") or {}),
             worker=self.worker(raw.get("worker") or {}),
+            server=self.server(raw.get("server") or {}),
             plugins=self.plugins(raw.get("plugins") or []),
             functions=self.functions(raw.get("functions") or {}),
         )
@@ -311,6 +324,11 @@ class _Validator:
                                                   DEFAULT_PROGRESS_INTERVAL),
                                           "worker.progress_interval", 0.01),
         )
+
+    def server(self, raw):
+        raw = self.mapping(raw, "server", ("job_retries",))
+        return ServerConfig(job_retries=self.integer(raw.get("job_retries", DEFAULT_JOB_RETRIES),
+                                                     "server.job_retries", 1))
 
     def plugins(self, value):
         if not isinstance(value, list):

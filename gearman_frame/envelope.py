@@ -77,6 +77,8 @@ def loads(data):
         return (_DECODER if hooked else _PLAIN_DECODER).decode(text)
     except (ValueError, UnicodeDecodeError) as err:
         raise EnvelopeError(f"not valid UTF-8 JSON: {err}") from err
+    except RecursionError as err:  # hostile nesting: an error for this job, not the worker
+        raise EnvelopeError("JSON nested too deeply") from err
 
 
 def new_job_id():

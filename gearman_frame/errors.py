@@ -42,6 +42,18 @@ class UsageError(FrameError):
     exit_code = EXIT_USAGE
 
 
+class OutboxError(FrameError):
+    """Raised when the outbox file cannot be used (corrupt, locked, read-only, disk full);
+    the message names the file and what to do."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path, problem, advice):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"outbox {path}: {problem}; {advice}")
+
+
 class EnvelopeError(FrameError):
     """Raised when job data claims to be an envelope but is not a valid one."""
 

@@ -113,7 +113,7 @@ class LocalGearmand:
     """One gearmand on ``host:port`` with its files in ``data_dir``."""
 
     def __init__(self, data_dir, port=DEFAULT_PORT, host="127.0.0.1", queue=QUEUE_SQLITE,
-                 extra_args=(), binary=None):
+                 extra_args=(), binary=None, job_retries=None):
         if queue not in (QUEUE_SQLITE, QUEUE_BUILTIN):
             raise ServerControlError(f"queue must be '{QUEUE_SQLITE}' or '{QUEUE_BUILTIN}', "
                                      f"got {queue!r}", EXIT_USAGE)
@@ -122,6 +122,7 @@ class LocalGearmand:
         self.host = host
         self.queue = queue
         self.extra_args = tuple(extra_args)
+        self.job_retries = job_retries
         self.binary = binary if binary is not None else find_gearmand()
         self.process = None
 
@@ -157,6 +158,8 @@ class LocalGearmand:
                 "--verbose", "WARNING"]
         if self.queue == QUEUE_SQLITE:
             argv += ["--queue-type", "libsqlite3", "--libsqlite3-db", str(self.queue_file)]
+        if self.job_retries:
+            argv += ["--job-retries", str(self.job_retries)]
         return argv + list(self.extra_args)
 
     # -- pidfile

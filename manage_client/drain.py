@@ -2,13 +2,16 @@
 
 gearmand's ``drop function`` orphans queued jobs and ``cancel job`` only marks them, so a
 clear drains instead: it registers as a worker for the function, takes each job, writes it
-to the dump (one JSON line, flushed to disk) *before* answering it, answers its sender with
-a failed result saying it was cleared, and stops when status shows nothing queued.
+to the dump (one JSON line, written whole and synced) *before* answering it, answers its
+sender with a failed result saying it was cleared, and stops when status shows nothing
+queued. If the dump cannot be written (a full disk, an I/O error), the line is cut back
+off the file, the job in hand is left unanswered (gearmand keeps it) and the drain stops:
+every job is then either a whole line in the dump or still queued.
 ``resend`` submits a dump's jobs again (background, same unique keys and priority), except
 foreground jobs, whose senders were already told they were cleared (``--all`` includes
 them); a dump of a dead-letter queue sends the original jobs to their original functions.
+A bad line is named with its number and left out (``--strict``: nothing is sent).
 """
-import json
 import logging
 import os
 import threading
@@ -16,9 +19,11 @@ import time
 from dataclasses import dataclass, field
 
 from gearman_frame.envelope import STATUS_ERROR, Result, dumps, loads, parse_request
-from gearman_frame.errors import EnvelopeError, UsageError
+from gearman_frame.errors import BadRequest, EnvelopeError, UsageError
+from gearman_frame.files import open_private
+from gearman_frame.limits import MAX_PAYLOAD_BYTES
 from gearman_frame.queues import DEAD_PREFIX, read_dead_letter
-from gearman_frame.wire import JobFailed, WireWorker
+from gearman_frame.wire import PRIORITIES, AbandonJob, JobFailed, WireWorker, check_request
 
 from .admin import AdminClient
 
@@ -29,12 +34,47 @@ CHECK_INTERVAL = 0.1
 PRIORITY_ORDER = ("high", "normal", "low")
 
 
+#: Longest dump line read back: a payload at its limit, base64-encoded, with room to spare.
+MAX_DUMP_LINE = 2 * MAX_PAYLOAD_BYTES
+
+
 @dataclass
 class DrainReport:
     function: str
     removed: int = 0
     by_priority: dict = field(default_factory=dict)
-    live_workers: int = 0
+    #: Why the drain stopped early (the dump could not be written), or None.
+    failure: OSError | None = None
+
+
+class DumpFile:
+    """The dump, opened for appending (owner-only): each record is written whole and
+    synced, or cut back off the file if that fails."""
+
+    def __init__(self, path):
+        try:
+            self.fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except OSError as err:
+            raise UsageError(f"--dump {path}: cannot open it for writing: "
+                             f"{err.strerror}") from err
+
+    def append(self, record):
+        """Write ``record`` and sync it; on any OSError truncate back and raise it."""
+        size = os.fstat(self.fd).st_size
+        try:
+            view = memoryview(record)
+            while view:
+                view = view[os.write(self.fd, view):]
+            os.fsync(self.fd)
+        except OSError:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError:  # the reader skips a line cut short; nothing else to do
+                pass
+            raise
+
+    def close(self):
+        os.close(self.fd)
 
 
 class Drainer:
@@ -51,31 +91,37 @@ class Drainer:
         self._dump = None
 
     def run(self, timeout=600.0, on_warning=None):
-        """Drain until nothing is queued (or ``timeout``); return a DrainReport."""
-        with AdminClient(self.servers) as admin:
-            live = sum(r.workers for r in admin.status() if r.function == self.function)
-            self.report.live_workers = live
-            if live and on_warning:
-                on_warning(f"{live} live worker(s) of {self.function} may take some of its "
-                           "jobs while the queue drains")
-            self._refresh_priorities()
-            worker = WireWorker(self.servers, client_id=self.client_id)
-            worker.register_task(self.function, self._take)
-            with open(self.dump_path, "ab") as self._dump:
-                thread = threading.Thread(target=worker.work, name=self.client_id, daemon=True)
+        """Drain until nothing is queued (or ``timeout``, or a dump write fails); return a
+        DrainReport."""
+        self._dump = DumpFile(self.dump_path)
+        try:
+            with AdminClient(self.servers) as admin:
+                live = sum(r.workers for r in admin.status() if r.function == self.function)
+                if live and on_warning:
+                    on_warning(f"{live} live worker(s) of {self.function} may take some of "
+                               "its jobs while the queue drains")
+                self._refresh_priorities()
+                self._worker = WireWorker(self.servers, client_id=self.client_id)
+                self._worker.register_task(self.function, self._take)
+                thread = threading.Thread(target=self._worker.work, name=self.client_id,
+                                          daemon=True)
                 thread.start()
                 try:
-                    self._wait_until_empty(admin, worker, timeout)
+                    self._wait_until_empty(admin, self._worker, timeout)
                 finally:
-                    worker.stop()
+                    self._worker.stop()
                     thread.join(10)
-        self._prio_admin.close()
+        finally:
+            self._dump.close()
+            self._prio_admin.close()
         return self.report
 
     def _wait_until_empty(self, admin, worker, timeout):
         deadline, empty_checks = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
             time.sleep(CHECK_INTERVAL)
+            if self.report.failure is not None:
+                return
             queued = sum(r.queued for r in admin.status() if r.function == self.function)
             empty_checks = empty_checks + 1 if queued == 0 and not worker.busy else 0
             if empty_checks >= 2:  # twice, so a job in the middle of its hand-over counts
@@ -95,14 +141,21 @@ class Drainer:
         return "normal"
 
     def _take(self, wire_worker, job):
+        if self.report.failure is not None:  # handed over before the stop took effect
+            raise AbandonJob("the drain stopped: the dump could not be written")
         server = str(job.connection.address)
         priority = self._priority(server)
         line = dumps({"function": job.task, "unique": job.unique, "priority": priority,
                       "background": _background(job.data), "data": bytes(job.data),
                       "server": server, "cleared_at": time.time()})
-        self._dump.write(line + b"\n")
-        self._dump.flush()
-        os.fsync(self._dump.fileno())
+        try:
+            self._dump.append(line + b"\n")
+        except OSError as err:
+            self.report.failure = err
+            wire_worker.stop()
+            log.error("clear %s: cannot write the dump %s (%s); job %s left queued, "
+                      "stopping", self.function, self.dump_path, err.strerror, job.unique)
+            raise AbandonJob(f"the dump could not be written: {err.strerror}") from err
         self.report.removed += 1
         self.report.by_priority[priority] = self.report.by_priority.get(priority, 0) + 1
         self._refresh_priorities()
@@ -119,30 +172,84 @@ def _background(data):
     return None if request is None else request.background
 
 
+@dataclass
+class BadLine:
+    """A dump line that cannot be resent, and why."""
+
+    number: int
+    reason: str
+
+
 def read_dump(path):
-    """The jobs of a dump file as dicts (function, unique, priority, data, background); a
-    dead letter becomes its original job. A bad file or line is a UsageError naming it."""
+    """The jobs of a dump file as dicts (function, unique, priority, data, background),
+    and the bad lines as BadLine; a dead letter becomes its original job. An unreadable
+    file is a UsageError."""
+    jobs, bad = [], []
     try:
         with open(path, "rb") as handle:
-            lines = handle.read().splitlines()
+            for number, line in _bounded_lines(handle):
+                if line is None:
+                    bad.append(BadLine(number, f"longer than {MAX_DUMP_LINE} bytes"))
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    jobs.append(_dumped_job(line))
+                except _BadRecord as why:
+                    bad.append(BadLine(number, str(why)))
     except OSError as err:
         raise UsageError(f"cannot read dump file {path}: {err.strerror}") from err
-    jobs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    return jobs, bad
+
+
+def _bounded_lines(handle):
+    """``(number, line)`` for each line; ``line`` is None for one over MAX_DUMP_LINE
+    (read past in chunks, never held whole)."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_DUMP_LINE + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_DUMP_LINE:
+            while line and not line.endswith(b"\n"):
+                line = handle.readline(1 << 20)
+            yield number, None
             continue
-        try:
-            record = loads(line)
-            if record["function"].startswith(DEAD_PREFIX):
-                dead = read_dead_letter(record["data"])
-                record = {"function": dead["function"], "unique": dead["unique"],
-                          "data": dead["data"], "priority": "normal", "background": True}
-            data = record["data"]
-            jobs.append({"function": record["function"], "unique": record["unique"],
-                         "data": data.encode("utf-8") if isinstance(data, str) else bytes(data),
-                         "priority": record.get("priority") or "normal",
-                         "background": record.get("background")})
-        except (EnvelopeError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
-            raise UsageError(f"{path}:{number}: expected a dump line with function, unique "
-                             f"and data, got {line[:80]!r}") from err
-    return jobs
+        yield number, line
+
+
+class _BadRecord(Exception):
+    """Raised for a dump line that is not a job this version can resend."""
+
+
+def _dumped_job(line):
+    try:
+        record = loads(line)
+        if not isinstance(record, dict):
+            raise _BadRecord("expected a JSON object")
+        function, unique = record.get("function"), record.get("unique")
+        if isinstance(function, str) and function.startswith(DEAD_PREFIX):
+            dead = read_dead_letter(record.get("data"))
+            function, unique = dead["function"], dead["unique"]
+            record = {"data": dead["data"], "priority": "normal", "background": True}
+        data, priority = record.get("data"), record.get("priority") or "normal"
+        if not isinstance(function, str) or not isinstance(unique, str):
+            raise _BadRecord("expected a function and a unique (strings)")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes):
+            raise _BadRecord("expected data (a string or base64 bytes)")
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise _BadRecord(f"data of {len(data)} bytes is over the {MAX_PAYLOAD_BYTES}-byte "
+                             "job limit")
+        if priority not in PRIORITIES:
+            raise _BadRecord(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
+        if record.get("background") not in (True, False, None):
+            raise _BadRecord("background must be true, false or null")
+        check_request(function, unique)
+    except (EnvelopeError, BadRequest, TypeError, AttributeError, ValueError) as err:
+        raise _BadRecord(f"expected a dump line with function, unique and data: {err}") \
+            from err
+    return {"function": function, "unique": unique, "data": data, "priority": priority,
+            "background": record.get("background")}

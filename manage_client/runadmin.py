@@ -65,6 +65,9 @@ def build_parser():
     resend.add_argument("--all", action="store_true",
                         help="also resend foreground jobs (their senders were told they "
                              "were cleared)")
+    resend.add_argument("--strict", action="store_true",
+                        help="send nothing if any line is bad (default: send the good ones, "
+                             "name the bad ones, exit 1)")
     shutdown = sub.add_parser("shutdown", help="stop the worker NAME gracefully")
     shutdown.add_argument("name")
     shutdown.add_argument("--timeout", type=float, default=SHUTDOWN_WAIT)
@@ -196,13 +199,23 @@ def cmd_clear(admin, config, args):
     report = drainer.run(timeout=args.timeout, on_warning=warn)
     log.info("clear: %s removed %d job(s) of %s into %s %s", WHO, report.removed,
              args.function, args.dump, report.by_priority)
+    if report.failure is not None:
+        raise FrameError(f"clear {args.function}: dumped {report.removed} job(s) into "
+                         f"{args.dump}, then could not write it ({report.failure.strerror}); "
+                         "the rest are still queued")
     print(f"cleared {report.removed} job(s) of {args.function} into {args.dump}")
     return EXIT_OK
 
 
 def cmd_resend(admin, config, args):
     from send_job_client import Job, JobClient  # the admin may reuse the sender's client
-    dumped = read_dump(args.file)
+    dumped, bad = read_dump(args.file)
+    for line in bad:
+        print(f"runadmin: {args.file}:{line.number}: bad line, not resent: {line.reason}",
+              file=sys.stderr)
+    if bad and args.strict:
+        raise FrameError(f"resend {args.file}: {len(bad)} bad line(s); --strict sends "
+                         "nothing")
     jobs = [Job(j["function"], data=j["data"], id=j["unique"], priority=j["priority"])
             for j in dumped if args.all or j["background"] is not False]
     skipped = len(dumped) - len(jobs)
@@ -211,12 +224,13 @@ def cmd_resend(admin, config, args):
     queued = sum(1 for d in deliveries if d.handle)
     kept = sum(1 for d in deliveries if d.outbox)
     refused = [d for d in deliveries if d.error]
-    log.info("resend: %s resent %d job(s) from %s (%d queued, %d in the outbox, %d refused)",
-             WHO, len(jobs), args.file, queued, kept, len(refused))
+    log.info("resend: %s resent %d job(s) from %s (%d queued, %d in the outbox, %d refused, "
+             "%d bad line(s))", WHO, len(jobs), args.file, queued, kept, len(refused), len(bad))
     print(f"resent {len(jobs)} job(s) from {args.file}: {queued} queued, {kept} kept in the "
           f"outbox, {len(refused)} refused"
-          + (f"; skipped {skipped} foreground job(s) (--all resends them)" if skipped else ""))
-    return EXIT_OK if not refused else EXIT_FAILED
+          + (f"; skipped {skipped} foreground job(s) (--all resends them)" if skipped else "")
+          + (f"; {len(bad)} bad line(s) left out" if bad else ""))
+    return EXIT_OK if not refused and not bad else EXIT_FAILED
 
 
 def cmd_shutdown(admin, config, args):
@@ -249,7 +263,8 @@ def local_server(config, args):
     port = args.port or (local[0].port if local else 4730)
     host = local[0].host if local and local[0].host != "localhost" else "127.0.0.1"
     data_dir = args.data_dir or config.resolve(DEFAULT_DATA_DIR)
-    return LocalGearmand(data_dir, port=port, host=host, queue=args.queue)
+    return LocalGearmand(data_dir, port=port, host=host, queue=args.queue,
+                         job_retries=config.server.job_retries)
 
 
 def cmd_server(config, args):

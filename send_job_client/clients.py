@@ -7,13 +7,17 @@ job in the outbox when no server takes it; ``submit_many`` keeps many jobs in fl
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from python3_gearman.constants import JOB_COMPLETE, JOB_FAILED
 
+from gearman_frame.addresses import parse_address
 from gearman_frame.config import load_config
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result
-from gearman_frame.errors import EnvelopeError, ServerRefused, ServerUnavailable
+from gearman_frame.errors import (EnvelopeError, ServerRefused, ServerUnavailable,
+                                  WireError)
+from gearman_frame.wire import status_by_unique
 
 from .dispatch import DEFAULT_WINDOW, Dispatcher, Job
 from .outbox import Outbox
@@ -21,6 +25,12 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
+#: Jobs read from the outbox and sent at once by a flush.
+FLUSH_BATCH = 500
+#: Seconds an in-doubt job waits for the server that may hold it; past that, while that
+#: server is still unreachable, it is sent to any server (it may then run twice if the
+#: first server comes back with it queued).
+DOUBT_PATIENCE = 600.0
 
 
 @dataclass
@@ -42,6 +52,10 @@ class Delivery:
 class FlushReport:
     delivered: int = 0
     remaining: int = 0
+    #: True if another process was flushing the same outbox (this one sent nothing).
+    busy: bool = False
+    #: True if the flush stopped at its time budget with jobs still waiting.
+    stopped_early: bool = False
 
 
 class JobClient:
@@ -130,30 +144,117 @@ class JobClient:
             return Delivery(job.id, handle=outcome.request.handle)
         if isinstance(outcome.error, ServerRefused):
             return Delivery(job.id, error=str(outcome.error))
-        self.outbox.put(job, outcome.error)
+        self.outbox.put(job, outcome.error, doubt=in_doubt_at(outcome))
         log.warning("job %s on %s kept in the outbox %s: %s", job.id, job.function,
                     self.outbox.path, outcome.error)
         return Delivery(job.id, outbox=True)
 
     # -- outbox
-    def flush_outbox(self):
-        """Deliver waiting background jobs, oldest first; each is deleted only after
-        gearmand queued it. Stops at the first job no server takes."""
-        report = FlushReport()
-        for job_id, function, data, priority in self.outbox.pending():
-            job = Job(function, data=data, priority=priority, background=True, id=job_id)
-            outcome = self._one(job, None)
-            if outcome.error is not None:
-                self.outbox.note_error(job_id, outcome.error)
-                log.warning("outbox: job %s on %s still undeliverable: %s", job_id, function,
-                            outcome.error)
-                break
-            self.outbox.delete(job_id)
-            report.delivered += 1
-            log.info("outbox: delivered job %s on %s as %s", job_id, function,
-                     outcome.request.handle)
-        report.remaining = len(self.outbox)
-        return report
+    def flush_outbox(self, wait: float = 0.0, budget: float | None = None,
+                     any_server: bool = False) -> FlushReport:
+        """Deliver waiting background jobs, oldest first, in batches; each is deleted only
+        after gearmand queued it. One flusher at a time per outbox: if another process
+        holds it for ``wait`` seconds, nothing is sent (``busy``). Stops at the first batch
+        in which a job found no server, or once ``budget`` seconds have passed.
+        ``any_server`` sends in-doubt jobs anywhere at once (see DOUBT_PATIENCE)."""
+        deadline = time.monotonic() + wait
+        while (lock := self.outbox.flush_lock()) is None:
+            if time.monotonic() >= deadline:
+                return FlushReport(remaining=len(self.outbox), busy=True)
+            time.sleep(0.05)
+        try:
+            report = FlushReport()
+            stop_at = None if budget is None else time.monotonic() + budget
+            after = 0
+            while True:
+                rows = self.outbox.batch(after, FLUSH_BATCH)
+                if not rows:
+                    break
+                after = rows[-1].seq
+                delivered, failed = self._flush_batch(rows, any_server)
+                report.delivered += delivered
+                if failed:
+                    break
+                if stop_at is not None and time.monotonic() > stop_at:
+                    report.stopped_early = True
+                    break
+            report.remaining = len(self.outbox)
+            return report
+        finally:
+            lock.release()
+
+    def _flush_batch(self, rows, any_server):
+        """Send one batch; returns (delivered, how many are still waiting)."""
+        fresh, doubtful = [], {}
+        patience_over = time.time() - DOUBT_PATIENCE
+        for row in rows:
+            if row.doubt and not (any_server or row.created < patience_over):
+                doubtful.setdefault(row.doubt, []).append(row)
+            else:
+                fresh.append(row)
+        delivered, waiting = 0, 0
+        for server, kept in doubtful.items():
+            sent, unsent = self._flush_in_doubt(server, kept)
+            delivered += sent
+            waiting += unsent
+        sent, unsent = self._flush_rows(fresh, self.dispatcher)
+        return delivered + sent, waiting + unsent
+
+    def _flush_in_doubt(self, server, rows):
+        """Jobs that ``server`` may hold: the ones it knows stay with it; the others are
+        sent to it alone, so it coalesces a late copy instead of a second server running
+        one. While it is unreachable they wait."""
+        address = self._address(server)
+        try:
+            known = status_by_unique(address, [row.id for row in rows], self.timeout)
+        except WireError as err:
+            log.info("outbox: %d job(s) in doubt at %s wait for it: %s", len(rows), server,
+                     err)
+            return 0, len(rows)
+        held = [row.id for row in rows if known.get(row.id) and known[row.id].known]
+        self.outbox.delete(held)
+        for job_id in held:
+            log.info("outbox: job %s is queued at %s already; not sent again", job_id, server)
+        pinned = Dispatcher([address], self.timeout, self.dispatcher.resend)
+        try:
+            sent, unsent = self._flush_rows([r for r in rows if r.id not in set(held)], pinned)
+        finally:
+            pinned.close()
+        return len(held) + sent, unsent
+
+    def _flush_rows(self, rows, dispatcher):
+        jobs = [Job(r.function, data=r.data, priority=r.priority, background=True, id=r.id)
+                for r in rows]
+        if not jobs:
+            return 0, 0
+        outcomes = []
+        dispatcher.run(jobs, lambda _i, outcome: outcomes.append(outcome))
+        queued = [o for o in outcomes if o.error is None]
+        self.outbox.delete(o.job.id for o in queued)
+        for outcome in outcomes:
+            if outcome.error is None:
+                log.info("outbox: delivered job %s on %s as %s", outcome.job.id,
+                         outcome.job.function, outcome.request.handle)
+            else:
+                self.outbox.put(outcome.job, outcome.error, doubt=in_doubt_at(outcome))
+                log.warning("outbox: job %s on %s still undeliverable: %s", outcome.job.id,
+                            outcome.job.function, outcome.error)
+        return len(queued), len(outcomes) - len(queued)
+
+    def _address(self, server):
+        for address in self.config.servers:
+            if str(address) == server:
+                return address
+        return parse_address(server)
+
+
+def in_doubt_at(outcome):
+    """The server that may have queued a job no server acknowledged: the last one whose
+    live connection took the request and never answered (None if there is none)."""
+    for server, what in reversed(outcome.attempts or ()):
+        if what.startswith("timed out"):
+            return server
+    return None
 
 
 def result_of(outcome):

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """sendjob: send jobs to gearman-frame workers (one job, a plugin's batch, the outbox).
 
-Waiting outbox jobs are delivered first, oldest first, by every invocation.
+A background send or a plugin also delivers what waits in the outbox afterwards, for at
+most AUTO_FLUSH_BUDGET seconds and only if no other sendjob is flushing it; a foreground
+`run` never touches the outbox; `flush` delivers all of it.
 """
 import argparse
 import json
@@ -10,7 +12,7 @@ import sys
 
 from gearman_frame import cli
 from gearman_frame.envelope import dumps
-from gearman_frame.errors import EXIT_FAILED, EXIT_OK, UsageError
+from gearman_frame.errors import EXIT_FAILED, EXIT_OK, OutboxError, UsageError
 from gearman_frame.wire import PRIORITIES
 
 from send_job_client.clients import OUTBOX, JobClient
@@ -29,6 +31,11 @@ examples:
   sendjob run compress path=/x --background --priority high
   sendjob plugin eg --count 20
   sendjob flush"""
+
+#: Seconds a background send or a plugin spends delivering older outbox jobs after its own.
+AUTO_FLUSH_BUDGET = 5.0
+#: Seconds `sendjob flush` waits for another sendjob that is flushing the same outbox.
+FLUSH_WAIT = 60.0
 
 _NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
@@ -50,7 +57,10 @@ def build_parser():
     plugin = commands.add_parser("plugin", help="run plugins/NAME.py")
     plugin.add_argument("name")
     plugin.add_argument("plugin_args", nargs=argparse.REMAINDER)
-    commands.add_parser("flush", help="deliver what waits in the outbox")
+    flush = commands.add_parser("flush", help="deliver what waits in the outbox")
+    flush.add_argument("--any-server", action="store_true",
+                       help="also send jobs in doubt (their server took the request but "
+                            "never answered) to other servers now; they may run twice")
     return parser
 
 
@@ -132,10 +142,24 @@ def cmd_plugin(client, args, config):
     return EXIT_OK if report.failed == 0 else EXIT_FAILED
 
 
-def cmd_flush(client):
-    report = client.flush_outbox()
+def cmd_flush(client, args):
+    report = client.flush_outbox(wait=FLUSH_WAIT, any_server=args.any_server)
+    if report.busy:
+        print(f"outbox: another sendjob kept flushing {client.outbox.path} for {FLUSH_WAIT:g}s; "
+              f"{report.remaining} waiting", file=sys.stderr)
+        return EXIT_FAILED
     print(f"outbox: {report.delivered} delivered, {report.remaining} waiting")
     return EXIT_OK if report.remaining == 0 else EXIT_FAILED
+
+
+def auto_flush(client):
+    """Deliver older outbox jobs within a budget; never fails the command that sent its own
+    job fine (a broken outbox is reported on stderr)."""
+    try:
+        if len(client.outbox):
+            client.flush_outbox(budget=AUTO_FLUSH_BUDGET)
+    except OutboxError as err:
+        print(f"sendjob: warning: {err}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -143,12 +167,15 @@ def main(argv=None):
     config = cli.load(args)
     with JobClient(config) as client:
         if args.command == "flush":
-            return cmd_flush(client)
-        if len(client.outbox):
-            client.flush_outbox()
+            return cmd_flush(client, args)
         if args.command == "run":
-            return cmd_run(client, args)
-        return cmd_plugin(client, args, config)
+            code = cmd_run(client, args)
+            if args.background:
+                auto_flush(client)
+            return code
+        code = cmd_plugin(client, args, config)
+        auto_flush(client)
+        return code
 
 
 def entry():

@@ -160,8 +160,10 @@ def test_status_watch_refreshes_until_interrupted(gearmand, tmp_path):
     import signal
     import time
     path, _config = client_config(tmp_path, [gearmand.address])
+    # SIGINT at its default action even when the suite runs as a shell's background job
     proc = subprocess.Popen([RUNADMIN, "--config", str(path), "status", "--watch", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, _err = proc.communicate(timeout=10)

@@ -82,7 +82,12 @@ def test_malformed_dump_line_names_file_and_line(setup):
     folder, _worker = setup
     (folder / "dump.jsonl").write_text('{"function": "f", "unique": "u", "data": ""}\nnot json\n')
     proc = run(["runadmin", "--config", "config.yaml", "resend", "dump.jsonl"], folder)
-    assert proc.returncode == 2 and "dump.jsonl:2:" in one_line(proc)
+    # the good line goes back, the bad one is named with its number, exit 1
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "dump.jsonl:2: bad line" in proc.stderr and "resent 1 job(s)" in proc.stdout
+    strict = run(["runadmin", "--config", "config.yaml", "--log-level", "ERROR", "resend",
+                  "dump.jsonl", "--strict"], folder)
+    assert strict.returncode == 1 and "--strict sends nothing" in strict.stderr
 
 
 @pytest.mark.parametrize("value", ["; touch pwned", "$(touch pwned)", "`touch pwned`",

@@ -45,7 +45,7 @@ def test_defaults_when_no_file_exists(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text, key, expected", [
-    ("serverz: []\n", "serverz", "did you mean 'servers'"),
+    ("serverz: []\n", "serverz", "did you mean 'server' or 'servers'"),
     ("client: {timout: 3}\n", "client.timout", "did you mean 'timeout'"),
     ("client: {timeout: -1}\n", "client.timeout", "a number >= 0"),
     ("client: {timeout: soon}\n", "client.timeout", "a number >= 0"),

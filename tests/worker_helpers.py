@@ -1,5 +1,6 @@
 """Run real `runworkers` processes and send them envelope jobs."""
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ class WorkerProcess:
     """One `runworkers` process with its own config file, log file and state folder."""
 
     def __init__(self, folder, servers, functions, name="w", threads=2, grace=5.0,
-                 plugins=(), pythonpath=None, extra_args=()):
+                 plugins=(), pythonpath=None, extra_args=(), nofile=None):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.name = name
@@ -35,10 +36,12 @@ class WorkerProcess:
         if pythonpath:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath),
                                                               env.get("PYTHONPATH")]))
+        def limit():  # a descriptor limit like `ulimit -n`, set in the child only
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         with open(self.logfile, "ab") as log:
             self.proc = subprocess.Popen([RUNWORKERS, "--config", str(self.config), *extra_args],
                                          stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         cwd=folder)
+                                         cwd=folder, preexec_fn=limit if nofile else None)
 
     def wait_ready(self, timeout=15):
         wait_for(lambda: "ready:" in self.log() or self.proc.poll() is not None, timeout,

@@ -16,6 +16,9 @@ import signal
 import threading
 import time
 
+from gearman_frame.errors import UsageError
+from gearman_frame.files import FileLock, private_folder
+
 from .procfs import adopted_children, all_pids, proc_stat
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,8 @@ class GroupLedger:
 
     def __init__(self, path):
         self.path = path
-        os.makedirs(path, exist_ok=True)
+        private_folder(path)
+        self.lock = FileLock(os.path.join(path, "lock"))
         self._map = None
         self._slots = {}  # pgid -> slot offset
         self._free = []
@@ -122,11 +126,28 @@ class GroupLedger:
     def _owner_file(self):
         return os.path.join(self.path, "owner")
 
-    def claim(self):
-        """Record this process as the folder's owner and start an empty ledger."""
-        me = proc_stat(os.getpid())
+    def acquire(self):
+        """Make this process the folder's only owner (an flock held for its life, dropped
+        by the kernel however it ends). Raises UsageError naming the running owner when
+        another live process holds the folder: two workers of one name on one host would
+        otherwise record, sweep and kill each other's commands."""
+        if not self.lock.acquire():
+            raise UsageError(f"a worker named {os.path.basename(self.path)[7:]!r} already "
+                             f"runs here ({self._owner()}, state {self.path}); give each "
+                             "runworkers on a host its own --name (e.g. --name "
+                             "'{hostname}-2')")
         with open(self._owner_file(), "w") as handle:
-            handle.write(f"{os.getpid()} {me[3]}\n")
+            handle.write(f"{os.getpid()}\n")
+
+    def _owner(self):
+        try:
+            with open(self._owner_file()) as handle:
+                return f"pid {int(handle.read().split()[0])}"
+        except (OSError, ValueError, IndexError):
+            return "pid unknown"
+
+    def claim(self):
+        """Start an empty ledger (the folder is ours: see ``acquire``)."""
         with self._lock:
             if self._map is None:
                 self._grow(self.FIRST_SLOTS)
@@ -178,20 +199,9 @@ class GroupLedger:
                 recorded.append((int(fields[0]), int(fields[1])))
         return recorded
 
-    def _previous_owner_alive(self):
-        try:
-            with open(self._owner_file()) as handle:
-                pid, start = (int(x) for x in handle.read().split())
-        except (OSError, ValueError):
-            return False
-        owner = proc_stat(pid)
-        return pid != os.getpid() and owner is not None and owner[3] == start
-
     def sweep_previous(self):
-        """Kill the groups a dead predecessor recorded; return the pgids killed."""
-        if self._previous_owner_alive():
-            log.warning("worker state %s belongs to a running worker; not sweeping", self.path)
-            return []
+        """Kill the groups a dead predecessor recorded; return the pgids killed. Call
+        after ``acquire``: the lock proves the previous owner is gone."""
         killed = []
         for pgid, start in self._recorded():
             leader = proc_stat(pgid)

@@ -66,34 +66,60 @@ class FunctionHandler:
         with job_context(worker=wire_worker.worker_client_id or self.ctx.name,
                          function=job.task, job_id=job.unique):
             started = time.monotonic()
+            request = None
             try:
                 request, raw = parse_request(job.data)
+                if request is None:
+                    return self._raw(raw)
+                result = self._serve(wire_worker, job, request)
+            except AbandonJob:
+                raise
             except EnvelopeError as err:
-                return self._final(job, None, self._result(STATUS_ERROR, f"bad job envelope: {err}",
-                                                           attempts=0), started)
-            if request is None:
-                return self._raw(raw)
-            progress = (_Progress(wire_worker, job, self.spec.timeout)
-                        if self.task is None else None)  # only commands report progress
-            try:
-                result = self._with_retries(lambda: self._attempt(request, progress))
-            except Rejected as why:
-                result = self._result(STATUS_ERROR, str(why), attempts=0)
-            result.id = request.id
+                result = self._result(STATUS_ERROR, f"bad job envelope: {err}", attempts=0)
+            except Exception as err:  # the system's (EMFILE ...) or ours: still a result
+                log.exception("job could not be handled")
+                result = self._result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
+                                                    f"{err}", attempts=0)
+            if result.id is None:
+                result.id = request.id if request is not None else job.unique
             return self._final(job, request, result, started)
 
+    def _serve(self, wire_worker, job, request):
+        progress = (_Progress(wire_worker, job, self.spec.timeout)
+                    if self.task is None else None)  # only commands report progress
+        try:
+            return self._with_retries(lambda: self._attempt(request, progress))
+        except Rejected as why:
+            return self._result(STATUS_ERROR, str(why), attempts=0)
+
     def _final(self, job, request, result, started):
+        """Answer the job with its result; a background job that failed (or one whose
+        envelope could not be read, so nobody knows) is dead-lettered first."""
         result.duration_s = round(time.monotonic() - started, 6)
+        result, encoded = self._encoded(result)
         if result.ok:
             log.info("done: ok after %d attempt(s) in %.3fs", result.attempts, result.duration_s)
-            return result.encode()
+            return encoded
         log.warning("failed: %s (%s) after %d attempt(s)", result.status, result.error,
                     result.attempts)
-        if request is not None and request.background and self.ctx.dead_letter:
+        background = True if request is None else request.background
+        if background and self.ctx.dead_letter:
             if not self.ctx.dead_letter(job, result):
-                # Unanswered, the job stays with gearmand and runs again: never dropped.
-                raise AbandonJob("no server took its dead letter")
-        return JobFailed(result.encode())
+                # Neither gearmand nor the disk took it: unanswered, the job stays with
+                # gearmand (bounded by its --job-retries), never dropped.
+                raise AbandonJob("neither a server nor the spool took its dead letter")
+        return JobFailed(encoded)
+
+    def _encoded(self, result):
+        """``(result, its JSON)``; a result JSON cannot carry (a lone surrogate from a
+        hostile job) becomes an error result that can."""
+        try:
+            return result, result.encode()
+        except ValueError as err:
+            safe = self._result(STATUS_ERROR, f"the result could not be encoded: {err}",
+                                attempts=result.attempts, duration_s=result.duration_s,
+                                id=_printable(result.id))
+            return safe, safe.encode()
 
     def _result(self, status, error=None, **fields):
         return Result(status=status, error=error, worker=self.ctx.name, host=HOST, **fields)
@@ -220,6 +246,11 @@ class _Progress:
 
     def __call__(self, elapsed):
         self.wire_worker.send_job_status(self.job, int(elapsed), self.timeout, poll_timeout=1.0)
+
+
+def _printable(text):
+    """``text`` with anything UTF-8 cannot carry escaped (None stays None)."""
+    return None if text is None else str(text).encode("utf-8", "backslashreplace").decode()
 
 
 def _text(data):

@@ -5,11 +5,11 @@ Runs K threads (NAME.0 ... NAME.K-1) connected to every configured gearmand. Sto
 gracefully on SIGTERM/SIGINT or `runadmin shutdown NAME` (a second signal forces).
 """
 import logging
-import os
 import sys
 
 from gearman_frame import cli
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
+from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
 
 from worker_client.hygiene import limit_malloc_arenas
@@ -19,6 +19,8 @@ log = logging.getLogger("worker_client.runworkers")
 
 #: Folder (beside the config) for the worker's state file of running command groups.
 STATE_DIR = "var/run"
+#: Folder (beside the config) where dead letters no server took wait to be sent.
+SPOOL_DIR = "var/spool/dead-letters"
 
 EPILOG = """examples:
   runworkers                                   # every configured function, config threads
@@ -60,9 +62,9 @@ def main(argv=None):
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)
     state_dir = config.resolve(STATE_DIR)
-    os.makedirs(state_dir, exist_ok=True)
+    private_folder(state_dir)
     pool = WorkerPool(config, functions, tasks, name=args.name, threads=args.threads,
-                      state_dir=state_dir)
+                      state_dir=state_dir, spool_dir=config.resolve(SPOOL_DIR))
     install_signal_handlers(pool)
     limit_malloc_arenas()
     pool.start()

@@ -18,6 +18,7 @@ from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_lette
                                   dead_letter_record)
 from gearman_frame.wire import JobFailed, WireClient, WireWorker
 
+from .deadletters import DeadLetterSpool, SpoolSender
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
 from .veryeasyprocess import Runner
@@ -67,7 +68,8 @@ class ServingThread(threading.Thread):
 class WorkerPool:
     """The threads of one named worker and the policy for stopping them."""
 
-    def __init__(self, config, functions, tasks, name=None, threads=None, state_dir=None):
+    def __init__(self, config, functions, tasks, name=None, threads=None, state_dir=None,
+                 spool_dir=None):
         self.config = config
         self.name = name or worker_name(config.worker.name)
         self.thread_count = threads or config.worker.threads
@@ -88,6 +90,8 @@ class WorkerPool:
                                              self.context) for fn in functions}
         self.threads = []
         self.keeper = None
+        self.spool = DeadLetterSpool(spool_dir) if spool_dir else None
+        self.spool_sender = SpoolSender(self.spool, self.servers) if self.spool else None
         self.reaper = OrphanReaper(self.runner)
         self._local = threading.local()
 
@@ -95,11 +99,14 @@ class WorkerPool:
     def start(self):
         """Sweep what a killed predecessor left, then start the threads."""
         if self.ledger:
+            self.ledger.acquire()
             self.ledger.sweep_previous()
             self.keeper = Keeper(self.ledger.path)
             self.runner.not_commands.add(self.keeper.pid)
         become_subreaper()
         self.reaper.start()
+        if self.spool_sender:
+            self.spool_sender.start()  # also sends what a previous worker left waiting
         self.threads = [self._spawn(i) for i in range(self.thread_count)]
         self.threads.append(self._spawn(CONTROL_SUFFIX))
 
@@ -161,6 +168,8 @@ class WorkerPool:
         for thread in self.threads:
             thread.join(JOIN_TIMEOUT)
         self.reaper.stopped.set()
+        if self.spool_sender:
+            self.spool_sender.stop()
         if self.keeper:
             self.keeper.release()
         reap_orphans(self.runner)
@@ -175,21 +184,37 @@ class WorkerPool:
         return JobFailed(b"unknown control command: " + command[:100])
 
     def dead_letter(self, job, result):
-        """Send a background job that failed every attempt to ``__dead__.FUNCTION``;
-        False if no server took it (the caller then leaves the job to be requeued)."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = WireClient(self.servers)
-        record = dead_letter_record(job.task, job.unique, job.data, result.to_dict())
+        """Send a background job that failed for good to ``__dead__.FUNCTION``, or keep
+        the letter in the spool when no server takes it; False only if both failed (the
+        caller then leaves the job unanswered for gearmand to hand out again)."""
+        function = dead_letter_function(job.task)
         try:
-            client.submit(dead_letter_function(job.task), record, unique=job.unique,
-                          background=True, timeout=10)
-            log.warning("dead-lettered to %s", dead_letter_function(job.task))
-            return True
-        except Exception as err:
-            log.error("could not dead-letter the job (%s); its last result: %s", err,
-                      result.error)
+            record = dead_letter_record(job.task, job.unique, job.data, result.to_dict())
+        except ValueError as err:  # cannot happen for a result that encoded; be safe
+            log.error("could not encode the dead letter: %s", err)
             return False
+        client = getattr(self._local, "client", None)
+        try:
+            if client is None:
+                client = self._local.client = WireClient(self.servers)
+            client.submit(function, record, unique=job.unique, background=True, timeout=10)
+            log.warning("dead-lettered to %s", function)
+            return True
+        except Exception as err:  # refused (queue full), no server, EMFILE ...
+            return self._spool_dead_letter(function, job.unique, record, err)
+
+    def _spool_dead_letter(self, function, unique, record, why):
+        if self.spool is None:
+            log.error("could not dead-letter the job (%s) and no spool is configured", why)
+            return False
+        try:
+            path = self.spool.keep(function, unique, record)
+        except OSError as err:
+            log.error("could not dead-letter the job (%s) nor spool it (%s)", why, err)
+            return False
+        log.warning("no server took the dead letter (%s); kept in %s until one does",
+                    why, path)
+        return True
 
 
 def install_signal_handlers(pool):

@@ -28,3 +28,4 @@ from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES, 
                          READ_CHUNK, BytesEncoder, PollMixin, WireConnection, check_request)
 from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL,  # noqa: F401
                      AbandonJob, JobFailed, WireWorker, WireWorkerHandler)
+from .status import UniqueStatus, status_by_unique  # noqa: F401,E402

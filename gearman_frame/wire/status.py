@@ -1,0 +1,81 @@
+"""GET_STATUS_UNIQUE: does a server hold a job with this unique key (queued or running)?
+
+python3-gearman has no such request, so this is a few lines of the binary protocol on a
+short-lived connection: every request is written at once and the answers (one
+STATUS_RES_UNIQUE each, in order) read back. gearmand 1.1.20 answers ``unique, known,
+running, numerator, denominator, waiting clients``.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from ..errors import ConnectionLost, ProtocolError, ServerUnavailable
+from .connection import CONNECT_TIMEOUT, _as_bytes
+
+GET_STATUS_UNIQUE = 41
+STATUS_RES_UNIQUE = 42
+ERROR = 19
+_HEADER = struct.Struct(">4sII")
+
+
+@dataclass(frozen=True)
+class UniqueStatus:
+    """What a server says of one unique key."""
+
+    unique: str
+    known: bool
+    running: bool
+
+
+def status_by_unique(address, uniques, timeout: float = 5.0) -> dict[str, UniqueStatus]:
+    """Ask the server at ``address`` (a ServerAddress) about each unique key.
+
+    Raises ServerUnavailable if it cannot be reached, ConnectionLost if it stops
+    answering, ProtocolError if it answers something else (a server without the request).
+    """
+    uniques = list(uniques)
+    if not uniques:
+        return {}
+    try:
+        sock = socket.create_connection(address.pair, timeout=CONNECT_TIMEOUT)
+    except OSError as err:
+        raise ServerUnavailable(f"{address}: {err.strerror or err}", [address]) from err
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(b"".join(_request(u) for u in uniques))
+            return {answer.unique: answer for answer in
+                    (_read_answer(sock) for _ in uniques)}
+        except OSError as err:
+            raise ConnectionLost(f"{address}: no status answer: {err}") from err
+
+
+def _request(unique):
+    body = _as_bytes(unique)
+    return _HEADER.pack(b"\0REQ", GET_STATUS_UNIQUE, len(body)) + body
+
+
+def _read_answer(sock):
+    magic, kind, size = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
+    body = _read_exactly(sock, size)
+    if magic != b"\0RES" or kind != STATUS_RES_UNIQUE:
+        what = body.replace(b"\0", b" ").decode("utf-8", "replace")[:200]
+        raise ProtocolError(f"expected STATUS_RES_UNIQUE, got packet {kind}: {what}")
+    fields = body.split(b"\0")
+    if len(fields) < 3:
+        raise ProtocolError(f"STATUS_RES_UNIQUE with {len(fields)} fields")
+    return UniqueStatus(fields[0].decode("utf-8", "surrogateescape"), fields[1] == b"1",
+                        fields[2] == b"1")
+
+
+def _read_exactly(sock, size):
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            raise ConnectionResetError("connection closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

@@ -1,6 +1,7 @@
 """What the three command-line tools share: the common flags, config loading with CLI
 precedence, logging set-up, and the mapping of every error to one line and an exit code."""
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -48,7 +49,10 @@ def load(args):
             config = config.replace(servers=parse_address_list(args.servers))
         except ValueError as err:
             raise ConfigError("--servers", None, str(err), args.servers) from err
-    setup_logging(config.logging, level=args.log_level)
+    settings = config.logging
+    if settings.file:  # a relative file is beside the config, like every path in it
+        settings = dataclasses.replace(settings, file=config.resolve(settings.file))
+    setup_logging(settings, level=args.log_level)
     return config
 
 

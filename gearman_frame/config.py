@@ -9,6 +9,7 @@ expected and what was found.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ DEFAULT_OUTBOX = "var/outbox.sqlite"
 DEFAULT_WORKER_NAME = "{hostname}"
 #: Worker threads per ``runworkers`` process.
 DEFAULT_THREADS = 4
+#: Most worker threads one process may have (each holds a connection per server).
+MAX_THREADS = 1024
 #: Seconds a graceful stop lets running commands finish before killing them.
 DEFAULT_GRACE = 30.0
 #: Seconds ``runworkers`` waits for a first server before exiting with code 3.
@@ -108,6 +111,8 @@ class FunctionConfig:
     maxqueue: int | None = None
     cwd: str | None = None
     env: dict = field(default_factory=dict)
+    #: Fields whose value may begin an argument with '-' (read as an option).
+    allow_options: frozenset = frozenset()
 
     @property
     def fields(self):
@@ -188,10 +193,26 @@ def load_config(explicit=None, environ=None):
     return config
 
 
+#: Most YAML aliases (``*name``) a config may use: a few are handy, thousands are an
+#: attack (a 442-byte "billion laughs" file hung the loader for 30 s).
+MAX_YAML_ALIASES = 100
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a document with more than MAX_YAML_ALIASES aliases."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path):
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError as err:
         raise ConfigError(path, None, "an existing YAML file", got="file not found") from err
     except OSError as err:
@@ -208,7 +229,7 @@ def _read_yaml(path):
 
 _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "plugins", "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
-                  "retry_delay", "backoff", "maxqueue", "cwd", "env")
+                  "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options")
 
 
 class _Validator:
@@ -236,13 +257,16 @@ class _Validator:
         return value
 
     def number(self, value, key, minimum=0.0):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value < minimum):
             raise self.error(key, f"a number >= {minimum:g}", value)
         return float(value)
 
-    def integer(self, value, key, minimum=0):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.error(key, f"a whole number >= {minimum}", value)
+    def integer(self, value, key, minimum=0, maximum=None):
+        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+                or (maximum is not None and value > maximum)):
+            bounds = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+            raise self.error(key, f"a whole number {bounds}", value)
         return value
 
     def string(self, value, key, choices=None):
@@ -289,7 +313,9 @@ class _Validator:
 
     def logging(self, raw):
         raw = self.mapping(raw, "logging", ("level", "file", "format"))
-        level = self.string(str(raw.get("level", "INFO")).upper(), "logging.level", LOG_LEVELS)
+        level = raw.get("level", "INFO")
+        level = self.string(level.upper() if isinstance(level, str) else level,
+                            "logging.level", LOG_LEVELS)
         return LoggingConfig(
             level=level,
             file=self.optional(self.string, raw.get("file"), "logging.file"),
@@ -316,7 +342,8 @@ class _Validator:
             raise self.error("worker.name", "only the fields {hostname} and {pid}", name)
         return WorkerConfig(
             name=name,
-            threads=self.integer(raw.get("threads", DEFAULT_THREADS), "worker.threads", 1),
+            threads=self.integer(raw.get("threads", DEFAULT_THREADS), "worker.threads", 1,
+                                 MAX_THREADS),
             grace=self.number(raw.get("grace", DEFAULT_GRACE), "worker.grace"),
             startup_timeout=self.number(raw.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT),
                                         "worker.startup_timeout"),
@@ -394,6 +421,13 @@ class _Validator:
         if not isinstance(env, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise self.error(f"{key}.env", "a mapping of strings to strings", env)
+        allow = raw.get("allow_options") or []
+        fields = fields_of(command or ([shell] if shell else []))
+        if not isinstance(allow, list) or not all(isinstance(a, str) and a in fields
+                                                  for a in allow):
+            raise self.error(f"{key}.allow_options",
+                             f"a list of this function's template fields "
+                             f"({', '.join(sorted(fields)) or 'none'})", allow)
         return FunctionConfig(
             name=name,
             command=command,
@@ -405,4 +439,5 @@ class _Validator:
             maxqueue=self.optional(self.integer, raw.get("maxqueue"), f"{key}.maxqueue"),
             cwd=self.optional(self.string, raw.get("cwd"), f"{key}.cwd"),
             env=dict(env),
+            allow_options=frozenset(allow),
         )

@@ -81,6 +81,33 @@ def loads(data):
         raise EnvelopeError("JSON nested too deeply") from err
 
 
+_SCALARS = (str, int, bool, type(None), bytes, bytearray)
+
+
+def check_faithful(value, where="kwargs"):
+    """Raise ValueError if JSON would carry ``value`` back as something else: a set, a
+    key that is not a string, a NaN or infinity (bytes are fine: they travel as base64)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where}: {value} is not a finite number (JSON has none)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} is not a string (JSON would turn it "
+                                 "into one)")
+            check_faithful(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_faithful(item, f"{where}[{index}]")
+    elif isinstance(value, (set, frozenset)):
+        raise ValueError(f"{where}: a {kind.__name__} would arrive as a list; send a list")
+    elif not isinstance(value, (int, float, str, bytes)):
+        raise ValueError(f"{where}: a {kind.__name__} is not JSON")
+
+
 def new_job_id():
     """A fresh job id: 32 hex characters, safely under gearmand's 63-byte unique limit."""
     return os.urandom(16).hex()

@@ -5,11 +5,28 @@ attributes, and knows the exit code the command-line contract gives it, so each 
 any of them to one line and one code without a traceback.
 """
 
+import reprlib
+
 #: Exit codes of the command-line contract (README: Commands).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job or operation failed (non-zero exit, timeout, ERR reply)
 EXIT_USAGE = 2  # bad usage or bad config
 EXIT_UNREACHABLE = 3  # no job server reachable
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 2
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+#: Characters of a value shown in an error.
+SHOWN_VALUE = 120
+
+
+def short_repr(value):
+    """A repr of at most SHOWN_VALUE characters, whatever ``value`` is (a YAML alias
+    bomb's nested lists have a repr of billions of characters)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= SHOWN_VALUE else text[:SHOWN_VALUE] + "..."
 
 
 class FrameError(Exception):
@@ -32,7 +49,7 @@ class ConfigError(FrameError):
         self.expected = expected
         self.value = value
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
-        shown = got if got is not None else f"got {value!r}"
+        shown = got if got is not None else f"got {short_repr(value)}"
         super().__init__(f"{where}expected {expected}, {shown}")
 
 

@@ -4,6 +4,11 @@ Every record carries ``worker``, ``function`` and ``job_id`` from a context vari
 worker threads set around each job (:func:`job_context`), so lines from a busy
 multi-threaded worker can be told apart. Library modules only call
 ``logging.getLogger(__name__)``.
+
+A line is one line: control characters in the message and in every field are escaped
+(a job's field name holding a newline cannot forge a second line) and a message is cut
+at MAX_MESSAGE characters. Job values are logged only at DEBUG, cut with :func:`cut`.
+A log file and its folder are owner-only.
 """
 import contextvars
 import json
@@ -15,6 +20,11 @@ import sys
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 #: Rotated log files kept beside the current one.
 LOG_FILE_BACKUPS = 5
+
+#: Characters of one log message kept; the rest is replaced by a count.
+MAX_MESSAGE = 2000
+#: Characters of a job value (a command line, an error text) shown at DEBUG.
+VALUE_PREFIX = 200
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(worker)s %(function)s %(job_id)s %(name)s: %(message)s"
 _CONTEXT_FIELDS = ("worker", "function", "job_id")
@@ -39,14 +49,44 @@ class job_context:  # noqa: N801 - used like a function: ``with job_context(...)
         _context.reset(self.token)
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char):
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}" if code < 65536 \
+        else f"\\U{code:08x}"
+
+
+def printable(text):
+    """``text`` with every character that is not printable escaped (``\\n``, ``\\x1b``,
+    ``\\u2028``, a lone surrogate), for a log line or a table cell."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def cut(text, limit=VALUE_PREFIX):
+    """The first ``limit`` characters of ``text``, saying how many more there were."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"
+
+
 class ContextFilter(logging.Filter):
-    """Copies the calling thread's job context onto each record ('-' where unknown)."""
+    """Copies the calling thread's job context onto each record ('-' where unknown) and
+    makes the message and every field one bounded, printable line."""
 
     def filter(self, record):
         ctx = _context.get()
         for name in _CONTEXT_FIELDS:
-            if not hasattr(record, name):
-                setattr(record, name, ctx.get(name, "-"))
+            value = getattr(record, name, None)
+            setattr(record, name, printable(ctx.get(name, "-") if value is None else value))
+        message = record.getMessage()
+        if len(message) > MAX_MESSAGE:
+            message = cut(message, MAX_MESSAGE)
+        record.msg, record.args = printable(message), None
         return True
 
 
@@ -68,6 +108,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _private_rotating_handler(path):
+    """A rotating file handler whose files are created 0600 (they name jobs and, at
+    DEBUG, hold their values)."""
+    from logging.handlers import RotatingFileHandler  # only when logging to a file
+
+    class PrivateRotatingFileHandler(RotatingFileHandler):
+        def _open(self):
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+            return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    return PrivateRotatingFileHandler(path, maxBytes=LOG_FILE_MAX_BYTES,
+                                      backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
+
+
 def setup_logging(settings, level=None, stream=None):
     """Install gearman-frame's handler on the root logger (idempotent).
 
@@ -80,11 +135,8 @@ def setup_logging(settings, level=None, stream=None):
         root.removeHandler(handler)
         handler.close()
     if settings.file:
-        from logging.handlers import RotatingFileHandler  # only when logging to a file
-        os.makedirs(os.path.dirname(os.path.abspath(settings.file)), exist_ok=True)
-        handler = RotatingFileHandler(
-            settings.file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS,
-            encoding="utf-8")
+        os.makedirs(os.path.dirname(os.path.abspath(settings.file)), mode=0o700, exist_ok=True)
+        handler = _private_rotating_handler(settings.file)
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     setattr(handler, _HANDLER_MARK, True)

@@ -203,10 +203,14 @@ class LocalGearmand:
         if not port_is_free(self.host, self.port):
             raise ServerControlError(f"cannot start gearmand: {self.address} is already in use "
                                      "by another process", EXIT_USAGE)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.errfile, "ab") as err:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        err = os.open(self.errfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:  # umask 077: the queue and the log hold job data, so they are owner-only
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                            stdout=err, stderr=err, start_new_session=True)
+                                            stdout=err, stderr=err, start_new_session=True,
+                                            umask=0o077)
+        finally:
+            os.close(err)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -228,6 +232,7 @@ class LocalGearmand:
             time.sleep(0.01)
         if self._read_pid() != self.process.pid:
             self.pidfile.write_text(f"{self.process.pid}\n")
+        self.pidfile.chmod(0o644)  # a pid is no secret; monitoring may read it
 
     def _failure_text(self):
         text = ""

@@ -3,6 +3,11 @@
 Only plain ``{name}`` placeholders are allowed (no attribute access, indexing, format
 specs or conversions), so a template can never reach into Python objects, and every
 field a job must supply is known when the config is loaded.
+
+A value that begins an argument (a field at the start of an argv entry or of a shell word)
+may not begin with ``-``: the program would read it as an option (``ls {path}`` with
+``path=--version``, ``sort {file}`` with ``file=--output=/etc/x``). A function lets
+chosen fields through with ``allow_options: [field, ...]``.
 """
 import functools
 import shlex
@@ -53,6 +58,33 @@ def check_kwargs(needed, kwargs):
         raise TemplateError(f"field(s) not in the template: {', '.join(extra)}")
 
 
+#: Characters after which a shell template starts a new word.
+_WORD_BREAKS = " \t\n;&|()<>"
+
+
+@functools.lru_cache(maxsize=256)
+def leading_fields(templates, shell):
+    """The fields that begin an argument: at the start of an argv entry, or (``shell``)
+    at the start of the template or after a word break."""
+    breaks = _WORD_BREAKS if shell else ""
+    leading = set()
+    for template in templates:
+        for index, (literal, name, _spec, _conv) in enumerate(_FORMATTER.parse(template)):
+            if name is not None and (literal[-1:] in tuple(breaks) if literal
+                                     else index == 0):
+                leading.add(name)
+    return frozenset(leading)
+
+
+def check_options(values, leading, allowed):
+    """Raise TemplateError for a value that begins an argument with ``-``."""
+    for name in leading:
+        if name not in allowed and values[name].startswith("-"):
+            raise TemplateError(
+                f"field {name!r} begins an argument and its value starts with '-' (it would "
+                f"be read as an option); list it in allow_options to permit that")
+
+
 def _text(value):
     if isinstance(value, (dict, list, tuple, set)) or value is None:
         raise TemplateError(f"template values must be text or numbers, got {type(value).__name__}")
@@ -63,18 +95,20 @@ def _text(value):
     return text
 
 
-def render_argv(argv, kwargs):
+def render_argv(argv, kwargs, allow_options=()):
     """Fill an argv template; each value stays exactly one literal argument.
 
     (``str.format_map`` is safe here: ``fields_of`` has checked that every field of
     every part is a plain name, so nothing but a lookup in ``values`` happens.)"""
     check_kwargs(fields_of(argv), kwargs)
     values = {k: _text(v) for k, v in kwargs.items()}
+    check_options(values, leading_fields(tuple(argv), False), allow_options)
     return [part.format_map(values) for part in argv]
 
 
-def render_shell(template, kwargs):
+def render_shell(template, kwargs, allow_options=()):
     """Fill a shell template with every value shell-quoted."""
     check_kwargs(fields_of([template]), kwargs)
-    values = {k: shlex.quote(_text(v)) for k, v in kwargs.items()}
-    return template.format_map(values)
+    texts = {k: _text(v) for k, v in kwargs.items()}
+    check_options(texts, leading_fields((template,), True), allow_options)
+    return template.format_map({k: shlex.quote(v) for k, v in texts.items()})

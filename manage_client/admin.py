@@ -73,6 +73,8 @@ class AdminClient:
     def __init__(self, servers, timeout=REPLY_TIMEOUT):
         self.connections = [AdminConnection(s, timeout) for s in servers]
         self.unreachable = {}
+        #: ``(server, line)`` for each reply line that could not be parsed and was left out.
+        self.skipped = []
 
     def close(self):
         for conn in self.connections:
@@ -102,21 +104,24 @@ class AdminClient:
                 self.unreachable.values()), [c.address for c in self.connections])
         return results
 
+    def _lenient(self, parse):
+        return lambda lines, server: parse(lines, server, self.skipped)
+
     def _each_ok(self, text):
         return self._fan_out(text, lambda line, server: (server, proto.parse_ok(line, server)))
 
     # -- one method per admin command
     def status(self):
-        return self._fan_out("status", proto.parse_status)
+        return self._fan_out("status", self._lenient(proto.parse_status))
 
     def prioritystatus(self):
-        return self._fan_out("prioritystatus", proto.parse_prioritystatus)
+        return self._fan_out("prioritystatus", self._lenient(proto.parse_prioritystatus))
 
     def workers(self):
-        return self._fan_out("workers", proto.parse_workers)
+        return self._fan_out("workers", self._lenient(proto.parse_workers))
 
     def show_jobs(self):
-        return self._fan_out("show jobs", proto.parse_jobs)
+        return self._fan_out("show jobs", self._lenient(proto.parse_jobs))
 
     def show_unique_jobs(self):
         return self._fan_out("show unique jobs",

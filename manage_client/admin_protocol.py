@@ -128,12 +128,21 @@ def _block(lines, server):
     return lines
 
 
-def _records(lines, server, command, count, record):
-    """Lines of ``count`` fields, a name then numbers, as ``record(server, name, *ints)``."""
+def _records(lines, server, command, count, record, skipped=None):
+    """Lines of ``count`` fields, a name then numbers, as ``record(server, name, *ints)``.
+
+    A malformed line raises ProtocolError, or, given a ``skipped`` list, is appended to it
+    as ``(server, line)`` and left out (a function named with a TAB or LF by any
+    connection must not blind the admin to every other row)."""
     rows = []
     for line in _block(lines, server):
-        name, *numbers = _split(line, count, server, command)
-        rows.append(record(server, name, *_ints(numbers, line, server)))
+        try:
+            name, *numbers = _split(line, count, server, command)
+            rows.append(record(server, name, *_ints(numbers, line, server)))
+        except ProtocolError:
+            if skipped is None:
+                raise
+            skipped.append((server, line))
     return rows
 
 
@@ -141,28 +150,33 @@ def _function_status(server, function, total, running, workers):
     return FunctionStatus(server, function, max(0, total - running), running, workers)
 
 
-def parse_status(lines, server):
-    return _records(lines, server, "status", 4, _function_status)
+def parse_status(lines, server, skipped=None):
+    return _records(lines, server, "status", 4, _function_status, skipped)
 
 
-def parse_prioritystatus(lines, server):
-    return _records(lines, server, "prioritystatus", 5, PriorityStatus)
+def parse_prioritystatus(lines, server, skipped=None):
+    return _records(lines, server, "prioritystatus", 5, PriorityStatus, skipped)
 
 
-def parse_workers(lines, server):
+def parse_workers(lines, server, skipped=None):
+    """``FD IP CLIENT_ID : F1 F2``; the client id may hold spaces (any connection sets
+    its own), so it is everything between the IP and the first `` :``."""
     rows = []
     for line in _block(lines, server):
-        head, sep, tail = line.partition(" :")
-        parts = head.split(" ")
-        if not sep or len(parts) != 3:
-            raise ProtocolError(f"{server}: malformed 'workers' line: {line!r}")
-        fd = _ints(parts[:1], line, server)[0]
-        rows.append(WorkerConnection(server, fd, parts[1], parts[2], tail.split()))
+        fd, _, rest = line.partition(" ")
+        ip, _, rest = rest.partition(" ")
+        client_id, sep, tail = rest.partition(" :")
+        if not sep or not fd.isdigit() or not ip or not client_id:
+            if skipped is None:
+                raise ProtocolError(f"{server}: malformed 'workers' line: {line!r}")
+            skipped.append((server, line))
+            continue
+        rows.append(WorkerConnection(server, int(fd), ip, client_id, tail.split()))
     return rows
 
 
-def parse_jobs(lines, server):
-    return _records(lines, server, "show jobs", 4, QueuedJob)
+def parse_jobs(lines, server, skipped=None):
+    return _records(lines, server, "show jobs", 4, QueuedJob, skipped)
 
 
 def parse_uniques(lines, server):

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 from gearman_frame import cli
 from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError
+from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
 
@@ -298,7 +299,18 @@ def main(argv=None):
     if args.command == "server":
         return cmd_server(config, args)
     with AdminClient(config.servers) as admin:
-        return COMMANDS[args.command](admin, config, args)
+        code = COMMANDS[args.command](admin, config, args)
+        warn_skipped(admin)
+        return code
+
+
+def warn_skipped(admin):
+    """Say (on stderr) that some reply lines could not be read, instead of failing."""
+    if admin.skipped:
+        server, line = admin.skipped[0]
+        print(f"runadmin: warning: left out {len(admin.skipped)} reply line(s) that could not "
+              f"be parsed (a name with a TAB or newline?), e.g. from {server}: "
+              f"{printable(line)[:120]}", file=sys.stderr)
 
 
 def entry():

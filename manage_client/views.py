@@ -2,8 +2,10 @@
 from collections import defaultdict
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX
 
 from .admin import totals
@@ -29,16 +31,22 @@ def status_table(rows, unreachable=None):
         by_server[row.server].append(row)
     for server in sorted(by_server):
         for row in sorted(by_server[server], key=lambda r: r.function):
-            table.add_row(server, row.function, str(row.queued), str(row.running),
+            table.add_row(server, cell(row.function), str(row.queued), str(row.running),
                           str(row.workers), _mark(row))
         table.add_section()
     if len(by_server) > 1:
         for row in totals(rows).values():
-            table.add_row("[bold]all", row.function, str(row.queued), str(row.running),
+            table.add_row("[bold]all", cell(row.function), str(row.queued), str(row.running),
                           str(row.workers), _mark(row))
     for server, error in sorted((unreachable or {}).items()):
         table.add_row(server, "[red]unreachable", "", "", "", error[:40])
     return table
+
+
+def cell(text):
+    """A name any connection chose, safe in a table: control characters escaped, rich
+    markup ("[red]") shown as text."""
+    return escape(printable(text))
 
 
 def _mark(row):
@@ -62,7 +70,8 @@ def workers_table(connections):
         table.add_column(column, justify="right" if column == "connections" else "left")
     for (server, ip, name), info in sorted(groups.items()):
         functions = sorted(f for f in info["functions"] if not f.startswith(CONTROL_PREFIX))
-        table.add_row(server, ip, name, str(info["threads"]), " ".join(functions))
+        table.add_row(server, cell(ip), cell(name), str(info["threads"]),
+                      " ".join(cell(f) for f in functions))
     return table
 
 

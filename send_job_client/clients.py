@@ -16,7 +16,7 @@ from gearman_frame.addresses import parse_address
 from gearman_frame.config import load_config
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result
 from gearman_frame.errors import (EnvelopeError, ServerRefused, ServerUnavailable,
-                                  WireError)
+                                  UsageError, WireError)
 from gearman_frame.wire import status_by_unique
 
 from .dispatch import DEFAULT_WINDOW, Dispatcher, Job
@@ -69,9 +69,15 @@ class JobClient:
         self.outbox = outbox or Outbox(self.config.resolve(client.outbox))
         self.dispatcher = Dispatcher(self.config.servers, self.timeout,
                                      client.resend if resend is None else resend, window)
+        self._closed = False
 
     def close(self):
         self.dispatcher.close()
+        self._closed = True
+
+    def _check_open(self):
+        if self._closed:
+            raise UsageError("this JobClient is closed; make a new one")
 
     def __enter__(self):
         return self
@@ -101,6 +107,7 @@ class JobClient:
         return OUTBOX if delivery.outbox else delivery.handle
 
     def _one(self, job, timeout):
+        self._check_open()
         job.validate()
         outcomes = []
         self.dispatcher.run([job], lambda _i, outcome: outcomes.append(outcome), timeout,
@@ -117,6 +124,7 @@ class JobClient:
         which is called as each job ends, for batches too large to hold). ``progress(n)``
         is called with the count of jobs done so far.
         """
+        self._check_open()
         results = {} if collect else None
         done = [0]
 
@@ -157,6 +165,7 @@ class JobClient:
         holds it for ``wait`` seconds, nothing is sent (``busy``). Stops at the first batch
         in which a job found no server, or once ``budget`` seconds have passed.
         ``any_server`` sends in-doubt jobs anywhere at once (see DOUBT_PATIENCE)."""
+        self._check_open()
         deadline = time.monotonic() + wait
         while (lock := self.outbox.flush_lock()) is None:
             if time.monotonic() >= deadline:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from python3_gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN
 
-from gearman_frame.envelope import Request, new_job_id
+from gearman_frame.envelope import Request, check_faithful, new_job_id
 from gearman_frame.errors import JobTimeout, ServerRefused, ServerUnavailable, WireError
 from gearman_frame.wire import JOB_REFUSED, PRIORITIES, WireClient, check_request
 
@@ -60,6 +60,9 @@ class Job:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, "
                              f"got {self.priority!r}")
         check_request(self.function, self.id)
+        if self.data is None:
+            check_faithful(self.kwargs)
+            check_faithful(self.args, "args")
 
 
 @dataclass

@@ -46,6 +46,9 @@ class PluginReport:
 
 def load_plugin(name):
     """Import ``plugins.NAME``, else the module NAME; UsageError if there is neither."""
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise UsageError(f"plugin {name!r}: expected a module name (letters, digits, _ and "
+                         "dots), like 'eg' or 'mypackage.batch'")
     candidates = [name] if "." in name else [f"{PLUGIN_PACKAGE}.{name}", name]
     for module_name in candidates:
         try:

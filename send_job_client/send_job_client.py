@@ -7,11 +7,14 @@ most AUTO_FLUSH_BUDGET seconds and only if no other sendjob is flushing it; a fo
 """
 import argparse
 import json
+import math
+import os
 import re
 import sys
 
 from gearman_frame import cli
 from gearman_frame.envelope import dumps
+from gearman_frame.logs import cut
 from gearman_frame.errors import EXIT_FAILED, EXIT_OK, OutboxError, UsageError
 from gearman_frame.wire import PRIORITIES
 
@@ -76,8 +79,21 @@ def parse_value(text):
         try:
             return json.loads(text)
         except ValueError as err:
-            raise UsageError(f"value {text!r} looks like JSON but is not: {err}") from err
+            raise UsageError(f"value {cut(text, 60)!r} looks like JSON but is not: "
+                             f"{err}") from err
+        except RecursionError as err:
+            raise UsageError(f"value {cut(text, 60)!r}: JSON nested too deeply") from err
+    if not _is_text(text):  # bytes that are not UTF-8 (argv decoded with surrogateescape)
+        return os.fsencode(text)
     return text
+
+
+def _is_text(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_fields(items):
@@ -94,6 +110,8 @@ def parse_fields(items):
 
 
 def cmd_run(client, args):
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout: expected a number of seconds > 0, got {args.timeout}")
     kwargs = parse_fields(args.fields)
     positional = [parse_value(a) for a in args.arg]
     data = args.data.encode("utf-8") if args.data is not None else None

@@ -42,5 +42,5 @@ def test_log_lines_carry_worker_function_and_job_id(gearmand, start_workers):
     worker = start_workers([gearmand.address], {"echo": {"command": ["echo", "{w}"]}},
                            name="tracer", threads=3)
     result = send([gearmand.address], "echo", w="x")
-    line = next(l for l in worker.log().splitlines() if "running echo x" in l)
+    line = next(l for l in worker.log().splitlines() if "running (timeout" in l)
     assert f" echo {result.id} " in line and " tracer." in line

@@ -147,7 +147,7 @@ def test_sigterm_lets_the_running_command_finish(gearmand, start_workers):
     import threading
     sender = threading.Thread(target=lambda: results.append(send([gearmand.address], "nap")))
     sender.start()
-    wait_for(lambda: "running sleep 2" in worker.log(), 10, "the command to start")
+    wait_for(lambda: "running (timeout" in worker.log(), 10, "the command to start")
     assert worker.stop(signal.SIGTERM) == 0
     sender.join(10)
     assert results and results[0].status == "ok"
@@ -165,7 +165,7 @@ def test_second_signal_forces_and_the_job_is_requeued(gearmand, start_workers):
     worker = start_workers([gearmand.address], {"long": {"command": ["sleep", "30"]}},
                            grace=60)
     send_background([gearmand.address], "long")
-    wait_for(lambda: "running sleep 30" in worker.log(), 10, "the command to start")
+    wait_for(lambda: "running (timeout" in worker.log(), 10, "the command to start")
     worker.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     assert worker.proc.poll() is None  # still inside its grace period

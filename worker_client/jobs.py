@@ -18,7 +18,7 @@ from threading import Event
 from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
                                     Result, dumps, parse_request)
 from gearman_frame.errors import EnvelopeError
-from gearman_frame.logs import job_context
+from gearman_frame.logs import cut, job_context
 from gearman_frame.templates import TemplateError, render_argv, render_shell
 from gearman_frame.wire import AbandonJob, JobFailed
 
@@ -151,7 +151,8 @@ class FunctionHandler:
         if isinstance(stdin, str):
             stdin = stdin.encode("utf-8")
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
-        return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env))
+        return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env,
+                                            fields=request.kwargs))
 
     def _tick_kwargs(self, on_tick):
         return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
@@ -162,7 +163,7 @@ class FunctionHandler:
             value = self.task(*args, **kwargs)
         except Exception as err:
             tail = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-2000:]
-            log.warning("task raised %s: %s", type(err).__name__, err)
+            log.warning("task raised %s: %s", type(err).__name__, cut(str(err)))
             return self._result(STATUS_FAILED, f"{type(err).__name__}: {err}", stderr=tail)
         if value is None or isinstance(value, (bytes, bytearray)):
             kind = "None" if value is None else "bytes"
@@ -181,9 +182,9 @@ class FunctionHandler:
         spec = self.spec
         try:
             if spec.command:
-                return render_argv(spec.command, kwargs), False
+                return render_argv(spec.command, kwargs, spec.allow_options), False
             if spec.shell:
-                return render_shell(spec.shell, kwargs), True
+                return render_shell(spec.shell, kwargs, spec.allow_options), True
         except TemplateError as err:
             raise Rejected(str(err)) from err
         if spec.raw_shell:
@@ -192,11 +193,15 @@ class FunctionHandler:
             return kwargs["cmd"], True
         raise Rejected(f"function {self.name} has no command configured")
 
-    def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None, env=None):
+    def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None, env=None, fields=()):
         """Run the command; ``env`` (default: the function's ``env``) is added to the
-        worker's environment."""
-        if log.isEnabledFor(logging.INFO):  # quote() is not free; this runs per command
-            log.info("running %s (timeout %ss)", quote(argv), self.spec.timeout)
+        worker's environment. INFO names the job's fields, never their values (a value
+        may be a secret); DEBUG shows the command, cut short."""
+        if log.isEnabledFor(logging.INFO):
+            log.info("running (timeout %ss, fields: %s)", self.spec.timeout,
+                     ", ".join(fields) or "none")
+            if log.isEnabledFor(logging.DEBUG):  # quote() is not free; this runs per command
+                log.debug("command: %s", cut(quote(argv)))
         kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
         outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
                                       env=self.spec.env if env is None else env,

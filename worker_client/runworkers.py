@@ -8,6 +8,7 @@ import logging
 import sys
 
 from gearman_frame import cli
+from gearman_frame.config import MAX_THREADS
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
@@ -46,6 +47,8 @@ def choose_functions(config, tasks, wanted):
                              "register no @task")
         return sorted(available)
     chosen = [f.strip() for f in wanted.split(",") if f.strip()]
+    if not chosen:
+        raise UsageError(f"--functions: expected one or more function names, got {wanted!r}")
     unknown = [f for f in chosen if f not in available]
     if unknown:
         raise UsageError(f"--functions: unknown function(s) {', '.join(unknown)}; "
@@ -56,8 +59,9 @@ def choose_functions(config, tasks, wanted):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = cli.load(args)
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads: expected a whole number >= 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise UsageError(f"--threads: expected a whole number >= 1 and <= {MAX_THREADS}, "
+                         f"got {args.threads}")
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)

@@ -61,6 +61,8 @@ class ProcessResult:
     escaped: tuple = ()
     cancelled: bool = False
     pid: int | None = None
+    #: Why the command could not be started (``E2BIG: Argument list too long``), or None.
+    start_error: str | None = None
 
     @property
     def ok(self):
@@ -72,6 +74,8 @@ class ProcessResult:
             return f"timed out after {self.duration_s:.2f}s (process group killed)"
         if self.cancelled:
             return "killed: the worker is stopping"
+        if self.start_error:
+            return f"could not start the command: {self.start_error} (exit code 127)"
         if self.signal is not None:
             text = f"killed by signal {self.signal} ({_signal_name(self.signal)})"
         else:
@@ -396,11 +400,14 @@ class Runner:
             del self._reaped[next(iter(self._reaped))]
 
     def _not_started(self, argv, err, files, capture):
-        name = argv if isinstance(argv, str) else argv[0]
-        message = f"cannot run {name}: {err.strerror or err}\n".encode()
-        log.warning("%s", message.decode().strip())
+        name = "/bin/sh" if isinstance(argv, str) else argv[0]
+        code = errno.errorcode.get(err.errno, "error") if err.errno else "error"
+        reason = f"{code}: {err.strerror or err}"
+        message = f"cannot run {name[:200]}: {reason}\n".encode("utf-8", "backslashreplace")
+        log.warning("cannot start the command %s: %s", name[:200], reason)
         return ProcessResult(argv=argv, exit_code=127, signal=None, timed_out=False,
-                             duration_s=0.0, stderr=message if capture else b"")
+                             duration_s=0.0, stderr=message if capture else b"",
+                             start_error=reason)
 
     def _wait(self, proc, started, timeout, on_tick, tick):
         """Wait for the deadline, calling ``on_tick`` between slices; True if it exited."""

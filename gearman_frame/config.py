@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -39,6 +40,15 @@ DEFAULT_OUTBOX = "var/outbox.sqlite"
 DEFAULT_WORKER_NAME = "{hostname}"
 #: Worker threads per ``runworkers`` process.
 DEFAULT_THREADS = 4
+#: Largest job payload a worker takes (bytes); a larger one is read past as it arrives
+#: and refused, so it never grows the worker's memory.
+DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
+#: Most kwargs a job may have (an envelope with many more strings is refused before it
+#: is decoded).
+DEFAULT_MAX_KWARGS = 10_000
+#: Bytes of a command's output kept per stream (a raw job's stdout: its first bytes; a
+#: JSON job's: its last, at most TAIL_BYTES); the rest is counted and dropped.
+DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 #: Most worker threads one process may have (each holds a connection per server).
 MAX_THREADS = 1024
 #: Seconds a graceful stop lets running commands finish before killing them.
@@ -88,6 +98,8 @@ class WorkerConfig:
     grace: float = DEFAULT_GRACE
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    max_kwargs: int = DEFAULT_MAX_KWARGS
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class FunctionConfig:
     env: dict = field(default_factory=dict)
     #: Fields whose value may begin an argument with '-' (read as an option).
     allow_options: frozenset = frozenset()
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
 
     @property
     def fields(self):
@@ -229,7 +242,13 @@ def _read_yaml(path):
 
 _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "plugins", "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
-                  "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options")
+                  "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
+                  "output_limit")
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3,
+          "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
 
 
 class _Validator:
@@ -268,6 +287,21 @@ class _Validator:
             bounds = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
             raise self.error(key, f"a whole number {bounds}", value)
         return value
+
+    def size(self, value, key):
+        """Bytes: a whole number, or a number with a unit (``512KiB``, ``1 MiB``, ``2GB``)."""
+        expected = "a size in bytes >= 1 (a number, or one with KiB, MiB, GiB, KB, MB, GB)"
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise self.error(key, expected, value)
+            return value
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if not match:
+            raise self.error(key, expected, value)
+        number = float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
+        if number < 1:
+            raise self.error(key, expected, value)
+        return int(number)
 
     def string(self, value, key, choices=None):
         if not isinstance(value, str) or not value:
@@ -332,7 +366,7 @@ class _Validator:
 
     def worker(self, raw):
         raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",
-                                           "progress_interval"))
+                                           "progress_interval", "max_payload", "max_kwargs"))
         name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
         try:
             unknown = fields_of([name]) - {"hostname", "pid"}
@@ -350,6 +384,10 @@ class _Validator:
             progress_interval=self.number(raw.get("progress_interval",
                                                   DEFAULT_PROGRESS_INTERVAL),
                                           "worker.progress_interval", 0.01),
+            max_payload=self.size(raw.get("max_payload", DEFAULT_MAX_PAYLOAD),
+                                  "worker.max_payload"),
+            max_kwargs=self.integer(raw.get("max_kwargs", DEFAULT_MAX_KWARGS),
+                                    "worker.max_kwargs", 1),
         )
 
     def server(self, raw):
@@ -440,4 +478,6 @@ class _Validator:
             cwd=self.optional(self.string, raw.get("cwd"), f"{key}.cwd"),
             env=dict(env),
             allow_options=frozenset(allow),
+            output_limit=self.size(raw.get("output_limit", DEFAULT_OUTPUT_LIMIT),
+                                   f"{key}.output_limit"),
         )

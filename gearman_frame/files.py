@@ -12,10 +12,25 @@ FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def private_folder(path: str) -> str:
-    """Create ``path`` (and missing parents) owner-only; an existing folder is left as
-    it is (it may be shared on purpose). Returns ``path``."""
-    os.makedirs(path, mode=FOLDER_MODE, exist_ok=True)
+def private_folder(path) -> str:
+    """Create ``path`` and every missing parent owner-only (``os.makedirs`` gives parents
+    the umask's mode); an existing folder is left as it is (it may be shared on purpose).
+    Returns ``path``."""
+    path = os.fspath(path)
+    missing = []
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, FOLDER_MODE)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
     return path
 
 

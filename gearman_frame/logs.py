@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from .files import private_folder
+
 #: Bytes a log file reaches before it is rotated.
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 #: Rotated log files kept beside the current one.
@@ -135,7 +137,7 @@ def setup_logging(settings, level=None, stream=None):
         root.removeHandler(handler)
         handler.close()
     if settings.file:
-        os.makedirs(os.path.dirname(os.path.abspath(settings.file)), mode=0o700, exist_ok=True)
+        private_folder(os.path.dirname(os.path.abspath(settings.file)))
         handler = _private_rotating_handler(settings.file)
     else:
         handler = logging.StreamHandler(stream or sys.stderr)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .addresses import DEFAULT_PORT
 from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
+from .files import private_folder
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class LocalGearmand:
         if not port_is_free(self.host, self.port):
             raise ServerControlError(f"cannot start gearmand: {self.address} is already in use "
                                      "by another process", EXIT_USAGE)
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_folder(self.data_dir)
         err = os.open(self.errfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:  # umask 077: the queue and the log hold job data, so they are owner-only
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,

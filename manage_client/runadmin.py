@@ -84,7 +84,7 @@ def build_parser():
     sub.add_parser("apply", help="apply the config's per-function maxqueue limits")
     server = sub.add_parser("server", help="start, stop or inspect the local gearmand")
     server.add_argument("action", choices=["start", "stop", "status"])
-    server.add_argument("--port", type=int, help="port (default: the first configured "
+    server.add_argument("--port", type=cli.port, help="port (default: the first configured "
                                                  "loopback server's, else 4730)")
     server.add_argument("--data-dir", help=f"pidfile, log and queue folder "
                                            f"(default: {DEFAULT_DATA_DIR} beside the config)")

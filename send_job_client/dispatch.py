@@ -293,10 +293,7 @@ class Dispatcher:
     def _forget(self, request):
         """Drop the library's bookkeeping for a finished request (no leak over 100k jobs)."""
         self._deadlines.pop(request, None)
-        self.wire.request_to_rotating_connection_queue.pop(request, None)
-        handler = self.wire.connection_to_handler_map.get(request.job.connection)
-        if handler is not None and request.job.handle:
-            handler._unregister_request(request)
+        self.wire.forget(request)
 
 
 def refused(outcome):

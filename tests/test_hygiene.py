@@ -40,7 +40,7 @@ def test_keeper_kills_recorded_groups_and_skips_a_torn_line(tmp_path, group_lead
     offset = ledger._slots[torn.pid]
     ledger._map[offset:offset + GroupLedger.SLOT] = (
         f"{torn.pid} {torn_ticks}".encode().ljust(GroupLedger.SLOT - 1) + b"\n")
-    keeper = Keeper(str(tmp_path))
+    keeper = Keeper(str(tmp_path), "GEARMAN_FRAME_RUN=no-such-run-")
     keeper.release()  # the pipe closes as when the worker dies
     wait_for(lambda: recorded.poll() is not None, 5, "the keeper to kill the recorded group")
     time.sleep(0.2)

@@ -194,7 +194,7 @@ def test_with_two_servers_one_down_jobs_flow_on_the_other(make_gearmand, start_w
 
 
 def _keeper_pid(worker):
-    out = subprocess.run(["pgrep", "-f", f"gearman-frame-keeper .*worker-{worker.name}$"],
+    out = subprocess.run(["pgrep", "-f", f"gearman-frame-keeper .*worker-{worker.name} "],
                          capture_output=True, text=True).stdout.split()
     return int(out[0]) if out else None
 

@@ -19,7 +19,8 @@ import time
 from gearman_frame.errors import UsageError
 from gearman_frame.files import FileLock, private_folder
 
-from .procfs import adopted_children, all_pids, proc_stat
+from .procfs import adopted_children, all_pids, environ_of, proc_stat
+from .veryeasyprocess import TAG_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,23 @@ def become_subreaper():
 M_ARENA_MAX = -8  # mallopt(3)
 
 
+M_MMAP_THRESHOLD = -3
+#: Allocations at least this large get their own mapping, returned to the system when
+#: freed. glibc raises its threshold after each large free (up to 32 MiB), so without a
+#: fixed one the buffers of one big job stayed in the heap: 60 MiB held after a 12 MB job.
+MMAP_THRESHOLD = 256 * 1024
+
+
 def limit_malloc_arenas(arenas=1):
-    """Let glibc's malloc keep ``arenas`` arenas instead of one per thread: each worker
+    """Let glibc's malloc keep ``arenas`` arenas instead of one per thread (each worker
     thread touching its own arena costs about 1 MiB of resident memory, and under the GIL
-    the threads gain nothing from separate arenas. Call before the threads start (the
-    worker process only: it changes the whole process). True if it worked."""
+    the threads gain nothing from separate arenas), and fix its mmap threshold (see
+    MMAP_THRESHOLD). Call before the threads start (the worker process only: it changes
+    the whole process). True if it worked."""
     try:
-        return ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas) == 1
+        mallopt = ctypes.CDLL(None).mallopt
+        return (mallopt(M_ARENA_MAX, arenas) == 1
+                and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
     except (OSError, AttributeError):
         return False
 
@@ -97,6 +108,23 @@ class OrphanReaper(threading.Thread):
                 log.exception("orphan reaper pass failed")
 
 
+def kill_tagged(prefix):
+    """SIGKILL (with its group) every process whose environment has an entry starting
+    with ``prefix`` (a dead worker's run tags); return their pids."""
+    entry = prefix.encode()
+    found = [pid for pid in all_pids() if pid != os.getpid()
+             and any(v.startswith(entry) for v in environ_of(pid) or ())]
+    for pid in found:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    return found
+
+
 class GroupLedger:
     """The process groups of running commands, in a folder: ``groups`` holds fixed-width
     lines (``PGID START PGID``, or blank for a free slot; START is the leader's start time
@@ -118,6 +146,7 @@ class GroupLedger:
         self._slots = {}  # pgid -> slot offset
         self._free = []
         self._lock = threading.Lock()
+        self.previous_tags = None
 
     @property
     def groups_file(self):
@@ -126,7 +155,7 @@ class GroupLedger:
     def _owner_file(self):
         return os.path.join(self.path, "owner")
 
-    def acquire(self):
+    def acquire(self, tag_prefix=""):
         """Make this process the folder's only owner (an flock held for its life, dropped
         by the kernel however it ends). Raises UsageError naming the running owner when
         another live process holds the folder: two workers of one name on one host would
@@ -136,15 +165,21 @@ class GroupLedger:
                              f"runs here ({self._owner()}, state {self.path}); give each "
                              "runworkers on a host its own --name (e.g. --name "
                              "'{hostname}-2')")
+        self.previous_tags = self._owner_field(1)
         with open(self._owner_file(), "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+            handle.write(f"{os.getpid()} {tag_prefix}\n")
 
     def _owner(self):
+        pid = self._owner_field(0)
+        return "pid unknown" if pid is None else f"pid {pid}"
+
+    def _owner_field(self, index):
+        """A field of the owner file (0: its pid, 1: its run tag prefix), or None."""
         try:
             with open(self._owner_file()) as handle:
-                return f"pid {int(handle.read().split()[0])}"
-        except (OSError, ValueError, IndexError):
-            return "pid unknown"
+                return handle.read().split()[index]
+        except (OSError, IndexError):
+            return None
 
     def claim(self):
         """Start an empty ledger (the folder is ours: see ``acquire``)."""
@@ -212,20 +247,26 @@ class GroupLedger:
                     killed.append(pgid)
                 except OSError:
                     pass
+        if self.previous_tags and self.previous_tags.startswith(f"{TAG_VARIABLE}="):
+            killed += kill_tagged(self.previous_tags)
         if killed:
-            log.warning("killed %d command group(s) left by a killed worker: %s",
-                        len(killed), killed)
+            log.warning("killed %d command group(s) and process(es) left by a killed worker: "
+                        "%s", len(killed), killed)
         self.claim()
         return killed
 
 
 #: The keeper: waits for EOF on stdin (the worker is gone), then kills every group that
-#: the worker's state folder still lists.
+#: the worker's state folder still lists and every process that still carries one of the
+#: worker's run tags (one that left its group with setsid), with its group.
 KEEPER_SCRIPT = """read _ignored
-cd "$1" && [ -f groups ] || exit 0
-while read -r pgid _start check _rest; do
+cd "$1" || exit 0
+[ -f groups ] && while read -r pgid _start check _rest; do
   [ -n "$pgid" ] && [ "$pgid" = "$check" ] && kill -KILL -- "-$pgid" 2>/dev/null
 done < groups
+for pid in $(grep -lzs "^$2" /proc/[0-9]*/environ | cut -d/ -f3); do
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+done
 exit 0
 """
 
@@ -234,11 +275,12 @@ class Keeper:
     """Kills the worker's command groups when the worker dies, however it dies (bash: its
     kill takes a process group; dash's does not)."""
 
-    def __init__(self, ledger_path):
+    def __init__(self, ledger_path, tag_prefix):
         read_end, self._write_end = os.pipe()  # both close on exec: commands never hold them
         try:
             self.pid = os.posix_spawnp("bash", ["bash", "-c", KEEPER_SCRIPT,
-                                                "gearman-frame-keeper", ledger_path],
+                                                "gearman-frame-keeper", ledger_path,
+                                                tag_prefix],
                                        os.environ, setsid=True,
                                        file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)])
         finally:

@@ -15,14 +15,15 @@ import traceback
 from dataclasses import dataclass, field
 from threading import Event
 
+from gearman_frame.config import DEFAULT_MAX_KWARGS, DEFAULT_OUTPUT_LIMIT
 from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
-                                    Result, dumps, parse_request)
+                                    Result, dumps, is_envelope, parse_request)
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import cut, job_context
 from gearman_frame.templates import TemplateError, render_argv, render_shell
-from gearman_frame.wire import AbandonJob, JobFailed
+from gearman_frame.wire import AbandonJob, JobFailed, Oversized
 
-from .veryeasyprocess import Runner, quote
+from .veryeasyprocess import TAIL_BYTES, Runner, quote
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,12 @@ HOST = socket.gethostname()
 #: Environment variable giving a command its job id: the key to make a command idempotent
 #: (a job may run again after a crash; see the README's Guarantees).
 JOB_ID_VARIABLE = "GEARMAN_FRAME_JOB_ID"
-#: Bytes of a raw (``stdin: data``) job's stdout sent back: all of it, like ``gearman -w``.
-RAW_OUTPUT_LIMIT = 1 << 62
 
 
 _JSON_SCALARS = (str, int, float, bool)
+#: Seconds a thread waits before leaving a job unanswered that it could neither run nor
+#: dead-letter: gearmand hands the job out again at once.
+ABANDON_PAUSE = 1.0
 
 
 class Rejected(Exception):
@@ -50,6 +52,8 @@ class WorkerContext:
     stopping: Event = field(default_factory=Event)
     dead_letter: object | None = None
     progress_interval: float = 5.0
+    max_kwargs: int = DEFAULT_MAX_KWARGS
+    max_payload: int | None = None
 
 
 class FunctionHandler:
@@ -68,7 +72,7 @@ class FunctionHandler:
             started = time.monotonic()
             request = None
             try:
-                request, raw = parse_request(job.data)
+                request, raw = self._parse(job.data)
                 if request is None:
                     return self._raw(raw)
                 result = self._serve(wire_worker, job, request)
@@ -76,6 +80,8 @@ class FunctionHandler:
                 raise
             except EnvelopeError as err:
                 result = self._result(STATUS_ERROR, f"bad job envelope: {err}", attempts=0)
+            except Rejected as why:
+                result = self._result(STATUS_ERROR, str(why), attempts=0)
             except Exception as err:  # the system's (EMFILE ...) or ours: still a result
                 log.exception("job could not be handled")
                 result = self._result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
@@ -83,6 +89,27 @@ class FunctionHandler:
             if result.id is None:
                 result.id = request.id if request is not None else job.unique
             return self._final(job, request, result, started)
+
+    def _parse(self, data):
+        """The request (or the raw payload), refusing what would grow the worker's memory
+        before it is decoded: a payload over worker.max_payload (the wire layer dropped
+        its bytes as they came) or an envelope with far more strings than kwargs allowed."""
+        if isinstance(data, Oversized):
+            raise Rejected(f"the job's payload of {data.size} bytes is over worker.max_payload "
+                           f"({self.ctx.max_payload} bytes); it was not read")
+        limit = self.ctx.max_kwargs
+        if is_envelope(data) and data.count(b'"') > 4 * limit + 64:
+            raise Rejected(f"the job has more strings than {limit} kwargs could need "
+                           "(worker.max_kwargs); it was not decoded")
+        request, raw = parse_request(data)
+        if request is not None and len(request.kwargs) > limit:
+            raise Rejected(f"the job has {len(request.kwargs)} kwargs, over worker.max_kwargs "
+                           f"({limit})")
+        return request, raw
+
+    @property
+    def output_limit(self):
+        return self.spec.output_limit if self.spec else DEFAULT_OUTPUT_LIMIT
 
     def _serve(self, wire_worker, job, request):
         progress = (_Progress(wire_worker, job, self.spec.timeout)
@@ -106,7 +133,9 @@ class FunctionHandler:
         if background and self.ctx.dead_letter:
             if not self.ctx.dead_letter(job, result):
                 # Neither gearmand nor the disk took it: unanswered, the job stays with
-                # gearmand (bounded by its --job-retries), never dropped.
+                # gearmand (bounded by its --job-retries), never dropped; after a pause,
+                # so a worker that can do nothing (out of descriptors) does not spin on it.
+                self.ctx.stopping.wait(ABANDON_PAUSE)
                 raise AbandonJob("neither a server nor the spool took its dead letter")
         return JobFailed(encoded)
 
@@ -152,7 +181,8 @@ class FunctionHandler:
             stdin = stdin.encode("utf-8")
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
         return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env,
-                                            fields=request.kwargs))
+                                            fields=request.kwargs,
+                                            tail_bytes=min(TAIL_BYTES, self.output_limit)))
 
     def _tick_kwargs(self, on_tick):
         return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
@@ -169,12 +199,18 @@ class FunctionHandler:
             kind = "None" if value is None else "bytes"
             return self._result(STATUS_FAILED, f"task returned {kind}; a task must return a "
                                                "JSON-serialisable value (str, number, list, dict)")
+        size = 0
+        if isinstance(value, str) and len(value) * 4 > self.output_limit:
+            size = len(value.encode("utf-8", "surrogatepass"))
         if type(value) not in _JSON_SCALARS:
             try:
-                dumps(value)
+                size = len(dumps(value))
             except (TypeError, ValueError) as err:
                 return self._result(STATUS_FAILED,
                                     f"task returned an unserialisable value: {err}")
+        if size > self.output_limit:
+            return self._result(STATUS_FAILED, f"task returned {size} bytes of JSON, over its "
+                                               f"output_limit ({self.output_limit} bytes)")
         return self._result(STATUS_OK, value=value)
 
     # -- commands
@@ -193,7 +229,8 @@ class FunctionHandler:
             return kwargs["cmd"], True
         raise Rejected(f"function {self.name} has no command configured")
 
-    def _run(self, argv, shell, stdin, tail_bytes=None, on_tick=None, env=None, fields=()):
+    def _run(self, argv, shell, stdin, tail_bytes=TAIL_BYTES, on_tick=None, env=None,
+             fields=(), head_stdout=False):
         """Run the command; ``env`` (default: the function's ``env``) is added to the
         worker's environment. INFO names the job's fields, never their values (a value
         may be a secret); DEBUG shows the command, cut short."""
@@ -202,11 +239,11 @@ class FunctionHandler:
                      ", ".join(fields) or "none")
             if log.isEnabledFor(logging.DEBUG):  # quote() is not free; this runs per command
                 log.debug("command: %s", cut(quote(argv)))
-        kwargs = {} if tail_bytes is None else {"tail_bytes": tail_bytes}
         outcome = self.ctx.runner.run(argv, shell=shell, cwd=self.spec.cwd,
                                       env=self.spec.env if env is None else env,
                                       timeout=self.spec.timeout,
-                                      stdin_data=stdin, **self._tick_kwargs(on_tick), **kwargs)
+                                      stdin_data=stdin, tail_bytes=tail_bytes,
+                                      head_stdout=head_stdout, **self._tick_kwargs(on_tick))
         if outcome.cancelled:
             raise AbandonJob("command killed because the worker is stopping")
         return outcome
@@ -233,7 +270,12 @@ class FunctionHandler:
             argv, shell = self._command({})
         except Rejected as why:
             return JobFailed(str(why).encode("utf-8", "replace"))
-        outcome = self._run(argv, shell, data, tail_bytes=RAW_OUTPUT_LIMIT)
+        outcome = self._run(argv, shell, data, tail_bytes=self.output_limit, head_stdout=True)
+        if outcome.stdout_size > len(outcome.stdout):
+            log.warning("raw job's stdout of %d bytes is over output_limit", outcome.stdout_size)
+            return JobFailed(f"the command's stdout of {outcome.stdout_size} bytes is over "
+                             f"output_limit ({self.output_limit} bytes); raise "
+                             f"functions.{self.name}.output_limit to get it".encode())
         if outcome.ok:
             log.info("done: raw job ok in %.3fs", outcome.duration_s)
             return outcome.stdout

@@ -127,9 +127,20 @@ def children_since(first_pid, skip=frozenset(), reaped=frozenset(), others=froze
             and info[1] == me and info[0] != "Z"]
 
 
-def environ_has(pid, entry):
+def environ_of(pid):
+    """A process's environment entries (bytes ``NAME=VALUE``), or None if it is gone."""
     try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            return entry in handle.read().split(b"\0")
+        return _read_all(f"/proc/{pid}/environ").split(b"\0")
     except OSError:
-        return False
+        return None
+
+
+def _read_all(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -4,8 +4,10 @@
 grandchildren survive as orphans. Here every command starts in a new session (its own
 process group); at the deadline the group gets SIGTERM, then SIGKILL after a short grace;
 when the command exits on its own, whatever it left running in its group is killed too;
-every child is reaped. Output goes to temporary files, so a command printing 100 MB never
-grows the worker's memory; results carry capped tails.
+every child is reaped. Output comes through pipes read while the command runs and is kept
+up to a bound (the last ``tail_bytes``, or the first for a raw job's stdout), the rest
+counted and dropped (capture.py), so a command printing 500 MB grows neither the worker's
+memory nor a disk; results carry the kept bytes and the total sizes.
 
 ``shell_2_tty`` streams output to the worker's own stdout; ``shell_2_tempfile`` captures
 it. Both return a :class:`ProcessResult`.
@@ -24,7 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .procfs import boot_ticks, children_since, environ_has, group_members
+from .capture import Capture, Pump, ThreadPipes
+from .procfs import boot_ticks, children_since, environ_of, group_members, proc_stat
 from .spawn import Environment, spawn
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,10 @@ PROGRESS_INTERVAL = 5.0
 RECENT_PIDS = 256
 #: Bytes of stdout/stderr kept (the last ones) in a result.
 TAIL_BYTES = 64 * 1024
+#: Looks for escaped processes after a command: each kills what the one before found
+#: and looks again for what those orphaned (a setsid child with a child of its own).
+ESCAPE_PASSES = 4
+_TAG_PREFIX = f"{TAG_VARIABLE}=".encode()
 
 
 @dataclass
@@ -90,6 +97,25 @@ def _signal_name(number):
         return signal.Signals(number).name
     except ValueError:
         return "unknown"
+
+
+def _kill_with_group(pid):
+    """SIGKILL a process and, if it leads one, its process group."""
+    if not _signal_group(pid, signal.SIGKILL):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _wait_gone(pids, timeout=0.2):
+    """Wait (briefly) until the killed ``pids`` are dead, so what they orphaned has been
+    re-parented to us before the next look."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((info := proc_stat(pid)) is None or info[0] == "Z" for pid in pids):
+            return
+        time.sleep(0.002)
 
 
 def kill_group(pgid, grace=KILL_GRACE, leader=None):
@@ -201,37 +227,31 @@ def _popen_io(handle):
 
 
 def _fd(handle):
-    """The descriptor for a stdio target: a file object, DEVNULL, or None (inherit)."""
+    """The descriptor for a stdio target: a descriptor, a file object, DEVNULL, or None
+    (inherit)."""
     global _DEVNULL_FD
-    if handle is None:
-        return None
+    if handle is None or isinstance(handle, int):
+        return handle
     if handle is DEVNULL:
         if _DEVNULL_FD is None:
-            _DEVNULL_FD = os.open(os.devnull, os.O_RDWR)
+            _DEVNULL_FD = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         return _DEVNULL_FD
     return handle.fileno()
 
 
-def anonymous_file(append=False):
-    """An unnamed temporary file (O_TMPFILE: nothing to clean up, even after a SIGKILL).
+def anonymous_file(folder=None):
+    """An unnamed temporary file (O_TMPFILE: nothing to clean up, even after a SIGKILL) in
+    ``folder`` (default: $TMPDIR or /tmp).
 
-    ``append``: writes always go to its end, so it is emptied by a truncate alone (its
-    offset, shared with the commands that wrote to it, needs no reset).
     The ``tempfile`` module costs the worker 1.4 MiB of memory, so it is only imported
     where the filesystem lacks O_TMPFILE.
     """
-    folder = os.environ.get("TMPDIR") or "/tmp"
+    folder = folder or os.environ.get("TMPDIR") or "/tmp"
     try:
-        return open(os.open(folder, os.O_TMPFILE | os.O_RDWR | (os.O_APPEND if append else 0),
-                            0o600), "w+b")
+        return open(os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
     except (OSError, AttributeError):
-        import fcntl
         import tempfile
-        handle = tempfile.TemporaryFile(prefix="gf-")
-        if append:
-            fcntl.fcntl(handle.fileno(), fcntl.F_SETFL,
-                        fcntl.fcntl(handle.fileno(), fcntl.F_GETFL) | os.O_APPEND)
-        return handle
+        return tempfile.TemporaryFile(prefix="gf-", dir=folder)
 
 
 def _tail(handle, limit):
@@ -259,18 +279,24 @@ class Runner:
     group at once (the end of a graceful stop's grace period).
     """
 
-    def __init__(self, on_start=None, on_end=None, kill_grace=KILL_GRACE):
+    def __init__(self, on_start=None, on_end=None, kill_grace=KILL_GRACE, spool_dir=None):
         self.kill_grace = kill_grace
+        #: Folder for a command's stdin file (the worker's own state folder, not a shared
+        #: temp folder); None: $TMPDIR or /tmp.
+        self.spool_dir = spool_dir
         self._on_start = on_start
         self._on_end = on_end
         self._lock = threading.RLock()
         self._running = {}  # pid -> Child (or Popen, for a command with a cwd)
+        self._start_ticks = {}  # pid -> clock tick just before it started
         #: The last commands reaped, oldest first: pids an escaped-process scan need not
         #: read (a dict: ordered, and a set for lookups).
         self._reaped = {}
         self._cancelled = set()
         self._local = threading.local()
         self._tags = itertools.count()
+        #: Unique to this runner (a pid alone may be reused by another worker later).
+        self.run_tag = f"{os.getpid()}x{os.urandom(4).hex()}"
         self._environment = Environment(os.environ)
         self._executables = {}
         self.spawning = 0
@@ -283,6 +309,12 @@ class Runner:
         """Guards the registry of running children; the orphan reaper holds it while it
         scans, so no child is started meanwhile."""
         return self._lock
+
+    @property
+    def tag_prefix(self):
+        """The start of the environment entry every process of this runner's commands
+        carries (``GEARMAN_FRAME_RUN=TAG-``): what a keeper looks for."""
+        return f"{TAG_VARIABLE}={self.run_tag}-"
 
     def running_pids(self):
         with self._lock:
@@ -298,44 +330,64 @@ class Runner:
         return len(procs)
 
     def run(self, argv, shell=False, cwd=None, env=None, timeout=None, stdin_data=None,
-            capture=True, keep_output=False, tail_bytes=TAIL_BYTES, on_tick=None,
-            tick=PROGRESS_INTERVAL):
+            capture=True, keep_output=False, tail_bytes=TAIL_BYTES, head_stdout=False,
+            on_tick=None, tick=PROGRESS_INTERVAL):
         """Run ``argv`` (a list; a string needs ``shell=True``) and return a ProcessResult.
 
-        ``on_tick(elapsed_seconds)`` is called every ``tick`` seconds while it runs.
+        Each stream keeps its last ``tail_bytes`` (stdout its first, with
+        ``head_stdout``). ``on_tick(elapsed_seconds)`` is called every ``tick`` seconds
+        while it runs.
         """
         if isinstance(argv, str) and not shell:
             raise TypeError("a command string needs shell=True; pass a list for argv")
-        tag = f"{os.getpid()}-{next(self._tags)}"
+        tag = f"{self.run_tag}-{next(self._tags)}"
         extra = dict(env) if env else {}
         extra[TAG_VARIABLE] = tag
-        files = self._output_files(keep_output) if capture else [None, None]
         stdin = self._stdin(stdin_data)
+        pump, pipes = None, None
+        if not capture:
+            files = [None, None]
+        elif keep_output:
+            files = self._named_files()
+        else:
+            pipes = self._thread_pipes()
+            pump = Pump(pipes.open(), [Capture(tail_bytes, head=head_stdout),
+                                       Capture(tail_bytes)])
+            files = list(pipes.targets)
         started, started_ticks = time.monotonic(), boot_ticks()
         try:
             try:
-                proc = self._spawn(argv, shell, cwd, extra, stdin, files[0], files[1])
+                proc = self._spawn(argv, shell, cwd, extra, stdin, files[0], files[1],
+                                   started_ticks)
             except OSError as err:  # not found, not executable: as a shell reports it
-                return self._not_started(argv, err, files, capture)
+                return self._not_started(argv, err, capture)
+            finally:
+                if pipes is not None:
+                    pipes.close_write_ends()
             if self._on_start:
                 self._on_start(proc.pid, started_ticks)
             try:
-                timed_out = not self._wait(proc, started, timeout, on_tick, tick)
+                timed_out = not self._wait(proc, started, timeout, on_tick, tick, pump)
                 if timed_out:
                     kill_group(proc.pid, self.kill_grace, proc)
                     proc.wait()
                 duration = time.monotonic() - started
                 leftovers = self._kill_leftovers(proc.pid)
-                escaped = self._kill_escaped(tag, proc.pid)
+                escaped = self._kill_escaped(tag, proc.pid, started_ticks)
+                if pump is not None:
+                    pump.drain()
             finally:
                 with self._lock:
                     self._running.pop(proc.pid, None)
+                    self._start_ticks.pop(proc.pid, None)
                     self._remember_reaped(proc.pid)
                     cancelled = proc.pid in self._cancelled
                     self._cancelled.discard(proc.pid)
                 if self._on_end:
                     self._on_end(proc.pid)
         finally:
+            if pump is not None:
+                pump.close()
             if stdin not in (None, DEVNULL):
                 stdin.close()
         result = ProcessResult(argv=argv, exit_code=proc.returncode if proc.returncode >= 0 else None,
@@ -343,11 +395,15 @@ class Runner:
                                timed_out=timed_out, duration_s=duration,
                                killed_leftovers=leftovers, cancelled=cancelled, pid=proc.pid,
                                escaped=escaped)
-        if capture:
-            self._collect(result, files, keep_output, tail_bytes)
+        if pump is not None:
+            out, err = pump.captures
+            result.stdout, result.stdout_size = out.value(), out.size
+            result.stderr, result.stderr_size = err.value(), err.size
+        elif capture:
+            self._collect_files(result, files, tail_bytes)
         return result
 
-    def _spawn(self, argv, shell, cwd, extra, stdin, stdout, stderr):
+    def _spawn(self, argv, shell, cwd, extra, stdin, stdout, stderr, started_ticks=0):
         """Start a child in its own session and register it. Several threads may spawn at
         once; ``spawning`` tells the orphan reaper to skip its pass meanwhile, so a child
         that exits before it is registered is never reaped (and its status lost) by it.
@@ -377,6 +433,7 @@ class Runner:
                 self.spawning -= 1
                 if proc is not None:
                     self._running[proc.pid] = proc
+                    self._start_ticks[proc.pid] = started_ticks
         return proc
 
     def _executable(self, name, extra):
@@ -399,7 +456,7 @@ class Runner:
         if len(self._reaped) > RECENT_PIDS:
             del self._reaped[next(iter(self._reaped))]
 
-    def _not_started(self, argv, err, files, capture):
+    def _not_started(self, argv, err, capture):
         name = "/bin/sh" if isinstance(argv, str) else argv[0]
         code = errno.errorcode.get(err.errno, "error") if err.errno else "error"
         reason = f"{code}: {err.strerror or err}"
@@ -409,64 +466,90 @@ class Runner:
                              duration_s=0.0, stderr=message if capture else b"",
                              start_error=reason)
 
-    def _wait(self, proc, started, timeout, on_tick, tick):
-        """Wait for the deadline, calling ``on_tick`` between slices; True if it exited."""
+    def _wait(self, proc, started, timeout, on_tick, tick, pump=None):
+        """Wait for the deadline, calling ``on_tick`` between slices (and reading the
+        command's output meanwhile); True if it exited."""
         deadline = None if timeout is None else started + timeout
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if on_tick is None or (left is not None and left <= tick):
-                return _wait_pid(proc, left)
-            if _wait_pid(proc, tick):
-                return True
-            try:
-                on_tick(time.monotonic() - started)
-            except Exception:  # progress is best effort; the command goes on
-                log.warning("progress callback failed", exc_info=True)
+        waiter = _Waiter(proc, pump)
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if on_tick is None or (left is not None and left <= tick):
+                    return waiter.wait(left)
+                if waiter.wait(tick):
+                    return True
+                try:
+                    on_tick(time.monotonic() - started)
+                except Exception:  # progress is best effort; the command goes on
+                    log.warning("progress callback failed", exc_info=True)
+        finally:
+            waiter.close()
 
-    def _output_files(self, keep):
-        """Two files for stdout/stderr: named ones to keep, else this thread's reusable
-        pair, emptied (creating two temp files per command costs more than the command)."""
-        if keep:
-            import tempfile
-            return [tempfile.NamedTemporaryFile(prefix="gf-out-", delete=False)
-                    for _ in range(2)]
-        pair = getattr(self._local, "files", None)
-        if pair is None:
-            pair = self._local.files = [anonymous_file(append=True) for _ in range(2)]
-        elif self._local.dirty:
-            for handle in pair:
-                os.ftruncate(handle.fileno(), 0)
-        self._local.dirty = True  # until a command is seen to have written nothing
-        return pair
+    def _thread_pipes(self):
+        pipes = getattr(self._local, "pipes", None)
+        if pipes is None:
+            pipes = self._local.pipes = ThreadPipes(_fd(DEVNULL))
+        return pipes
+
+    def _named_files(self):
+        """Two named files for stdout/stderr that the caller keeps."""
+        import tempfile
+        return [tempfile.NamedTemporaryFile(prefix="gf-out-", delete=False, dir=self.spool_dir)
+                for _ in range(2)]
 
     def _stdin(self, data):
         if data is None:
             return DEVNULL
-        handle = anonymous_file()
+        handle = anonymous_file(self.spool_dir)
         handle.write(data)
         handle.seek(0)
         return handle
 
-    def _kill_escaped(self, tag, first_pid):
+    def _kill_escaped(self, tag, first_pid, started_ticks):
         """Kill processes of this run that left its group (``setsid``, daemons).
 
         As a subreaper this process inherits them once their parent exits; they are found
         among the children it adopted after the command started (see ``children_since``:
-        usually one read of a short list) by the run's tag in their environment."""
+        usually one read of a short list). One carrying this run's tag is this run's; one
+        carrying no tag at all (``env -i`` cleared it) is killed once every command that
+        was running when it started has ended (this one last). Each is killed with its
+        process group, and the look is repeated for what that orphaned in turn."""
         entry = f"{TAG_VARIABLE}={tag}".encode()
-        # (the live registry of running commands: a membership test needs no copy)
-        escaped = [pid for pid in children_since(first_pid, skip=self._running,
-                                                 reaped=self._reaped, others=self.not_commands)
-                   if environ_has(pid, entry)]
-        for pid in escaped:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if escaped:
+        killed = []
+        for _ in range(ESCAPE_PASSES):
+            # (the live registry of running commands: a membership test needs no copy)
+            found = [pid for pid in children_since(first_pid, skip=self._running,
+                                                   reaped=self._reaped,
+                                                   others=self.not_commands)
+                     if pid not in killed
+                     and self._is_ours(pid, entry, first_pid, started_ticks)]
+            if not found:
+                break
+            for pid in found:
+                _kill_with_group(pid)
+            killed += found
+            _wait_gone(found)
+        if killed:
             log.warning("command escaped its process group (setsid/daemon); killed %s",
-                        escaped)
-        return tuple(escaped)
+                        killed)
+        return tuple(killed)
+
+    def _is_ours(self, pid, entry, own, started_ticks):
+        """True if the adopted child ``pid`` belongs to the run whose tag is ``entry`` and
+        whose command is ``own``."""
+        variables = environ_of(pid)
+        if variables is None:
+            return False
+        if entry in variables:
+            return True
+        if any(v.startswith(_TAG_PREFIX) for v in variables):
+            return False  # another run's
+        info = proc_stat(pid)
+        if info is None or info[0] == "Z" or info[3] < started_ticks:
+            return False
+        with self._lock:  # a command that started before it and still runs may own it
+            return not any(ticks <= info[3] for other, ticks in self._start_ticks.items()
+                           if other != own)
 
     def _kill_leftovers(self, pgid):
         if not _group_alive(pgid):  # the common case, one syscall
@@ -478,16 +561,49 @@ class Runner:
             kill_group(pgid, self.kill_grace)
         return len(members)
 
-    def _collect(self, result, files, keep, limit):
+    def _collect_files(self, result, files, limit):
         out, err = files
         result.stdout, result.stdout_size = _tail(out, limit)
         result.stderr, result.stderr_size = _tail(err, limit)
-        if keep:
-            result.stdout_path, result.stderr_path = out.name, err.name
-            out.close()
-            err.close()
-        elif not (result.stdout_size or result.stderr_size):
-            self._local.dirty = False
+        result.stdout_path, result.stderr_path = out.name, err.name
+        out.close()
+        err.close()
+
+
+class _Waiter:
+    """Waits for one child to exit, waking at once when it does (a pidfd), reading its
+    output pipes (a Pump) meanwhile."""
+
+    def __init__(self, proc, pump):
+        self.proc, self.pump = proc, pump
+        self.pidfd = None
+        if pump is not None:
+            try:
+                self.pidfd = os.pidfd_open(proc.pid)
+                pump.watch(self.pidfd)
+            except (AttributeError, OSError):
+                self.pidfd = None
+
+    def wait(self, timeout):
+        """True if the child exited within ``timeout`` seconds (None: no limit)."""
+        if self.pump is None:
+            return _wait_pid(self.proc, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return self.proc.poll() is not None
+            ms = -1 if left is None else int(left * 1000) + 1
+            if self.pidfd is None:  # no pidfd: look every 10 ms
+                ms = 10 if ms < 0 else min(ms, 10)
+            ready = self.pump.wait(ms)
+            if (self.pidfd is None or ready) and self.proc.poll() is not None:
+                return True
+
+    def close(self):
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 #: The runner the module-level helpers use.

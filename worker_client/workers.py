@@ -47,7 +47,8 @@ class ServingThread(threading.Thread):
         super().__init__(name=f"{pool.name}.{label}", daemon=True)
         self.pool = pool
         self.label = label
-        self.wire = WireWorker(pool.servers, client_id=self.name)
+        self.wire = WireWorker(pool.servers, client_id=self.name,
+                               max_packet=pool.config.worker.max_payload)
         for function, handler in tasks.items():
             self.wire.register_task(function, handler)
 
@@ -81,11 +82,14 @@ class WorkerPool:
         ledger_path = os.path.join(state_dir, f"worker-{self.name}") if state_dir else None
         self.ledger = GroupLedger(ledger_path) if ledger_path else None
         self.runner = Runner(on_start=self.ledger.add if self.ledger else None,
-                             on_end=self.ledger.remove if self.ledger else None)
+                             on_end=self.ledger.remove if self.ledger else None,
+                             spool_dir=ledger_path)
         self.context = WorkerContext(name=self.name, runner=self.runner,
                                      stopping=self.stop_requested,
                                      dead_letter=self.dead_letter,
-                                     progress_interval=config.worker.progress_interval)
+                                     progress_interval=config.worker.progress_interval,
+                                     max_kwargs=config.worker.max_kwargs,
+                                     max_payload=config.worker.max_payload)
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions}
         self.threads = []
@@ -99,16 +103,18 @@ class WorkerPool:
     def start(self):
         """Sweep what a killed predecessor left, then start the threads."""
         if self.ledger:
-            self.ledger.acquire()
+            self.ledger.acquire(self.runner.tag_prefix)
             self.ledger.sweep_previous()
-            self.keeper = Keeper(self.ledger.path)
+            self.keeper = Keeper(self.ledger.path, self.runner.tag_prefix)
             self.runner.not_commands.add(self.keeper.pid)
         become_subreaper()
         self.reaper.start()
         if self.spool_sender:
             self.spool_sender.start()  # also sends what a previous worker left waiting
-        self.threads = [self._spawn(i) for i in range(self.thread_count)]
-        self.threads.append(self._spawn(CONTROL_SUFFIX))
+        for label in [CONTROL_SUFFIX, *range(self.thread_count)]:
+            if self.stop_requested.is_set():  # a signal during start-up: stop starting
+                break
+            self.threads.append(self._spawn(label))
 
     def _spawn(self, label):
         tasks = ({control_function(self.name): self.control} if label == CONTROL_SUFFIX

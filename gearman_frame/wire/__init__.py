@@ -25,7 +25,8 @@ subclasses fix what it gets wrong against gearmand 1.1.20:
 from .client import (JOB_REFUSED, PRIORITIES, WireClient, WireClientHandler,  # noqa: F401
                      WireJobRequest)
 from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES,  # noqa: F401
-                         READ_CHUNK, BytesEncoder, PollMixin, WireConnection, check_request)
+                         READ_CHUNK, BytesEncoder, Oversized, PollMixin, WireConnection,
+                         check_request)
 from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL,  # noqa: F401
                      AbandonJob, JobFailed, WireWorker, WireWorkerHandler)
 from .status import UniqueStatus, status_by_unique  # noqa: F401,E402

@@ -170,6 +170,8 @@ class WireClient(PollMixin, GearmanClient):
         request = self.submit_job(task, data, unique=unique, priority=PRIORITIES[priority],
                                   background=background, wait_until_complete=wait,
                                   poll_timeout=timeout)
+        if request.complete or (background and request.handle):
+            self.forget(request)  # nothing more will come for it: do not keep its data
         if request.state == JOB_REFUSED:
             raise request.server_error
         if request.timed_out:
@@ -177,6 +179,14 @@ class WireClient(PollMixin, GearmanClient):
                                 f"{timeout}s ({'queued' if request.handle else 'not queued'})",
                                 handle=request.handle)
         return request
+
+    def forget(self, request):
+        """Drop the library's bookkeeping for a request that needs no more answers (it
+        would otherwise keep every request, and its data, for the client's life)."""
+        self.request_to_rotating_connection_queue.pop(request, None)
+        handler = self.connection_to_handler_map.get(request.job.connection)
+        if handler is not None and request.job.handle:
+            handler._unregister_request(request)
 
     def submit_multiple_requests(self, job_requests, wait_until_complete=True,
                                  poll_timeout=None):

@@ -9,11 +9,14 @@ import math
 import select
 import socket
 import struct
+import sys
 
 from python3_gearman import errors as gerrors
 from python3_gearman.connection import GearmanConnection
 from python3_gearman.connection_manager import DataEncoder
-from python3_gearman.protocol import (GEARMAN_COMMAND_TEXT_COMMAND,
+from python3_gearman.protocol import (GEARMAN_COMMAND_JOB_ASSIGN,
+                                      GEARMAN_COMMAND_JOB_ASSIGN_UNIQ,
+                                      GEARMAN_COMMAND_TEXT_COMMAND,
                                       GEARMAN_PARAMS_FOR_COMMAND, get_command_name)
 
 from ..addresses import ServerAddress
@@ -21,6 +24,9 @@ from ..errors import BadRequest
 
 log = logging.getLogger(__name__)
 
+#: A connection's empty buffer larger than this (bytes allocated) is replaced by a new
+#: one, so the room one big packet took is given back.
+SHRINK_ABOVE = 1024 * 1024
 #: Largest unique key that round-trips (64 bytes corrupts the payload, 65+ hangs).
 MAX_UNIQUE_BYTES = 63
 #: Largest function name gearmand keeps the connection for.
@@ -68,14 +74,41 @@ class BytesEncoder(DataEncoder):
         return decodable_string
 
 
+class Oversized(bytes):
+    """The data of a job whose packet was over the connection's ``max_packet``: empty (the
+    bytes were read past and dropped as they arrived); ``size`` says how large it was."""
+
+    size = 0
+
+    @classmethod
+    def of(cls, size):
+        data = cls()
+        data.size = size
+        return data
+
+
+#: Bytes kept of an oversized job packet: its handle, function (up to 8191 bytes) and
+#: unique come first.
+OVERSIZED_PREFIX = 16384
+_JOB_ASSIGNS = (GEARMAN_COMMAND_JOB_ASSIGN, GEARMAN_COMMAND_JOB_ASSIGN_UNIQ)
+
+
 class WireConnection(GearmanConnection):
-    """A connection whose packets are bytes, measured in bytes, read in large chunks."""
+    """A connection whose packets are bytes, measured in bytes, read in large chunks.
+
+    ``max_packet`` (None: no limit) bounds what one packet may make it hold: a job packet
+    over it is read past and dropped as it arrives, keeping only its first few KiB, and
+    handed on as a job whose data is :class:`Oversized`; any other packet over it is a
+    protocol error (the connection is dropped)."""
+
+    max_packet = None
 
     def _reset_connection(self):
         super()._reset_connection()
         self._incoming_buffer = bytearray()
         self._outgoing_buffer = bytearray()
         self._scratch = None
+        self._skipping = None  # [command, bytes left, kept prefix, size] while skipping
 
     @property
     def address(self):
@@ -108,11 +141,23 @@ class WireConnection(GearmanConnection):
 
     def read_commands_from_buffer(self):
         buf = self._incoming_buffer
-        offset, count, size = 0, 0, len(buf)
+        count = 0
+        if self._skipping is not None:
+            count += self._skip(buf)
+            if self._skipping is not None:
+                return count
+        offset, size = 0, len(buf)
         while size - offset >= _HEADER.size:
             magic, cmd_type, length = _HEADER.unpack_from(buf, offset)
             if magic != _MAGIC_RES:
                 self.throw_exception(message=f"protocol error: bad magic {magic!r}")
+            if self.max_packet is not None and length > self.max_packet:
+                if cmd_type not in _JOB_ASSIGNS:
+                    self.throw_exception(message=f"protocol error: a {length}-byte packet "
+                                                 f"(over {self.max_packet})")
+                del buf[:offset + _HEADER.size]
+                self._skipping = [cmd_type, length, bytearray(), length]
+                return count + self.read_commands_from_buffer()
             end = offset + _HEADER.size + length
             if end > size:
                 break
@@ -122,7 +167,33 @@ class WireConnection(GearmanConnection):
             offset, count = end, count + 1
         if offset:
             del buf[:offset]
+            if not buf and sys.getsizeof(buf) > SHRINK_ABOVE:  # let a big job's room go
+                self._incoming_buffer = bytearray()
         return count
+
+    def _skip(self, buf):
+        """Consume an oversized packet's bytes from ``buf``; 1 once it is whole (it is
+        then queued as a job with Oversized data), else 0."""
+        state = self._skipping
+        taken = min(state[1], len(buf))
+        room = OVERSIZED_PREFIX - len(state[2])
+        if room > 0:
+            state[2] += buf[:min(room, taken)]
+        del buf[:taken]
+        state[1] -= taken
+        if state[1]:
+            return 0
+        self._skipping = None
+        cmd_type, _left, prefix, size = state
+        fields = GEARMAN_PARAMS_FOR_COMMAND[cmd_type]
+        parts = bytes(prefix).split(b"\0", len(fields) - 1)[:len(fields) - 1]
+        if len(parts) != len(fields) - 1:
+            self.throw_exception(message="protocol error: an oversized job without a handle")
+        args = {name: part.decode("utf-8", "surrogateescape") for name, part in
+                zip(fields, parts)}
+        args["data"] = Oversized.of(size)
+        self._incoming_commands.append((cmd_type, args))
+        return 1
 
     def _parse_args(self, cmd_type, payload):
         params = GEARMAN_PARAMS_FOR_COMMAND.get(cmd_type)
@@ -167,6 +238,8 @@ class WireConnection(GearmanConnection):
         except OSError as err:
             self.throw_exception(exception=err)
         del self._outgoing_buffer[:sent]
+        if not self._outgoing_buffer and sys.getsizeof(self._outgoing_buffer) > SHRINK_ABOVE:
+            self._outgoing_buffer = bytearray()
         return len(self._outgoing_buffer)
 
 

@@ -74,8 +74,10 @@ class WireWorker(PollMixin, GearmanWorker):
 
     command_handler_class = WireWorkerHandler
 
-    def __init__(self, servers, client_id=None):
+    def __init__(self, servers, client_id=None, max_packet=None):
         super().__init__(host_list=[_pair(s) for s in servers])
+        for conn in self.connection_list:  # a job over it is dropped as it arrives
+            conn.max_packet = max_packet
         self._stopping = threading.Event()
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False

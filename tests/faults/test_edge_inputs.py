@@ -26,7 +26,8 @@ def servers(gearmand, start_workers, tmp_path):
     folder = tmp_path / "plugins_here"
     folder.mkdir()
     (folder / "digesttask.py").write_text(DIGEST_TASK)
-    start_workers([gearmand.address], {"echo_raw": {"command": ["cat"], "stdin": "data"}},
+    start_workers([gearmand.address], {"echo_raw": {"command": ["cat"], "stdin": "data",
+                                                "output_limit": "32MiB"}},
                   plugins=["digesttask"], pythonpath=folder)
     return [gearmand.address]
 

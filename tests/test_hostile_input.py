@@ -375,3 +375,18 @@ def test_a_setsid_child_dies_with_its_sigkilled_worker(gearmand, start_workers, 
     worker.kill()
     wait_for(lambda: not _left(marks), 5, "the setsid child to be killed by the keeper")
 
+
+
+def test_an_env_cleared_escape_dies_with_its_sigkilled_worker(gearmand, start_workers,
+                                                              tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    functions = {"daemon": {"shell": f"setsid env -i sleep 300 & echo $! > {marks}/child; "
+                                     "sleep 300", "timeout": 600}}
+    worker = start_workers([gearmand.address], functions)
+    send_background([gearmand.address], "daemon")
+    wait_for(lambda: (marks / "child").exists() and (marks / "child").read_text(), 10,
+             "the command to start its child")
+    time.sleep(1.5)  # the worker notes what left a running command's group every second
+    worker.kill()
+    wait_for(lambda: not _left(marks), 5, "the env-cleared child to be killed by the keeper")

@@ -20,7 +20,7 @@ from gearman_frame.errors import UsageError
 from gearman_frame.files import FileLock, private_folder
 
 from .procfs import adopted_children, all_pids, environ_of, proc_stat
-from .veryeasyprocess import TAG_VARIABLE
+from .veryeasyprocess import TAG_VARIABLE, kill_with_group
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +91,57 @@ def reap_orphans(runner):
                     pass
 
 
-class OrphanReaper(threading.Thread):
-    """Background thread that reaps orphans every REAP_INTERVAL seconds until stopped."""
+def escaped_descendants(commands):
+    """The live descendants of running commands (``{pid: start ticks}``) that left their
+    command's process group, as ``{pid: start ticks}``: read from /proc, so they are found
+    whatever their environment (``setsid env -i ...`` carries no run tag)."""
+    stats = {pid: info for pid in all_pids()
+             if (info := proc_stat(pid)) is not None and info[0] != "Z"}
+    children = {}
+    for pid, info in stats.items():
+        children.setdefault(info[1], []).append(pid)
+    escaped = {}
+    for root in commands:
+        todo = list(children.get(root, ()))
+        while todo:
+            pid = todo.pop()
+            if stats[pid][2] != root:  # its group is not the command's
+                escaped[pid] = stats[pid][3]
+            todo.extend(children.get(pid, ()))
+    return escaped
 
-    def __init__(self, runner, interval=REAP_INTERVAL):
+
+class OrphanReaper(threading.Thread):
+    """Background thread that, every REAP_INTERVAL seconds until stopped, reaps orphans
+    and (given a ledger) records in it the processes that left a running command's group,
+    so the keeper kills them too if the worker dies (an escape that also cleared its
+    environment carries no tag for the keeper to find)."""
+
+    def __init__(self, runner, interval=REAP_INTERVAL, ledger=None):
         super().__init__(name="orphan-reaper", daemon=True)
         self.runner = runner
         self.interval = interval
+        self.ledger = ledger
         self.stopped = threading.Event()
+        self._recorded = set()
 
     def run(self):
         while not self.stopped.wait(self.interval):
             try:
                 reap_orphans(self.runner)
+                if self.ledger is not None:
+                    self._record_escapes()
             except Exception:  # never let housekeeping end the worker
                 log.exception("orphan reaper pass failed")
+
+    def _record_escapes(self):
+        commands = self.runner.running_starts()
+        escaped = escaped_descendants(commands) if commands else {}
+        for pid in self._recorded - escaped.keys():
+            self.ledger.remove(pid)
+        for pid in escaped.keys() - self._recorded:
+            self.ledger.add(pid, escaped[pid], escaped=True)
+        self._recorded = set(escaped)
 
 
 def kill_tagged(prefix):
@@ -115,14 +151,12 @@ def kill_tagged(prefix):
     found = [pid for pid in all_pids() if pid != os.getpid()
              and any(v.startswith(entry) for v in environ_of(pid) or ())]
     for pid in found:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_with_group(pid)
     return found
+
+
+#: The mark of a ledger line that records an escaped process rather than a group.
+ESCAPED = "e"
 
 
 class GroupLedger:
@@ -201,10 +235,13 @@ class GroupLedger:
         self._free.extend(range(old, slots * self.SLOT, self.SLOT))
         self._free.reverse()  # hand out the first slots first
 
-    def add(self, pgid, start_ticks):
+    def add(self, pgid, start_ticks, escaped=False):
         """Record a running group; ``start_ticks`` is the clock tick (since boot) just
-        before it was started (see ``procfs.boot_ticks``)."""
-        line = f"{pgid} {start_ticks} {pgid}".encode().ljust(self.SLOT - 1) + b"\n"
+        before it was started (see ``procfs.boot_ticks``). ``escaped``: a process that
+        left a command's group, with its exact start time (killed with the group it may
+        lead, only while that start time is still its own)."""
+        mark = f" {ESCAPED}" if escaped else ""
+        line = f"{pgid} {start_ticks} {pgid}{mark}".encode().ljust(self.SLOT - 1) + b"\n"
         with self._lock:
             if self._map is None:
                 self._grow(self.FIRST_SLOTS)
@@ -230,18 +267,24 @@ class GroupLedger:
         recorded = []
         for line in lines:
             fields = line.split()
-            if len(fields) == 3 and fields[0] == fields[2] and all(f.isdigit() for f in fields):
-                recorded.append((int(fields[0]), int(fields[1])))
+            if (len(fields) in (3, 4) and fields[0] == fields[2]
+                    and all(f.isdigit() for f in fields[:3])):
+                recorded.append((int(fields[0]), int(fields[1]),
+                                 fields[3:] == [ESCAPED.encode()]))
         return recorded
 
     def sweep_previous(self):
         """Kill the groups a dead predecessor recorded; return the pgids killed. Call
         after ``acquire``: the lock proves the previous owner is gone."""
         killed = []
-        for pgid, start in self._recorded():
+        for pgid, start, escaped in self._recorded():
             leader = proc_stat(pgid)
+            if escaped:  # that very process, or nothing
+                if leader is not None and leader[3] == start:
+                    kill_with_group(pgid)
+                    killed.append(pgid)
             # the group, not a reused pid: its leader (if alive) started when recorded
-            if leader is None or 0 <= leader[3] - start <= START_SLACK_TICKS:
+            elif leader is None or 0 <= leader[3] - start <= START_SLACK_TICKS:
                 try:
                     os.killpg(pgid, signal.SIGKILL)
                     killed.append(pgid)
@@ -260,11 +303,20 @@ class GroupLedger:
 #: the worker's state folder still lists and every process that still carries one of the
 #: worker's run tags (one that left its group with setsid), with its group.
 KEEPER_SCRIPT = """read _ignored
+tags=$2
 cd "$1" || exit 0
-[ -f groups ] && while read -r pgid _start check _rest; do
-  [ -n "$pgid" ] && [ "$pgid" = "$check" ] && kill -KILL -- "-$pgid" 2>/dev/null
+[ -f groups ] && while read -r pgid start check kind; do
+  [ -n "$pgid" ] && [ "$pgid" = "$check" ] || continue
+  if [ "$kind" = e ]; then
+    read -r stat < "/proc/$pgid/stat" 2>/dev/null || continue
+    set -- ${stat##*) }
+    [ "${20}" = "$start" ] || continue
+    kill -KILL -- "-$pgid" 2>/dev/null || kill -KILL "$pgid" 2>/dev/null
+  else
+    kill -KILL -- "-$pgid" 2>/dev/null
+  fi
 done < groups
-for pid in $(grep -lzs "^$2" /proc/[0-9]*/environ | cut -d/ -f3); do
+for pid in $(grep -lzs "^$tags" /proc/[0-9]*/environ | cut -d/ -f3); do
   kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
 done
 exit 0

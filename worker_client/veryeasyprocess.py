@@ -99,7 +99,7 @@ def _signal_name(number):
         return "unknown"
 
 
-def _kill_with_group(pid):
+def kill_with_group(pid):
     """SIGKILL a process and, if it leads one, its process group."""
     if not _signal_group(pid, signal.SIGKILL):
         try:
@@ -316,6 +316,11 @@ class Runner:
         carries (``GEARMAN_FRAME_RUN=TAG-``): what a keeper looks for."""
         return f"{TAG_VARIABLE}={self.run_tag}-"
 
+    def running_starts(self):
+        """``{pid: start ticks}`` of the running commands."""
+        with self._lock:
+            return dict(self._start_ticks)
+
     def running_pids(self):
         with self._lock:
             return set(self._running)
@@ -526,7 +531,7 @@ class Runner:
             if not found:
                 break
             for pid in found:
-                _kill_with_group(pid)
+                kill_with_group(pid)
             killed += found
             _wait_gone(found)
         if killed:

@@ -96,7 +96,7 @@ class WorkerPool:
         self.keeper = None
         self.spool = DeadLetterSpool(spool_dir) if spool_dir else None
         self.spool_sender = SpoolSender(self.spool, self.servers) if self.spool else None
-        self.reaper = OrphanReaper(self.runner)
+        self.reaper = OrphanReaper(self.runner, ledger=self.ledger)
         self._local = threading.local()
 
     # -- start

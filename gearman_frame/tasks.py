@@ -2,24 +2,43 @@
 
 The registry lives in the shared core because both roles need it: workers import the
 plugin modules to serve their tasks; senders import the same modules to send them.
-``f.put(**kw)`` and ``f.submit(**kw)`` need a job client, which the sender package
-provides through :func:`set_client_factory` (the core never imports a role package).
+``f.put(**kw)`` and ``f.submit(**kw)`` send through the job client that is open in the
+calling context (``with JobClient(config) as client:`` opens one; ``sendjob plugin`` runs
+a plugin inside its own), so every call reuses one client and its connections, and its
+owner closes it; the core never imports a role package and keeps no client of its own.
 """
+from __future__ import annotations
+
+import contextlib
+import contextvars
 import importlib
 import logging
+from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, UsageError
 
 log = logging.getLogger(__name__)
 
-_registry = {}
-_client_factory = None
+_registry: dict[str, "Task"] = {}
+#: The job client open in this context (see :func:`using`), or None.
+_current_client: contextvars.ContextVar = contextvars.ContextVar("gearman_frame_client",
+                                                                 default=None)
+
+
+@contextlib.contextmanager
+def using(client: Any) -> Iterator[Any]:
+    """Make ``client`` the one ``put``/``submit`` use inside the ``with`` block."""
+    token = _current_client.set(client)
+    try:
+        yield client
+    finally:
+        _current_client.reset(token)
 
 
 class Task:
     """A registered Python task: call it locally, or send it with put()/submit()."""
 
-    def __init__(self, name, func):
+    def __init__(self, name: str, func: Callable[..., Any]):
         self.name = name
         self.func = func
         self.__doc__ = func.__doc__
@@ -29,15 +48,19 @@ class Task:
         return self.func(*args, **kwargs)
 
     def _client(self):
-        if _client_factory is None:
-            raise UsageError(f"task {self.name}: import send_job_client to send tasks")
-        return _client_factory()
+        client = _current_client.get()
+        if client is None:
+            raise UsageError(f"task {self.name}: put() and submit() send through an open job "
+                             "client: call them inside 'with JobClient(config):' (sendjob "
+                             "plugin opens one for its plugin)")
+        return client
 
-    def put(self, *args, priority="normal", **kwargs):
-        """Send in the background; return the job handle (or 'outbox')."""
+    def put(self, *args: Any, priority: str = "normal", **kwargs: Any) -> Any:
+        """Send in the background; return the Delivery (handle, or kept in the outbox)."""
         return self._client().submit_background(self.name, *args, priority=priority, **kwargs)
 
-    def submit(self, *args, priority="normal", timeout=None, **kwargs):
+    def submit(self, *args: Any, priority: str = "normal", timeout: float | None = None,
+               **kwargs: Any) -> Any:
         """Send in the foreground; return the Result."""
         return self._client().submit(self.name, *args, priority=priority, timeout=timeout,
                                      **kwargs)
@@ -46,7 +69,7 @@ class Task:
         return f"<Task {self.name}>"
 
 
-def task(name=None):
+def task(name: str | Callable[..., Any] | None = None) -> Any:
     """Decorator registering a Python function as the Gearman function ``name``."""
     def register(func):
         task_name = name or func.__name__
@@ -60,15 +83,9 @@ def task(name=None):
     return register
 
 
-def registered():
+def registered() -> dict[str, Task]:
     """{name: Task} of every task registered so far."""
     return dict(_registry)
-
-
-def set_client_factory(factory):
-    """Called by the sender package: ``factory()`` returns a JobClient for put/submit."""
-    global _client_factory
-    _client_factory = factory
 
 
 def import_plugins(modules, config_path=None):

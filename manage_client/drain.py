@@ -18,12 +18,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from gearman_frame.dispatch import Dispatcher, Job
 from gearman_frame.envelope import STATUS_ERROR, Result, dumps, loads, parse_request
-from gearman_frame.errors import BadRequest, EnvelopeError, UsageError
+from gearman_frame.errors import (BadRequest, EnvelopeError, FrameError, ServerRefused,
+                                  UsageError)
 from gearman_frame.files import open_private
 from gearman_frame.limits import MAX_PAYLOAD_BYTES
 from gearman_frame.queues import DEAD_PREFIX, read_dead_letter
-from gearman_frame.wire import PRIORITIES, AbandonJob, JobFailed, WireWorker, check_request
+from gearman_frame.files import write_private_file
+from gearman_frame.queues import control_function
+from gearman_frame.wire import (JOB_COMPLETE, PRIORITIES, AbandonJob, JobFailed, WireClient,
+                                WireWorker, check_request)
 
 from .admin import AdminClient
 
@@ -253,3 +258,65 @@ def _dumped_job(line):
             from err
     return {"function": function, "unique": unique, "data": data, "priority": priority,
             "background": record.get("background")}
+
+
+@dataclass
+class ResendReport:
+    """What became of resent jobs: how many were queued, and the ones that were not."""
+
+    queued: int = 0
+    unsent: list = field(default_factory=list)  # (job dict, why)
+    unsent_path: str | None = None
+
+    def reasons(self):
+        counts = {}
+        for _job, why in self.unsent:
+            counts[why] = counts.get(why, 0) + 1
+        return "; ".join(f"{n} x {why}" for why, n in counts.items())
+
+
+def resend_jobs(config, jobs, unsent_path):
+    """Submit dumped jobs again (background, same unique keys and priority), many in
+    flight, through the core's dispatcher; the ones no server queued are written, as dump
+    lines, to ``unsent_path`` (owner-only), so nothing is lost."""
+    report = ResendReport(unsent_path=unsent_path)
+    dispatcher = Dispatcher(config.servers, config.client.timeout, config.client.resend)
+    try:
+        outgoing = [Job(j["function"], data=j["data"], id=j["unique"],
+                        priority=j["priority"], background=True) for j in jobs]
+
+        def done(index, outcome):
+            if outcome.error is None:
+                report.queued += 1
+            else:
+                why = (f"refused: {outcome.error.text}" if isinstance(outcome.error, ServerRefused)
+                       else "no server took it")
+                report.unsent.append((jobs[index], why))
+        dispatcher.run(outgoing, done)
+    finally:
+        dispatcher.close()
+    if report.unsent:
+        write_private_file(unsent_path, b"".join(
+            dumps({"function": j["function"], "unique": j["unique"], "priority": j["priority"],
+                   "background": j["background"], "data": j["data"]}) + b"\n"
+            for j, _why in report.unsent))
+    return report
+
+
+#: Seconds a control job (shutdown) may wait for its worker's answer.
+CONTROL_TIMEOUT = 10.0
+
+
+def send_control(servers, worker_name, command):
+    """Send ``command`` to worker ``worker_name``'s control function (high priority, in
+    the foreground) and return its answer; FrameError if none came."""
+    client = WireClient(servers)
+    try:
+        request = client.submit(control_function(worker_name), command, priority="high",
+                                timeout=CONTROL_TIMEOUT)
+    finally:
+        client.shutdown()
+    if request.state != JOB_COMPLETE:
+        raise FrameError(f"worker {worker_name} did not accept '{command.decode()}' "
+                         f"(gearmand says {request.state})")
+    return request.result

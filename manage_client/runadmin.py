@@ -16,12 +16,12 @@ from dataclasses import asdict
 from gearman_frame import cli
 from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError
 from gearman_frame.logs import printable
-from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
+from gearman_frame.queues import CONTROL_SHUTDOWN
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
 
 from manage_client.admin import AdminClient
 from manage_client.admin_protocol import worker_name_of
-from manage_client.drain import Drainer, read_dump
+from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
 from manage_client import views
 
 log = logging.getLogger("manage_client.runadmin")
@@ -209,7 +209,6 @@ def cmd_clear(admin, config, args):
 
 
 def cmd_resend(admin, config, args):
-    from send_job_client import Job, JobClient  # the admin may reuse the sender's client
     dumped, bad = read_dump(args.file)
     for line in bad:
         print(f"runadmin: {args.file}:{line.number}: bad line, not resent: {line.reason}",
@@ -217,33 +216,26 @@ def cmd_resend(admin, config, args):
     if bad and args.strict:
         raise FrameError(f"resend {args.file}: {len(bad)} bad line(s); --strict sends "
                          "nothing")
-    jobs = [Job(j["function"], data=j["data"], id=j["unique"], priority=j["priority"])
-            for j in dumped if args.all or j["background"] is not False]
-    skipped = len(dumped) - len(jobs)
-    with JobClient(config) as client:
-        deliveries = client.submit_many(jobs, background=True)
-    queued = sum(1 for d in deliveries if d.handle)
-    kept = sum(1 for d in deliveries if d.outbox)
-    refused = [d for d in deliveries if d.error]
-    log.info("resend: %s resent %d job(s) from %s (%d queued, %d in the outbox, %d refused, "
-             "%d bad line(s))", WHO, len(jobs), args.file, queued, kept, len(refused), len(bad))
-    print(f"resent {len(jobs)} job(s) from {args.file}: {queued} queued, {kept} kept in the "
-          f"outbox, {len(refused)} refused"
+    chosen = [j for j in dumped if args.all or j["background"] is not False]
+    skipped = len(dumped) - len(chosen)
+    report = resend_jobs(config, chosen, unsent_path=f"{args.file}.unsent")
+    log.info("resend: %s resent %d job(s) from %s (%d queued, %d not sent, %d bad line(s))",
+             WHO, len(chosen), args.file, report.queued, len(report.unsent), len(bad))
+    print(f"resent {len(chosen)} job(s) from {args.file}: {report.queued} queued"
+          + (f", {len(report.unsent)} not sent (kept in {report.unsent_path}: "
+             f"{report.reasons()})" if report.unsent else "")
           + (f"; skipped {skipped} foreground job(s) (--all resends them)" if skipped else "")
           + (f"; {len(bad)} bad line(s) left out" if bad else ""))
-    return EXIT_OK if not refused and not bad else EXIT_FAILED
+    return EXIT_OK if not report.unsent and not bad else EXIT_FAILED
 
 
 def cmd_shutdown(admin, config, args):
-    from send_job_client import JobClient  # the admin may reuse the sender's client
-
     def connected():
         return [c for c in admin.workers() if worker_name_of(c.client_id) == args.name]
     if not connected():
         raise FrameError(f"no worker named '{args.name}' is connected to "
                          f"{', '.join(str(s) for s in config.servers)}")
-    with JobClient(config, timeout=10, resend=1) as client:
-        client.submit(control_function(args.name), data=CONTROL_SHUTDOWN, priority="high")
+    send_control(config.servers, args.name, CONTROL_SHUTDOWN)
     log.info("shutdown: %s asked worker %s to stop", WHO, args.name)
     deadline = time.monotonic() + args.timeout
     while connected():

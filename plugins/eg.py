@@ -10,8 +10,12 @@ The rules
 2. It may define Python tasks with ``@task("name")``. Workers serve them when the module
    is listed under ``plugins:`` in config.yaml (the worker imports it at start). A task
    takes JSON-able arguments and returns a JSON-able value other than None (None and
-   bytes are reported as errors); raising fails the job with the error text. Retries and
-   a timeout for a task can be set under ``functions.NAME`` in the config.
+   bytes are reported as errors); raising fails the job with the error text. Retries for
+   a task can be set under ``functions.NAME`` in the config. A task's ``timeout`` is not
+   enforced yet (a thread cannot be killed; a command's process group can): keep tasks
+   short, or make long work a configured command.
+   ``f.put(...)`` and ``f.submit(...)`` send a task through the job client open in the
+   calling context (``with JobClient(config):``; ``sendjob plugin`` opens one).
 3. ``add_arguments(parser)`` (optional) declares its command-line arguments on an
    argparse parser; without it the plugin gets the raw list of strings.
 4. ``jobs(args, config)`` (required) yields the jobs to send, as

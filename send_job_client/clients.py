@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from python3_gearman.constants import JOB_COMPLETE, JOB_FAILED
-
+from gearman_frame import tasks
 from gearman_frame.addresses import parse_address
 from gearman_frame.config import load_config
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result
 from gearman_frame.errors import (EnvelopeError, ServerRefused, ServerUnavailable,
                                   UsageError, WireError)
-from gearman_frame.wire import status_by_unique
+from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, status_by_unique
 
-from .dispatch import DEFAULT_WINDOW, Dispatcher, Job
+from gearman_frame.dispatch import DEFAULT_WINDOW, Dispatcher, Job
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ class Delivery:
     handle: str | None = None
     outbox: bool = False
     error: str | None = None
+    #: The server that queued it (``host:port``), when one did.
+    server: str | None = None
 
     @property
     def ok(self):
@@ -71,7 +73,7 @@ class JobClient:
                                      client.resend if resend is None else resend, window)
         self._closed = False
 
-    def close(self):
+    def close(self) -> None:
         self.dispatcher.close()
         self._closed = True
 
@@ -79,10 +81,14 @@ class JobClient:
         if self._closed:
             raise UsageError("this JobClient is closed; make a new one")
 
-    def __enter__(self):
+    def __enter__(self) -> "JobClient":
+        """Open: also the client that tasks' ``put``/``submit`` use in this context."""
+        self._bound = tasks.using(self)
+        self._bound.__enter__()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
+        self._bound.__exit__(*exc)
         self.close()
 
     # -- one job
@@ -96,15 +102,16 @@ class JobClient:
             raise outcome.error
         return result_of(outcome)
 
-    def submit_background(self, function, *args, priority="normal", data=None, **kwargs):
-        """Queue a job; return its handle, or 'outbox' if no server took it (it waits there
-        for ``flush_outbox``). Raises ServerRefused if a server refused it (queue full)."""
+    def submit_background(self, function: str, *args: Any, priority: str = "normal",
+                          data: bytes | None = None, **kwargs: Any) -> Delivery:
+        """Queue a job; return its Delivery: the handle gearmand gave it and the server,
+        or ``outbox=True`` if no server took it (it waits there for ``flush_outbox``).
+        Raises ServerRefused if a server refused it (queue full)."""
         job = Job(function, args, kwargs, data=data, priority=priority, background=True)
         outcome = self._one(job, None)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
-        delivery = self._deliver(job, outcome)
-        return OUTBOX if delivery.outbox else delivery.handle
+        return self._deliver(job, outcome)
 
     def _one(self, job, timeout):
         self._check_open()
@@ -149,7 +156,7 @@ class JobClient:
 
     def _deliver(self, job, outcome):
         if outcome.error is None:
-            return Delivery(job.id, handle=outcome.request.handle)
+            return Delivery(job.id, handle=outcome.request.handle, server=outcome.server)
         if isinstance(outcome.error, ServerRefused):
             return Delivery(job.id, error=str(outcome.error))
         self.outbox.put(job, outcome.error, doubt=in_doubt_at(outcome))

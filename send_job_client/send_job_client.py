@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from gearman_frame import cli
+from gearman_frame import cli, tasks
 from gearman_frame.envelope import dumps
 from gearman_frame.logs import cut
 from gearman_frame.errors import EXIT_FAILED, EXIT_OK, OutboxError, UsageError
@@ -118,10 +118,11 @@ def cmd_run(client, args):
     if data is not None and (kwargs or positional):
         raise UsageError("--data sends a raw payload: give no key=value or --arg with it")
     if args.background:
-        handle = client.submit_background(args.function, *positional, priority=args.priority,
-                                          data=data, **kwargs)
-        print(json.dumps({"handle": None if handle == OUTBOX else handle,
-                          "outbox": handle == OUTBOX}) if args.json else handle)
+        delivery = client.submit_background(args.function, *positional,
+                                            priority=args.priority, data=data, **kwargs)
+        print(json.dumps({"id": delivery.id, "handle": delivery.handle,
+                          "server": delivery.server, "outbox": delivery.outbox})
+              if args.json else (OUTBOX if delivery.outbox else delivery.handle))
         return EXIT_OK
     result = client.submit(args.function, *positional, priority=args.priority,
                            timeout=args.timeout, data=data, **kwargs)
@@ -151,7 +152,7 @@ def cmd_plugin(client, args, config):
     module = load_plugin(args.name)
     plugin_args = parse_plugin_args(module, args.name, args.plugin_args)
     total = module.count(plugin_args) if hasattr(module, "count") else None
-    with progress_display(args.name, sys.stdout, total) as show:
+    with progress_display(args.name, sys.stdout, total) as show, tasks.using(client):
         report = run_plugin(module, args.name, plugin_args, config, client, progress=show)
     print(f"{args.name}: {report.sent} sent, {report.ok} ok, {report.failed} failed"
           + (f", {report.outbox} kept in the outbox" if report.outbox else ""))

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gearman_frame.errors import JobTimeout, ServerUnavailable
+from gearman_frame.errors import JobTimeout, ServerUnavailable, UsageError
 from gearman_frame.server import free_port
 from send_job_client import OUTBOX, Job, JobClient
 from send_job_client.outbox import Outbox
@@ -33,8 +33,9 @@ def test_foreground_background_and_many(gearmand, start_workers, plugin_dir, tmp
     ledger = tmp_path / "ledger"
     with JobClient(config) as client:
         assert client.submit("reverse", "abc").value == "cba"
-        handle = client.submit_background("record", str(ledger), "bg")
-        assert handle.startswith("H:")
+        delivery = client.submit_background("record", str(ledger), "bg")
+        assert delivery.handle.startswith("H:") and not delivery.outbox
+        assert delivery.server == str(gearmand.address)
         wait_for(lambda: ledger_lines(ledger) == ["bg"], 10, "the background job")
         results = client.submit_many([Job.of("reverse", f"n{i}") for i in range(1000)])
     assert [r.value for r in results] == [f"n{i}"[::-1] for i in range(1000)]
@@ -191,3 +192,24 @@ def test_example_plugins_run_end_to_end(gearmand, start_workers, tmp_path):
     assert all(len(group) <= 5 for group in stored)
     assert not any(1 in group and 2 in group for group in stored)
     assert "after 2 attempt(s)" in batch.stderr  # each store failed once and was retried
+
+
+def test_task_put_and_submit_use_the_open_client_and_need_one(gearmand, start_workers,
+                                                             plugin_dir, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    import recordtasks
+    start_recorder(start_workers, [gearmand.address], plugin_dir)
+    _path, config = client_config(tmp_path, [gearmand.address])
+    ledger = tmp_path / "ledger"
+    # Outside an open client, put/submit say what to do instead of opening connections
+    with pytest.raises(UsageError, match="open job client"):
+        recordtasks.reverse.submit("abc")
+    with JobClient(config) as client:
+        assert recordtasks.reverse.submit("abc").value == "cba"
+        delivery = recordtasks.record.put(str(ledger), "from-put")
+        assert delivery.handle.startswith("H:") and delivery.server == str(gearmand.address)
+    wait_for(lambda: ledger_lines(ledger) == ["from-put"], 10, "the put job")
+    assert recordtasks.reverse("abc") == "cba"  # a plain call runs locally
+    with pytest.raises(UsageError):
+        recordtasks.record.put(str(ledger), "after-close")

@@ -16,7 +16,7 @@ from gearman_frame.server import free_port
 from gearman_frame.wire import WireClient
 from send_job_client import Job, JobClient
 
-from .client_helpers import SENDJOB, client_config, sendjob
+from .client_helpers import SENDJOB, client_config
 from .helpers import queued, wait_for
 from .test_admin import RUNADMIN, runadmin
 from .test_veryeasyprocess import pid_gone

@@ -22,11 +22,18 @@ subclasses fix what it gets wrong against gearmand 1.1.20:
   type, reconnects with capped backoff when a server goes away and comes back, and grabs
   its next job without a PRE_SLEEP/NOOP round trip when it has one server.
 """
-from .client import (JOB_REFUSED, PRIORITIES, WireClient, WireClientHandler,  # noqa: F401
-                     WireJobRequest)
-from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES,  # noqa: F401
+from .client import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED,
+                     JOB_UNKNOWN, PRIORITIES, WireClient, WireClientHandler, WireJobRequest)
+from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES,
                          READ_CHUNK, BytesEncoder, Oversized, PollMixin, WireConnection,
                          check_request)
-from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL,  # noqa: F401
+from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL,
                      AbandonJob, JobFailed, WireWorker, WireWorkerHandler)
-from .status import UniqueStatus, status_by_unique  # noqa: F401,E402
+from .status import UniqueStatus, status_by_unique
+
+__all__ = ["JOB_COMPLETE", "JOB_CREATED", "JOB_FAILED", "JOB_REFUSED", "JOB_UNKNOWN", "PRIORITIES",
+           "WireClient", "WireClientHandler", "WireJobRequest", "CONNECT_TIMEOUT",
+           "MAX_FUNCTION_BYTES", "MAX_UNIQUE_BYTES", "READ_CHUNK", "BytesEncoder", "Oversized",
+           "PollMixin", "WireConnection", "check_request", "RECONNECT_MAX", "RECONNECT_MIN",
+           "WORKER_POLL_INTERVAL", "AbandonJob", "JobFailed", "WireWorker", "WireWorkerHandler",
+           "UniqueStatus", "status_by_unique"]

@@ -36,6 +36,12 @@ class WireJobRequest(GearmanJobRequest):
     def complete(self):
         return self.state == JOB_REFUSED or super().complete
 
+    @property
+    def connected(self):
+        """True while the connection this request went out on is up."""
+        connection = self.job.connection
+        return connection is not None and connection.connected
+
 
 def _status(job_handle, known, running, numerator, denominator):
     """A request's ``status`` record, as the library keeps it."""
@@ -179,6 +185,52 @@ class WireClient(PollMixin, GearmanClient):
                                 f"{timeout}s ({'queued' if request.handle else 'not queued'})",
                                 handle=request.handle)
         return request
+
+    # -- the surface the dispatcher uses: send, poll for changes, forget
+    def send(self, index, task, data, unique, priority="normal", background=False,
+             flush=False):
+        """Send one request on the connection to server ``index`` (connecting first if
+        needed) and return it; ``flush`` writes it to the socket at once. Raises
+        ServerUnavailable if that server cannot be reached. Only requests sent this way
+        are listed by :meth:`poll`."""
+        conn = self.connection_list[index]
+        request = self._create_request_from_dictionary(
+            {"task": task, "data": data, "unique": unique, "priority": PRIORITIES[priority]},
+            background=background)
+        self.request_to_rotating_connection_queue[request] = collections.deque([conn])
+        try:
+            self.establish_connection(conn)
+            self.send_job_request(request)
+            if flush:
+                conn.send_commands_to_buffer()
+                conn.send_data_to_socket()
+        except (gerrors.ServerUnavailable, gerrors.ConnectionError) as err:
+            self.forget(request)
+            reason = str(err).split("> ", 1)[-1]
+            raise ServerUnavailable(f"{conn.address}: {reason}", [conn.address]) from err
+        if self.changed is None:
+            self.changed = []
+        return request
+
+    def any_connected(self):
+        return any(c.connected for c in self.connection_list)
+
+    def is_connected(self, index):
+        """True while the connection to server ``index`` is up."""
+        return self.connection_list[index].connected
+
+    def poll(self, timeout):
+        """Wait up to ``timeout`` seconds for answers; return the requests sent with
+        :meth:`send` whose state changed since the last call (answered, refused, or lost
+        with their connection)."""
+        live = [c for c in self.connection_list if c.connected]
+        if live:
+            readable, writable, failed = self.poll_connections_once(live, timeout)
+            self.handle_connection_activity(readable, writable, failed)
+        elif timeout:
+            time.sleep(timeout)
+        changed, self.changed = self.changed or [], []
+        return changed
 
     def forget(self, request):
         """Drop the library's bookkeeping for a request that needs no more answers (it

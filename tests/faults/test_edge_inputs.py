@@ -57,7 +57,7 @@ def test_queue_full_is_refused_not_timed_out(gearmand, tmp_path):
         admin.create_function("tight")
         admin.maxqueue("tight", 1)
     with JobClient(config) as client:
-        assert client.submit_background("tight", n=1).startswith("H:")
+        assert client.submit_background("tight", n=1).handle.startswith("H:")
         with pytest.raises(ServerRefused, match="(?i)queue is full"):
             client.submit_background("tight", n=2)
         deliveries = client.submit_many([Job.of("tight", n=i) for i in range(3)],

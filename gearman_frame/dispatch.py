@@ -15,11 +15,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from python3_gearman.constants import JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN
-
-from gearman_frame.envelope import Request, check_faithful, new_job_id
-from gearman_frame.errors import JobTimeout, ServerRefused, ServerUnavailable, WireError
-from gearman_frame.wire import JOB_REFUSED, PRIORITIES, WireClient, check_request
+from .envelope import Request, check_faithful, new_job_id
+from .errors import JobTimeout, ServerUnavailable
+from .wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
+                   WireClient, check_request)
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +120,7 @@ class Dispatcher:
         every request in flight. Freed slots are refilled in batches of ``refill`` jobs,
         so requests go out many to a write."""
         self._eager = eager
-        self.wire.changed = []
-        try:
-            self._run(iter(enumerate(jobs)), on_done,
-                      self.timeout if timeout is None else timeout)
-        finally:
-            self.wire.changed = None
+        self._run(iter(enumerate(jobs)), on_done, self.timeout if timeout is None else timeout)
 
     def _run(self, source, on_done, per_try):
         waiting, flying = collections.deque(), {}
@@ -152,9 +146,8 @@ class Dispatcher:
             self._drop_ended(flying)
             if exhausted and not waiting and not flying:
                 return
-            self._poll(waiting)
-            changed, self.wire.changed = self.wire.changed, []
-            for request in changed:
+            pause = POLL_SLICE if waiting or self.wire.any_connected() else 0
+            for request in self.wire.poll(pause):
                 flight = flying.get(request)
                 if flight is not None:
                     self._settle(request, flight, flying, waiting, on_done)
@@ -189,14 +182,6 @@ class Dispatcher:
             elif not self._send(flight, flying, now):
                 self._retry_or_end(flight, waiting, on_done, move=True)
 
-    def _poll(self, waiting):
-        live = [c for c in self.wire.connection_list if c.connected]
-        if not live:
-            time.sleep(POLL_SLICE if waiting else 0)
-            return
-        readable, writable, failed = self.wire.poll_connections_once(live, POLL_SLICE)
-        self.wire.handle_connection_activity(readable, writable, failed)
-
     def _settle(self, request, flight, flying, waiting, on_done):
         """Act on an attempt that was answered or lost; True if it left ``flying``."""
         state = request.state
@@ -228,9 +213,7 @@ class Dispatcher:
             queued = "queued" if request.handle else "not queued"
             flight.history.append((str(self.servers[flight.server]),
                                    f"timed out after {per_try:g}s ({queued})"))
-            conn = request.job.connection
-            self._retry_or_end(flight, waiting, on_done,
-                               move=not (conn is not None and conn.connected))
+            self._retry_or_end(flight, waiting, on_done, move=not request.connected)
 
     # -- sending
     def _pick_server(self):
@@ -239,27 +222,16 @@ class Dispatcher:
         return index
 
     def _send(self, flight, flying, now):
-        conn = self.wire.connection_list[flight.server]
-        if not conn.connected and self._down_until[flight.server] > now:
+        if not self.wire.is_connected(flight.server) and self._down_until[flight.server] > now:
             flight.history.append((str(self.servers[flight.server]), "unreachable (skipped)"))
             return False
         job = flight.job
-        request = self.wire._create_request_from_dictionary(
-            {"task": job.function, "data": flight.payload, "unique": job.id,
-             "priority": PRIORITIES[job.priority]}, background=job.background)
-        self.wire.request_to_rotating_connection_queue[request] = collections.deque([conn])
         try:
-            self.wire.establish_connection(conn)
-            self.wire.send_job_request(request)
-            if self._eager:
-                conn.send_commands_to_buffer()
-                conn.send_data_to_socket()
-        except WireError:
-            raise
-        except Exception as err:  # the library's ServerUnavailable/ConnectionError
-            self._forget(request)
+            request = self.wire.send(flight.server, job.function, flight.payload, job.id,
+                                     job.priority, job.background, flush=self._eager)
+        except ServerUnavailable as err:
             self._down_until[flight.server] = now + SERVER_RETRY_DELAY
-            reason = str(err).split("> ", 1)[-1]
+            reason = str(err).split(": ", 1)[-1]
             flight.history.append((str(self.servers[flight.server]), f"unreachable: {reason}"))
             return False
         flight.request, flight.sent_at = request, now
@@ -295,7 +267,3 @@ class Dispatcher:
         self._deadlines.pop(request, None)
         self.wire.forget(request)
 
-
-def refused(outcome):
-    """True if gearmand refused the job (e.g. QUEUE_FULL)."""
-    return isinstance(outcome.error, ServerRefused)

@@ -17,8 +17,11 @@ setup(
         "PyYAML>=5.4",
         "rich>=12",
     ],
+    package_data={name: ["py.typed"] for name in
+                  ("gearman_frame", "send_job_client", "worker_client", "manage_client")},
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9", "mypy>=1.8",
+                 "types-PyYAML"],
     },
     entry_points={
         "console_scripts": [

@@ -2,12 +2,12 @@
 precedence, logging set-up, and the mapping of every error to one line and an exit code."""
 import argparse
 import dataclasses
+import math
 import logging
 import sys
 
-from .addresses import parse_address_list
 from .config import ENV_CONFIG, load_config
-from .errors import EXIT_FAILED, EXIT_USAGE, ConfigError, FrameError
+from .errors import EXIT_FAILED, EXIT_USAGE, FrameError
 from .logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,17 @@ def port(text):
     return value
 
 
+def seconds(text):
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def build_parser(prog, description, epilog=""):
     """A parser with the flags every command takes."""
     parser = ArgumentParser(prog=prog, description=description,
@@ -52,14 +63,11 @@ def build_parser(prog, description, epilog=""):
     return parser
 
 
-def load(args):
-    """Load the config for parsed ``args`` (CLI > env > file > defaults) and set up logs."""
-    config = load_config(args.config)
-    if getattr(args, "servers", None):
-        try:
-            config = config.replace(servers=parse_address_list(args.servers))
-        except ValueError as err:
-            raise ConfigError("--servers", None, str(err), args.servers) from err
+def load(args, overrides=None):
+    """Load the config for parsed ``args`` (CLI > env > file > defaults, one validator)
+    and set up logs. ``overrides``: more ``{key path: (flag, value)}`` from the command."""
+    flags = {"servers": ("--servers", args.servers)} if getattr(args, "servers", None) else {}
+    config = load_config(args.config, overrides={**flags, **(overrides or {})})
     settings = config.logging
     if settings.file:  # a relative file is beside the config, like every path in it
         settings = dataclasses.replace(settings, file=config.resolve(settings.file))

@@ -13,6 +13,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import yaml
 
@@ -190,20 +191,36 @@ def config_path(explicit=None, environ=None):
     return DEFAULT_CONFIG_FILE if os.path.exists(DEFAULT_CONFIG_FILE) else None
 
 
-def load_config(explicit=None, environ=None):
-    """Load, validate and return the :class:`Config` (file + environment + defaults)."""
+def load_config(explicit: str | os.PathLike | None = None,
+                environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, tuple[str, Any]] | None = None) -> Config:
+    """Load, validate and return the :class:`Config`: command-line ``overrides`` >
+    environment > file > defaults, all through one validator.
+
+    ``overrides`` maps a key path to ``(where, value)``, e.g. ``{"worker.threads":
+    ("--threads", 8)}``; a bad value is a ConfigError naming ``where`` (the flag).
+    """
     environ = os.environ if environ is None else environ
     path = config_path(explicit, environ)
     raw = _read_yaml(path) if path else {}
-    config = _Validator(path).config(raw)
-    if environ.get(ENV_SERVERS):
-        try:
-            servers = parse_address_list(environ[ENV_SERVERS])
-        except ValueError as err:
-            raise ConfigError(f"${ENV_SERVERS}", None, str(err),
-                              environ[ENV_SERVERS]) from err
-        config = config.replace(servers=servers)
-    return config
+    sources = {}
+    layers = [({"servers": (f"${ENV_SERVERS}", environ[ENV_SERVERS])}
+               if environ.get(ENV_SERVERS) else {}), dict(overrides or {})]
+    for layer in layers:
+        for key, (where, value) in layer.items():
+            raw = _set(raw, key.split("."), value, path)
+            sources[key] = where
+    return _Validator(path, sources).config(raw)
+
+
+def _set(raw, keys, value, path):
+    """A copy of the parsed YAML ``raw`` with ``keys`` (a key path) set to ``value``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(path, None, "a mapping at the top", raw)
+    if len(keys) == 1:
+        return {**raw, keys[0]: value}
+    inner = raw.get(keys[0]) or {}
+    return {**raw, keys[0]: _set(inner, keys[1:], value, path)}
 
 
 #: Most YAML aliases (``*name``) a config may use: a few are handy, thousands are an
@@ -252,12 +269,19 @@ _UNITS = {None: 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3,
 
 
 class _Validator:
-    """Turns the parsed YAML into a Config, raising ConfigError at the first problem."""
+    """Turns the parsed YAML into a Config, raising ConfigError at the first problem.
 
-    def __init__(self, path):
+    ``sources`` names where an overridden key came from (a flag, a variable), so its
+    error names that instead of the file."""
+
+    def __init__(self, path, sources=None):
         self.path = path
+        self.sources = sources or {}
 
     def error(self, key, expected, value=None, got=None):
+        where = self.sources.get(key.split("[")[0]) if key else None
+        if where:
+            return ConfigError(where, None, expected, value, got=got)
         return ConfigError(self.path, key, expected, value, got=got)
 
     # -- shapes
@@ -333,8 +357,11 @@ class _Validator:
         )
 
     def servers(self, value):
-        if isinstance(value, str):
-            value = [value]
+        if isinstance(value, str):  # "host:port,host:port" (a flag or a variable)
+            try:
+                return tuple(parse_address_list(value))
+            except ValueError as err:
+                raise self.error("servers", str(err), value) from err
         if not isinstance(value, list) or not value:
             raise self.error("servers", "a non-empty list of 'host:port'", value)
         result = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from typing import Any
 import time
 from dataclasses import dataclass, field
 
@@ -45,16 +46,16 @@ class Job:
     id: str = field(default_factory=new_job_id)
 
     @classmethod
-    def of(cls, function, *args, **kwargs):
+    def of(cls, function: str, *args: Any, **kwargs: Any) -> "Job":
         """``Job.of("compress", path="/x")``: the short way to build one."""
         return cls(function, args, kwargs)
 
-    def payload(self):
+    def payload(self) -> bytes:
         if self.data is not None:
             return self.data
         return Request(self.args, self.kwargs, id=self.id, background=self.background).encode()
 
-    def validate(self):
+    def validate(self) -> None:
         if self.priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, "
                              f"got {self.priority!r}")

@@ -50,15 +50,16 @@ _ENCODER = json.JSONEncoder(default=_to_json, ensure_ascii=False, separators=(",
 #: its circular-reference bookkeeping: a cycle ends in RecursionError, turned into the
 #: ValueError the library raises). None without the C accelerator: dumps() then takes
 #: the library's path.
-_C_ENCODE = (json.encoder.c_make_encoder(None, _to_json, json.encoder.encode_basestring,
-                                          None, ":", ",", False, False, True)
-             if getattr(json.encoder, "c_make_encoder", None) else None)
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (_MAKE_ENCODER(None, _to_json, json.encoder.encode_basestring,
+                           None, ":", ",", False, False, True)
+             if _MAKE_ENCODER else None)
 _DECODER = json.JSONDecoder(object_hook=_from_json)
 #: For text that cannot hold a ``__b64__`` key: no Python call per object.
 _PLAIN_DECODER = json.JSONDecoder()
 
 
-def dumps(value):
+def dumps(value: object) -> bytes:
     """Encode any JSON-able value (bytes allowed anywhere) to UTF-8 JSON bytes."""
     if _C_ENCODE is not None:
         try:
@@ -68,7 +69,7 @@ def dumps(value):
     return _ENCODER.encode(value).encode("utf-8")
 
 
-def loads(data):
+def loads(data: bytes | str) -> object:
     """Decode :func:`dumps` output; raise EnvelopeError on anything else."""
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
@@ -178,17 +179,17 @@ class Result:
     escaped: object = None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.status == STATUS_OK
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return dict(self.__dict__)  # the fields, in order (__init__ sets them in order)
 
-    def encode(self):
+    def encode(self) -> bytes:
         return dumps(self.to_dict())
 
     @classmethod
-    def decode(cls, data):
+    def decode(cls, data: bytes) -> "Result":
         obj = loads(data)
         if not isinstance(obj, dict) or obj.get("status") not in STATUSES:
             raise EnvelopeError("not a result object (needs a known 'status')")

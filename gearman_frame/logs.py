@@ -30,7 +30,8 @@ VALUE_PREFIX = 200
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(worker)s %(function)s %(job_id)s %(name)s: %(message)s"
 _CONTEXT_FIELDS = ("worker", "function", "job_id")
-_context = contextvars.ContextVar("gearman_frame_log_context", default={})
+_context: contextvars.ContextVar[dict] = contextvars.ContextVar("gearman_frame_log_context",
+                                                               default={})
 _HANDLER_MARK = "_gearman_frame_handler"
 
 

@@ -5,10 +5,14 @@ returns typed records carrying their server; totals across servers are computed 
 :func:`totals`. A server that cannot be reached is reported in ``unreachable`` and
 skipped; if none can be reached the call raises ServerUnavailable.
 """
+from __future__ import annotations
+
 import logging
 import socket
 from collections import defaultdict
+from typing import Sequence
 
+from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import ConnectionLost, ServerUnavailable
 from gearman_frame.wire import CONNECT_TIMEOUT
 
@@ -70,17 +74,17 @@ class AdminConnection:
 class AdminClient:
     """Admin commands over all ``servers`` (ServerAddress objects)."""
 
-    def __init__(self, servers, timeout=REPLY_TIMEOUT):
+    def __init__(self, servers: Sequence[ServerAddress], timeout: float = REPLY_TIMEOUT):
         self.connections = [AdminConnection(s, timeout) for s in servers]
-        self.unreachable = {}
+        self.unreachable: dict[str, str] = {}
         #: ``(server, line)`` for each reply line that could not be parsed and was left out.
-        self.skipped = []
+        self.skipped: list[tuple[str, str]] = []
 
     def close(self):
         for conn in self.connections:
             conn.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "AdminClient":
         return self
 
     def __exit__(self, *exc):
@@ -111,19 +115,19 @@ class AdminClient:
         return self._fan_out(text, lambda line, server: (server, proto.parse_ok(line, server)))
 
     # -- one method per admin command
-    def status(self):
+    def status(self) -> list[proto.FunctionStatus]:
         return self._fan_out("status", self._lenient(proto.parse_status))
 
-    def prioritystatus(self):
+    def prioritystatus(self) -> list[proto.PriorityStatus]:
         return self._fan_out("prioritystatus", self._lenient(proto.parse_prioritystatus))
 
-    def workers(self):
+    def workers(self) -> list[proto.WorkerConnection]:
         return self._fan_out("workers", self._lenient(proto.parse_workers))
 
-    def show_jobs(self):
+    def show_jobs(self) -> list[proto.QueuedJob]:
         return self._fan_out("show jobs", self._lenient(proto.parse_jobs))
 
-    def show_unique_jobs(self):
+    def show_unique_jobs(self) -> list[tuple[str, str]]:
         return self._fan_out("show unique jobs",
                              lambda lines, server: [(server, u) for u in
                                                     proto.parse_uniques(lines, server)])
@@ -137,18 +141,15 @@ class AdminClient:
     def verbose(self):
         return self._each_ok("verbose")
 
-    def cancel_job(self, handle):
+    def cancel_job(self, handle: str) -> list[tuple[str, object]]:
         """Cancel a queued job by handle on the server that knows it; [(server, result)]."""
         return self._tolerant(f"cancel job {handle}")
 
-    def maxqueue(self, function, size):
+    def maxqueue(self, function: str, size: int) -> list[tuple[str, str]]:
         return self._each_ok(f"maxqueue {function} {int(size)}")
 
-    def create_function(self, function):
+    def create_function(self, function: str) -> list[tuple[str, str]]:
         return self._each_ok(f"create function {function}")
-
-    def drop_function(self, function):
-        return self._tolerant(f"drop function {function}")
 
     def _tolerant(self, text):
         """Like _each_ok, but an ERR from one server is a result, not an exception."""

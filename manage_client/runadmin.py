@@ -51,7 +51,7 @@ def build_parser():
     status = sub.add_parser("status", help="queued, running and workers per function")
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="include control functions")
-    status.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+    status.add_argument("--watch", nargs="?", type=cli.seconds, const=2.0, metavar="SECONDS",
                         help="refresh every SECONDS (default 2) until Ctrl-C")
     workers = sub.add_parser("workers", help="connected workers: name, IP, functions")
     workers.add_argument("--json", action="store_true")
@@ -60,7 +60,7 @@ def build_parser():
     clear = sub.add_parser("clear", help="drain FUNCTION's queued jobs into a dump file")
     clear.add_argument("function")
     clear.add_argument("--dump", required=True, metavar="FILE")
-    clear.add_argument("--timeout", type=float, default=600.0)
+    clear.add_argument("--timeout", type=cli.seconds, default=600.0)
     resend = sub.add_parser("resend", help="submit the jobs of a dump again (background)")
     resend.add_argument("file")
     resend.add_argument("--all", action="store_true",
@@ -71,7 +71,7 @@ def build_parser():
                              "name the bad ones, exit 1)")
     shutdown = sub.add_parser("shutdown", help="stop the worker NAME gracefully")
     shutdown.add_argument("name")
-    shutdown.add_argument("--timeout", type=float, default=SHUTDOWN_WAIT)
+    shutdown.add_argument("--timeout", type=cli.seconds, default=SHUTDOWN_WAIT)
     for name in ("version", "getpid", "verbose"):
         sub.add_parser(name, help=f"gearmand's '{name}' on every server")
     jobs = sub.add_parser("jobs", help="gearmand's 'show jobs' on every server")

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The type check (mypy.ini) first: the public API is typed, and a type error fails the run.
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from gearman_frame import tasks
 from gearman_frame.addresses import parse_address
-from gearman_frame.config import load_config
+from gearman_frame.config import Config, load_config
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result
 from gearman_frame.errors import (EnvelopeError, ServerRefused, ServerUnavailable,
                                   UsageError, WireError)
@@ -63,8 +63,9 @@ class FlushReport:
 class JobClient:
     """Sends jobs to the configured servers (see the module docstring)."""
 
-    def __init__(self, config=None, timeout=None, resend=None, outbox=None,
-                 window=DEFAULT_WINDOW):
+    def __init__(self, config: Config | None = None, timeout: float | None = None,
+                 resend: int | None = None, outbox: Outbox | None = None,
+                 window: int = DEFAULT_WINDOW):
         self.config = config or load_config()
         client = self.config.client
         self.timeout = client.timeout if timeout is None else timeout
@@ -92,7 +93,9 @@ class JobClient:
         self.close()
 
     # -- one job
-    def submit(self, function, *args, priority="normal", timeout=None, data=None, **kwargs):
+    def submit(self, function: str, *args: Any, priority: str = "normal",
+               timeout: float | None = None, data: bytes | None = None,
+               **kwargs: Any) -> Result:
         """Run a job in the foreground and return its Result (a failed command is a Result
         with status 'failed', not an exception). Raises JobTimeout, ServerUnavailable or
         ServerRefused when no result could be had."""
@@ -122,8 +125,11 @@ class JobClient:
         return outcomes[0]
 
     # -- many jobs
-    def submit_many(self, jobs, background=False, progress=None, on_result=None,
-                    collect=True, timeout=None):
+    def submit_many(self, jobs: Iterable[Job], background: bool = False,
+                    progress: Callable[[int], Any] | None = None,
+                    on_result: Callable[[Job, Any], Any] | None = None,
+                    collect: bool = True,
+                    timeout: float | None = None) -> list[Any] | None:
         """Send an iterable of Job objects (``background`` applies to all), many in flight.
 
         Returns, in the order of ``jobs``, a Result per foreground job or a Delivery per
@@ -132,7 +138,7 @@ class JobClient:
         is called with the count of jobs done so far.
         """
         self._check_open()
-        results = {} if collect else None
+        results: dict[int, Any] = {}
         done = [0]
 
         def prepared():
@@ -152,7 +158,7 @@ class JobClient:
                 progress(done[0])
 
         self.dispatcher.run(prepared(), finished, timeout)
-        return [results[i] for i in range(len(results))] if collect else None
+        return [results[i] for i in range(len(results))] if collect else None  # in order
 
     def _deliver(self, job, outcome):
         if outcome.error is None:

@@ -7,7 +7,6 @@ most AUTO_FLUSH_BUDGET seconds and only if no other sendjob is flushing it; a fo
 """
 import argparse
 import json
-import math
 import os
 import re
 import sys
@@ -110,8 +109,6 @@ def parse_fields(items):
 
 
 def cmd_run(client, args):
-    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise UsageError(f"--timeout: expected a number of seconds > 0, got {args.timeout}")
     kwargs = parse_fields(args.fields)
     positional = [parse_value(a) for a in args.arg]
     data = args.data.encode("utf-8") if args.data is not None else None
@@ -124,8 +121,8 @@ def cmd_run(client, args):
                           "server": delivery.server, "outbox": delivery.outbox})
               if args.json else (OUTBOX if delivery.outbox else delivery.handle))
         return EXIT_OK
-    result = client.submit(args.function, *positional, priority=args.priority,
-                           timeout=args.timeout, data=data, **kwargs)
+    result = client.submit(args.function, *positional, priority=args.priority, data=data,
+                           **kwargs)
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
     else:
@@ -183,7 +180,9 @@ def auto_flush(client):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    config = cli.load(args)
+    timeout = getattr(args, "timeout", None)
+    config = cli.load(args, {"client.timeout": ("--timeout", timeout)}
+                      if timeout is not None else None)
     with JobClient(config) as client:
         if args.command == "flush":
             return cmd_flush(client, args)

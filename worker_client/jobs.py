@@ -15,7 +15,8 @@ import traceback
 from dataclasses import dataclass, field
 from threading import Event
 
-from gearman_frame.config import DEFAULT_MAX_KWARGS, DEFAULT_OUTPUT_LIMIT
+from gearman_frame.config import (DEFAULT_MAX_KWARGS, DEFAULT_OUTPUT_LIMIT,
+                                  DEFAULT_PROGRESS_INTERVAL)
 from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
                                     Result, dumps, is_envelope, parse_request)
 from gearman_frame.errors import EnvelopeError
@@ -51,7 +52,7 @@ class WorkerContext:
     runner: Runner
     stopping: Event = field(default_factory=Event)
     dead_letter: object | None = None
-    progress_interval: float = 5.0
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     max_kwargs: int = DEFAULT_MAX_KWARGS
     max_payload: int | None = None
 

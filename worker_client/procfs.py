@@ -61,7 +61,7 @@ def _last_pid():
     return int(os.pread(fd, 128, 0).split()[-1])
 
 
-_adopted = {}  # this process's pid -> kept descriptor of its main thread's children file
+_adopted: dict[int, int] = {}  # this process's pid -> kept descriptor of its main thread's children file
 _adopted_lock = threading.Lock()
 _CHILDREN_READ = 65536
 

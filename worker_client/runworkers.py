@@ -8,7 +8,6 @@ import logging
 import sys
 
 from gearman_frame import cli
-from gearman_frame.config import MAX_THREADS
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
@@ -58,17 +57,17 @@ def choose_functions(config, tasks, wanted):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    config = cli.load(args)
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise UsageError(f"--threads: expected a whole number >= 1 and <= {MAX_THREADS}, "
-                         f"got {args.threads}")
+    overrides = {key: (flag, value) for key, flag, value in
+                 (("worker.threads", "--threads", args.threads),
+                  ("worker.name", "--name", args.name)) if value is not None}
+    config = cli.load(args, overrides)
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)
     state_dir = config.resolve(STATE_DIR)
     private_folder(state_dir)
-    pool = WorkerPool(config, functions, tasks, name=args.name, threads=args.threads,
-                      state_dir=state_dir, spool_dir=config.resolve(SPOOL_DIR))
+    pool = WorkerPool(config, functions, tasks, state_dir=state_dir,
+                      spool_dir=config.resolve(SPOOL_DIR))
     install_signal_handlers(pool)
     limit_malloc_arenas()
     pool.start()

@@ -25,6 +25,9 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
+
+from gearman_frame.config import DEFAULT_PROGRESS_INTERVAL as PROGRESS_INTERVAL
 
 from .capture import Capture, Pump, ThreadPipes
 from .procfs import boot_ticks, children_since, environ_of, group_members, proc_stat
@@ -37,8 +40,6 @@ log = logging.getLogger(__name__)
 TAG_VARIABLE = "GEARMAN_FRAME_RUN"
 #: Seconds between SIGTERM and SIGKILL when a group is killed.
 KILL_GRACE = 0.1
-#: Seconds between two progress callbacks while a command runs.
-PROGRESS_INTERVAL = 5.0
 #: Reaped commands remembered so scans skip their pids (a few per running thread).
 RECENT_PIDS = 256
 #: Bytes of stdout/stderr kept (the last ones) in a result.
@@ -334,9 +335,12 @@ class Runner:
             kill_group(proc.pid, self.kill_grace, proc)
         return len(procs)
 
-    def run(self, argv, shell=False, cwd=None, env=None, timeout=None, stdin_data=None,
-            capture=True, keep_output=False, tail_bytes=TAIL_BYTES, head_stdout=False,
-            on_tick=None, tick=PROGRESS_INTERVAL):
+    def run(self, argv: list[str] | str, shell: bool = False, cwd: str | None = None,
+            env: dict[str, str] | None = None, timeout: float | None = None,
+            stdin_data: bytes | None = None, capture: bool = True, keep_output: bool = False,
+            tail_bytes: int = TAIL_BYTES, head_stdout: bool = False,
+            on_tick: Callable[[float], Any] | None = None,
+            tick: float = PROGRESS_INTERVAL) -> ProcessResult:
         """Run ``argv`` (a list; a string needs ``shell=True``) and return a ProcessResult.
 
         Each stream keeps its last ``tail_bytes`` (stdout its first, with
@@ -401,9 +405,9 @@ class Runner:
                                killed_leftovers=leftovers, cancelled=cancelled, pid=proc.pid,
                                escaped=escaped)
         if pump is not None:
-            out, err = pump.captures
-            result.stdout, result.stdout_size = out.value(), out.size
-            result.stderr, result.stderr_size = err.value(), err.size
+            kept_out, kept_err = pump.captures
+            result.stdout, result.stdout_size = kept_out.value(), kept_out.size
+            result.stderr, result.stderr_size = kept_err.value(), kept_err.size
         elif capture:
             self._collect_files(result, files, tail_bytes)
         return result

@@ -69,11 +69,10 @@ class ServingThread(threading.Thread):
 class WorkerPool:
     """The threads of one named worker and the policy for stopping them."""
 
-    def __init__(self, config, functions, tasks, name=None, threads=None, state_dir=None,
-                 spool_dir=None):
+    def __init__(self, config, functions, tasks, state_dir=None, spool_dir=None):
         self.config = config
-        self.name = name or worker_name(config.worker.name)
-        self.thread_count = threads or config.worker.threads
+        self.name = worker_name(config.worker.name)
+        self.thread_count = config.worker.threads
         self.grace = config.worker.grace
         self.servers = config.servers
         self.stop_requested = threading.Event()

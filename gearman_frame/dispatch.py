@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from .envelope import Request, check_faithful, new_job_id
+from .retry import RetryPolicy
 from .errors import JobTimeout, ServerUnavailable
 from .wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
                    WireClient, check_request)
@@ -29,6 +30,8 @@ DEFAULT_WINDOW = 1000
 SERVER_RETRY_DELAY = 1.0
 #: Longest wait (seconds) of one poll of the connections.
 POLL_SLICE = 0.05
+#: Wait before a job's next attempt: 0.1 s after the first, doubling, at most 1 s.
+RESEND_BACKOFF = RetryPolicy(delay=0.1, backoff=2.0, max_delay=1.0)
 #: Freed window slots are refilled once 1/REFILL_FRACTION of the window is free.
 REFILL_FRACTION = 8
 
@@ -250,7 +253,7 @@ class Dispatcher:
             return
         if move:
             flight.server = (flight.server + 1) % len(self.servers)
-        flight.not_before = time.monotonic() + min(1.0, 0.05 * 2 ** len(flight.history))
+        flight.not_before = time.monotonic() + RESEND_BACKOFF.delay_after(len(flight.history))
         log.info("job %s on %s: resending (%d of %d) to %s", flight.job.id,
                  flight.job.function, len(flight.history), self.resend,
                  self.servers[flight.server])

@@ -40,5 +40,9 @@ class RetryPolicy:
         return attempt < self.attempts
 
     def delay_after(self, attempt):
-        """Seconds to wait after the ``attempt``-th failed run (1-based)."""
-        return min(self.max_delay, self.delay * self.backoff ** (attempt - 1))
+        """Seconds to wait after the ``attempt``-th failed run (1-based); every backoff
+        in gearman-frame (retries, resends, reconnects, the dead-letter spool) is one."""
+        try:
+            return min(self.max_delay, self.delay * self.backoff ** (attempt - 1))
+        except OverflowError:  # a reconnect loop that has run for days
+            return self.max_delay

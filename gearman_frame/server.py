@@ -9,7 +9,6 @@ whose pid was reused is never signalled.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from .addresses import DEFAULT_PORT
 from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
 from .files import private_folder
+from .processes import escalate, is_alive, send_signal, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +74,6 @@ def _cmdline(pid):
             return handle.read().split(b"\0")
     except OSError:
         return []
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    state = Path(f"/proc/{pid}/stat")
-    try:
-        return state.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -173,7 +159,7 @@ class LocalGearmand:
     def _is_ours(self, pid):
         argv = _cmdline(pid)
         return (bool(argv) and os.path.basename(argv[0]) == b"gearmand"
-                and str(self.pidfile).encode() in argv and _alive(pid))
+                and str(self.pidfile).encode() in argv and is_alive(pid))
 
     def running_pid(self):
         """The pid of our gearmand if it runs; a stale pidfile is removed."""
@@ -224,7 +210,7 @@ class LocalGearmand:
                          self.process.pid, self.queue)
                 return self.process.pid
             time.sleep(0.02)
-        self._kill(self.process.pid, signal.SIGKILL)
+        send_signal(self.process.pid, signal.SIGKILL)
         raise ServerControlError(f"gearmand on {self.address} did not answer within {timeout}s",
                                  EXIT_UNREACHABLE)
 
@@ -247,11 +233,10 @@ class LocalGearmand:
         pid = self.running_pid()
         if pid is None:
             return False
-        self._kill(pid, sig)
-        if not self._wait_exit(pid, timeout):
-            log.warning("gearmand %s: pid %s ignored SIGTERM for %ss, killing", self.address,
+        if not escalate(lambda s: send_signal(pid, s), lambda: self._exited(pid), timeout,
+                        first=sig):
+            log.warning("gearmand %s: pid %s ignored SIGTERM for %ss, killed", self.address,
                         pid, timeout)
-            self._kill(pid, signal.SIGKILL)
             self._wait_exit(pid, timeout)
         self.pidfile.unlink(missing_ok=True)
         log.info("gearmand %s: stopped (pid %s)", self.address, pid)
@@ -261,7 +246,7 @@ class LocalGearmand:
         """SIGKILL our gearmand, as a crash would (fault tests); the pidfile stays."""
         pid = self.running_pid()
         if pid is not None:
-            self._kill(pid, signal.SIGKILL)
+            send_signal(pid, signal.SIGKILL)
             self._wait_exit(pid, STOP_TIMEOUT)
         return pid
 
@@ -270,22 +255,13 @@ class LocalGearmand:
         pid = self.running_pid()
         if pid is None:
             raise ServerControlError(f"gearmand not running on {self.address}")
-        self._kill(pid, sig)
+        send_signal(pid, sig)
 
-    def _kill(self, pid, sig):
-        try:
-            os.kill(pid, sig)
-        except OSError as err:
-            if err.errno not in (errno.ESRCH, errno.EPERM):
-                raise
+    def _exited(self, pid):
+        if self.process is not None and self.process.pid == pid:
+            return self.process.poll() is not None
+        return not is_alive(pid)
 
     def _wait_exit(self, pid, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.pid == pid:
-                if self.process.poll() is not None:
-                    return True
-            elif not _alive(pid):
-                return True
-            time.sleep(0.01)
-        return False
+        """True once ``pid`` exited (within ``timeout``)."""
+        return wait_until(lambda: self._exited(pid), timeout)

@@ -56,8 +56,6 @@ class FlushReport:
     remaining: int = 0
     #: True if another process was flushing the same outbox (this one sent nothing).
     busy: bool = False
-    #: True if the flush stopped at its time budget with jobs still waiting.
-    stopped_early: bool = False
 
 
 class JobClient:
@@ -198,7 +196,6 @@ class JobClient:
                 if failed:
                     break
                 if stop_at is not None and time.monotonic() > stop_at:
-                    report.stopped_early = True
                     break
             report.remaining = len(self.outbox)
             return report

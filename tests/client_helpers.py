@@ -46,3 +46,21 @@ def sendjob(config_path, *args, timeout=60, env=None):
 
 def ledger_lines(path):
     return path.read_text().split() if path.exists() else []
+
+
+def start_recorder(start_workers, servers, plugin_dir, **kwargs):
+    """A real worker serving the RECORD_TASKS plugin (the ``plugin_dir`` fixture)."""
+    return start_workers(servers, {}, plugins=["recordtasks"], pythonpath=plugin_dir, **kwargs)
+
+
+def fill_outbox_while_down(server, config, ledger, count):
+    """Stop ``server``, send ``count`` background ``record`` jobs (words job0 ...), check
+    that every one was kept in the outbox, and start the server again."""
+    from send_job_client import Job, JobClient
+
+    server.stop()
+    with JobClient(config) as client:
+        deliveries = client.submit_many([Job.of("record", str(ledger), f"job{i}")
+                                         for i in range(count)], background=True)
+    assert all(d.outbox for d in deliveries)
+    server.start()

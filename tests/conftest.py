@@ -77,6 +77,17 @@ def func_name(request):
 
 
 @pytest.fixture
+def plugin_dir(tmp_path):
+    """A folder holding the ``recordtasks`` plugin (tests/client_helpers.RECORD_TASKS)."""
+    from .client_helpers import RECORD_TASKS
+
+    folder = tmp_path / "plugins_here"
+    folder.mkdir()
+    (folder / "recordtasks.py").write_text(RECORD_TASKS)
+    return folder
+
+
+@pytest.fixture
 def start_workers(tmp_path):
     """Factory: start a real `runworkers` process; every one is stopped at teardown."""
     from .worker_helpers import WorkerProcess

@@ -10,21 +10,9 @@ from gearman_frame.server import free_port
 from send_job_client import OUTBOX, Job, JobClient
 from send_job_client.outbox import Outbox
 
-from .client_helpers import (RECORD_TASKS, SENDJOB, client_config, ledger_lines,
-                             sendjob)
+from .client_helpers import (SENDJOB, client_config, fill_outbox_while_down, ledger_lines,
+                             sendjob, start_recorder)
 from .helpers import wait_for
-
-
-@pytest.fixture
-def plugin_dir(tmp_path):
-    folder = tmp_path / "plugins_here"
-    folder.mkdir()
-    (folder / "recordtasks.py").write_text(RECORD_TASKS)
-    return folder
-
-
-def start_recorder(start_workers, servers, plugin_dir, **kwargs):
-    return start_workers(servers, {}, plugins=["recordtasks"], pythonpath=plugin_dir, **kwargs)
 
 
 def test_foreground_background_and_many(gearmand, start_workers, plugin_dir, tmp_path):
@@ -119,12 +107,7 @@ def test_interrupted_flush_never_delivers_a_job_twice(restartable_gearmand, star
     server = restartable_gearmand
     path, config = client_config(tmp_path, [server.address], resend=0)
     ledger = tmp_path / "ledger"
-    server.stop()
-    with JobClient(config) as client:
-        jobs = [Job.of("record", str(ledger), f"job{i}") for i in range(60)]
-        deliveries = client.submit_many(jobs, background=True)
-    assert all(d.outbox for d in deliveries)
-    server.start()
+    fill_outbox_while_down(server, config, ledger, 60)
     # When a flush is killed half way and another one finishes the work
     first = subprocess.Popen([SENDJOB, "--config", str(path), "flush"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -205,7 +188,7 @@ def test_task_put_and_submit_use_the_open_client_and_need_one(gearmand, start_wo
     # Outside an open client, put/submit say what to do instead of opening connections
     with pytest.raises(UsageError, match="open job client"):
         recordtasks.reverse.submit("abc")
-    with JobClient(config) as client:
+    with JobClient(config):
         assert recordtasks.reverse.submit("abc").value == "cba"
         delivery = recordtasks.record.put(str(ledger), "from-put")
         assert delivery.handle.startswith("H:") and delivery.server == str(gearmand.address)

@@ -47,10 +47,6 @@ class Capture:
         if len(self.kept) > self.limit:
             del self.kept[:len(self.kept) - self.limit]
 
-    @property
-    def truncated(self) -> bool:
-        return self.size > len(self.kept)
-
     def value(self) -> bytes:
         return bytes(self.kept)
 

@@ -21,14 +21,14 @@ import threading
 from gearman_frame.envelope import dumps, loads
 from gearman_frame.errors import EnvelopeError, FrameError
 from gearman_frame.files import private_folder, write_private_file
+from gearman_frame.retry import RetryPolicy
 from gearman_frame.wire import WireClient
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two attempts to send what waits in the spool (doubling while every
-#: attempt fails, up to SPOOL_RETRY_MAX).
-SPOOL_RETRY_MIN = 1.0
-SPOOL_RETRY_MAX = 30.0
+#: Seconds between two attempts to send what waits in the spool: 1, doubling while every
+#: attempt fails, at most 30.
+SPOOL_BACKOFF = RetryPolicy(delay=1.0, backoff=2.0, max_delay=30.0)
 #: Seconds one send of a spooled letter may take.
 SEND_TIMEOUT = 10.0
 SUFFIX = ".dead"
@@ -113,12 +113,12 @@ class SpoolSender(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self):
-        client, delay = None, SPOOL_RETRY_MIN
+        client, failures = None, 0
         while not self.stopped.is_set():
-            self.spool.wake.wait(delay)
+            self.spool.wake.wait(SPOOL_BACKOFF.delay_after(failures + 1))
             self.spool.wake.clear()
             if self.stopped.is_set() or not self.spool.waiting():
-                delay = SPOOL_RETRY_MIN
+                failures = 0
                 continue
             try:
                 client = client or WireClient(self.servers)
@@ -126,7 +126,7 @@ class SpoolSender(threading.Thread):
             except Exception:  # never let housekeeping end; the files stay for next time
                 log.exception("sending spooled dead letters failed")
                 client, left = None, 1
-            delay = min(SPOOL_RETRY_MAX, delay * 2) if left else SPOOL_RETRY_MIN
+            failures = failures + 1 if left else 0
 
     def stop(self):
         self.stopped.set()

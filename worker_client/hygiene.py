@@ -14,13 +14,14 @@ import mmap
 import os
 import signal
 import threading
-import time
 
 from gearman_frame.errors import UsageError
 from gearman_frame.files import FileLock, private_folder
+from gearman_frame.processes import escalate, send_signal
 
 from .procfs import adopted_children, all_pids, environ_of, proc_stat
-from .veryeasyprocess import TAG_VARIABLE, kill_with_group
+from .groups import kill_with_group
+from .veryeasyprocess import TAG_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -343,13 +344,13 @@ class Keeper:
         if self._write_end is not None:
             os.close(self._write_end)
             self._write_end = None
-            deadline = time.monotonic() + timeout
-            try:
-                while time.monotonic() < deadline:
-                    if os.waitpid(self.pid, os.WNOHANG)[0]:
-                        return
-                    time.sleep(0.01)
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:  # the orphan reaper got to it first
-                pass
+            if not escalate(lambda sig: send_signal(self.pid, sig), self._reaped, timeout,
+                            first=None):
+                self._reaped(block=True)
+
+    def _reaped(self, block=False):
+        """True once the keeper has exited (reaped here, or by the orphan reaper)."""
+        try:
+            return os.waitpid(self.pid, 0 if block else os.WNOHANG)[0] != 0
+        except ChildProcessError:  # the orphan reaper got to it first
+            return True

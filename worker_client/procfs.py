@@ -7,23 +7,7 @@ import os
 import threading
 import time
 
-
-def _read_small(path):
-    """A small /proc file's bytes in three system calls (open() would add four more)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 4096)
-    finally:
-        os.close(fd)
-
-
-def proc_stat(pid):
-    """(state, ppid, pgid, start time) of a process, from /proc; None if it is gone."""
-    try:
-        fields = _read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+from gearman_frame.processes import proc_stat
 
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")

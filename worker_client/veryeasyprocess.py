@@ -14,12 +14,10 @@ it. Both return a :class:`ProcessResult`.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import itertools
 import logging
 import os
-import select
 import shlex
 import signal
 import threading
@@ -30,6 +28,8 @@ from typing import Any, Callable
 from gearman_frame.config import DEFAULT_PROGRESS_INTERVAL as PROGRESS_INTERVAL
 
 from .capture import Capture, Pump, ThreadPipes
+from .groups import (KILL_GRACE, Child, group_alive, kill_group, kill_with_group, wait_gone,
+                     wait_pid)
 from .procfs import boot_ticks, children_since, environ_of, group_members, proc_stat
 from .spawn import Environment, spawn
 
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 #: Environment variable that tags each command's processes with the run they belong to,
 #: so ones that leave the process group (setsid) can still be found and killed.
 TAG_VARIABLE = "GEARMAN_FRAME_RUN"
-#: Seconds between SIGTERM and SIGKILL when a group is killed.
-KILL_GRACE = 0.1
 #: Reaped commands remembered so scans skip their pids (a few per running thread).
 RECENT_PIDS = 256
 #: Bytes of stdout/stderr kept (the last ones) in a result.
@@ -98,123 +96,6 @@ def _signal_name(number):
         return signal.Signals(number).name
     except ValueError:
         return "unknown"
-
-
-def kill_with_group(pid):
-    """SIGKILL a process and, if it leads one, its process group."""
-    if not _signal_group(pid, signal.SIGKILL):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def _wait_gone(pids, timeout=0.2):
-    """Wait (briefly) until the killed ``pids`` are dead, so what they orphaned has been
-    re-parented to us before the next look."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all((info := proc_stat(pid)) is None or info[0] == "Z" for pid in pids):
-            return
-        time.sleep(0.002)
-
-
-def kill_group(pgid, grace=KILL_GRACE, leader=None):
-    """SIGTERM the process group, then SIGKILL after ``grace``; ignore a gone group.
-
-    ``leader`` (a Popen) is waited on between the two signals, so a command that dies on
-    SIGTERM is not signalled again. Returns True if the group existed.
-    """
-    if not _signal_group(pgid, signal.SIGTERM):
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid) and group_members(pgid):
-        if leader is not None and leader.poll() is None:
-            _wait_pid(leader, deadline - time.monotonic())
-        else:
-            time.sleep(0.005)
-    _signal_group(pgid, signal.SIGKILL)
-    return True
-
-
-def _signal_group(pgid, sig):
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except OSError as err:
-        if err.errno in (errno.ESRCH, errno.EPERM):
-            return False
-        raise
-
-
-def _group_alive(pgid):
-    """True if any process (a zombie too) is in the group: one cheap system call, made
-    through libc so that the usual answer (no such group) costs no exception."""
-    if _kill is None:
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except OSError:
-            return False
-    return _kill(-pgid, 0) == 0
-
-
-def _libc_kill():
-    try:
-        kill = ctypes.PyDLL(None).kill  # keeps the GIL: it never blocks
-        kill.argtypes = [ctypes.c_int, ctypes.c_int]
-        return kill
-    except (OSError, AttributeError):
-        return None
-
-
-_kill = _libc_kill()
-
-
-class Child:
-    """A started child process: ``pid``, ``poll()``, ``wait()`` and ``returncode`` (negative
-    for a signal), as subprocess.Popen has them."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.returncode = None
-        self._lock = threading.Lock()  # one reaper at a time (a killer thread may poll too)
-
-    def poll(self):
-        with self._lock:
-            if self.returncode is None:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-            return self.returncode
-
-    def wait(self):
-        while self.poll() is None:
-            _wait_pid(self, 1.0)
-        return self.returncode
-
-
-def _wait_pid(proc, timeout):
-    """Wait up to ``timeout`` for ``proc`` to exit, waking at once when it does (pidfd)."""
-    if timeout is None:
-        proc.wait()
-        return True
-    if timeout <= 0:
-        return proc.poll() is not None
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd: poll with short sleeps
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        return proc.poll() is not None
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        poller.poll(max(0, int(timeout * 1000) + 1))
-    finally:
-        os.close(pidfd)
-    return proc.poll() is not None
 
 
 _DEVNULL_FD = None
@@ -537,7 +418,7 @@ class Runner:
             for pid in found:
                 kill_with_group(pid)
             killed += found
-            _wait_gone(found)
+            wait_gone(found)
         if killed:
             log.warning("command escaped its process group (setsid/daemon); killed %s",
                         killed)
@@ -561,7 +442,7 @@ class Runner:
                            if other != own)
 
     def _kill_leftovers(self, pgid):
-        if not _group_alive(pgid):  # the common case, one syscall
+        if not group_alive(pgid):  # the common case, one syscall
             return 0
         members = group_members(pgid)
         if members:
@@ -596,7 +477,7 @@ class _Waiter:
     def wait(self, timeout):
         """True if the child exited within ``timeout`` seconds (None: no limit)."""
         if self.pump is None:
-            return _wait_pid(self.proc, timeout)
+            return wait_pid(self.proc, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - time.monotonic()

@@ -16,7 +16,6 @@ from .connection import CONNECT_TIMEOUT, _as_bytes
 
 GET_STATUS_UNIQUE = 41
 STATUS_RES_UNIQUE = 42
-ERROR = 19
 _HEADER = struct.Struct(">4sII")
 
 

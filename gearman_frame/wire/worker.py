@@ -10,6 +10,7 @@ from python3_gearman.protocol import (GEARMAN_COMMAND_GRAB_JOB_UNIQ, GEARMAN_COM
 from python3_gearman.worker import GearmanWorker
 from python3_gearman.worker_handler import GearmanWorkerCommandHandler
 
+from ..retry import RetryPolicy
 from .connection import DispatchMixin, PollMixin, _as_bytes, _pair
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 #: First and largest wait (seconds) between reconnect attempts to a lost server.
 RECONNECT_MIN = 0.1
 RECONNECT_MAX = 5.0
+#: Waits between reconnect attempts: RECONNECT_MIN, doubling, at most RECONNECT_MAX.
+RECONNECT_BACKOFF = RetryPolicy(delay=RECONNECT_MIN, backoff=2.0, max_delay=RECONNECT_MAX)
 #: Seconds a worker's poll waits before checking whether it was asked to stop.
 WORKER_POLL_INTERVAL = 0.25
 
@@ -58,14 +61,7 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
         manager.note_grab(empty=False)
         if not manager.check_job_lock(self):
             raise gerrors.InvalidWorkerState("received a job we did not ask for")
-        job = manager.create_job(self, job_handle, task, unique, data)
-        manager.on_job_execute(job)  # the answer is queued, not yet written
-        if manager.grab_directly():
-            self._grab_job()
-        else:
-            self._release_job_lock()
-            self._sleep()
-        manager.send_answer(job)  # the answer and the next request in one write
+        manager.serve_job(self, manager.create_job(self, job_handle, task, unique, data))
         return True
 
 
@@ -146,16 +142,18 @@ class WireWorker(PollMixin, GearmanWorker):
             if conn.connected:
                 live.append(conn)
                 continue
-            due, delay = self._retry_at.get(conn, (0.0, RECONNECT_MIN))
+            due, failures = self._retry_at.get(conn, (0.0, 0))
             if now < due:
                 continue
             try:
                 self.establish_connection(conn)
             except gerrors.ConnectionError as err:
-                if delay == RECONNECT_MIN:
+                if not failures:
                     log.warning("gearmand %s unreachable, retrying with backoff: %s",
                                 conn.address, err)
-                self._retry_at[conn] = (now + delay, min(delay * 2, RECONNECT_MAX))
+                failures += 1
+                self._retry_at[conn] = (now + RECONNECT_BACKOFF.delay_after(failures),
+                                        failures)
                 continue
             if conn in self._retry_at:
                 log.info("gearmand %s: reconnected", conn.address)
@@ -171,10 +169,22 @@ class WireWorker(PollMixin, GearmanWorker):
     def handle_error(self, current_connection):
         if current_connection.connected or current_connection in self.connection_to_handler_map:
             log.warning("gearmand %s: connection lost", current_connection.address)
-        self._retry_at.setdefault(current_connection, (time.monotonic(), RECONNECT_MIN))
+        self._retry_at.setdefault(current_connection, (time.monotonic(), 0))
         super().handle_error(current_connection)
 
     # -- jobs
+    def serve_job(self, handler, job):
+        """One job, start to end, in order: run the callback and queue its answer; queue
+        the next request (GRAB_JOB at once while that keeps finding work, else release the
+        job lock and PRE_SLEEP until gearmand says NOOP); write both in one send."""
+        self.on_job_execute(job)
+        if self.grab_directly():
+            handler._grab_job()
+        else:
+            handler._release_job_lock()
+            handler._sleep()
+        self.send_answer(job)
+
     def send_answer(self, job):
         """Write the job's queued answer (and what was queued after it) to its socket."""
         try:

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import time
 
-import pytest
 
 from gearman_frame.addresses import parse_address
 from gearman_frame.envelope import dumps, loads
@@ -19,23 +18,12 @@ from manage_client.drain import read_dump
 from send_job_client import OUTBOX, Job, JobClient
 from send_job_client.outbox import Outbox
 
-from ..client_helpers import RECORD_TASKS, SENDJOB, client_config, ledger_lines, sendjob
+from ..client_helpers import (SENDJOB, client_config, fill_outbox_while_down, ledger_lines,
+                              sendjob, start_recorder)
 from ..filesystems import read_only_later, small_filesystem
 from ..helpers import queued, wait_for
 from ..test_admin import RUNADMIN, runadmin
 from ..worker_helpers import send_background
-
-
-@pytest.fixture
-def plugin_dir(tmp_path):
-    folder = tmp_path / "plugins_here"
-    folder.mkdir()
-    (folder / "recordtasks.py").write_text(RECORD_TASKS)
-    return folder
-
-
-def start_recorder(start_workers, servers, plugin_dir, **kwargs):
-    return start_workers(servers, {}, plugins=["recordtasks"], pythonpath=plugin_dir, **kwargs)
 
 
 def uniques_in(dump):
@@ -237,12 +225,7 @@ def test_six_concurrent_flushes_deliver_each_job_once(restartable_gearmand, star
     server = restartable_gearmand
     path, config = client_config(tmp_path, [server.address], resend=0)
     ledger = tmp_path / "ledger"
-    server.stop()
-    with JobClient(config) as client:
-        deliveries = client.submit_many([Job.of("record", str(ledger), f"job{i}")
-                                         for i in range(300)], background=True)
-    assert all(d.outbox for d in deliveries)
-    server.start()
+    fill_outbox_while_down(server, config, ledger, 300)
     start_recorder(start_workers, [server.address], plugin_dir, threads=4)
     # When six flushes run at once
     flushes = [subprocess.Popen([SENDJOB, "--config", str(path), "flush"],

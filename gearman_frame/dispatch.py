@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Any
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +20,10 @@ from .retry import RetryPolicy
 from .errors import JobTimeout, ServerUnavailable
 from .wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
                    WireClient, check_request)
+
+MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
+if MYPY:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

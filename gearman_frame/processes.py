@@ -11,7 +11,7 @@ import errno
 import os
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: Seconds between two looks while waiting for a process to go.
 WAIT_STEP = 0.005

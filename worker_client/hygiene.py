@@ -19,7 +19,7 @@ from gearman_frame.errors import UsageError
 from gearman_frame.files import FileLock, private_folder
 from gearman_frame.processes import escalate, send_signal
 
-from .procfs import adopted_children, all_pids, environ_of, proc_stat
+from .procfs import adopted_children, all_pids, environ_of, last_pid, proc_stat
 from .groups import kill_with_group
 from .veryeasyprocess import TAG_VARIABLE
 
@@ -96,7 +96,10 @@ def escaped_descendants(commands):
     """The live descendants of running commands (``{pid: start ticks}``) that left their
     command's process group, as ``{pid: start ticks}``: read from /proc, so they are found
     whatever their environment (``setsid env -i ...`` carries no run tag)."""
-    stats = {pid: info for pid in all_pids()
+    first, last = min(commands), last_pid()
+    # a descendant's pid is above its command's (unless the pid counter wrapped)
+    candidates = range(first, last + 1) if first <= last <= first + 4096 else all_pids()
+    stats = {pid: info for pid in candidates
              if (info := proc_stat(pid)) is not None and info[0] != "Z"}
     children = {}
     for pid, info in stats.items():

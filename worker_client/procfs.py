@@ -36,7 +36,7 @@ _PID_RANGE_LIMIT = 512
 _loadavg = threading.local()
 
 
-def _last_pid():
+def last_pid():
     """The pid the kernel allocated last (the last field of /proc/loadavg, read through a
     descriptor each thread keeps open: one system call)."""
     fd = getattr(_loadavg, "fd", None)
@@ -94,10 +94,10 @@ def children_since(first_pid, skip=frozenset(), reaped=frozenset(), others=froze
     if adopted is not None:
         candidates = [pid for pid in adopted
                       if pid not in skip and pid not in reaped and pid not in others]
-        if candidates and _last_pid() >= first_pid:  # else the pid counter wrapped
+        if candidates and last_pid() >= first_pid:  # else the pid counter wrapped
             candidates = [pid for pid in candidates if pid > first_pid]
         return candidates
-    last = _last_pid()
+    last = last_pid()
     if first_pid < last <= first_pid + _PID_RANGE_LIMIT:
         candidates = range(first_pid + 1, last + 1)
     elif last == first_pid:

@@ -53,14 +53,34 @@ def build_parser(prog, description, epilog=""):
     parser = ArgumentParser(prog=prog, description=description,
                             epilog=f"{epilog}\n\n{EXIT_CODES_EPILOG}".strip(),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE",
+    _add_common_flags(parser)
+    return parser
+
+
+def _add_common_flags(parser, default=None):
+    parser.add_argument("--config", metavar="FILE", default=default,
                         help=f"config file (default: ${ENV_CONFIG}, then ./config.yaml)")
-    parser.add_argument("--servers", metavar="HOST:PORT,...",
+    parser.add_argument("--servers", metavar="HOST:PORT,...", default=default,
                         help="job servers, overriding the config and $GEARMAN_FRAME_SERVERS")
-    parser.add_argument("--log-level", metavar="LEVEL", type=str.upper,
+    parser.add_argument("--log-level", metavar="LEVEL", type=str.upper, default=default,
                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="log level, overriding the config")
-    return parser
+
+
+class SubcommandParser(ArgumentParser):
+    """A subcommand's parser: it takes the common flags too, so they may come before or
+    after the subcommand (``sendjob run f --config c.yaml``); given before, they are kept
+    unless given again after."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _add_common_flags(self, default=argparse.SUPPRESS)
+
+
+def subcommands(parser):
+    """``parser.add_subparsers`` for a command with subcommands (see SubcommandParser)."""
+    return parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                 parser_class=SubcommandParser)
 
 
 def load(args, overrides=None):

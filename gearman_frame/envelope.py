@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -135,29 +136,66 @@ class Request:
     def decode(cls, data):
         """Decode an envelope; raise EnvelopeError if ``data`` is not one."""
         obj = loads(data)
-        if not isinstance(obj, dict) or obj.get("v") != VERSION or not isinstance(
-                obj.get("id"), str):
+        if not _is_envelope_object(obj):
             raise EnvelopeError("not a v1 job envelope (needs 'v': 1 and an 'id')")
+        return cls.from_object(obj)
+
+    @classmethod
+    def from_object(cls, obj):
+        """The Request of a decoded envelope object; EnvelopeError if its args or kwargs
+        are not a list and an object (an empty ``[]`` counts as no kwargs: PHP's
+        ``json_encode([])`` writes that)."""
         args, kwargs = obj.get("args", []), obj.get("kwargs", {})
+        if kwargs == []:
+            kwargs = {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise EnvelopeError("'args' must be a list and 'kwargs' an object")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
-                   sent_at=obj.get("sent_at") or 0.0, background=bool(obj.get("bg")))
+                   sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True)
 
 
-def is_envelope(data):
-    """Cheap test: does ``data`` look like a v1 envelope (rather than a raw payload)?"""
-    return data[:1] == b"{" and b'"v":' in data[:64]
+_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+
+
+def looks_like_object(data):
+    """Cheap test: does ``data`` start like a JSON object (the only thing that can be an
+    envelope)?"""
+    return _OBJECT_START.match(data) is not None
+
+
+def _is_envelope_object(obj):
+    version = obj.get("v") if isinstance(obj, dict) else None
+    return type(version) is int and version == VERSION and isinstance(obj.get("id"), str)
 
 
 def parse_request(data):
     """Return ``(Request, None)`` for an envelope or ``(None, data)`` for a raw payload.
 
-    Data that looks like an envelope but is malformed raises EnvelopeError.
+    An envelope is JSON whose top level is an object with ``"v": 1`` and a string
+    ``"id"``, in any key order and spacing (parsed, not guessed); anything else is raw
+    and passed on untouched. An envelope whose args or kwargs have the wrong type raises
+    EnvelopeError.
     """
-    if is_envelope(data):
-        return Request.decode(data), None
-    return None, data
+    if not looks_like_object(data):
+        return None, data
+    try:
+        obj = loads(data)
+    except EnvelopeError:
+        return None, data
+    if not _is_envelope_object(obj):
+        return None, data
+    return Request.from_object(obj), None
+
+
+def why_raw(data):
+    """Why ``data`` is not an envelope, in a few words (for a refusal)."""
+    if not looks_like_object(data):
+        return "it is not a JSON object"
+    try:
+        loads(data)
+    except EnvelopeError as err:
+        return str(err)
+    return "its JSON object lacks \"v\": 1 and a string \"id\""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from gearman_frame import cli
 from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError
 from gearman_frame.logs import printable
-from gearman_frame.queues import CONTROL_SHUTDOWN
+from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
 
 from manage_client.admin import AdminClient
@@ -47,7 +47,7 @@ EPILOG = """examples:
 
 def build_parser():
     parser = cli.build_parser("runadmin", __doc__.splitlines()[0], EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = cli.subcommands(parser)
     status = sub.add_parser("status", help="queued, running and workers per function")
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="include control functions")
@@ -216,7 +216,7 @@ def cmd_resend(admin, config, args):
     if bad and args.strict:
         raise FrameError(f"resend {args.file}: {len(bad)} bad line(s); --strict sends "
                          "nothing")
-    chosen = [j for j in dumped if args.all or j["background"] is not False]
+    chosen = [j for j in dumped if args.all or j["background"] is True]
     skipped = len(dumped) - len(chosen)
     report = resend_jobs(config, chosen, unsent_path=f"{args.file}.unsent")
     log.info("resend: %s resent %d job(s) from %s (%d queued, %d not sent, %d bad line(s))",
@@ -224,7 +224,8 @@ def cmd_resend(admin, config, args):
     print(f"resent {len(chosen)} job(s) from {args.file}: {report.queued} queued"
           + (f", {len(report.unsent)} not sent (kept in {report.unsent_path}: "
              f"{report.reasons()})" if report.unsent else "")
-          + (f"; skipped {skipped} foreground job(s) (--all resends them)" if skipped else "")
+          + (f"; skipped {skipped} foreground or raw job(s) (--all resends them)"
+             if skipped else "")
           + (f"; {len(bad)} bad line(s) left out" if bad else ""))
     return EXIT_OK if not report.unsent and not bad else EXIT_FAILED
 
@@ -232,9 +233,14 @@ def cmd_resend(admin, config, args):
 def cmd_shutdown(admin, config, args):
     def connected():
         return [c for c in admin.workers() if worker_name_of(c.client_id) == args.name]
-    if not connected():
+    found = connected()
+    if not found:
         raise FrameError(f"no worker named '{args.name}' is connected to "
                          f"{', '.join(str(s) for s in config.servers)}")
+    if not any(control_function(args.name) in c.functions for c in found):
+        raise FrameError(f"'{args.name}' is not a gearman-frame worker (none of its "
+                         f"{len(found)} connection(s) serves {control_function(args.name)}); "
+                         "stop it by its own means")
     send_control(config.servers, args.name, CONTROL_SHUTDOWN)
     log.info("shutdown: %s asked worker %s to stop", WHO, args.name)
     deadline = time.monotonic() + args.timeout

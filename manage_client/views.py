@@ -61,8 +61,12 @@ def visible_workers(connections, show_all=False):
 def workers_table(connections):
     """Connections grouped by server, IP and worker name (threads counted)."""
     groups = defaultdict(lambda: {"threads": 0, "functions": set()})
+    ours = {(c.server, c.client_id) for c in connections}
     for conn in connections:
-        key = (conn.server, conn.ip, worker_name_of(conn.client_id) or "-")
+        name = worker_name_of(conn.client_id)
+        if name != conn.client_id and (conn.server, f"{name}.ctl") not in ours:
+            name = conn.client_id  # NAME.N is a gearman-frame thread only beside NAME.ctl
+        key = (conn.server, conn.ip, name or f"- (fd {conn.fd})")  # no id: one each
         groups[key]["threads"] += 1
         groups[key]["functions"].update(conn.functions)
     table = Table(title="workers", title_justify="left")

@@ -281,27 +281,44 @@ def in_doubt_at(outcome):
 
 
 def result_of(outcome):
-    """The Result of a finished foreground job (errors become status 'error')."""
+    """The Result of a finished foreground job (errors become status 'error').
+
+    A raw job's answer is whatever the worker sent: WORK_DATA chunks (a foreign worker
+    may stream its output) joined in order with the final data, as stdout on success or
+    stderr on failure; WORK_WARNING texts go to stderr. An envelope job's answer is our
+    result object (on failure the last WORK_DATA)."""
     job, request = outcome.job, outcome.request
     if outcome.error is not None:
         return Result(status=STATUS_ERROR, error=str(outcome.error), id=job.id,
                       attempts=len(outcome.attempts))
-    raw = job.data is not None
+    if job.data is not None:
+        return _raw_result(request, job.id)
     if request.state == JOB_COMPLETE:
-        return _decode(request.result, raw, STATUS_OK, job.id)
+        return _decode(request.result, job.id)
     if request.state == JOB_FAILED and request.data_updates:
-        return _decode(request.data_updates[-1], raw, STATUS_FAILED, job.id)
-    return Result(status=STATUS_FAILED, id=job.id,
-                  error="no result: gearmand dropped the job (a worker died on every one of "
-                        "its --job-retries attempts) or a foreign worker failed it without "
-                        "details (bare WORK_FAIL)")
+        return _decode(request.data_updates[-1], job.id)
+    return Result(status=STATUS_FAILED, id=job.id, error=NO_DETAILS)
 
 
-def _decode(data, raw, status, job_id):
-    if raw:
-        key = "stdout" if status == STATUS_OK else "stderr"
-        return Result(status=status, id=job_id, **{key: data},
-                      error=None if status == STATUS_OK else "the job failed")
+#: The error of a job that failed with nothing but a WORK_FAIL.
+NO_DETAILS = ("no result: gearmand dropped the job (a worker died on every one of its "
+              "--job-retries attempts) or a foreign worker failed it without details "
+              "(bare WORK_FAIL, or an exception)")
+
+
+def _raw_result(request, job_id):
+    data = b"".join(bytes(chunk) for chunk in request.data_updates)
+    warnings = b"".join(bytes(w) for w in request.warning_updates)
+    if request.state == JOB_COMPLETE:
+        return Result(status=STATUS_OK, id=job_id, stdout=data + bytes(request.result or b""),
+                      stderr=warnings)
+    exception = bytes(request.exception or b"")
+    error = ("the job failed" if data or exception or warnings else NO_DETAILS)
+    return Result(status=STATUS_FAILED, id=job_id, stderr=warnings + data + exception,
+                  error=error)
+
+
+def _decode(data, job_id):
     try:
         return Result.decode(data)
     except EnvelopeError as err:

@@ -45,13 +45,17 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 def build_parser():
     parser = cli.build_parser("sendjob", __doc__.splitlines()[0], EPILOG)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = cli.subcommands(parser)
     run = commands.add_parser("run", help="send one job")
     run.add_argument("function")
     run.add_argument("fields", nargs="*", metavar="key=value", help="the job's kwargs")
     run.add_argument("--arg", action="append", default=[], metavar="VALUE",
                      help="a positional argument (repeatable)")
-    run.add_argument("--data", help="send this raw payload instead of a JSON job")
+    raw = run.add_mutually_exclusive_group()
+    raw.add_argument("--data", help="send this raw payload instead of a JSON job ('-': read "
+                                    "it from stdin, bytes exactly)")
+    raw.add_argument("--data-file", metavar="FILE",
+                     help="send the bytes of FILE as a raw payload")
     run.add_argument("--background", action="store_true", help="queue it and return")
     run.add_argument("--priority", choices=list(PRIORITIES), default="normal")
     run.add_argument("--timeout", type=float, help="seconds per attempt (default: config)")
@@ -111,7 +115,7 @@ def parse_fields(items):
 def cmd_run(client, args):
     kwargs = parse_fields(args.fields)
     positional = [parse_value(a) for a in args.arg]
-    data = args.data.encode("utf-8") if args.data is not None else None
+    data = raw_payload(args)
     if data is not None and (kwargs or positional):
         raise UsageError("--data sends a raw payload: give no key=value or --arg with it")
     if args.background:
@@ -126,11 +130,25 @@ def cmd_run(client, args):
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
     else:
-        _print_result(result)
+        _print_result(result, raw=data is not None)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _print_result(result):
+def raw_payload(args):
+    """The bytes of ``--data`` (argv bytes as given, even if not UTF-8; ``-`` is stdin)
+    or ``--data-file``; None for a JSON job."""
+    if args.data_file is not None:
+        try:
+            with open(args.data_file, "rb") as handle:
+                return handle.read()
+        except OSError as err:
+            raise UsageError(f"--data-file {args.data_file}: {err.strerror}") from err
+    if args.data == "-":
+        return sys.stdin.buffer.read()
+    return None if args.data is None else os.fsencode(args.data)
+
+
+def _print_result(result, raw=False):
     out = result.stdout if result.value is None else result.value
     if isinstance(out, bytes):
         sys.stdout.buffer.write(out)
@@ -138,10 +156,10 @@ def _print_result(result):
         sys.stdout.write(out)
     elif out is not None:
         print(json.dumps(out))
+    err = result.stderr
+    if err and (raw or not result.ok):  # a raw job's warnings show even when it succeeds
+        sys.stderr.write(err if isinstance(err, str) else err.decode("utf-8", "replace"))
     if not result.ok:
-        err = result.stderr
-        if err:
-            sys.stderr.write(err if isinstance(err, str) else err.decode("utf-8", "replace"))
         print(f"sendjob: job {result.id} {result.status}: {result.error}", file=sys.stderr)
 
 

@@ -80,7 +80,8 @@ def test_bad_command_lines(setup, argv, code, text):
 
 def test_malformed_dump_line_names_file_and_line(setup):
     folder, _worker = setup
-    (folder / "dump.jsonl").write_text('{"function": "f", "unique": "u", "data": ""}\nnot json\n')
+    (folder / "dump.jsonl").write_text('{"function": "f", "unique": "u", "data": "", '
+                                       '"background": true}\nnot json\n')
     proc = run(["runadmin", "--config", "config.yaml", "resend", "dump.jsonl"], folder)
     # the good line goes back, the bad one is named with its number, exit 1
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

@@ -25,9 +25,16 @@ def test_raw_payload_passes_through_untouched():
     assert parse_request(b"") == (None, b"")
 
 
-def test_malformed_envelope_is_an_error():
+def test_an_envelope_is_parsed_not_guessed():
+    # an object with "v": 1 and a string "id", whatever the order: an envelope
+    assert parse_request(b'{"kwargs": [], "id": "x", "v": 1}')[0].kwargs == {}
+    # with args or kwargs of the wrong type: an error
     with pytest.raises(EnvelopeError):
-        parse_request(b'{"v": 1, "args": "oops"')
+        parse_request(b'{"v": 1, "id": "x", "args": "oops"}')
+    # anything else (not JSON, cut short, no v or id, v not the number 1): raw
+    for raw in (b'{"v": 1, "args": "oops"', b'{"user": {"v": 1}}', b'{"v": true, "id": "x"}',
+                b'{"v": 1, "id": 7}', b"[1]"):
+        assert parse_request(raw) == (None, raw)
 
 
 def test_result_round_trips_and_rejects_unknown_status():

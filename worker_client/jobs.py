@@ -18,7 +18,8 @@ from threading import Event
 from gearman_frame.config import (DEFAULT_MAX_KWARGS, DEFAULT_OUTPUT_LIMIT,
                                   DEFAULT_PROGRESS_INTERVAL)
 from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
-                                    Result, dumps, is_envelope, parse_request)
+                                    Result, dumps, looks_like_object, parse_request,
+                                    why_raw)
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import cut, job_context
 from gearman_frame.templates import TemplateError, render_argv, render_shell
@@ -75,7 +76,7 @@ class FunctionHandler:
             try:
                 request, raw = self._parse(job.data)
                 if request is None:
-                    return self._raw(raw)
+                    return self._raw(job, raw, started)
                 result = self._serve(wire_worker, job, request)
             except AbandonJob:
                 raise
@@ -99,7 +100,7 @@ class FunctionHandler:
             raise Rejected(f"the job's payload of {data.size} bytes is over worker.max_payload "
                            f"({self.ctx.max_payload} bytes); it was not read")
         limit = self.ctx.max_kwargs
-        if is_envelope(data) and data.count(b'"') > 4 * limit + 64:
+        if looks_like_object(data) and data.count(b'"') > 4 * limit + 64:
             raise Rejected(f"the job has more strings than {limit} kwargs could need "
                            "(worker.max_kwargs); it was not decoded")
         request, raw = parse_request(data)
@@ -249,39 +250,58 @@ class FunctionHandler:
             raise AbandonJob("command killed because the worker is stopping")
         return outcome
 
-    def _from_process(self, outcome):
+    def _from_process(self, outcome, error=None):
+        """The Result of a finished command; ``error`` fails even one that exited 0."""
         status = (STATUS_TIMEOUT if outcome.timed_out
-                  else STATUS_OK if outcome.exit_code == 0 else STATUS_FAILED)
-        return self._result(status, None if status == STATUS_OK else outcome.describe(),
+                  else STATUS_OK if outcome.exit_code == 0 and not error else STATUS_FAILED)
+        return self._result(status, error or (None if status == STATUS_OK
+                                              else outcome.describe()),
                             exit_code=outcome.exit_code, signal=outcome.signal,
                             stdout=_text(outcome.stdout), stderr=_text(outcome.stderr),
                             escaped=list(outcome.escaped) or None)
 
     # -- raw payloads (other Gearman clients)
-    def _raw(self, data):
+    def _raw(self, job, data, started):
+        """A raw payload (another Gearman client's): its bytes in, the command's stdout
+        out; a failure goes back as text, and (a raw job may be a background one: nobody
+        can tell) is dead-lettered with its bytes, so resend restores them exactly."""
         if self.task is not None:
             result = self._call_task((data,), {})
-            return (dumps(result.value) if result.ok
-                    else JobFailed(result.error.encode("utf-8", "replace")))
+            if result.ok:
+                return dumps(result.value)
+            return self._raw_failed(job, started, result, result.error.encode("utf-8",
+                                                                              "replace"))
         if self.spec.stdin != "data":
             log.warning("refused a raw (non-envelope) payload")
-            return JobFailed(f"function {self.name} expects a gearman-frame JSON job; "
-                             "configure 'stdin: data' to take raw payloads".encode())
+            why = (f"function {self.name} expects a gearman-frame JSON job ({why_raw(data)}); "
+                   "configure 'stdin: data' to take raw payloads")
+            return self._raw_failed(job, started, self._result(STATUS_ERROR, why, attempts=0))
         try:
             argv, shell = self._command({})
-        except Rejected as why:
-            return JobFailed(str(why).encode("utf-8", "replace"))
+        except Rejected as err:
+            return self._raw_failed(job, started, self._result(STATUS_ERROR, str(err),
+                                                               attempts=0))
         outcome = self._run(argv, shell, data, tail_bytes=self.output_limit, head_stdout=True)
         if outcome.stdout_size > len(outcome.stdout):
-            log.warning("raw job's stdout of %d bytes is over output_limit", outcome.stdout_size)
-            return JobFailed(f"the command's stdout of {outcome.stdout_size} bytes is over "
-                             f"output_limit ({self.output_limit} bytes); raise "
-                             f"functions.{self.name}.output_limit to get it".encode())
+            why = (f"the command's stdout of {outcome.stdout_size} bytes is over output_limit "
+                   f"({self.output_limit} bytes); raise functions.{self.name}.output_limit "
+                   "to get it")
+            result = self._from_process(outcome, error=why)
+            result.stdout = ""  # what was kept is cut short: no use to anyone, and large
+            return self._raw_failed(job, started, result)
         if outcome.ok:
             log.info("done: raw job ok in %.3fs", outcome.duration_s)
             return outcome.stdout
-        log.warning("raw job failed: %s", outcome.describe())
-        return JobFailed(outcome.stderr[-4000:] + f"\n{outcome.describe()}\n".encode())
+        return self._raw_failed(job, started, self._from_process(outcome),
+                                outcome.stderr[-4000:] + f"\n{outcome.describe()}\n".encode())
+
+    def _raw_failed(self, job, started, result, text=None):
+        """Fail a raw job: dead-lettered like any job of unknown kind, answered with plain
+        text (``text``, else the result's error) that a foreign client can show."""
+        answer = self._final(job, None, result, started)
+        answer.data = text if text is not None else (result.error or "").encode("utf-8",
+                                                                               "replace")
+        return answer
 
 
 class _Progress:

@@ -201,6 +201,8 @@ class WireConnection(GearmanConnection):
             self.throw_exception(message=f"protocol error: unknown command {cmd_type}")
         if not params:
             return {}
+        if params[-1] not in _BINARY_FIELDS:  # gearmand ends some (WORK_FAIL) with a NUL
+            payload = payload.rstrip(b"\0")
         parts = payload.split(b"\0", len(params) - 1)
         if len(parts) != len(params):
             self.throw_exception(message=f"protocol error: {get_command_name(cmd_type)} "

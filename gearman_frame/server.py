@@ -35,8 +35,26 @@ QUEUE_BUILTIN = "builtin"
 
 
 def find_gearmand():
-    """Path of the gearmand binary (Debian puts it in /usr/sbin), or None."""
-    return shutil.which("gearmand") or shutil.which("gearmand", path="/usr/sbin:/usr/local/sbin")
+    """Path of the C gearmand (Debian puts it in /usr/sbin), or None. Debian's
+    ``gearman-server`` installs the Perl job server as ``gearmand`` too, a script that
+    ignores our flags: a binary is preferred wherever it is; a script is returned only
+    when it is all there is, for :meth:`LocalGearmand.command` to name it."""
+    path = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/usr/local/sbin"
+    found = []
+    for folder in path.split(":"):
+        candidate = shutil.which("gearmand", path=folder) if folder else None
+        if candidate and candidate not in found:
+            found.append(candidate)
+    return next((c for c in found if is_c_gearmand(c)), found[0] if found else None)
+
+
+def is_c_gearmand(path):
+    """True if ``path`` is a compiled program (the C gearmand), not a script."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"\x7fELF"
+    except OSError:
+        return False
 
 
 def port_is_free(host, port):
@@ -140,6 +158,11 @@ class LocalGearmand:
             raise ServerControlError(
                 "gearmand not found: install the 'gearman-job-server' package "
                 "(apt-get install gearman-job-server)", EXIT_UNREACHABLE)
+        if not is_c_gearmand(binary):
+            raise ServerControlError(
+                f"{binary} is not the C gearmand (it is a script: the Perl job server of "
+                "'gearman-server'?); install 'gearman-job-server', or put the folder of "
+                "its gearmand first on PATH", EXIT_UNREACHABLE)
         argv = [binary, "--listen", self.host, "--port", str(self.port),
                 "--pid-file", str(self.pidfile), "--log-file", str(self.logfile),
                 "--verbose", "WARNING"]

@@ -9,11 +9,12 @@ from gearman_frame.addresses import parse_address
 from gearman_frame.envelope import Result
 from gearman_frame.wire import WireClient
 from manage_client.admin import AdminClient
+from manage_client.drain import read_dump
 
 from .client_helpers import SENDJOB, client_config, sendjob
 from .foreign import (WORK_COMPLETE, WORK_DATA, WORK_EXCEPTION, WORK_FAIL, WORK_WARNING,
                       ForeignWorker)
-from .helpers import queued
+from .helpers import queued, wait_for
 from .test_admin import runadmin
 
 ENVELOPES = {
@@ -133,3 +134,23 @@ def test_foreign_names_stay_as_they_are_and_shutdown_refuses_them_at_once(gearma
     for party in parties:
         party.close()
 
+
+
+def test_a_raw_job_gets_retries_a_job_id_and_a_dead_letter_that_resends_its_bytes(
+        gearmand, start_workers, tmp_path):
+    runs = tmp_path / "runs"
+    functions = {"raw_flaky": {"shell": f'echo "$GEARMAN_FRAME_JOB_ID" >> {runs}; cat >/dev/null;'
+                                        " exit 3", "stdin": "data", "retries": 2,
+                               "retry_delay": 0.05}}
+    start_workers([gearmand.address], functions)
+    payload = b"\x00raw \xff bytes"
+    WireClient([gearmand.address]).submit("raw_flaky", payload, unique="rawjob",
+                                          background=True, timeout=5)
+    dead = "__dead__.raw_flaky"
+    wait_for(lambda: queued(gearmand, dead) == 1, 20, "the raw job's dead letter")
+    assert runs.read_text().split() == ["rawjob"] * 3  # 1 run + 2 retries, its id set
+    path, _config = client_config(tmp_path, [gearmand.address])
+    dump = tmp_path / "dead.jsonl"
+    assert runadmin(path, "clear", dead, "--dump", str(dump)).returncode == 0
+    (job,), _bad = read_dump(dump)
+    assert (job["function"], job["data"]) == ("raw_flaky", payload)

@@ -91,3 +91,20 @@ def test_missing_binary_is_reported(tmp_path):
     with pytest.raises(ServerControlError, match="gearman-job-server") as info:
         server.start()
     assert info.value.exit_code == 3
+
+
+def test_a_perl_gearmand_script_is_named_and_never_run(tmp_path, monkeypatch):
+    from gearman_frame.errors import ServerControlError
+    from gearman_frame.server import LocalGearmand, find_gearmand
+    fake = tmp_path / "bin" / "gearmand"
+    fake.parent.mkdir()
+    marker = tmp_path / "ran"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    # Given a Perl-style gearmand script first on PATH, the C one is still preferred
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    assert find_gearmand() != str(fake)
+    # and a script named as the server is refused with its path, never started
+    with pytest.raises(ServerControlError, match="is not the C gearmand") as err:
+        LocalGearmand(tmp_path / "data", port=1, binary=str(fake)).start()
+    assert str(fake) in str(err.value) and not marker.exists()

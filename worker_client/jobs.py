@@ -76,7 +76,7 @@ class FunctionHandler:
             try:
                 request, raw = self._parse(job.data)
                 if request is None:
-                    return self._raw(job, raw, started)
+                    return self._raw(wire_worker, job, raw, started)
                 result = self._serve(wire_worker, job, request)
             except AbandonJob:
                 raise
@@ -261,10 +261,12 @@ class FunctionHandler:
                             escaped=list(outcome.escaped) or None)
 
     # -- raw payloads (other Gearman clients)
-    def _raw(self, job, data, started):
+    def _raw(self, wire_worker, job, data, started):
         """A raw payload (another Gearman client's): its bytes in, the command's stdout
-        out; a failure goes back as text, and (a raw job may be a background one: nobody
-        can tell) is dead-lettered with its bytes, so resend restores them exactly."""
+        out, with the promises of a JSON job: retries, a job id (``$GEARMAN_FRAME_JOB_ID``:
+        the unique, else the handle), progress reports; a failure goes back as text, and
+        (a raw job may be a background one: nobody can tell) is dead-lettered with its
+        bytes, so resend restores them exactly."""
         if self.task is not None:
             result = self._call_task((data,), {})
             if result.ok:
@@ -281,19 +283,32 @@ class FunctionHandler:
         except Rejected as err:
             return self._raw_failed(job, started, self._result(STATUS_ERROR, str(err),
                                                                attempts=0))
-        outcome = self._run(argv, shell, data, tail_bytes=self.output_limit, head_stdout=True)
-        if outcome.stdout_size > len(outcome.stdout):
-            why = (f"the command's stdout of {outcome.stdout_size} bytes is over output_limit "
-                   f"({self.output_limit} bytes); raise functions.{self.name}.output_limit "
-                   "to get it")
-            result = self._from_process(outcome, error=why)
-            result.stdout = ""  # what was kept is cut short: no use to anyone, and large
-            return self._raw_failed(job, started, result)
-        if outcome.ok:
-            log.info("done: raw job ok in %.3fs", outcome.duration_s)
+        env = {**self.spec.env, JOB_ID_VARIABLE: job.unique or str(job.handle)}
+        progress = _Progress(wire_worker, job, self.spec.timeout)
+        runs = []
+
+        def attempt():
+            outcome = self._run(argv, shell, data, tail_bytes=self.output_limit,
+                                head_stdout=True, on_tick=progress, env=env)
+            runs.append(outcome)
+            if outcome.stdout_size > len(outcome.stdout):
+                why = (f"the command's stdout of {outcome.stdout_size} bytes is over "
+                       f"output_limit ({self.output_limit} bytes); raise "
+                       f"functions.{self.name}.output_limit to get it")
+                result = self._from_process(outcome, error=why)
+                result.stdout = ""  # what was kept is cut short: no use, and large
+                return result
+            return self._from_process(outcome)
+        result = self._with_retries(attempt)
+        outcome = runs[-1]
+        if result.ok:
+            log.info("done: raw job ok after %d attempt(s) in %.3fs", result.attempts,
+                     outcome.duration_s)
             return outcome.stdout
-        return self._raw_failed(job, started, self._from_process(outcome),
-                                outcome.stderr[-4000:] + f"\n{outcome.describe()}\n".encode())
+        text = None  # over output_limit: the result's error says so
+        if outcome.stdout_size <= len(outcome.stdout):
+            text = outcome.stderr[-4000:] + f"\n{outcome.describe()}\n".encode()
+        return self._raw_failed(job, started, result, text)
 
     def _raw_failed(self, job, started, result, text=None):
         """Fail a raw job: dead-lettered like any job of unknown kind, answered with plain

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 
 from .envelope import Request, check_faithful, new_job_id
-from .retry import RetryPolicy
 from .errors import JobTimeout, ServerUnavailable
+from .retry import RetryPolicy
 from .wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
                    WireClient, check_request)
 

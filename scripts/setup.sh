@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what gearman-frame needs on a Debian/Ubuntu machine, idempotently:
-# gearmand + gearman-tools (apt), a virtualenv in .venv with the package and test extras.
+# gearmand + gearman-tools (apt), PHP's and Perl's Gearman clients (apt, for the interop
+# tests), a virtualenv in .venv with the package and test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ command -v gearmand >/dev/null 2>&1 || [ -x /usr/sbin/gearmand ] || need_apt+=(g
 command -v gearman >/dev/null 2>&1 || need_apt+=(gearman-tools)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)  # the tests and bench look at processes
+# other languages' Gearman clients: the snippets of docs/protocol.md run in the tests
+command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
+php -r 'exit(class_exists("GearmanClient") ? 0 : 1);' >/dev/null 2>&1 || need_apt+=(php-gearman)
+perl -MGearman::Client -e 1 >/dev/null 2>&1 || need_apt+=(libgearman-client-perl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -2,6 +2,7 @@
 JSON passed through, foreign workers' exceptions and streams, flags anywhere, foreign
 names in the admin."""
 import json
+import os
 import subprocess
 import time
 
@@ -154,3 +155,46 @@ def test_a_raw_job_gets_retries_a_job_id_and_a_dead_letter_that_resends_its_byte
     assert runadmin(path, "clear", dead, "--dump", str(dump)).returncode == 0
     (job,), _bad = read_dump(dump)
     assert (job["function"], job["data"]) == ("raw_flaky", payload)
+
+
+PHP_WORKER = r'''<?php
+$w = new GearmanWorker();
+$w->addServer("127.0.0.1", (int) getenv("PORT"));
+$w->addFunction("php_exc", function ($job) {
+    file_put_contents(getenv("RUNS"), "exception\n", FILE_APPEND);
+    $job->sendException("boom");
+    return GEARMAN_WORK_EXCEPTION;
+});
+$w->addFunction("php_exit", function ($job) {
+    file_put_contents(getenv("RUNS"), "exit\n", FILE_APPEND);
+    exit(3);
+});
+while ($w->work());
+'''
+
+
+def test_a_php_worker_that_throws_or_exits_fails_the_job_at_once_and_once(gearmand,
+                                                                         tmp_path):
+    script, runs = tmp_path / "worker.php", tmp_path / "runs"
+    script.write_text(PHP_WORKER)
+    env = {**os.environ, "PORT": str(gearmand.port), "RUNS": str(runs)}
+    path, _config = client_config(tmp_path, [gearmand.address], timeout=5)
+    for function in ("php_exc", "php_exit"):
+        worker = subprocess.Popen(["php", str(script)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: any(r.function == function and r.workers
+                                 for r in _status(gearmand)), 10, "the PHP worker")
+            started = time.monotonic()
+            proc = sendjob(path, "run", function, "--data", "x")
+            assert proc.returncode == 1 and time.monotonic() - started < 2, proc.stderr
+        finally:
+            worker.kill()
+            worker.wait(10)
+    time.sleep(0.5)
+    assert runs.read_text().split() == ["exception", "exit"]  # each ran once
+
+
+def _status(server):
+    with AdminClient([parse_address(server.address)]) as admin:
+        return admin.status()

@@ -234,13 +234,13 @@ class JobClient:
             log.info("outbox: %d job(s) in doubt at %s wait for it: %s", len(rows), server,
                      err)
             return 0, len(rows)
-        held = [row.id for row in rows if known.get(row.id) and known[row.id].known]
+        held = {row.id for row in rows if known.get(row.id) and known[row.id].known}
         self.outbox.delete(held)
         for job_id in held:
             log.info("outbox: job %s is queued at %s already; not sent again", job_id, server)
         pinned = Dispatcher([address], self.timeout, self.dispatcher.resend)
         try:
-            sent, unsent = self._flush_rows([r for r in rows if r.id not in set(held)], pinned)
+            sent, unsent = self._flush_rows([r for r in rows if r.id not in held], pinned)
         finally:
             pinned.close()
         return len(held) + sent, unsent

@@ -150,11 +150,10 @@ class Drainer:
             raise AbandonJob("the drain stopped: the dump could not be written")
         server = str(job.connection.address)
         priority = self._priority(server)
-        line = dumps({"function": job.task, "unique": job.unique, "priority": priority,
-                      "background": _background(job.data), "data": bytes(job.data),
-                      "server": server, "cleared_at": time.time()})
+        line = dump_line(job.task, job.unique, priority, _background(job.data),
+                         bytes(job.data), server=server, cleared_at=time.time())
         try:
-            self._dump.append(line + b"\n")
+            self._dump.append(line)
         except OSError as err:
             self.report.failure = err
             wire_worker.stop()
@@ -166,6 +165,12 @@ class Drainer:
         self._refresh_priorities()
         return JobFailed(Result(status=STATUS_ERROR, id=job.unique,
                                 error=f"cleared by admin into {self.dump_path}").encode())
+
+
+def dump_line(function, unique, priority, background, data, **extra):
+    """One job as a line of a dump file (what read_dump reads back)."""
+    return dumps({"function": function, "unique": unique, "priority": priority,
+                  "background": background, "data": data, **extra}) + b"\n"
 
 
 def _background(data):
@@ -297,8 +302,7 @@ def resend_jobs(config, jobs, unsent_path):
         dispatcher.close()
     if report.unsent:
         write_private_file(unsent_path, b"".join(
-            dumps({"function": j["function"], "unique": j["unique"], "priority": j["priority"],
-                   "background": j["background"], "data": j["data"]}) + b"\n"
+            dump_line(j["function"], j["unique"], j["priority"], j["background"], j["data"])
             for j, _why in report.unsent))
     return report
 

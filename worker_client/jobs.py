@@ -116,10 +116,7 @@ class FunctionHandler:
     def _serve(self, wire_worker, job, request):
         progress = (_Progress(wire_worker, job, self.spec.timeout)
                     if self.task is None else None)  # only commands report progress
-        try:
-            return self._with_retries(lambda: self._attempt(request, progress))
-        except Rejected as why:
-            return self._result(STATUS_ERROR, str(why), attempts=0)
+        return self._with_retries(lambda: self._attempt(request, progress))
 
     def _final(self, job, request, result, started):
         """Answer the job with its result; a background job that failed (or one whose

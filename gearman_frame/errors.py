@@ -148,6 +148,18 @@ class AdminError(FrameError):
         super().__init__(f"{where}{code} {message}".strip())
 
 
+class AdminUnsupported(AdminError):
+    """Raised when no server that answered has an admin command (the Perl job server has
+    only status, workers, jobs, clients, maxqueue, shutdown and version)."""
+
+    def __init__(self, command, servers):
+        self.command = command
+        self.servers = list(servers)
+        FrameError.__init__(self, f"{', '.join(self.servers)}: '{command}' is not supported "
+                                  "by this job server")
+        self.code, self.message, self.server = "unknown_command", "", self.servers[0]
+
+
 class ServerControlError(FrameError):
     """Raised when the local gearmand cannot be started, stopped or inspected."""
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from gearman_frame.addresses import ServerAddress
-from gearman_frame.errors import ConnectionLost, ServerUnavailable
+from gearman_frame.errors import AdminError, AdminUnsupported, ConnectionLost, ServerUnavailable
 from gearman_frame.wire import CONNECT_TIMEOUT
 
 from . import admin_protocol as proto
@@ -77,6 +77,8 @@ class AdminClient:
     def __init__(self, servers: Sequence[ServerAddress], timeout: float = REPLY_TIMEOUT):
         self.connections = [AdminConnection(s, timeout) for s in servers]
         self.unreachable: dict[str, str] = {}
+        #: servers that answered the last command with ``unknown_command``
+        self.unsupported: list[str] = []
         #: ``(server, line)`` for each reply line that could not be parsed and was left out.
         self.skipped: list[tuple[str, str]] = []
 
@@ -91,8 +93,10 @@ class AdminClient:
         self.close()
 
     def _fan_out(self, text, parse):
-        """Run ``text`` on every server; return parse(reply, server) results, flattened."""
-        results, self.unreachable = [], {}
+        """Run ``text`` on every server; return parse(reply, server) results, flattened.
+        A server without the command is left out (listed in ``unsupported``); if no
+        server that answered has it, AdminUnsupported."""
+        results, self.unreachable, self.unsupported = [], {}, []
         for conn in self.connections:
             server = str(conn.address)
             try:
@@ -101,11 +105,21 @@ class AdminClient:
                 self.unreachable[server] = str(err)
                 log.warning("admin: %s", err)
                 continue
-            parsed = parse(reply, server)
+            try:
+                parsed = parse(reply, server)
+            except AdminError as err:
+                if not proto.unsupported(err):
+                    raise
+                self.unsupported.append(server)
+                log.debug("admin: %s does not support '%s'", server, text)
+                continue
             results.extend(parsed if isinstance(parsed, list) else [parsed])
         if len(self.unreachable) == len(self.connections):
             raise ServerUnavailable("no job server reachable: " + "; ".join(
                 self.unreachable.values()), [c.address for c in self.connections])
+        if self.unsupported and len(self.unsupported) + len(self.unreachable) == \
+                len(self.connections):
+            raise AdminUnsupported(text, self.unsupported)
         return results
 
     def _lenient(self, parse):
@@ -133,7 +147,8 @@ class AdminClient:
                                                     proto.parse_uniques(lines, server)])
 
     def version(self):
-        return self._each_ok("version")
+        return self._fan_out("version", lambda line, server: (server, proto.parse_version(
+            line, server)))
 
     def getpid(self):
         return [(server, int(pid)) for server, pid in self._each_ok("getpid")]
@@ -156,7 +171,9 @@ class AdminClient:
         def parse(line, server):
             try:
                 return server, proto.parse_ok(line, server) or "OK"
-            except proto.AdminError as err:
+            except AdminError as err:
+                if proto.unsupported(err):
+                    raise
                 return server, err
         return self._fan_out(text, parse)
 

@@ -107,6 +107,17 @@ def parse_ok(line, server=None):
     raise ProtocolError(f"{server}: expected 'OK ...' or 'ERR ...', got {line!r}")
 
 
+def parse_version(line, server=None):
+    """``OK 1.1.20`` from gearmand; the Perl job server answers ``v1.130.1`` alone."""
+    check_error(line, server)
+    return line[3:] if line.startswith("OK ") else line
+
+
+def unsupported(err):
+    """True if an AdminError says the server does not know the command."""
+    return err.code.lower() == "unknown_command"
+
+
 def _ints(fields, line, server):
     try:
         return [int(f) for f in fields]

@@ -16,11 +16,12 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from gearman_frame.dispatch import Dispatcher, Job
 from gearman_frame.envelope import STATUS_ERROR, Result, dumps, loads, parse_request
-from gearman_frame.errors import (BadRequest, EnvelopeError, FrameError, ServerRefused,
+from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, FrameError, ServerRefused,
                                   UsageError)
 from gearman_frame.files import open_private
 from gearman_frame.limits import MAX_PAYLOAD_BYTES
@@ -134,8 +135,13 @@ class Drainer:
         log.warning("clear %s: stopped after %ss with jobs still queued", self.function, timeout)
 
     def _refresh_priorities(self):
-        self._snapshot = {r.server: r for r in self._prio_admin.prioritystatus()
-                          if r.function == self.function}
+        """What each server queues at which priority; a server without prioritystatus
+        (the Perl job server has one priority for background jobs) dumps as 'normal'."""
+        try:
+            rows = self._prio_admin.prioritystatus()
+        except AdminUnsupported:
+            rows = []
+        self._snapshot = {r.server: r for r in rows if r.function == self.function}
 
     def _priority(self, server):
         """The level gearmand hands out first: the highest with jobs in the last snapshot."""
@@ -150,20 +156,23 @@ class Drainer:
             raise AbandonJob("the drain stopped: the dump could not be written")
         server = str(job.connection.address)
         priority = self._priority(server)
-        line = dump_line(job.task, job.unique, priority, _background(job.data),
-                         bytes(job.data), server=server, cleared_at=time.time())
+        background, envelope_id = _described(job.data)
+        # no unique when grabbed with GRAB_JOB (a server without GRAB_JOB_UNIQ)
+        unique = job.unique or envelope_id or uuid.uuid4().hex
+        line = dump_line(job.task, unique, priority, background, bytes(job.data),
+                         server=server, cleared_at=time.time())
         try:
             self._dump.append(line)
         except OSError as err:
             self.report.failure = err
             wire_worker.stop()
             log.error("clear %s: cannot write the dump %s (%s); job %s left queued, "
-                      "stopping", self.function, self.dump_path, err.strerror, job.unique)
+                      "stopping", self.function, self.dump_path, err.strerror, unique)
             raise AbandonJob(f"the dump could not be written: {err.strerror}") from err
         self.report.removed += 1
         self.report.by_priority[priority] = self.report.by_priority.get(priority, 0) + 1
         self._refresh_priorities()
-        return JobFailed(Result(status=STATUS_ERROR, id=job.unique,
+        return JobFailed(Result(status=STATUS_ERROR, id=unique,
                                 error=f"cleared by admin into {self.dump_path}").encode())
 
 
@@ -173,13 +182,14 @@ def dump_line(function, unique, priority, background, data, **extra):
                   "background": background, "data": data, **extra}) + b"\n"
 
 
-def _background(data):
-    """True/False for our envelopes (they say so); None for raw payloads (unknown)."""
+def _described(data):
+    """(background, id) of our envelopes: background True/False as they say, and their
+    id; (None, None) for raw payloads (unknown)."""
     try:
         request, _raw = parse_request(bytes(data))
     except EnvelopeError:
-        return None
-    return None if request is None else request.background
+        return None, None
+    return (None, None) if request is None else (request.background, request.id)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 
 from gearman_frame import cli
-from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError
+from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, AdminUnsupported, FrameError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
@@ -143,6 +143,8 @@ def cmd_simple(admin, config, args):
     method = {"version": admin.version, "getpid": admin.getpid, "verbose": admin.verbose}
     for server, value in method[args.command]():
         print(f"{server}\t{value}")
+    for server in admin.unsupported:
+        print(f"{server}\tnot supported by this job server")
     return EXIT_OK
 
 
@@ -176,7 +178,10 @@ def cmd_maxqueue(admin, config, args):
 
 
 def _limit(admin, function, size):
-    admin.create_function(function)  # maxqueue only applies to a function gearmand knows
+    try:  # gearmand's maxqueue only applies to a function it knows
+        admin.create_function(function)
+    except AdminUnsupported:  # the Perl job server: maxqueue works without it
+        pass
     admin.maxqueue(function, size)
     log.info("maxqueue: %s set %s to %d on %s", WHO, function, size,
              [str(c.address) for c in admin.connections])

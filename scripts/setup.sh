@@ -14,6 +14,7 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)  # the tests and bench lo
 command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
 php -r 'exit(class_exists("GearmanClient") ? 0 : 1);' >/dev/null 2>&1 || need_apt+=(php-gearman)
 perl -MGearman::Client -e 1 >/dev/null 2>&1 || need_apt+=(libgearman-client-perl)
+[ -f /usr/share/perl5/Gearman/Server.pm ] || need_apt+=(gearman-server)  # the Perl job server
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -15,7 +15,7 @@ from gearman_frame import tasks
 from gearman_frame.addresses import parse_address
 from gearman_frame.config import Config, load_config
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result
-from gearman_frame.errors import (EnvelopeError, ServerRefused, ServerUnavailable,
+from gearman_frame.errors import (EnvelopeError, ProtocolError, ServerRefused, ServerUnavailable,
                                   UsageError, WireError)
 from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, status_by_unique
 
@@ -230,6 +230,11 @@ class JobClient:
         address = self._address(server)
         try:
             known = status_by_unique(address, [row.id for row in rows], self.timeout)
+        except ProtocolError as err:  # no GET_STATUS_UNIQUE (the Perl job server)
+            log.info("outbox: %s cannot say which of %d job(s) in doubt it holds (%s); they "
+                     "go to it alone, and it merges a copy it still holds", server, len(rows),
+                     err)
+            known = {}
         except WireError as err:
             log.info("outbox: %d job(s) in doubt at %s wait for it: %s", len(rows), server,
                      err)
@@ -286,7 +291,7 @@ def result_of(outcome):
     A raw job's answer is whatever the worker sent: WORK_DATA chunks (a foreign worker
     may stream its output) joined in order with the final data, as stdout on success or
     stderr on failure; WORK_WARNING texts go to stderr. An envelope job's answer is our
-    result object (on failure the last WORK_DATA)."""
+    result object (on failure the last WORK_DATA, or the WORK_EXCEPTION)."""
     job, request = outcome.job, outcome.request
     if outcome.error is not None:
         return Result(status=STATUS_ERROR, error=str(outcome.error), id=job.id,
@@ -297,7 +302,19 @@ def result_of(outcome):
         return _decode(request.result, job.id)
     if request.state == JOB_FAILED and request.data_updates:
         return _decode(request.data_updates[-1], job.id)
+    if request.state == JOB_FAILED and request.exception:
+        return _exception_result(bytes(request.exception), job.id)
     return Result(status=STATUS_FAILED, id=job.id, error=NO_DETAILS)
+
+
+def _exception_result(text, job_id):
+    """A WORK_EXCEPTION: our result object (from a worker on a server without WORK_DATA)
+    or a foreign worker's exception text."""
+    try:
+        return Result.decode(text)
+    except EnvelopeError:
+        return Result(status=STATUS_FAILED, id=job_id, stderr=text,
+                      error="the worker raised an exception")
 
 
 #: The error of a job that failed with nothing but a WORK_FAIL.

@@ -104,3 +104,18 @@ def start_workers(tmp_path):
     yield start
     for worker in started:
         worker.kill()
+
+
+@pytest.fixture
+def perl_gearmand(tmp_path):
+    """The Perl job server (Debian gearman-server) on a free port; skipped where it is not
+    installed, a failure under CI=true."""
+    from .perl_server import PerlJobServer, find_perl_gearmand
+
+    if find_perl_gearmand() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the Perl job server is not installed (apt-get install gearman-server)")
+        pytest.skip("the Perl job server is not installed (apt-get install gearman-server)")
+    server = PerlJobServer(tmp_path / "perl-gearmand.log")
+    yield server
+    server.stop()

@@ -56,6 +56,7 @@ def test_a_foreign_workers_exception_ends_the_job_at_once_and_runs_it_once(gearm
     started = time.monotonic()
     proc = sendjob(path, "run", "php_job", "--data", "x")
     assert proc.returncode == 1 and time.monotonic() - started < 4, proc.stderr
+    assert "boom" in proc.stderr  # asked for exceptions: the text comes with the failure
     time.sleep(1)
     assert len(foreign.jobs) == 1
     bare = ForeignWorker((gearmand.host, gearmand.port), "bare_fail",

@@ -58,6 +58,17 @@ class WorkerContext:
     max_payload: int | None = None
 
 
+def job_id_of(job) -> str:
+    """A job's id as logs, results and commands see it: its unique key, or gearmand's
+    handle for a job that came without one (sent without a unique, or grabbed with
+    GRAB_JOB from a server that has no GRAB_JOB_UNIQ)."""
+    if job.unique:
+        return job.unique
+    handle = job.handle
+    return handle.decode("utf-8", "replace") if isinstance(handle, (bytes, bytearray)) \
+        else str(handle)
+
+
 class FunctionHandler:
     """Serves one Gearman function, configured (command/shell) or a Python @task."""
 
@@ -70,7 +81,7 @@ class FunctionHandler:
     # -- entry point called by the wire worker
     def __call__(self, wire_worker, job):
         with job_context(worker=wire_worker.worker_client_id or self.ctx.name,
-                         function=job.task, job_id=job.unique):
+                         function=job.task, job_id=job_id_of(job)):
             started = time.monotonic()
             request = None
             try:
@@ -89,7 +100,7 @@ class FunctionHandler:
                 result = self._result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
                                                     f"{err}", attempts=0)
             if result.id is None:
-                result.id = request.id if request is not None else job.unique
+                result.id = request.id if request is not None else job_id_of(job)
             return self._final(job, request, result, started)
 
     def _parse(self, data):
@@ -280,7 +291,7 @@ class FunctionHandler:
         except Rejected as err:
             return self._raw_failed(job, started, self._result(STATUS_ERROR, str(err),
                                                                attempts=0))
-        env = {**self.spec.env, JOB_ID_VARIABLE: job.unique or str(job.handle)}
+        env = {**self.spec.env, JOB_ID_VARIABLE: job_id_of(job)}
         progress = _Progress(wire_worker, job, self.spec.timeout)
         runs = []
 

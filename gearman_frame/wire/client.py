@@ -9,15 +9,24 @@ from python3_gearman.client_handler import GearmanClientCommandHandler
 from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN,
                                        PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE)
 from python3_gearman.job import GearmanJobRequest
+from python3_gearman.protocol import GEARMAN_COMMAND_OPTION_REQ
 
 from ..errors import BadRequest, ServerRefused, ServerUnavailable, SubmitTimeout
 from .connection import DispatchMixin, PollMixin, _pair, check_request
+from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
 
 PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NONE, "low": PRIORITY_LOW}
 #: Request state for a job gearmand answered with an ERROR packet.
 JOB_REFUSED = "REFUSED"
+#: What servers without parts of the protocol (the Perl job server) refused, per process.
+REFUSED = Refusals()
+#: Priority variants a server may lack, and what is sent instead: (background, priority)
+#: -> priority. The Perl job server has SUBMIT_JOB, SUBMIT_JOB_BG and SUBMIT_JOB_HIGH only.
+PRIORITY_VARIANTS = "SUBMIT_JOB_LOW, SUBMIT_JOB_HIGH_BG or SUBMIT_JOB_LOW_BG"
+PRIORITY_FALLBACK = {(False, PRIORITY_LOW): PRIORITY_NONE, (True, PRIORITY_HIGH): PRIORITY_NONE,
+                     (True, PRIORITY_LOW): PRIORITY_NONE}
 
 
 class WireJobRequest(GearmanJobRequest):
@@ -56,6 +65,28 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
     def __init__(self, connection_manager=None):
         super().__init__(connection_manager=connection_manager)
         self.handle_to_request_map = collections.defaultdict(list)
+        self.option_pending = False
+
+    def _connection(self):
+        return self.connection_manager.handler_to_connection_map[self]
+
+    def initial_state(self, *args, **kwargs):
+        """Ask for exceptions first thing: without it gearmand 1.1.20 turns a foreign
+        worker's WORK_EXCEPTION into a WORK_FAIL that drops the text."""
+        super().initial_state(*args, **kwargs)
+        self._connection().queue_packet(GEARMAN_COMMAND_OPTION_REQ, b"exceptions")
+        self.option_pending = True
+
+    def recv_option_res(self, option_name):
+        self.option_pending = False
+        return True
+
+    def send_job_request(self, current_request):
+        """Send a priority variant the server refused before as its fallback."""
+        variant = (current_request.background, current_request.priority)
+        if variant in PRIORITY_FALLBACK and REFUSED.has(self._connection().address, PRIORITY_VARIANTS):
+            current_request.priority = PRIORITY_FALLBACK[variant]
+        super().send_job_request(current_request)
 
     def _register_request(self, current_request):
         requests = self.handle_to_request_map[current_request.job.handle]
@@ -124,9 +155,11 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
         return self._finish(job_handle, JOB_FAILED)
 
     def recv_work_exception(self, job_handle, data):
+        """An exception ends the job as failed, with its text: gearmand 1.1.20 sends it
+        alone; the Perl job server sends a WORK_FAIL after it, which then finds no one."""
         for request in self._live(job_handle):
             request.exception = data
-        return True
+        return self._finish(job_handle, JOB_FAILED)
 
     def recv_status_res(self, job_handle, known, running, numerator, denominator):
         for request in list(self.handle_to_request_map.get(job_handle, ())):
@@ -135,17 +168,31 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
         return True
 
     def recv_error(self, error_code, error_text):
-        connection = self.connection_manager.handler_to_connection_map.get(self)
-        server = connection.address if connection else None
-        if self.requests_awaiting_handles:
-            request = self.requests_awaiting_handles.popleft()
-            request.state = JOB_REFUSED
-            request.server_error = ServerRefused(error_code, error_text, server)
-            self._changed(request)
-            log.warning("gearmand %s refused job %s: %s: %s", server, request.job.unique,
-                        error_code, error_text)
-        else:
+        """An ERROR answers the oldest request still waiting: the exceptions option (a
+        server without it just does not send exceptions), or a job: refused for good,
+        or, for a priority variant the server lacks, sent again as its fallback."""
+        server = self._connection().address
+        if self.option_pending:
+            self.option_pending = False
+            log.info("gearmand %s has no exceptions option: %s: %s", server, error_code,
+                     error_text)
+            return True
+        if not self.requests_awaiting_handles:
             log.error("gearmand %s sent ERROR %s: %s", server, error_code, error_text)
+            return True
+        request = self.requests_awaiting_handles.popleft()
+        variant = (request.background, request.priority)
+        if variant in PRIORITY_FALLBACK and refused_command(error_text) is not None:
+            REFUSED.note(server, PRIORITY_VARIANTS, "high/low background and low foreground jobs "
+                                             "are sent with normal priority")
+            request.state = JOB_UNKNOWN
+            self.send_job_request(request)
+            return True
+        request.state = JOB_REFUSED
+        request.server_error = ServerRefused(error_code, error_text, server)
+        self._changed(request)
+        log.warning("gearmand %s refused job %s: %s: %s", server, request.job.unique,
+                    error_code, error_text)
         return True
 
 

@@ -4,14 +4,16 @@ import threading
 import time
 
 from python3_gearman import errors as gerrors
-from python3_gearman.protocol import (GEARMAN_COMMAND_GRAB_JOB_UNIQ, GEARMAN_COMMAND_PRE_SLEEP,
-                                      GEARMAN_COMMAND_WORK_COMPLETE,
-                                      GEARMAN_COMMAND_WORK_DATA, GEARMAN_COMMAND_WORK_FAIL)
+from python3_gearman.protocol import (GEARMAN_COMMAND_GRAB_JOB, GEARMAN_COMMAND_GRAB_JOB_UNIQ,
+                                      GEARMAN_COMMAND_PRE_SLEEP, GEARMAN_COMMAND_WORK_COMPLETE,
+                                      GEARMAN_COMMAND_WORK_DATA, GEARMAN_COMMAND_WORK_EXCEPTION,
+                                      GEARMAN_COMMAND_WORK_FAIL)
 from python3_gearman.worker import GearmanWorker
 from python3_gearman.worker_handler import GearmanWorkerCommandHandler
 
 from ..retry import RetryPolicy
 from .connection import DispatchMixin, PollMixin, _as_bytes, _pair
+from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,22 @@ class AbandonJob(Exception):
     to kill the command)."""
 
 
+#: What servers without parts of the protocol (the Perl job server) refused, per process.
+REFUSED = Refusals()
+
+
 class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
     """Worker state per connection; grabs the next job at once when it is the only one."""
 
+    _grab_sent = None  # the grab request last sent, to know what an ERROR refused
+
+    def _address(self):
+        return self.connection_manager.handler_to_connection_map[self].address
+
     def _grab_job(self):
-        self._queue(GEARMAN_COMMAND_GRAB_JOB_UNIQ)
+        old = REFUSED.has(self._address(), "GRAB_JOB_UNIQ")
+        self._grab_sent = GEARMAN_COMMAND_GRAB_JOB if old else GEARMAN_COMMAND_GRAB_JOB_UNIQ
+        self._queue(self._grab_sent)
 
     def _sleep(self):
         self._queue(GEARMAN_COMMAND_PRE_SLEEP)
@@ -62,6 +75,36 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
         if not manager.check_job_lock(self):
             raise gerrors.InvalidWorkerState("received a job we did not ask for")
         manager.serve_job(self, manager.create_job(self, job_handle, task, unique, data))
+        return True
+
+    def recv_job_assign(self, job_handle, task, data):
+        """A job grabbed with GRAB_JOB (a server without GRAB_JOB_UNIQ): no unique key."""
+        return self.recv_job_assign_uniq(job_handle, task, None, data)
+
+    def recv_error(self, error_code, error_text):
+        """An ERROR never leaves this connection holding the job lock: a refused
+        GRAB_JOB_UNIQ is asked again as GRAB_JOB (remembered for the server); a refused
+        WORK_DATA is remembered (failure details then go as WORK_EXCEPTION, which such a
+        server relays only to clients that asked for exceptions, before the WORK_FAIL)."""
+        address, manager = self._address(), self.connection_manager
+        refused = refused_command(error_text)
+        if refused in ("work_data", "work_warning"):
+            REFUSED.note(address, "WORK_DATA", "failure details go as WORK_EXCEPTION")
+            return True
+        waiting = manager.check_job_lock(self)  # for the answer to a grab
+        if waiting and refused in ("", "grab_job_uniq", "grab_job"):
+            if self._grab_sent == GEARMAN_COMMAND_GRAB_JOB_UNIQ:
+                REFUSED.note(address, "GRAB_JOB_UNIQ",
+                             "grabbing with GRAB_JOB (raw jobs get the handle as job id)")
+                # a server that old has no WORK_DATA either (the Perl job server)
+                REFUSED.note(address, "WORK_DATA", "failure details go as WORK_EXCEPTION")
+                self._grab_job()
+                return True
+            log.error("gearmand %s refused a grab: %s: %s", address, error_code, error_text)
+            self._release_job_lock()
+            self._sleep()
+            return True
+        log.error("gearmand %s sent ERROR %s: %s", address, error_code, error_text)
         return True
 
 
@@ -215,7 +258,10 @@ class WireWorker(PollMixin, GearmanWorker):
             conn, handle = current_job.connection, _as_bytes(current_job.handle)
             if isinstance(outcome, JobFailed):
                 if outcome.data:
-                    conn.queue_packet(GEARMAN_COMMAND_WORK_DATA, handle, _as_bytes(outcome.data))
+                    details = (GEARMAN_COMMAND_WORK_EXCEPTION
+                               if REFUSED.has(conn.address, "WORK_DATA")
+                               else GEARMAN_COMMAND_WORK_DATA)
+                    conn.queue_packet(details, handle, _as_bytes(outcome.data))
                 conn.queue_packet(GEARMAN_COMMAND_WORK_FAIL, handle)
             else:
                 conn.queue_packet(GEARMAN_COMMAND_WORK_COMPLETE, handle, outcome)

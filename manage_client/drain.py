@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from gearman_frame.dispatch import Dispatcher, Job
 from gearman_frame.envelope import STATUS_ERROR, Result, dumps, loads, parse_request
-from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, FrameError, ServerRefused,
-                                  UsageError)
+from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, FrameError,
+                                  ServerRefused, UsageError)
 from gearman_frame.files import open_private
 from gearman_frame.limits import MAX_PAYLOAD_BYTES
 from gearman_frame.queues import DEAD_PREFIX, read_dead_letter

@@ -84,7 +84,8 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
     def send_job_request(self, current_request):
         """Send a priority variant the server refused before as its fallback."""
         variant = (current_request.background, current_request.priority)
-        if variant in PRIORITY_FALLBACK and REFUSED.has(self._connection().address, PRIORITY_VARIANTS):
+        if variant in PRIORITY_FALLBACK and REFUSED.has(self._connection().address,
+                                                        PRIORITY_VARIANTS):
             current_request.priority = PRIORITY_FALLBACK[variant]
         super().send_job_request(current_request)
 

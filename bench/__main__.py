@@ -79,6 +79,23 @@ def run(args):
                     table.add("Memory: worker, 4 threads, through W1", "peak RSS MiB",
                               [r[0] for r in rss], [r[1] for r in rss], "<= 20 MiB",
                               check=max(r[0] for r in rss) <= 20)
+            key_file = w.new_key_file(folder)
+            plain, signed = [], []
+            for _ in range(reps):
+                plain.append(w.w1_ours(server, 1, n1)["jobs_s"])
+                signed.append(w.w1_ours(server, 1, n1, key_file=key_file)["jobs_s"])
+            table.add(f"W1 signed: {n1} no-op jobs, 1 thread, a key set vs none",
+                      "jobs/s", signed, plain, ">= 0.9")
+            second = start_gearmand(os.path.join(folder, "second"))
+            try:
+                p50s = w.w2_signed(server, second, key_file, n2 * reps)
+            finally:
+                second.stop()
+            extra = (w.median_range(p50s["signed"])[0] - w.median_range(p50s["plain"])[0])
+            table.add(f"W2 signed: {n2 * reps} sequential jobs a side, a key set vs none",
+                      "p50 ms (of the blocks' p50s)", p50s["signed"], p50s["plain"],
+                      f"+{extra:.3f} ms <= +0.05 ms", higher_is_better=False,
+                      check=extra <= 0.05)
             lat = w.w2(server, n2 * reps)
             table.add(f"W2 {n2 * reps} sequential foreground jobs a side, alternating blocks "
                       "of 100", "p50 ms (of the blocks' p50s)", lat["ours_p50"],

@@ -69,15 +69,18 @@ class Proc:
         self.stop()
 
 
-def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)):
-    """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads."""
+def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
+               key_file=None):
+    """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
+    (checking signatures with ``key_file`` when given)."""
     folder = tempfile.mkdtemp(prefix="gf-bench-")
     config = os.path.join(folder, "config.yaml")
+    security = {"security": {"key_file": key_file}} if key_file else {}
     with open(config, "w") as handle:
         yaml.safe_dump({"servers": [server.address], "plugins": list(plugins),
                         "logging": {"level": "WARNING"},
                         "worker": {"name": name, "threads": threads, "grace": 5},
-                        "functions": functions}, handle)
+                        "functions": functions, **security}, handle)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo}
     return Proc([os.path.join(BIN, "runworkers"), "--config", config], env=env)

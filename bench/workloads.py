@@ -6,7 +6,9 @@ import time
 import python3_gearman
 
 from gearman_frame.addresses import parse_address
-from gearman_frame.config import ClientConfig, Config
+from gearman_frame.config import ClientConfig, Config, SecurityConfig
+from gearman_frame.files import write_private_file
+from gearman_frame.signing import keyring_from_files, new_key_text
 from manage_client.admin import AdminClient
 from send_job_client import Job, JobClient
 
@@ -16,11 +18,21 @@ from .processes import (c_workers, floor_worker, peak_rss_mib, raw_worker, runwo
 WARMUP = 100
 
 
-def _client(server, timeout=60.0, resend=0):
+def _client(server, timeout=60.0, resend=0, key_file=None):
+    security = (SecurityConfig(key_file=key_file, keyring=keyring_from_files(None, key_file))
+                if key_file else SecurityConfig())
     config = Config(servers=(parse_address(server.address),),
                     client=ClientConfig(timeout=timeout, resend=resend,
-                                        outbox="/tmp/gf-bench-outbox.sqlite"))
+                                        outbox="/tmp/gf-bench-outbox.sqlite"),
+                    security=security)
     return JobClient(config)
+
+
+def new_key_file(folder):
+    """A signing key for the signed runs."""
+    path = f"{folder}/bench.key"
+    write_private_file(path, new_key_text())
+    return path
 
 
 def _raw_client(server):
@@ -33,8 +45,9 @@ def _rate(count, seconds):
 
 # --- W1: batch of no-op Python jobs --------------------------------------------------------
 
-def w1_ours(server, threads, count):
-    with runworkers(server, {}, threads) as workers, _client(server) as client:
+def w1_ours(server, threads, count, key_file=None):
+    with runworkers(server, {}, threads, key_file=key_file) as workers, \
+            _client(server, key_file=key_file) as client:
         wait_workers(server, "reverse", threads)
         client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
         jobs = [Job.of("reverse", f"job-{i}") for i in range(count)]
@@ -106,6 +119,26 @@ def w2(server, count, block=100):
     return {"ours_p50": p50s["ours"], "raw_p50": p50s["raw"],
             "ours_p99": _percentile(samples["ours"], 0.99),
             "raw_p99": _percentile(samples["raw"], 0.99)}
+
+
+def w2_signed(plain_server, signed_server, key_file, count, block=100):
+    """W2's latency with and without signing, in alternating blocks: one worker and
+    client per side, each on its own gearmand (a signed worker refuses unsigned jobs)."""
+    with runworkers(plain_server, {}, 1), _client(plain_server) as plain, \
+            runworkers(signed_server, {}, 1, key_file=key_file), \
+            _client(signed_server, key_file=key_file) as signed:
+        wait_workers(plain_server, "reverse", 1)
+        wait_workers(signed_server, "reverse", 1)
+        sides = {"plain": lambda: plain.submit("reverse", "x"),
+                 "signed": lambda: signed.submit("reverse", "x")}
+        p50s = {name: [] for name in sides}
+        for call in sides.values():
+            _latencies_ms(call, WARMUP)
+        for round_number in range(max(1, count // block)):
+            order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
+            for name in order:
+                p50s[name].append(_percentile(_latencies_ms(sides[name], block), 0.5))
+    return p50s
 
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------

@@ -17,6 +17,12 @@ class ServerAddress:
         return f"{host}:{self.port}"
 
     @property
+    def is_loopback(self):
+        """True for 127.0.0.0/8, ::1 and localhost: a server only this host can reach."""
+        return (self.host == "localhost" or self.host == "::1"
+                or self.host.startswith("127."))
+
+    @property
     def pair(self):
         """``(host, port)``, the form socket and the wire library take."""
         return (self.host, self.port)

@@ -19,6 +19,7 @@ import yaml
 
 from .addresses import DEFAULT_PORT, ServerAddress, parse_address, parse_address_list
 from .errors import ConfigError
+from .signing import DEFAULT_MAX_AGE, Keyring, keyring_from_files
 from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
 from .templates import TemplateError, fields_of
 
@@ -115,6 +116,17 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """``security:`` — the fleet's signing key, older keys still accepted, the window."""
+
+    key_file: str | None = None
+    accept_key_files: tuple = ()
+    max_age: float = DEFAULT_MAX_AGE
+    #: The keys, read and checked at load (None: signing is off).
+    keyring: Keyring | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One entry of ``functions:``; a Gearman function served by workers."""
 
@@ -131,6 +143,8 @@ class FunctionConfig:
     #: Fields whose value may begin an argument with '-' (read as an option).
     allow_options: frozenset = frozenset()
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    #: With a key configured: take raw and unsigned jobs anyway (interop, on purpose).
+    allow_unsigned: bool = False
 
     @property
     def fields(self):
@@ -157,6 +171,7 @@ class Config:
     client: ClientConfig = field(default_factory=ClientConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     plugins: tuple = ()
     functions: dict = field(default_factory=dict)
 
@@ -170,6 +185,21 @@ class Config:
             return None
         base = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
         return os.path.realpath(os.path.join(base, relative))
+
+    @property
+    def keyring(self):
+        """The fleet's Keyring, or None when no key is configured (signing off)."""
+        return self.security.keyring
+
+    def warnings(self):
+        """Settings that are valid but risky, one line each (logged at worker start)."""
+        found = []
+        if self.keyring is not None:
+            found += [f"{self.path}: functions.{name}: raw_shell with allow_unsigned runs "
+                      "any shell line anyone who reaches gearmand sends"
+                      for name, fn in self.functions.items()
+                      if fn.raw_shell and fn.allow_unsigned]
+        return found
 
     def check_tasks(self, task_names):
         """Raise ConfigError for a function with no command, no shell and no @task."""
@@ -261,10 +291,11 @@ def _read_yaml(path):
     return {} if data is None else data
 
 
-_TOP_KEYS = ("servers", "logging", "client", "worker", "server", "plugins", "functions")
+_TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "plugins",
+             "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
-                  "output_limit")
+                  "output_limit", "allow_unsigned")
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
@@ -356,6 +387,7 @@ class _Validator:
             client=self.client(raw.get("client") or {}),
             worker=self.worker(raw.get("worker") or {}),
             server=self.server(raw.get("server") or {}),
+            security=self.security(raw.get("security") or {}),
             plugins=self.plugins(raw.get("plugins") or []),
             functions=self.functions(raw.get("functions") or {}),
         )
@@ -425,6 +457,27 @@ class _Validator:
         raw = self.mapping(raw, "server", ("job_retries",))
         return ServerConfig(job_retries=self.integer(raw.get("job_retries", DEFAULT_JOB_RETRIES),
                                                      "server.job_retries", 1))
+
+    def security(self, raw):
+        raw = self.mapping(raw, "security", ("key_file", "accept_key_files", "max_age"))
+        key_file = self.optional(self.string, raw.get("key_file"), "security.key_file")
+        accept = raw.get("accept_key_files") or []
+        if not isinstance(accept, list) or not all(isinstance(a, str) and a for a in accept):
+            raise self.error("security.accept_key_files", "a list of key file paths", accept)
+        if accept and key_file is None:
+            raise self.error("security.key_file", "a key file beside accept_key_files",
+                             got="none")
+        max_age = raw.get("max_age", DEFAULT_MAX_AGE)
+        if (isinstance(max_age, bool) or not isinstance(max_age, (int, float))
+                or not 1 <= max_age <= 7 * 86400):
+            raise self.error("security.max_age", "seconds from 1 to 604800", max_age)
+        keyring = None
+        if key_file is not None:
+            base = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+            where = [os.path.join(base, path) for path in (key_file, *accept)]
+            keyring = keyring_from_files(self.path, where[0], where[1:], float(max_age))
+        return SecurityConfig(key_file=key_file, accept_key_files=tuple(accept),
+                              max_age=float(max_age), keyring=keyring)
 
     def plugins(self, value):
         if not isinstance(value, list):
@@ -511,4 +564,6 @@ class _Validator:
             allow_options=frozenset(allow),
             output_limit=self.size(raw.get("output_limit", DEFAULT_OUTPUT_LIMIT),
                                    f"{key}.output_limit"),
+            allow_unsigned=self.boolean(raw.get("allow_unsigned", False),
+                                        f"{key}.allow_unsigned"),
         )

@@ -56,10 +56,13 @@ class Job:
         """``Job.of("compress", path="/x")``: the short way to build one."""
         return cls(function, args, kwargs)
 
-    def payload(self) -> bytes:
+    def payload(self, signer=None) -> bytes:
+        """The bytes to send; with a Keyring ``signer``, an envelope is signed (a raw
+        payload holding one, as the outbox and a resent dump do, is signed anew)."""
         if self.data is not None:
-            return self.data
-        return Request(self.args, self.kwargs, id=self.id, background=self.background).encode()
+            return self.data if signer is None else signer.resign(self.function, self.data)
+        return Request(self.args, self.kwargs, id=self.id,
+                       background=self.background).encode(signer, self.function)
 
     def validate(self) -> None:
         if self.priority not in PRIORITIES:
@@ -89,9 +92,9 @@ class _Flight:
     __slots__ = ("index", "job", "payload", "server", "request", "sent_at", "not_before",
                  "history", "done", "attempts")
 
-    def __init__(self, index, job, server):
+    def __init__(self, index, job, server, signer=None):
         self.index, self.job, self.server = index, job, server
-        self.payload = job.payload()
+        self.payload = job.payload(signer)
         self.request, self.sent_at, self.not_before = None, 0.0, 0.0
         self.history = []
         self.done = False
@@ -101,8 +104,10 @@ class _Flight:
 class Dispatcher:
     """Sends jobs through one WireClient (a connection per server) and tracks them."""
 
-    def __init__(self, servers, timeout, resend, window=DEFAULT_WINDOW):
+    def __init__(self, servers, timeout, resend, window=DEFAULT_WINDOW, signer=None):
         self.servers = list(servers)
+        #: The Keyring that signs every envelope sent (None: unsigned).
+        self.signer = signer
         self.wire = WireClient(self.servers)
         self.timeout = timeout
         self.resend = resend
@@ -147,7 +152,7 @@ class Dispatcher:
                     except StopIteration:
                         exhausted = True
                         break
-                    waiting.append(_Flight(index, job, self._pick_server()))
+                    waiting.append(_Flight(index, job, self._pick_server(), self.signer))
             if waiting:
                 self._send_waiting(waiting, flying, on_done)
             self._drop_ended(flying)

@@ -1,7 +1,8 @@
 """The v1 job envelope: what a sender puts in a job and what a worker sends back.
 
 Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``
-(plus ``"bg": true`` for a background job, so a worker knows to dead-letter it);
+(plus ``"bg": true`` for a background job, so a worker knows to dead-letter it, and
+``ts``/``kid``/``sig`` when signed: see signing.py);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
 Result: ``{"status": "ok"|"failed"|"timeout"|"error", "exit_code", "signal", "stdout",
 "stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id", "escaped"}``
@@ -29,7 +30,9 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
 STATUS_ERROR = "error"
-STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_ERROR)
+#: A job a worker would not run: unsigned, badly signed, expired or replayed.
+STATUS_REFUSED = "refused"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_ERROR, STATUS_REFUSED)
 
 
 def _to_json(value):
@@ -124,12 +127,17 @@ class Request:
     id: str = field(default_factory=new_job_id)
     sent_at: float = field(default_factory=time.time)
     background: bool = False
+    #: The decoded envelope object it came from (what a signature covers), if any.
+    fields: dict | None = field(default=None, compare=False, repr=False)
 
-    def encode(self):
+    def encode(self, signer=None, function=None):
+        """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
         obj = {"v": VERSION, "id": self.id, "args": list(self.args), "kwargs": self.kwargs,
                "sent_at": self.sent_at}
         if self.background:
             obj["bg"] = True
+        if signer is not None:
+            obj = signer.sign(function, obj)
         return dumps(obj)
 
     @classmethod
@@ -151,7 +159,8 @@ class Request:
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise EnvelopeError("'args' must be a list and 'kwargs' an object")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
-                   sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True)
+                   sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
+                   fields=obj)
 
 
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")

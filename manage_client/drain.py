@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from gearman_frame.dispatch import Dispatcher, Job
-from gearman_frame.envelope import STATUS_ERROR, Result, dumps, loads, parse_request
+from gearman_frame.envelope import STATUS_ERROR, Request, Result, dumps, loads, parse_request
 from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, FrameError,
                                   ServerRefused, UsageError)
 from gearman_frame.files import open_private
@@ -200,10 +200,12 @@ class BadLine:
     reason: str
 
 
-def read_dump(path):
+def read_dump(path, keyring=None):
     """The jobs of a dump file as dicts (function, unique, priority, data, background),
     and the bad lines as BadLine; a dead letter becomes its original job. An unreadable
-    file is a UsageError."""
+    file is a UsageError. With a Keyring, an envelope not signed by an accepted key (at
+    any age: resending signs it anew) is a bad line: a job someone queued without the
+    key must not come back signed by the admin."""
     jobs, bad = [], []
     try:
         with open(path, "rb") as handle:
@@ -214,7 +216,10 @@ def read_dump(path):
                 if not line.strip():
                     continue
                 try:
-                    jobs.append(_dumped_job(line))
+                    job = _dumped_job(line)
+                    if keyring is not None:
+                        _check_signed(job, keyring)
+                    jobs.append(job)
                 except _BadRecord as why:
                     bad.append(BadLine(number, str(why)))
     except OSError as err:
@@ -237,6 +242,15 @@ def _bounded_lines(handle):
             yield number, None
             continue
         yield number, line
+
+
+def _check_signed(job, keyring):
+    envelope = keyring.envelope_object(job["data"])
+    if envelope is None:
+        return  # raw: resent as it came (only with --all), to a function that allows it
+    why = keyring.check(job["function"], envelope, fresh=False)
+    if why is not None:
+        raise _BadRecord(f"not signed by an accepted key ({why})")
 
 
 class _BadRecord(Exception):
@@ -295,7 +309,8 @@ def resend_jobs(config, jobs, unsent_path):
     flight, through the core's dispatcher; the ones no server queued are written, as dump
     lines, to ``unsent_path`` (owner-only), so nothing is lost."""
     report = ResendReport(unsent_path=unsent_path)
-    dispatcher = Dispatcher(config.servers, config.client.timeout, config.client.resend)
+    dispatcher = Dispatcher(config.servers, config.client.timeout, config.client.resend,
+                            signer=config.keyring)
     try:
         outgoing = [Job(j["function"], data=j["data"], id=j["unique"],
                         priority=j["priority"], background=True) for j in jobs]
@@ -304,8 +319,8 @@ def resend_jobs(config, jobs, unsent_path):
             if outcome.error is None:
                 report.queued += 1
             else:
-                why = (f"refused: {outcome.error.text}" if isinstance(outcome.error, ServerRefused)
-                       else "no server took it")
+                why = (f"refused: {outcome.error.text}"
+                       if isinstance(outcome.error, ServerRefused) else "no server took it")
                 report.unsent.append((jobs[index], why))
         dispatcher.run(outgoing, done)
     finally:
@@ -321,16 +336,20 @@ def resend_jobs(config, jobs, unsent_path):
 CONTROL_TIMEOUT = 10.0
 
 
-def send_control(servers, worker_name, command):
+def send_control(servers, worker_name, command, keyring=None):
     """Send ``command`` to worker ``worker_name``'s control function (high priority, in
-    the foreground) and return its answer; FrameError if none came."""
+    the foreground) and return its answer; FrameError if none came. With a Keyring the
+    command goes as the first arg of a signed envelope."""
+    function = control_function(worker_name)
+    payload = (command if keyring is None else
+               Request(args=(command.decode(),)).encode(keyring, function))
     client = WireClient(servers)
     try:
-        request = client.submit(control_function(worker_name), command, priority="high",
-                                timeout=CONTROL_TIMEOUT)
+        request = client.submit(function, payload, priority="high", timeout=CONTROL_TIMEOUT)
     finally:
         client.shutdown()
     if request.state != JOB_COMPLETE:
+        why = b"".join(bytes(d) for d in request.data_updates).decode("utf-8", "replace")
         raise FrameError(f"worker {worker_name} did not accept '{command.decode()}' "
-                         f"(gearmand says {request.state})")
+                         f"({why.strip() or f'gearmand says {request.state}'})")
     return request.result

@@ -8,16 +8,20 @@ gearmand. Every action that changes state is logged with who did it and how many
 import getpass
 import json
 import logging
+import os
 import socket
 import sys
 import time
 from dataclasses import asdict
 
 from gearman_frame import cli
-from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, AdminUnsupported, FrameError
+from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, AdminError, AdminUnsupported,
+                                  FrameError, UsageError)
+from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
+from gearman_frame.signing import key_id, new_key_text, read_key_file
 
 from manage_client.admin import AdminClient
 from manage_client.admin_protocol import worker_name_of
@@ -82,6 +86,9 @@ def build_parser():
     maxqueue.add_argument("function")
     maxqueue.add_argument("size", type=int)
     sub.add_parser("apply", help="apply the config's per-function maxqueue limits")
+    keygen = sub.add_parser("keygen", help="write a new signing key to FILE (owner-only); "
+                                           "name it in security.key_file")
+    keygen.add_argument("file")
     server = sub.add_parser("server", help="start, stop or inspect the local gearmand")
     server.add_argument("action", choices=["start", "stop", "status"])
     server.add_argument("--port", type=cli.port, help="port (default: the first configured "
@@ -214,7 +221,7 @@ def cmd_clear(admin, config, args):
 
 
 def cmd_resend(admin, config, args):
-    dumped, bad = read_dump(args.file)
+    dumped, bad = read_dump(args.file, config.keyring)
     for line in bad:
         print(f"runadmin: {args.file}:{line.number}: bad line, not resent: {line.reason}",
               file=sys.stderr)
@@ -246,7 +253,7 @@ def cmd_shutdown(admin, config, args):
         raise FrameError(f"'{args.name}' is not a gearman-frame worker (none of its "
                          f"{len(found)} connection(s) serves {control_function(args.name)}); "
                          "stop it by its own means")
-    send_control(config.servers, args.name, CONTROL_SHUTDOWN)
+    send_control(config.servers, args.name, CONTROL_SHUTDOWN, config.keyring)
     log.info("shutdown: %s asked worker %s to stop", WHO, args.name)
     deadline = time.monotonic() + args.timeout
     while connected():
@@ -256,6 +263,20 @@ def cmd_shutdown(admin, config, args):
                              "within its grace period)")
         time.sleep(0.2)
     print(f"worker {args.name} stopped")
+    return EXIT_OK
+
+
+def cmd_keygen(args):
+    """A new key file: 32 random bytes as hex, mode 0600; never over an existing file."""
+    if os.path.lexists(args.file):
+        raise UsageError(f"keygen: {args.file} exists; not overwriting a key (remove it, or "
+                         "name a new file and rotate: see the README)")
+    try:
+        write_private_file(args.file, new_key_text())
+    except OSError as err:
+        raise UsageError(f"keygen: cannot write {args.file}: {err.strerror}") from err
+    kid = key_id(read_key_file(args.file, None, "keygen"))
+    print(f"wrote a new key to {args.file} (key id {kid})")
     return EXIT_OK
 
 
@@ -298,6 +319,8 @@ COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.command == "keygen":  # before the config, which may name this very file
+        return cmd_keygen(args)
     config = cli.load(args)
     if args.command == "server":
         return cmd_server(config, args)

@@ -73,7 +73,8 @@ class JobClient:
         self.timeout = client.timeout if timeout is None else timeout
         self.outbox = outbox or Outbox(self.config.resolve(client.outbox))
         self.dispatcher = Dispatcher(self.config.servers, self.timeout,
-                                     client.resend if resend is None else resend, window)
+                                     client.resend if resend is None else resend, window,
+                                     signer=self.config.keyring)
         self._closed = False
 
     def close(self) -> None:
@@ -243,7 +244,8 @@ class JobClient:
         self.outbox.delete(held)
         for job_id in held:
             log.info("outbox: job %s is queued at %s already; not sent again", job_id, server)
-        pinned = Dispatcher([address], self.timeout, self.dispatcher.resend)
+        pinned = Dispatcher([address], self.timeout, self.dispatcher.resend,
+                            signer=self.dispatcher.signer)
         try:
             sent, unsent = self._flush_rows([r for r in rows if r.id not in held], pinned)
         finally:

@@ -19,7 +19,7 @@ class WorkerProcess:
     """One `runworkers` process with its own config file, log file and state folder."""
 
     def __init__(self, folder, servers, functions, name="w", threads=2, grace=5.0,
-                 plugins=(), pythonpath=None, extra_args=(), nofile=None):
+                 plugins=(), pythonpath=None, extra_args=(), nofile=None, extra_config=None):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.name = name
@@ -30,6 +30,7 @@ class WorkerProcess:
                        "progress_interval": 0.5},
             "plugins": list(plugins),
             "functions": functions,
+            **(extra_config or {}),
         }))
         self.logfile = folder / f"{name}.log"
         env = dict(os.environ)

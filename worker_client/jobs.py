@@ -17,11 +17,12 @@ from threading import Event
 
 from gearman_frame.config import (DEFAULT_MAX_KWARGS, DEFAULT_OUTPUT_LIMIT,
                                   DEFAULT_PROGRESS_INTERVAL)
-from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT,
-                                    Result, dumps, looks_like_object, parse_request,
-                                    why_raw)
+from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_REFUSED,
+                                    STATUS_TIMEOUT, Result, dumps, looks_like_object,
+                                    parse_request, why_raw)
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import cut, job_context
+from gearman_frame.signing import EXPIRED, REFUSED_REASON
 from gearman_frame.templates import TemplateError, render_argv, render_shell
 from gearman_frame.wire import AbandonJob, JobFailed, Oversized
 
@@ -56,6 +57,8 @@ class WorkerContext:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     max_kwargs: int = DEFAULT_MAX_KWARGS
     max_payload: int | None = None
+    #: The signature gate (None: signing is off, every job is taken).
+    gate: object | None = None
 
 
 def job_id_of(job) -> str:
@@ -86,10 +89,15 @@ class FunctionHandler:
             request = None
             try:
                 request, raw = self._parse(job.data)
+                why = self._why_refused(job, request)
+                if why is not None:
+                    return self._refuse(job, request, why, started)
                 if request is None:
                     return self._raw(wire_worker, job, raw, started)
                 result = self._serve(wire_worker, job, request)
             except AbandonJob:
+                if self.ctx.gate is not None:
+                    self.ctx.gate.release(request)
                 raise
             except EnvelopeError as err:
                 result = self._result(STATUS_ERROR, f"bad job envelope: {err}", attempts=0)
@@ -102,6 +110,27 @@ class FunctionHandler:
             if result.id is None:
                 result.id = request.id if request is not None else job_id_of(job)
             return self._final(job, request, result, started)
+
+    def _why_refused(self, job, request):
+        gate = self.ctx.gate
+        if gate is None:
+            return None
+        return gate.why_refused(job.task, request,
+                                self.spec is not None and self.spec.allow_unsigned)
+
+    def _refuse(self, job, request, why, started):
+        """Answer a job the gate refused: status ``refused`` and a reason that tells an
+        attacker nothing; never retried. Only a job whose signature was good but whose
+        time had passed (it waited in a queue too long) is dead-lettered, so an admin can
+        resend it: the rest are not ours to keep."""
+        log.warning("refused: %s", why)
+        if request is None:
+            return JobFailed(f"refused: {REFUSED_REASON}".encode())
+        result = self._result(STATUS_REFUSED, REFUSED_REASON, attempts=0, id=request.id)
+        if why == EXPIRED and request.background:
+            return self._final(job, request, result, started)
+        result.duration_s = round(time.monotonic() - started, 6)
+        return JobFailed(result.encode())
 
     def _parse(self, data):
         """The request (or the raw payload), refusing what would grow the worker's memory

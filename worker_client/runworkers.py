@@ -55,6 +55,22 @@ def choose_functions(config, tasks, wanted):
     return chosen
 
 
+def warn_about_trust(config):
+    """One line for each risky setting: no key while a server is reachable from other
+    hosts (anyone there can run the configured commands and stop this worker), and
+    functions that opt out of signing."""
+    remote = [str(s) for s in config.servers if not s.is_loopback]
+    if config.keyring is None and remote:
+        log.warning("signing is off (no security.key_file) and %s %s not on loopback: "
+                    "anyone who reaches it can run this worker's functions and stop it",
+                    ", ".join(remote), "is" if len(remote) == 1 else "are")
+    for line in config.warnings():
+        log.warning("%s", line)
+    unsigned = [name for name, fn in config.functions.items() if fn.allow_unsigned]
+    if config.keyring is not None and unsigned:
+        log.info("functions taking unsigned jobs (allow_unsigned): %s", ", ".join(unsigned))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     overrides = {key: (flag, value) for key, flag, value in
@@ -81,6 +97,7 @@ def main(argv=None):
         pool.request_stop("no server reachable", force=True)
         pool.serve()
         return EXIT_UNREACHABLE
+    warn_about_trust(config)
     log.info("worker %s ready: %d threads, functions %s, servers %s", pool.name,
              pool.thread_count, ",".join(functions), servers)
     pool.serve()

@@ -14,11 +14,15 @@ import socket
 import threading
 import time
 
+from gearman_frame.envelope import parse_request
+from gearman_frame.errors import EnvelopeError
 from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
                                   dead_letter_record)
+from gearman_frame.signing import REFUSED_REASON
 from gearman_frame.wire import JobFailed, WireClient, WireWorker
 
 from .deadletters import DeadLetterSpool, SpoolSender
+from .gate import Gate
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
 from .veryeasyprocess import Runner
@@ -88,7 +92,8 @@ class WorkerPool:
                                      dead_letter=self.dead_letter,
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
-                                     max_payload=config.worker.max_payload)
+                                     max_payload=config.worker.max_payload,
+                                     gate=Gate(config.keyring) if config.keyring else None)
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions}
         self.threads = []
@@ -182,11 +187,31 @@ class WorkerPool:
 
     # -- control and dead letters (called from worker threads)
     def control(self, wire_worker, job):
-        command = bytes(job.data).strip()
+        """A control job: ``shutdown``, raw or as the first arg of an envelope; with a key
+        configured, only a signed envelope (anything else is a log line and a refusal)."""
+        command = self._control_command(job)
+        if command is None:
+            return JobFailed(f"refused: {REFUSED_REASON}".encode())
         if command == CONTROL_SHUTDOWN:
             self.request_stop(f"shutdown job {job.unique} via {job.task}")
             return b"ok: stopping"
         return JobFailed(b"unknown control command: " + command[:100])
+
+    def _control_command(self, job):
+        data = bytes(job.data)
+        try:
+            request, _raw = parse_request(data)
+        except EnvelopeError:
+            request = None
+        gate = self.context.gate
+        why = gate.why_refused(job.task, request) if gate is not None else None
+        if why is not None:
+            log.warning("control job %s refused: %s", job.unique, why)
+            return None
+        if request is None:
+            return data.strip()
+        first = request.args[0] if request.args else ""
+        return (first if isinstance(first, bytes) else str(first).encode()).strip()
 
     def dead_letter(self, job, result):
         """Send a background job that failed for good to ``__dead__.FUNCTION``, or keep

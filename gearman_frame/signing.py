@@ -1,0 +1,169 @@
+"""Signed envelopes: who may run what on a fleet whose job server has no authentication.
+
+With ``security.key_file`` set, every envelope a sender, worker or admin writes carries
+``ts`` (when it was signed), ``kid`` (which key: a hash, never the key) and ``sig``: an
+HMAC-SHA256, under that key, of the function name and every other field of the envelope
+(id, args, kwargs, bg, ts, kid, and any field a later version adds), serialised
+canonically: ``json.dumps([function, fields], sort_keys=True, separators=(",", ":"),
+ensure_ascii=True)`` with bytes as ``{"__b64__": ...}``. A worker checks that signature,
+that the key is one it accepts, that ``ts`` is within ``security.max_age`` of its clock,
+and that it has not seen the signature in that window (a replay) before anything runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+import threading
+import time
+
+from .envelope import _to_json, dumps, parse_request
+from .errors import ConfigError, EnvelopeError
+
+SIGNATURE_FIELDS = ("ts", "kid", "sig")
+#: Shortest secret a key file may hold (bytes, after trailing whitespace is removed).
+MIN_KEY_BYTES = 16
+#: Default seconds a signed job stays acceptable after it was signed (and before).
+DEFAULT_MAX_AGE = 300.0
+#: What the sender of a refused job is told: nothing that helps to forge the next one.
+REFUSED_REASON = "unauthenticated job"
+#: Why-codes of :meth:`Keyring.check` (logged by the worker, never sent back).
+UNSIGNED, UNKNOWN_KEY, BAD_SIGNATURE, EXPIRED, REPLAYED = (
+    "unsigned", "signed with an unknown key", "bad signature",
+    "timestamp outside security.max_age", "replayed")
+#: Signatures remembered before expired ones are swept out.
+_SWEEP_EVERY = 1024
+
+
+def key_id(secret: bytes) -> str:
+    """The public name of a key: 16 hex characters of a hash of it."""
+    return hashlib.sha256(b"gearman-frame key id\0" + secret).hexdigest()[:16]
+
+
+def read_key_file(path: str, config_path: str | None, key: str) -> bytes:
+    """The secret in ``path``; ConfigError (naming the config file and ``key``) when the
+    file is missing, not a regular file, readable by group or others, or too short."""
+    def refuse(expected, got):
+        return ConfigError(config_path, key, expected, got=f"{path}: {got}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise refuse("a readable key file", err.strerror) from err
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse("a regular file", "not a regular file")
+        if info.st_mode & 0o077:
+            raise refuse("a file only its owner can read (chmod 600)",
+                         f"mode {stat.S_IMODE(info.st_mode):04o}")
+        secret = os.read(fd, 65536).rstrip(b"\r\n\t ")
+    finally:
+        os.close(fd)
+    if len(secret) < MIN_KEY_BYTES:
+        raise refuse(f"a secret of at least {MIN_KEY_BYTES} bytes "
+                     "(e.g. `runadmin keygen FILE`)", f"{len(secret)} bytes")
+    return secret
+
+
+def new_key_text() -> bytes:
+    """A fresh secret for a key file: 32 random bytes as hex, with a newline."""
+    return os.urandom(32).hex().encode("ascii") + b"\n"
+
+
+def _canonical(function: str, fields: dict) -> bytes:
+    return json.dumps([function, fields], sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True, allow_nan=False, default=_to_json).encode("ascii")
+
+
+class Keyring:
+    """The fleet's keys: one signs, every one (old keys during a rotation) verifies; and
+    the signatures seen in the last ``max_age`` seconds, to refuse a replay."""
+
+    def __init__(self, signing_key: bytes, accepted=(), max_age: float = DEFAULT_MAX_AGE):
+        self.kid = key_id(signing_key)
+        self.max_age = float(max_age)
+        self._keys = {key_id(k): k for k in (signing_key, *accepted)}
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _mac(self, secret, function, fields):
+        return hmac.new(secret, _canonical(function, fields), hashlib.sha256).hexdigest()
+
+    # -- signing
+    def sign(self, function: str, envelope: dict, now: float | None = None) -> dict:
+        """``envelope`` (an envelope object) with a fresh ts, kid and sig."""
+        fields = {k: v for k, v in envelope.items() if k not in SIGNATURE_FIELDS}
+        fields["ts"] = time.time() if now is None else now
+        fields["kid"] = self.kid
+        fields["sig"] = self._mac(self._keys[self.kid], function, fields)
+        return fields
+
+    def resign(self, function: str, data: bytes) -> bytes:
+        """Sign an encoded envelope again (a job kept in the outbox, a resent dump line):
+        a new ts, so it is fresh when it is sent. Raw payloads are returned as they are."""
+        obj = self.envelope_object(data)
+        return data if obj is None else dumps(self.sign(function, obj))
+
+    @staticmethod
+    def envelope_object(data: bytes) -> dict | None:
+        """The decoded envelope object of ``data``, or None for a raw payload."""
+        try:
+            request, _raw = parse_request(bytes(data))
+        except EnvelopeError:
+            return None
+        return None if request is None else request.fields
+
+    # -- verifying
+    def check(self, function: str, envelope: dict, now: float | None = None,
+              fresh: bool = True) -> str | None:
+        """None if ``envelope`` is signed by an accepted key (and, with ``fresh``, within
+        max_age of now); else why not (one of the why-codes)."""
+        sig, kid, ts = envelope.get("sig"), envelope.get("kid"), envelope.get("ts")
+        if not isinstance(sig, str) or not isinstance(kid, str):
+            return UNSIGNED
+        secret = self._keys.get(kid)
+        if secret is None:
+            return UNKNOWN_KEY
+        fields = {k: v for k, v in envelope.items() if k != "sig"}
+        try:
+            expected = self._mac(secret, function, fields)
+        except (TypeError, ValueError):  # a NaN, or a value JSON cannot hold
+            return BAD_SIGNATURE
+        if not hmac.compare_digest(expected, sig):
+            return BAD_SIGNATURE
+        if fresh:
+            now = time.time() if now is None else now
+            if (isinstance(ts, bool) or not isinstance(ts, (int, float))
+                    or abs(now - ts) > self.max_age):
+                return EXPIRED
+        return None
+
+    def claim(self, envelope: dict, now: float | None = None) -> bool:
+        """Note a checked envelope's signature as seen; False if it was seen already
+        within max_age (a replay: refuse it)."""
+        now = time.time() if now is None else now
+        sig = envelope["sig"][:32]  # 128 bits tell signatures apart; half the memory
+        with self._lock:
+            if self._seen.get(sig, 0.0) > now:
+                return False
+            self._seen[sig] = float(envelope["ts"]) + self.max_age
+            if len(self._seen) % _SWEEP_EVERY == 0:
+                self._seen = {s: until for s, until in self._seen.items() if until > now}
+        return True
+
+    def release(self, envelope: dict) -> None:
+        """Forget a claimed signature: its job was left unanswered for gearmand to hand
+        out again, and that copy must run."""
+        with self._lock:
+            self._seen.pop(str(envelope.get("sig"))[:32], None)
+
+
+def keyring_from_files(config_path: str | None, key_file: str, accept_files=(),
+                       max_age: float = DEFAULT_MAX_AGE) -> Keyring:
+    """The Keyring of a config's ``security`` section (paths already resolved)."""
+    signing = read_key_file(key_file, config_path, "security.key_file")
+    accepted = [read_key_file(path, config_path, f"security.accept_key_files[{i}]")
+                for i, path in enumerate(accept_files)]
+    return Keyring(signing, accepted, max_age)

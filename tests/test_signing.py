@@ -1,0 +1,205 @@
+"""Signed jobs against real gearmand and real workers, with the C `gearman` client as the
+attacker: unsigned, wrongly signed, replayed and expired jobs run nothing; control jobs
+need the key; keys rotate; raw interop is an explicit opt-out."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from gearman_frame.envelope import Request, Result
+from gearman_frame.signing import Keyring, read_key_file
+from gearman_frame.wire import WireClient
+from manage_client.drain import read_dump
+
+from .client_helpers import client_config, sendjob
+from .helpers import wait_for
+from .test_admin import queued_total, runadmin
+
+GEARMAN = shutil.which("gearman")
+pytestmark = pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+
+
+def make_key(path, text=None):
+    path.write_bytes(text or os.urandom(32).hex().encode() + b"\n")
+    path.chmod(0o600)
+    return path
+
+
+def security(key, *older, max_age=300):
+    return {"security": {"key_file": str(key), "accept_key_files": [str(k) for k in older],
+                         "max_age": max_age}}
+
+
+def touch_functions(marker_dir):
+    """``touch`` writes a marker file per run: a job that runs leaves a trace."""
+    return {"touch": {"command": ["sh", "-c", f'echo run >> {marker_dir}/"$0"', "{name}"]},
+            "cat": {"command": ["cat"], "stdin": "data", "allow_unsigned": True},
+            "cat_signed": {"command": ["cat"], "stdin": "data"}}
+
+
+def runs(marker_dir, name):
+    path = marker_dir / name
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+def attacker(server, function, data, background=False):
+    """The C client sending ``data`` as it is; its exit code and output."""
+    args = [GEARMAN, "-h", server.host, "-p", str(server.port), "-f", function]
+    proc = subprocess.run([*args, *(["-b"] if background else [])], input=data,
+                          capture_output=True, timeout=30)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def fleet(gearmand, start_workers, tmp_path):
+    key, marks = make_key(tmp_path / "fleet.key"), tmp_path / "marks"
+    marks.mkdir()
+    worker = start_workers([gearmand.address], touch_functions(marks),
+                           extra_config=security(key))
+    path, config = client_config(tmp_path / "sender", [gearmand.address], timeout=10,
+                                 **security(key))
+    return gearmand, worker, key, marks, path, config
+
+
+def test_the_c_client_can_neither_stop_the_worker_nor_run_its_commands(fleet):
+    server, worker, _key, marks, path, _config = fleet
+    code, _out = attacker(server, "__ctl__.w0", b"shutdown")
+    assert code != 0
+    forged = json.dumps({"v": 1, "id": "f1", "kwargs": {"name": "forged"}}).encode()
+    failed = WireClient([server.address]).submit("touch", forged, timeout=20)
+    assert Result.decode(failed.data_updates[-1]).status == "refused"
+    assert Result.decode(failed.data_updates[-1]).error == "unauthenticated job"
+    code, _out = attacker(server, "touch", forged)
+    assert code != 0 and runs(marks, "forged") == 0
+    time.sleep(0.5)
+    assert worker.proc.poll() is None and "control job" in worker.log()
+    proc = sendjob(path, "run", "touch", "name=signed")  # the sender has the key
+    assert proc.returncode == 0 and runs(marks, "signed") == 1, proc.stderr
+    assert worker.log().count("worker_client.jobs: refused: unsigned") == 2
+    assert runadmin(path, "shutdown", "w0").returncode == 0  # signed control works
+    assert worker.proc.wait(20) == 0
+
+
+def test_a_wrong_key_an_expired_job_and_a_replay_run_nothing(gearmand, start_workers,
+                                                              tmp_path):
+    key, marks = make_key(tmp_path / "fleet.key"), tmp_path / "marks"
+    marks.mkdir()
+    path, config = client_config(tmp_path / "sender", [gearmand.address], **security(key))
+    # a signed job captured off the queue: sent while no worker serves it, drained
+    assert sendjob(path, "run", "touch", "name=captured", "--background").returncode == 0
+    dump = tmp_path / "dump"
+    assert runadmin(path, "clear", "touch", "--dump", str(dump)).returncode == 0
+    (captured,), _bad = read_dump(dump)
+    worker = start_workers([gearmand.address], touch_functions(marks),
+                           extra_config=security(key))
+    wrong, _ = client_config(tmp_path / "wrong", [gearmand.address],
+                             **security(make_key(tmp_path / "wrong.key")))
+    proc = sendjob(wrong, "run", "touch", "name=wrong")
+    assert proc.returncode == 1 and "refused" in proc.stderr and runs(marks, "wrong") == 0
+    attacker(gearmand, "touch", captured["data"])
+    assert runs(marks, "captured") == 1  # within the window: it is the real job
+    code, _out = attacker(gearmand, "touch", captured["data"])  # the same bytes: a replay
+    assert code != 0 and runs(marks, "captured") == 1
+    assert "refused: replayed" in worker.log()
+    signed = json.loads(Request(kwargs={"name": "stale"}).encode(config.keyring, "touch"))
+    stale = json.dumps(config.keyring.sign("touch", signed, now=time.time() - 1000))
+    code, _out = attacker(gearmand, "touch", stale.encode())
+    assert code != 0 and runs(marks, "stale") == 0
+    assert "refused: timestamp outside security.max_age" in worker.log()
+    # a signed background job that waited too long is authentic: kept as a dead letter
+    late = json.loads(Request(kwargs={"name": "late"}, background=True).encode(
+        config.keyring, "touch"))
+    late = json.dumps(config.keyring.sign("touch", late, now=time.time() - 1000))
+    attacker(gearmand, "touch", late.encode(), background=True)
+    wait_for(lambda: queued_total([gearmand.address], "__dead__.touch") == 1, 10,
+             "the late job's dead letter")
+    assert runs(marks, "late") == 0
+
+
+def test_keys_rotate_without_stopping_senders(gearmand, start_workers, tmp_path):
+    old, new = make_key(tmp_path / "old.key"), make_key(tmp_path / "new.key")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    worker = start_workers([gearmand.address], touch_functions(marks),
+                           extra_config=security(new, old))
+    old_sender, _ = client_config(tmp_path / "old", [gearmand.address], **security(old))
+    new_sender, _ = client_config(tmp_path / "new", [gearmand.address], **security(new))
+    assert sendjob(old_sender, "run", "touch", "name=a").returncode == 0
+    assert sendjob(new_sender, "run", "touch", "name=b").returncode == 0
+    worker.stop()  # every sender has switched: the old key is dropped
+    start_workers([gearmand.address], touch_functions(marks), name="w1",
+                  extra_config=security(new))
+    proc = sendjob(old_sender, "run", "touch", "name=c")
+    assert proc.returncode == 1 and "refused" in proc.stderr
+    assert sendjob(new_sender, "run", "touch", "name=d").returncode == 0
+    assert [runs(marks, n) for n in "abcd"] == [1, 1, 0, 1]
+
+
+def test_raw_jobs_need_allow_unsigned(fleet):
+    server, _worker, _key, _marks, _path, _config = fleet
+    assert attacker(server, "cat", b"raw \x00bytes") == (0, b"raw \x00bytes")
+    code, out = attacker(server, "cat_signed", b"raw bytes")
+    assert code != 0 and b"raw bytes" not in out
+
+
+def test_an_old_outbox_job_and_a_resent_dump_are_signed_anew(restartable_gearmand,
+                                                              start_workers, tmp_path):
+    server = restartable_gearmand
+    key, marks = make_key(tmp_path / "k"), tmp_path / "marks"
+    marks.mkdir()
+    path, config = client_config(tmp_path / "s", [server.address], **security(key, max_age=2))
+    server.stop()
+    assert "outbox" in sendjob(path, "run", "touch", "name=late", "--background").stderr
+    time.sleep(2.5)  # older than max_age
+    server.start()
+    worker = start_workers([server.address], touch_functions(marks),
+                           extra_config=security(key, max_age=2))
+    assert sendjob(path, "flush").returncode == 0
+    wait_for(lambda: runs(marks, "late") == 1, 10, "the flushed job to run")
+    worker.stop()
+    forged = json.dumps({"v": 1, "id": "x1", "bg": True, "kwargs": {"name": "forged"}})
+    attacker(server, "touch", forged.encode(), background=True)
+    assert sendjob(path, "run", "touch", "name=kept", "--background").returncode == 0
+    dump = tmp_path / "dump"
+    assert runadmin(path, "clear", "touch", "--dump", str(dump)).returncode == 0
+    time.sleep(2.5)
+    start_workers([server.address], touch_functions(marks), name="w1",
+                  extra_config=security(key, max_age=2))
+    resend = runadmin(path, "resend", str(dump))
+    assert resend.returncode == 1 and "not signed by an accepted key" in resend.stderr
+    wait_for(lambda: runs(marks, "kept") == 1, 10, "the resent signed job to run")
+    assert runs(marks, "forged") == 0
+
+
+@pytest.mark.parametrize("mode,text,expected", [
+    (0o644, None, "only its owner can read"),
+    (0o600, b"short\n", "at least 16 bytes"),
+])
+def test_a_bad_key_file_is_exit_2_naming_the_file(tmp_path, mode, text, expected):
+    key = make_key(tmp_path / "k.key", text)
+    key.chmod(mode)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"security:\n  key_file: {key}\n")
+    proc = sendjob(config, "flush")
+    assert proc.returncode == 2 and expected in proc.stderr and str(key) in proc.stderr
+    assert "security.key_file" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_the_keyring_signs_everything_that_decides_what_runs(tmp_path):
+    keyring = Keyring(read_key_file(str(make_key(tmp_path / "k")), None, "k"))
+    signed = json.loads(Request(args=("a",), kwargs={"x": b"\xff"}).encode(keyring, "f"))
+    signed = json.loads(json.dumps(signed))
+    assert keyring.check("f", _decoded(signed)) is None
+    for change in ({"kwargs": {"x": "y"}}, {"args": ["b"]}, {"id": "other"}, {"bg": True},
+                   {"ts": signed["ts"] + 1}):
+        assert keyring.check("f", _decoded({**signed, **change})) == "bad signature"
+    assert keyring.check("g", _decoded(signed)) == "bad signature"
+    assert keyring.claim(_decoded(signed)) and not keyring.claim(_decoded(signed))
+
+
+def _decoded(obj):
+    from gearman_frame.envelope import loads
+    return loads(json.dumps(obj).encode())

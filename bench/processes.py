@@ -9,6 +9,7 @@ import time
 
 import yaml
 
+from gearman_frame.tls_front import TlsFront
 from gearman_frame.server import QUEUE_BUILTIN, LocalGearmand, free_port
 from manage_client.admin import AdminClient
 
@@ -19,6 +20,16 @@ def start_gearmand(folder):
     server = LocalGearmand(folder, port=free_port(), queue=QUEUE_BUILTIN)
     server.start()
     return server
+
+
+def start_tls_front(folder, server):
+    """stunnel taking TLS on a free port in front of ``server``; (front, CA file). The
+    front's ``address`` is ``tls://127.0.0.1:PORT``."""
+    front = TlsFront(folder, "127.0.0.1", free_port(), backend_port=server.port)
+    front.cert, front.key, ca = front.local_certificates()
+    front.start()
+    front.backend = server  # where the admin (plain, on loopback) sees its workers
+    return front, ca
 
 
 def peak_rss_mib(pid):
@@ -34,6 +45,7 @@ def wait_workers(server, function, count, timeout=20):
     """Wait until ``count`` connections serve ``function`` on ``server``."""
     from gearman_frame.addresses import parse_address
     deadline = time.monotonic() + timeout
+    server = getattr(server, "backend", server)
     with AdminClient([parse_address(server.address)]) as admin:
         while time.monotonic() < deadline:
             if sum(r.workers for r in admin.status() if r.function == function) >= count:
@@ -70,12 +82,15 @@ class Proc:
 
 
 def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
-               key_file=None):
+               key_file=None, tls_ca=None):
     """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
-    (checking signatures with ``key_file`` when given)."""
+    (checking signatures with ``key_file``; over TLS, verified by ``tls_ca``, when given:
+    ``server`` is then the TLS front)."""
     folder = tempfile.mkdtemp(prefix="gf-bench-")
     config = os.path.join(folder, "config.yaml")
     security = {"security": {"key_file": key_file}} if key_file else {}
+    if tls_ca:
+        security["tls"] = {"ca_file": str(tls_ca)}
     with open(config, "w") as handle:
         yaml.safe_dump({"servers": [server.address], "plugins": list(plugins),
                         "logging": {"level": "WARNING"},

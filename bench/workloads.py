@@ -1,4 +1,5 @@
 """The workloads: each runs once against a fresh set of workers and returns its figures."""
+import dataclasses
 import statistics
 import subprocess
 import time
@@ -18,10 +19,14 @@ from .processes import (c_workers, floor_worker, peak_rss_mib, raw_worker, runwo
 WARMUP = 100
 
 
-def _client(server, timeout=60.0, resend=0, key_file=None):
+def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None):
     security = (SecurityConfig(key_file=key_file, keyring=keyring_from_files(None, key_file))
                 if key_file else SecurityConfig())
-    config = Config(servers=(parse_address(server.address),),
+    address = parse_address(server.address)
+    if tls_ca:
+        from gearman_frame.tls import TlsClient
+        address = dataclasses.replace(address, tls_client=TlsClient(str(tls_ca)))
+    config = Config(servers=(address,),
                     client=ClientConfig(timeout=timeout, resend=resend,
                                         outbox="/tmp/gf-bench-outbox.sqlite"),
                     security=security)
@@ -45,9 +50,9 @@ def _rate(count, seconds):
 
 # --- W1: batch of no-op Python jobs --------------------------------------------------------
 
-def w1_ours(server, threads, count, key_file=None):
-    with runworkers(server, {}, threads, key_file=key_file) as workers, \
-            _client(server, key_file=key_file) as client:
+def w1_ours(server, threads, count, key_file=None, tls_ca=None):
+    with runworkers(server, {}, threads, key_file=key_file, tls_ca=tls_ca) as workers, \
+            _client(server, key_file=key_file, tls_ca=tls_ca) as client:
         wait_workers(server, "reverse", threads)
         client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
         jobs = [Job.of("reverse", f"job-{i}") for i in range(count)]
@@ -121,16 +126,17 @@ def w2(server, count, block=100):
             "raw_p99": _percentile(samples["raw"], 0.99)}
 
 
-def w2_signed(plain_server, signed_server, key_file, count, block=100):
-    """W2's latency with and without signing, in alternating blocks: one worker and
-    client per side, each on its own gearmand (a signed worker refuses unsigned jobs)."""
+def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=None):
+    """W2's latency plain and with signing (``key_file``) or TLS (``tls_ca``: then
+    ``other_server`` is a TLS front), in alternating blocks: one worker and client per
+    side, each on its own gearmand (a signed worker refuses unsigned jobs)."""
     with runworkers(plain_server, {}, 1), _client(plain_server) as plain, \
-            runworkers(signed_server, {}, 1, key_file=key_file), \
-            _client(signed_server, key_file=key_file) as signed:
+            runworkers(other_server, {}, 1, key_file=key_file, tls_ca=tls_ca), \
+            _client(other_server, key_file=key_file, tls_ca=tls_ca) as signed:
         wait_workers(plain_server, "reverse", 1)
-        wait_workers(signed_server, "reverse", 1)
+        wait_workers(other_server, "reverse", 1)
         sides = {"plain": lambda: plain.submit("reverse", "x"),
-                 "signed": lambda: signed.submit("reverse", "x")}
+                 "other": lambda: signed.submit("reverse", "x")}
         p50s = {name: [] for name in sides}
         for call in sides.values():
             _latencies_ms(call, WARMUP)

@@ -1,8 +1,13 @@
-"""Job-server addresses: one parser for config files, env vars and command lines."""
-from dataclasses import dataclass
+"""Job-server addresses: one parser for config files, env vars and command lines.
+
+``host:port`` is plain TCP; ``tls://host:port`` is TLS (the config's ``tls`` section says
+how to verify the server and which client certificate to show).
+"""
+from dataclasses import dataclass, field
 
 #: gearmand's IANA port, used when an address names only a host.
 DEFAULT_PORT = 4730
+TLS_SCHEME = "tls://"
 
 
 @dataclass(frozen=True, order=True)
@@ -11,10 +16,13 @@ class ServerAddress:
 
     host: str
     port: int = DEFAULT_PORT
+    tls: bool = False
+    #: The TlsClient that opens connections to it (set by the config for tls:// servers).
+    tls_client: object = field(default=None, compare=False, repr=False)
 
     def __str__(self):
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{TLS_SCHEME if self.tls else ''}{host}:{self.port}"
 
     @property
     def is_loopback(self):
@@ -29,10 +37,16 @@ class ServerAddress:
 
 
 def parse_address(text):
-    """Parse ``host``, ``host:port`` or ``[v6addr]:port``; raise ValueError saying why."""
+    """Parse ``host``, ``host:port`` or ``[v6addr]:port``, each optionally after
+    ``tls://``; raise ValueError saying why."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("a 'host:port' string")
     text = text.strip()
+    tls = text.startswith(TLS_SCHEME)
+    if tls:
+        text = text[len(TLS_SCHEME):]
+    elif "://" in text:
+        raise ValueError("'host:port' or 'tls://host:port'")
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
@@ -45,10 +59,10 @@ def parse_address(text):
     if not host or any(c.isspace() for c in host):
         raise ValueError("a host name or IP address")
     if not port_text:
-        return ServerAddress(host, DEFAULT_PORT)
+        return ServerAddress(host, DEFAULT_PORT, tls)
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError("a port from 1 to 65535")
-    return ServerAddress(host, int(port_text))
+    return ServerAddress(host, int(port_text), tls)
 
 
 def parse_address_list(text):

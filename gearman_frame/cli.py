@@ -83,11 +83,13 @@ def subcommands(parser):
                                  parser_class=SubcommandParser)
 
 
-def load(args, overrides=None):
+def load(args, overrides=None, connect=True):
     """Load the config for parsed ``args`` (CLI > env > file > defaults, one validator)
-    and set up logs. ``overrides``: more ``{key path: (flag, value)}`` from the command."""
+    and set up logs. ``overrides``: more ``{key path: (flag, value)}`` from the command;
+    ``connect=False`` for a command that opens no connection (no TLS files read)."""
     flags = {"servers": ("--servers", args.servers)} if getattr(args, "servers", None) else {}
-    config = load_config(args.config, overrides={**flags, **(overrides or {})})
+    config = load_config(args.config, overrides={**flags, **(overrides or {})},
+                         connect=connect)
     settings = config.logging
     if settings.file:  # a relative file is beside the config, like every path in it
         settings = dataclasses.replace(settings, file=config.resolve(settings.file))

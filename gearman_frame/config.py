@@ -227,12 +227,14 @@ def config_path(explicit=None, environ=None):
 
 def load_config(explicit: str | os.PathLike | None = None,
                 environ: Mapping[str, str] | None = None,
-                overrides: Mapping[str, tuple[str, Any]] | None = None) -> Config:
+                overrides: Mapping[str, tuple[str, Any]] | None = None,
+                connect: bool = True) -> Config:
     """Load, validate and return the :class:`Config`: command-line ``overrides`` >
     environment > file > defaults, all through one validator.
 
     ``overrides`` maps a key path to ``(where, value)``, e.g. ``{"worker.threads":
     ("--threads", 8)}``; a bad value is a ConfigError naming ``where`` (the flag).
+    ``connect=False`` skips reading the TLS files (``runadmin server``, which makes them).
     """
     environ = os.environ if environ is None else environ
     path = config_path(explicit, environ)
@@ -244,7 +246,7 @@ def load_config(explicit: str | os.PathLike | None = None,
         for key, (where, value) in layer.items():
             raw = _set(raw, key.split("."), value, path)
             sources[key] = where
-    return _Validator(path, sources).config(raw)
+    return _Validator(path, sources, connect).config(raw)
 
 
 def _set(raw, keys, value, path):
@@ -291,8 +293,8 @@ def _read_yaml(path):
     return {} if data is None else data
 
 
-_TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "plugins",
-             "functions")
+_TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "tls",
+             "plugins", "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
                   "output_limit", "allow_unsigned")
@@ -309,9 +311,10 @@ class _Validator:
     ``sources`` names where an overridden key came from (a flag, a variable), so its
     error names that instead of the file."""
 
-    def __init__(self, path, sources=None):
+    def __init__(self, path, sources=None, connect=True):
         self.path = path
         self.sources = sources or {}
+        self.connect = connect
 
     def error(self, key, expected, value=None, got=None):
         where = self.sources.get(key.split("[")[0]) if key else None
@@ -380,9 +383,10 @@ class _Validator:
     # -- sections
     def config(self, raw):
         raw = self.mapping(raw, "", _TOP_KEYS)
+        servers = self.servers(raw.get("servers", [str(s) for s in DEFAULT_SERVERS]))
         return Config(
             path=self.path,
-            servers=self.servers(raw.get("servers", [str(s) for s in DEFAULT_SERVERS])),
+            servers=self.with_tls(servers, raw.get("tls") or {}),
             logging=self.logging(raw.get("logging") or {}),
             client=self.client(raw.get("client") or {}),
             worker=self.worker(raw.get("worker") or {}),
@@ -407,6 +411,27 @@ class _Validator:
             except ValueError as err:
                 raise self.error(f"servers[{i}]", str(err), item) from err
         return tuple(result)
+
+    def with_tls(self, servers, raw):
+        """The servers, each tls:// one given the TLS client the ``tls`` section makes
+        (ssl is imported only when there is one)."""
+        raw = self.mapping(raw, "tls", ("ca_file", "cert_file", "key_file",
+                                        "verify_hostname"))
+        files = {name: self.optional(self.string, raw.get(name), f"tls.{name}")
+                 for name in ("ca_file", "cert_file", "key_file")}
+        verify = self.boolean(raw.get("verify_hostname", True), "tls.verify_hostname")
+        if files["key_file"] and not files["cert_file"]:
+            raise self.error("tls.cert_file", "a client certificate beside tls.key_file",
+                             got="none")
+        if not self.connect or not any(s.tls for s in servers):
+            return servers
+        from .tls import TlsClient
+        base = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+        paths = {k: os.path.join(base, v) if v else None for k, v in files.items()}
+        client = TlsClient(paths["ca_file"], paths["cert_file"], paths["key_file"], verify,
+                           config_path=self.path)
+        return tuple(dataclasses.replace(s, tls_client=client) if s.tls else s
+                     for s in servers)
 
     def logging(self, raw):
         raw = self.mapping(raw, "logging", ("level", "file", "format"))

@@ -11,8 +11,6 @@ and that it has not seen the signature in that window (a replay) before anything
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import stat
@@ -37,8 +35,17 @@ UNSIGNED, UNKNOWN_KEY, BAD_SIGNATURE, EXPIRED, REPLAYED = (
 _SWEEP_EVERY = 1024
 
 
+def _crypto():
+    """hashlib and hmac, imported when a key is used: they load OpenSSL's libcrypto,
+    3.7 MiB that a worker without a key does not carry."""
+    import hashlib
+    import hmac
+    return hashlib, hmac
+
+
 def key_id(secret: bytes) -> str:
     """The public name of a key: 16 hex characters of a hash of it."""
+    hashlib, _hmac = _crypto()
     return hashlib.sha256(b"gearman-frame key id\0" + secret).hexdigest()[:16]
 
 
@@ -72,9 +79,23 @@ def new_key_text() -> bytes:
     return os.urandom(32).hex().encode("ascii") + b"\n"
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                              allow_nan=False, default=_to_json)
+#: The C encoder ``_CANONICAL.encode`` would build on every call, built once (no
+#: circular-reference bookkeeping: a cycle ends in RecursionError). None without it.
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_C_CANONICAL = (_MAKE_ENCODER(None, _to_json, json.encoder.encode_basestring_ascii, None,
+                              ":", ",", True, False, False) if _MAKE_ENCODER else None)
+
+
 def _canonical(function: str, fields: dict) -> bytes:
-    return json.dumps([function, fields], sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True, allow_nan=False, default=_to_json).encode("ascii")
+    value = [function, fields]
+    if _C_CANONICAL is not None:
+        try:
+            return "".join(_C_CANONICAL(value, 0)).encode("ascii")
+        except RecursionError as err:
+            raise ValueError("nested too deeply") from err
+    return _CANONICAL.encode(value).encode("ascii")
 
 
 class Keyring:
@@ -87,17 +108,24 @@ class Keyring:
         self._keys = {key_id(k): k for k in (signing_key, *accepted)}
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
+        hashlib, self._hmac = _crypto()
+        #: Per key, an HMAC already fed the key: copying it costs less than keying anew.
+        self._keyed = {kid: self._hmac.new(k, digestmod=hashlib.sha256)
+                       for kid, k in self._keys.items()}
 
-    def _mac(self, secret, function, fields):
-        return hmac.new(secret, _canonical(function, fields), hashlib.sha256).hexdigest()
+    def _mac(self, kid, function, fields):
+        mac = self._keyed[kid].copy()
+        mac.update(_canonical(function, fields))
+        return mac.hexdigest()
 
     # -- signing
     def sign(self, function: str, envelope: dict, now: float | None = None) -> dict:
         """``envelope`` (an envelope object) with a fresh ts, kid and sig."""
-        fields = {k: v for k, v in envelope.items() if k not in SIGNATURE_FIELDS}
+        fields = dict(envelope)
+        fields.pop("sig", None)
         fields["ts"] = time.time() if now is None else now
         fields["kid"] = self.kid
-        fields["sig"] = self._mac(self._keys[self.kid], function, fields)
+        fields["sig"] = self._mac(self.kid, function, fields)
         return fields
 
     def resign(self, function: str, data: bytes) -> bytes:
@@ -123,15 +151,15 @@ class Keyring:
         sig, kid, ts = envelope.get("sig"), envelope.get("kid"), envelope.get("ts")
         if not isinstance(sig, str) or not isinstance(kid, str):
             return UNSIGNED
-        secret = self._keys.get(kid)
-        if secret is None:
+        if kid not in self._keys:
             return UNKNOWN_KEY
-        fields = {k: v for k, v in envelope.items() if k != "sig"}
+        fields = dict(envelope)
+        del fields["sig"]
         try:
-            expected = self._mac(secret, function, fields)
+            expected = self._mac(kid, function, fields)
         except (TypeError, ValueError):  # a NaN, or a value JSON cannot hold
             return BAD_SIGNATURE
-        if not hmac.compare_digest(expected, sig):
+        if not self._hmac.compare_digest(expected, sig):
             return BAD_SIGNATURE
         if fresh:
             now = time.time() if now is None else now

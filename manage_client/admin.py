@@ -8,13 +8,12 @@ skipped; if none can be reached the call raises ServerUnavailable.
 from __future__ import annotations
 
 import logging
-import socket
 from collections import defaultdict
 from typing import Sequence
 
 from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import AdminError, AdminUnsupported, ConnectionLost, ServerUnavailable
-from gearman_frame.wire import CONNECT_TIMEOUT
+from gearman_frame.wire import CONNECT_TIMEOUT, open_socket
 
 from . import admin_protocol as proto
 
@@ -36,9 +35,9 @@ class AdminConnection:
     def _connect(self):
         if self._sock is None:
             try:
-                self._sock = socket.create_connection(self.address.pair, timeout=CONNECT_TIMEOUT)
-            except OSError as err:
-                raise ConnectionLost(f"{self.address}: {err.strerror or err}") from err
+                self._sock = open_socket(self.address, CONNECT_TIMEOUT)
+            except ServerUnavailable as err:
+                raise ConnectionLost(str(err)) from err
             self._sock.settimeout(self.timeout)
         return self._sock
 

@@ -15,12 +15,14 @@ import time
 from dataclasses import asdict
 
 from gearman_frame import cli
-from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, AdminError, AdminUnsupported,
-                                  FrameError, UsageError)
+from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AdminError,
+                                  AdminUnsupported, FrameError, ServerControlError,
+                                  UsageError)
 from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
-from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand
+from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, free_port
+from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
 
 from manage_client.admin import AdminClient
@@ -97,6 +99,13 @@ def build_parser():
                                            f"(default: {DEFAULT_DATA_DIR} beside the config)")
     server.add_argument("--queue", choices=[QUEUE_SQLITE, QUEUE_BUILTIN], default=QUEUE_SQLITE,
                         help="persistent SQLite queue (default) or gearmand's in-memory one")
+    server.add_argument("--tls", action="store_true",
+                        help="gearmand on loopback only and stunnel taking TLS on the port")
+    server.add_argument("--tls-cert", metavar="FILE", help="the server certificate (PEM; "
+                        "default: one made once in the data dir by a local CA)")
+    server.add_argument("--tls-key", metavar="FILE", help="its key (default: --tls-cert)")
+    server.add_argument("--tls-client-ca", metavar="FILE",
+                        help="require client certificates signed by this CA")
     return parser
 
 
@@ -282,11 +291,11 @@ def cmd_keygen(args):
 
 # --- the local gearmand -------------------------------------------------------------------
 
-def local_server(config, args):
+def local_server(config, args, port=None, host=None):
     """The LocalGearmand that ``runadmin server`` controls for this config and flags."""
     local = [s for s in config.servers if s.host in LOOPBACK_HOSTS]
-    port = args.port or (local[0].port if local else 4730)
-    host = local[0].host if local and local[0].host != "localhost" else "127.0.0.1"
+    port = port or args.port or (local[0].port if local else 4730)
+    host = host or (local[0].host if local and local[0].host != "localhost" else "127.0.0.1")
     data_dir = args.data_dir or config.resolve(DEFAULT_DATA_DIR)
     return LocalGearmand(data_dir, port=port, host=host, queue=args.queue,
                          job_retries=config.server.job_retries)
@@ -294,20 +303,70 @@ def local_server(config, args):
 
 def cmd_server(config, args):
     server = local_server(config, args)
+    front = TlsFront(server.data_dir, server.host, server.port)
+    backend = front.saved_backend_port()
     if args.action == "start":
-        pid = server.start()
-        log.info("server start: %s started gearmand %s pid %s queue %s", WHO, server.address,
-                 pid, server.queue)
-        print(f"gearmand started: pid {pid}, {server.address}, data {server.data_dir}")
-    elif args.action == "stop":
+        return _start_tls(server, front, args) if args.tls else _start(server)
+    if backend is not None:  # a TLS front runs (or ran) on this port
+        behind = local_server(config, args, port=backend, host="127.0.0.1")
+        if args.action == "stop":
+            stopped = front.stop()
+            stopped = behind.stop() or stopped
+            front.forget()
+            log.info("server stop: %s: gearmand %s behind %s %s", WHO, behind.address,
+                     front.address, "stopped" if stopped else "was not running")
+            print(f"gearmand {'stopped' if stopped else 'was not running'} on "
+                  f"{front.address} (stunnel) and {behind.address}")
+            return EXIT_OK
+        status, pid = behind.status(), front.running_pid()
+        print(status.describe() + "; " + (f"stunnel running: pid {pid}, {front.address}"
+                                          if pid else f"stunnel not running on {front.address}"))
+        return EXIT_OK if status.running and pid else EXIT_FAILED
+    if args.action == "stop":
         stopped = server.stop()
         log.info("server stop: %s: gearmand %s %s", WHO, server.address,
                  "stopped" if stopped else "was not running")
         print(f"gearmand {'stopped' if stopped else 'was not running'} on {server.address}")
+        return EXIT_OK
+    status = server.status()
+    print(status.describe())
+    return EXIT_OK if status.running else EXIT_FAILED
+
+
+def _start(server):
+    pid = server.start()
+    log.info("server start: %s started gearmand %s pid %s queue %s", WHO, server.address,
+             pid, server.queue)
+    print(f"gearmand started: pid {pid}, {server.address}, data {server.data_dir}")
+    return EXIT_OK
+
+
+def _start_tls(server, front, args):
+    """gearmand on a free loopback port, stunnel on the configured one."""
+    if front.running_pid() is not None:
+        raise ServerControlError(f"stunnel already runs on {front.address}", EXIT_USAGE)
+    if args.tls_cert:
+        cert, key, ca = args.tls_cert, args.tls_key or args.tls_cert, None
     else:
-        status = server.status()
-        print(status.describe())
-        return EXIT_OK if status.running else EXIT_FAILED
+        cert, key, ca = front.local_certificates()
+    behind = LocalGearmand(server.data_dir, port=free_port(), host="127.0.0.1",
+                           queue=server.queue, job_retries=server.job_retries)
+    front.backend_port, front.cert, front.key = behind.port, cert, key
+    front.client_ca = args.tls_client_ca
+    gearmand_pid = behind.start()
+    try:
+        stunnel_pid = front.start()
+    except ServerControlError:
+        behind.stop()
+        front.forget()
+        raise
+    log.info("server start: %s started gearmand %s pid %s behind stunnel %s pid %s", WHO,
+             behind.address, gearmand_pid, front.address, stunnel_pid)
+    print(f"gearmand started: pid {gearmand_pid}, {behind.address} (loopback only), data "
+          f"{server.data_dir}; stunnel pid {stunnel_pid} takes TLS on {front.address}"
+          + (f"; clients need a certificate from {args.tls_client_ca}"
+             if args.tls_client_ca else "")
+          + (f"; CA for tls.ca_file: {ca}" if ca else ""))
     return EXIT_OK
 
 
@@ -321,7 +380,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "keygen":  # before the config, which may name this very file
         return cmd_keygen(args)
-    config = cli.load(args)
+    config = cli.load(args, connect=args.command != "server")
     if args.command == "server":
         return cmd_server(config, args)
     with AdminClient(config.servers) as admin:

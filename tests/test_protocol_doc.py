@@ -42,3 +42,18 @@ def test_each_snippet_runs_and_prints_what_the_worker_answered(gearmand, start_w
     if index == 0:  # the C client prints the result object
         output = __import__("json").loads(output)["stdout"]
     assert output == EXPECTED[index], (proc.stdout, proc.stderr)
+
+
+def test_the_signing_snippet_signs_a_job_a_keyed_worker_runs(gearmand, start_workers,
+                                                             tmp_path):
+    (code,) = re.findall(r"```php-signed\n(.*?)```", DOC.read_text(), re.S)
+    key = tmp_path / "fleet.key"
+    key.write_text(os.urandom(32).hex() + "\n")
+    key.chmod(0o600)
+    worker = start_workers([gearmand.address], {"say": {"shell": "echo {word}"}},
+                           extra_config={"security": {"key_file": str(key)}})
+    proc = subprocess.run(["php", "-r", code.removeprefix("<?php\n")], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PORT": str(gearmand.port),
+                                                      "KEY_FILE": str(key)})
+    assert (proc.returncode, proc.stdout) == (0, "signed\n"), (proc.stdout, proc.stderr)
+    assert "refused" not in worker.log()

@@ -203,3 +203,23 @@ def test_the_keyring_signs_everything_that_decides_what_runs(tmp_path):
 def _decoded(obj):
     from gearman_frame.envelope import loads
     return loads(json.dumps(obj).encode())
+
+
+def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):
+    from gearman_frame.config import load_config
+    from worker_client.runworkers import warn_about_trust
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("servers: ['10.9.8.7:4730', '127.0.0.1:4730']\n")
+    with caplog.at_level("WARNING"):
+        warn_about_trust(load_config(plain, environ={}))  # nothing is connected to
+    assert [r.getMessage() for r in caplog.records] == [
+        "signing is off (no security.key_file) and 10.9.8.7:4730 is not on loopback: anyone "
+        "who reaches it can run this worker's functions and stop it"]
+    caplog.clear()
+    keyed = tmp_path / "keyed.yaml"
+    keyed.write_text(f"security: {{key_file: {make_key(tmp_path / 'k')}}}\n"
+                     "functions: {sh: {raw_shell: true, allow_unsigned: true}}\n")
+    with caplog.at_level("WARNING"):
+        warn_about_trust(load_config(keyed, environ={}))
+    assert len(caplog.records) == 1 and "functions.sh: raw_shell with allow_unsigned" in \
+        caplog.records[0].getMessage()

@@ -208,6 +208,7 @@ class WireClient(PollMixin, GearmanClient):
         #: look only at those, not at every request in flight); None: not collected.
         self.changed = None
         super().__init__(host_list=[_pair(s) for s in servers])
+        self.attach_servers(servers)
 
     def _create_request_from_dictionary(self, job_info, background=False, max_retries=0):
         if job_info.get("unique") == "-":

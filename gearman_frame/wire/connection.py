@@ -20,7 +20,7 @@ from python3_gearman.protocol import (GEARMAN_COMMAND_JOB_ASSIGN,
                                       GEARMAN_PARAMS_FOR_COMMAND, get_command_name)
 
 from ..addresses import ServerAddress
-from ..errors import BadRequest
+from ..errors import BadRequest, ServerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,10 @@ class WireConnection(GearmanConnection):
     protocol error (the connection is dropped)."""
 
     max_packet = None
+    #: The server as configured (its str names it in messages, tls:// included).
+    server = None
+    #: The TlsClient for a tls:// server, else None (plain TCP).
+    tls = None
 
     def _reset_connection(self):
         super()._reset_connection()
@@ -112,9 +116,16 @@ class WireConnection(GearmanConnection):
 
     @property
     def address(self):
-        return ServerAddress(self.gearman_host, self.gearman_port)
+        return self.server or ServerAddress(self.gearman_host, self.gearman_port)
 
     def _create_client_socket(self):
+        if self.tls is not None:  # the handshake is done blocking, then the socket is not
+            try:
+                sock = self.tls.connect(self.address, CONNECT_TIMEOUT)
+            except ServerUnavailable as err:
+                self.throw_exception(message=str(err).split(": ", 1)[-1])
+            self.set_socket(sock)
+            return
         try:
             sock = socket.create_connection((self.gearman_host, self.gearman_port),
                                             timeout=CONNECT_TIMEOUT)
@@ -127,17 +138,22 @@ class WireConnection(GearmanConnection):
             self.throw_exception(message="disconnected")
         if self._scratch is None:
             self._scratch = bytearray(READ_CHUNK)
-        try:
-            received = self.gearman_socket.recv_into(self._scratch)
-        except BlockingIOError:
-            return len(self._incoming_buffer)
-        except OSError as err:
-            self.throw_exception(exception=err)
-        if received == 0:
-            self.throw_exception(message="remote disconnected")
-        with memoryview(self._scratch) as view:
-            self._incoming_buffer += view[:received]
-        return len(self._incoming_buffer)
+        while True:
+            try:
+                received = self.gearman_socket.recv_into(self._scratch)
+            except BlockingIOError:
+                return len(self._incoming_buffer)
+            except OSError as err:
+                if self.tls is not None and self.tls.wants_io(err):
+                    return len(self._incoming_buffer)
+                self.throw_exception(exception=err)
+            if received == 0:
+                self.throw_exception(message="remote disconnected")
+            with memoryview(self._scratch) as view:
+                self._incoming_buffer += view[:received]
+            # TLS may hold decrypted bytes that poll(2) cannot see: take them now
+            if self.tls is None or not self.gearman_socket.pending():
+                return len(self._incoming_buffer)
 
     def read_commands_from_buffer(self):
         buf = self._incoming_buffer
@@ -238,6 +254,8 @@ class WireConnection(GearmanConnection):
         except BlockingIOError:
             return len(self._outgoing_buffer)
         except OSError as err:
+            if self.tls is not None and self.tls.wants_io(err):
+                return len(self._outgoing_buffer)
             self.throw_exception(exception=err)
         del self._outgoing_buffer[:sent]
         if not self._outgoing_buffer and sys.getsizeof(self._outgoing_buffer) > SHRINK_ABOVE:
@@ -250,6 +268,13 @@ class PollMixin:
 
     connection_class = WireConnection
     data_encoder = BytesEncoder
+
+    def attach_servers(self, servers):
+        """Give each connection its configured server (ServerAddress: for messages, and
+        the TLS client of a tls:// one); plain 'host:port' strings need nothing."""
+        for conn, server in zip(self.connection_list, servers):
+            if isinstance(server, ServerAddress):
+                conn.server, conn.tls = server, server.tls_client
 
     def poll_connections_once(self, submitted_connections, timeout=None):
         readable, writable, failed = set(), set(), set()
@@ -332,6 +357,17 @@ class DispatchMixin:
         if callback is None:  # unknown or unhandled: the library raises its error
             return super().recv_command(cmd_type, **cmd_args)
         return callback(**cmd_args)
+
+
+def open_socket(address, timeout=CONNECT_TIMEOUT):
+    """A blocking socket connected to ``address`` (a ServerAddress), through TLS for a
+    tls:// one; ServerUnavailable naming the server and why when it cannot be had."""
+    if getattr(address, "tls_client", None) is not None:
+        return address.tls_client.connect(address, timeout)
+    try:
+        return socket.create_connection(address.pair, timeout=timeout)
+    except OSError as err:
+        raise ServerUnavailable(f"{address}: {err.strerror or err}", [address]) from err
 
 
 def check_request(task, unique):

@@ -7,12 +7,11 @@ running, numerator, denominator, waiting clients``.
 """
 from __future__ import annotations
 
-import socket
 import struct
 from dataclasses import dataclass
 
-from ..errors import ConnectionLost, ProtocolError, ServerUnavailable
-from .connection import CONNECT_TIMEOUT, _as_bytes
+from ..errors import ConnectionLost, ProtocolError
+from .connection import CONNECT_TIMEOUT, _as_bytes, open_socket
 
 GET_STATUS_UNIQUE = 41
 STATUS_RES_UNIQUE = 42
@@ -37,10 +36,7 @@ def status_by_unique(address, uniques, timeout: float = 5.0) -> dict[str, Unique
     uniques = list(uniques)
     if not uniques:
         return {}
-    try:
-        sock = socket.create_connection(address.pair, timeout=CONNECT_TIMEOUT)
-    except OSError as err:
-        raise ServerUnavailable(f"{address}: {err.strerror or err}", [address]) from err
+    sock = open_socket(address, CONNECT_TIMEOUT)
     with sock:
         sock.settimeout(timeout)
         try:

@@ -115,6 +115,7 @@ class WireWorker(PollMixin, GearmanWorker):
 
     def __init__(self, servers, client_id=None, max_packet=None):
         super().__init__(host_list=[_pair(s) for s in servers])
+        self.attach_servers(servers)
         for conn in self.connection_list:  # a job over it is dropped as it arrives
             conn.max_packet = max_packet
         self._stopping = threading.Event()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole pipeline on this machine: a local gearmand with its SQLite queue, a named
-# worker, a plugin sending jobs, the status table, a hung command killed at its timeout,
-# a failing step retried until it succeeds; then everything is stopped gracefully.
+# The whole pipeline on this machine: a local gearmand with its SQLite queue behind
+# stunnel (TLS), a signing key, a named worker, a plugin sending jobs, the status table, a
+# hung command killed at its timeout, a failing step retried until it succeeds, a job
+# signed with the wrong key refused; then everything is stopped gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,9 +13,25 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 data=var/demo
 rm -rf "$data"
 mkdir -p "$data"
-export GEARMAN_FRAME_CONFIG="$PWD/config.yaml" GEARMAN_FRAME_SERVERS="127.0.0.1:$port"
 quiet=(--log-level WARNING)
 server=(server --data-dir "$data/gearmand" --port "$port")
+
+# The demo's config: ./config.yaml, on a fleet of its own: signed with a key only it has,
+# over TLS to a gearmand that listens on loopback behind stunnel.
+runadmin keygen "$data/fleet.key" >/dev/null
+runadmin keygen "$data/intruder.key" >/dev/null
+python3 - "$data" "$port" <<'PY'
+import sys, yaml
+data, port = sys.argv[1], sys.argv[2]
+config = yaml.safe_load(open("config.yaml"))
+config.update(servers=[f"tls://127.0.0.1:{port}"], security={"key_file": "fleet.key"},
+              tls={"ca_file": "gearmand/tls/ca.crt"})
+yaml.safe_dump(config, open(f"{data}/config.yaml", "w"))
+config["security"] = {"key_file": "intruder.key"}
+yaml.safe_dump(config, open(f"{data}/intruder.yaml", "w"))
+PY
+export GEARMAN_FRAME_CONFIG="$PWD/$data/config.yaml"
+unset GEARMAN_FRAME_SERVERS
 worker_pid=""
 
 cleanup() {
@@ -28,8 +45,8 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "start a local gearmand on 127.0.0.1:$port (SQLite queue in $data/gearmand)"
-runadmin "${quiet[@]}" "${server[@]}" start
+step "start a local gearmand (SQLite queue in $data/gearmand) behind stunnel: tls://127.0.0.1:$port"
+runadmin "${quiet[@]}" "${server[@]}" start --tls
 
 step "start a worker named 'demo' with 4 threads (log: $data/worker.log)"
 runworkers --name demo --threads 4 >"$data/worker.log" 2>&1 &
@@ -60,7 +77,15 @@ sendjob --log-level INFO plugin store_numbers --upto 12 --dir "$data/numbers" --
   | sed 's/^.* plugins.store_numbers: //'
 grep -h "retrying" "$data/worker.log" | sed 's/^.*worker_client.jobs: /worker: /' | head -3
 
-step "stop the worker through the admin, then the server"
+step "a job signed with another key runs nothing: the worker refuses it"
+if sendjob "${quiet[@]}" --config "$data/intruder.yaml" run disk_report mount=/; then
+  echo "unexpected: the intruder's job ran"; exit 1
+else
+  echo "(sendjob exit code $?: refused)"
+fi
+grep -h "refused:" "$data/worker.log" | sed 's/^.*worker_client.jobs: /worker: /' | head -1
+
+step "stop the worker through the admin (a signed control job), then the server"
 runadmin "${quiet[@]}" shutdown demo
 wait "$worker_pid" && worker_pid=""
 runadmin "${quiet[@]}" "${server[@]}" stop

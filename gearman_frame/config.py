@@ -19,7 +19,6 @@ import yaml
 
 from .addresses import DEFAULT_PORT, ServerAddress, parse_address, parse_address_list
 from .errors import ConfigError
-from .signing import DEFAULT_MAX_AGE, Keyring, keyring_from_files
 from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
 from .templates import TemplateError, fields_of
 
@@ -68,6 +67,8 @@ DEFAULT_FUNCTION_TIMEOUT = 300.0
 #: Times gearmand hands out a job whose worker vanished while holding it (died, or left it
 #: unanswered) before it drops the job: bounds a job that kills its worker every time.
 DEFAULT_JOB_RETRIES = 10
+#: Seconds a signed job stays acceptable after (and before) it was signed.
+DEFAULT_MAX_AGE = 300.0
 #: Largest function name gearmand handles (it drops the connection at 8192 bytes).
 MAX_FUNCTION_NAME_BYTES = 8191
 #: Function-name prefix reserved for gearman-frame's own queues (control, dead letters).
@@ -122,8 +123,8 @@ class SecurityConfig:
     key_file: str | None = None
     accept_key_files: tuple = ()
     max_age: float = DEFAULT_MAX_AGE
-    #: The keys, read and checked at load (None: signing is off).
-    keyring: Keyring | None = field(default=None, compare=False, repr=False)
+    #: The signing.Keyring, read and checked at load (None: signing is off).
+    keyring: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -497,7 +498,8 @@ class _Validator:
                 or not 1 <= max_age <= 7 * 86400):
             raise self.error("security.max_age", "seconds from 1 to 604800", max_age)
         keyring = None
-        if key_file is not None:
+        if key_file is not None:  # signing (and hashlib's OpenSSL) only with a key
+            from .signing import keyring_from_files
             base = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
             where = [os.path.join(base, path) for path in (key_file, *accept)]
             keyring = keyring_from_files(self.path, where[0], where[1:], float(max_age))

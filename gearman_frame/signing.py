@@ -17,14 +17,13 @@ import stat
 import threading
 import time
 
+from .config import DEFAULT_MAX_AGE
 from .envelope import _to_json, dumps, parse_request
 from .errors import ConfigError, EnvelopeError
 
 SIGNATURE_FIELDS = ("ts", "kid", "sig")
 #: Shortest secret a key file may hold (bytes, after trailing whitespace is removed).
 MIN_KEY_BYTES = 16
-#: Default seconds a signed job stays acceptable after it was signed (and before).
-DEFAULT_MAX_AGE = 300.0
 #: What the sender of a refused job is told: nothing that helps to forge the next one.
 REFUSED_REASON = "unauthenticated job"
 #: Why-codes of :meth:`Keyring.check` (logged by the worker, never sent back).

@@ -22,7 +22,6 @@ from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STAT
                                     parse_request, why_raw)
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import cut, job_context
-from gearman_frame.signing import EXPIRED, REFUSED_REASON
 from gearman_frame.templates import TemplateError, render_argv, render_shell
 from gearman_frame.wire import AbandonJob, JobFailed, Oversized
 
@@ -123,6 +122,7 @@ class FunctionHandler:
         attacker nothing; never retried. Only a job whose signature was good but whose
         time had passed (it waited in a queue too long) is dead-lettered, so an admin can
         resend it: the rest are not ours to keep."""
+        from gearman_frame.signing import EXPIRED, REFUSED_REASON  # only with a key set
         log.warning("refused: %s", why)
         if request is None:
             return JobFailed(f"refused: {REFUSED_REASON}".encode())

@@ -18,11 +18,9 @@ from gearman_frame.envelope import parse_request
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
                                   dead_letter_record)
-from gearman_frame.signing import REFUSED_REASON
 from gearman_frame.wire import JobFailed, WireClient, WireWorker
 
 from .deadletters import DeadLetterSpool, SpoolSender
-from .gate import Gate
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
 from .veryeasyprocess import Runner
@@ -33,6 +31,15 @@ log = logging.getLogger(__name__)
 HEALTH_INTERVAL = 0.5
 #: Seconds the threads get to close their connections once the pool is stopping.
 JOIN_TIMEOUT = 5.0
+
+
+def _gate(keyring):
+    """The signature gate, when a key is configured (imported then only: it brings
+    hashlib's OpenSSL, 3.7 MiB)."""
+    if keyring is None:
+        return None
+    from .gate import Gate
+    return Gate(keyring)
 
 
 def worker_name(template):
@@ -93,7 +100,7 @@ class WorkerPool:
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,
-                                     gate=Gate(config.keyring) if config.keyring else None)
+                                     gate=_gate(config.keyring))
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions}
         self.threads = []
@@ -191,7 +198,7 @@ class WorkerPool:
         configured, only a signed envelope (anything else is a log line and a refusal)."""
         command = self._control_command(job)
         if command is None:
-            return JobFailed(f"refused: {REFUSED_REASON}".encode())
+            return JobFailed(b"refused: unauthenticated job")
         if command == CONTROL_SHUTDOWN:
             self.request_stop(f"shutdown job {job.unique} via {job.task}")
             return b"ok: stopping"

@@ -2,13 +2,15 @@
 fall back to GRAB_JOB, failure details travel as WORK_EXCEPTION, senders fall back to the
 priorities it has, and the admin uses what it has or says in one line what it lacks."""
 import json
+import os
+import signal
 import time
 
 from gearman_frame.addresses import parse_address
 from manage_client.admin import AdminClient
 from manage_client.drain import read_dump
 
-from .client_helpers import client_config, sendjob
+from .client_helpers import client_config, ledger_lines, sendjob, start_recorder
 from .helpers import wait_for
 from .test_admin import runadmin
 
@@ -79,3 +81,31 @@ def test_the_admin_against_the_perl_server(perl_gearmand, start_workers, tmp_pat
     wait_for(lambda: worker.log().count(" ok after ") == 3, 15, "the resent jobs and the raw one")
     workers = runadmin(path, "workers")
     assert workers.returncode == 0 and worker.name in workers.stdout, workers.stdout
+
+
+def test_an_in_doubt_outbox_job_goes_back_to_the_perl_server_alone_and_runs_once(
+        perl_gearmand, start_workers, plugin_dir, tmp_path):
+    """The Perl server has no GET_STATUS_UNIQUE: a job in doubt at it is sent to it alone,
+    and it merges the copy with the one it still holds."""
+    path, _config = client_config(tmp_path, [perl_gearmand.address], timeout=1, resend=1)
+    ledger = tmp_path / "ledger"
+    start_recorder(start_workers, [perl_gearmand.address], plugin_dir)
+    os.kill(perl_gearmand.process.pid, signal.SIGSTOP)
+    try:
+        proc = sendjob(path, "run", "record", f"ledger={ledger}", "word=once", "sleep=3",
+                       "--background")
+    finally:
+        os.kill(perl_gearmand.process.pid, signal.SIGCONT)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "outbox"), proc.stderr
+    wait_for(lambda: _running(perl_gearmand, "record"), 10, "the thawed server to hand it out")
+    flushed = sendjob(path, "flush")
+    assert flushed.returncode == 0 and "1 delivered, 0 waiting" in flushed.stdout, \
+        flushed.stdout + flushed.stderr
+    wait_for(lambda: ledger_lines(ledger), 15, "the job to finish")
+    time.sleep(1.0)
+    assert ledger_lines(ledger) == ["once"]
+
+
+def _running(server, function):
+    with AdminClient([parse_address(server.address)]) as admin:
+        return any(r.running for r in admin.status() if r.function == function)

@@ -32,7 +32,8 @@ class Refusals:
         self._lock = threading.Lock()
 
     def has(self, address, part) -> bool:
-        return (str(address), part) in self._seen
+        # asked per grab: free while no server refused anything (the C gearmand never does)
+        return bool(self._seen) and (str(address), part) in self._seen
 
     def note(self, address, part, fallback) -> None:
         key = (str(address), part)

@@ -4,9 +4,11 @@ Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at
 (plus ``"bg": true`` for a background job, so a worker knows to dead-letter it, and
 ``ts``/``kid``/``sig`` when signed: see signing.py);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
-Result: ``{"status": "ok"|"failed"|"timeout"|"error", "exit_code", "signal", "stdout",
-"stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id", "escaped"}``
-(``escaped``: pids of processes that left the command's process group and were killed).
+Result: ``{"status": "ok"|"failed"|"timeout"|"error"|"refused", "exit_code", "signal",
+"stdout", "stderr", "attempts", "duration_s", "worker", "host", "error", "value", "id",
+"escaped", "stdout_bytes", "stderr_bytes", "truncated"}`` (``escaped``: pids of processes
+that left the command's process group and were killed; ``*_bytes``: a command's whole
+output sizes, ``truncated``: what was kept is cut to ``output_limit``).
 
 Both are UTF-8 JSON. Any ``bytes`` value travels as ``{"__b64__": "..."}`` and comes back
 as bytes, so every byte string round-trips. Data that is not an envelope is "raw" and is
@@ -224,6 +226,10 @@ class Result:
     value: object = None
     id: str | None = None
     escaped: object = None
+    #: A command's whole output sizes, and True when what is kept was cut to output_limit.
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:

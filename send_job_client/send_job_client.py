@@ -159,6 +159,11 @@ def _print_result(result, raw=False):
     err = result.stderr
     if err and (raw or not result.ok):  # a raw job's warnings show even when it succeeds
         sys.stderr.write(err if isinstance(err, str) else err.decode("utf-8", "replace"))
+    if result.truncated:
+        print(f"sendjob: warning: job {result.id}'s output was cut to its function's "
+              f"output_limit: stdout {result.stdout_bytes} bytes, stderr "
+              f"{result.stderr_bytes} bytes in all (the last part of each is shown)",
+              file=sys.stderr)
     if not result.ok:
         print(f"sendjob: job {result.id} {result.status}: {result.error}", file=sys.stderr)
 

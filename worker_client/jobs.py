@@ -221,7 +221,7 @@ class FunctionHandler:
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
         return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env,
                                             fields=request.kwargs,
-                                            tail_bytes=min(TAIL_BYTES, self.output_limit)))
+                                            tail_bytes=self.output_limit))
 
     def _tick_kwargs(self, on_tick):
         return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
@@ -295,7 +295,10 @@ class FunctionHandler:
                                               else outcome.describe()),
                             exit_code=outcome.exit_code, signal=outcome.signal,
                             stdout=_text(outcome.stdout), stderr=_text(outcome.stderr),
-                            escaped=list(outcome.escaped) or None)
+                            escaped=list(outcome.escaped) or None,
+                            stdout_bytes=outcome.stdout_size, stderr_bytes=outcome.stderr_size,
+                            truncated=(outcome.stdout_size > len(outcome.stdout)
+                                       or outcome.stderr_size > len(outcome.stderr)))
 
     # -- raw payloads (other Gearman clients)
     def _raw(self, wire_worker, job, data, started):

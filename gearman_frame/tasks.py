@@ -42,9 +42,16 @@ def using(client: Any) -> Iterator[Any]:
 class Task:
     """A registered Python task: call it locally, or send it with put()/submit()."""
 
-    def __init__(self, name: str, func: Callable[..., Any]):
+    def __init__(self, name: str, func: Callable[..., Any],
+                 on_success: Callable[[Any, Any], Any] | None = None,
+                 on_failure: Callable[[Any, Any], Any] | None = None,
+                 on_retry: Callable[[Any, Any], Any] | None = None):
         self.name = name
         self.func = func
+        #: Hooks a worker calls with (job, result): the job is its Request (id, args,
+        #: kwargs); on_retry after each failed attempt that will be retried, then
+        #: on_success or on_failure once the job ends (a raising hook changes nothing).
+        self.on_success, self.on_failure, self.on_retry = on_success, on_failure, on_retry
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
 
@@ -73,13 +80,17 @@ class Task:
         return f"<Task {self.name}>"
 
 
-def task(name: str | Callable[..., Any] | None = None) -> Any:
-    """Decorator registering a Python function as the Gearman function ``name``."""
+def task(name: str | Callable[..., Any] | None = None,
+         on_success: Callable[[Any, Any], Any] | None = None,
+         on_failure: Callable[[Any, Any], Any] | None = None,
+         on_retry: Callable[[Any, Any], Any] | None = None) -> Any:
+    """Decorator registering a Python function as the Gearman function ``name``, with
+    optional hooks ``on_success``/``on_failure``/``on_retry(job, result)`` (see Task)."""
     def register(func):
         task_name = name or func.__name__
         if task_name in _registry and _registry[task_name].func is not func:
             log.warning("task %s registered again by %s", task_name, func)
-        _registry[task_name] = Task(task_name, func)
+        _registry[task_name] = Task(task_name, func, on_success, on_failure, on_retry)
         return _registry[task_name]
     if callable(name):  # used as @task without arguments
         func, name = name, None

@@ -3,9 +3,10 @@
 A batch job from our users' history: ``sendjob plugin store_numbers --upto 23 --dir out``
 writes the numbers 1..23 into files ``out/batch-NNN.txt``, at most 5 numbers per file,
 and 1 and 2 never in the same file. Each store is retried up to 3 times (see
-``functions.store_numbers`` in config.yaml) with a log line on every retry; the sender
-logs each success and failure. ``--flaky`` makes every store fail once first, to show
-the retries at work.
+``functions.store_numbers`` in config.yaml); in the worker, the task's hooks log every
+retry, each success ("save [...] success") and roll a final failure back (no partial
+file is left); the sender logs each success and failure. ``--flaky`` makes every store
+fail once first, to show the retries at work.
 """
 import logging
 import os
@@ -35,7 +36,28 @@ def batches(numbers, size=BATCH_SIZE, apart=APART):
     return groups
 
 
-@task("store_numbers")
+def _stored(job, result):
+    """on_success: runs in the worker once the store is done for good."""
+    log.info("save %s success (%s)", job.kwargs["numbers"], job.kwargs["path"])
+
+
+def _roll_back(job, result):
+    """on_failure: the store failed every attempt; leave no partial file behind."""
+    path = job.kwargs["path"]
+    for leftover in (f"{path}.tmp", f"{path}.tried"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    log.warning("save %s failed for good (%s): rolled back %s", job.kwargs["numbers"],
+                result.error, path)
+
+
+def _retrying(job, result):
+    """on_retry: after each failed attempt that will be tried again."""
+    log.info("save %s: attempt %d failed (%s), retrying", job.kwargs["numbers"],
+             result.attempts, result.error)
+
+
+@task("store_numbers", on_success=_stored, on_failure=_roll_back, on_retry=_retrying)
 def store_numbers(numbers, path, flaky=False):
     """Write ``numbers`` to ``path``, one per line; with ``flaky``, fail the first try."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

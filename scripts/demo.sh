@@ -75,7 +75,8 @@ fi
 step "a flaky batch: each store fails once and is retried (plugins/store_numbers.py)"
 sendjob --log-level INFO plugin store_numbers --upto 12 --dir "$data/numbers" --flaky 2>&1 \
   | sed 's/^.* plugins.store_numbers: //'
-grep -h "retrying" "$data/worker.log" | sed 's/^.*worker_client.jobs: /worker: /' | head -3
+grep -h -e "retrying in" -e "success (" "$data/worker.log" \
+  | sed -E 's/^.*(worker_client.jobs|plugins.store_numbers): /worker: /' | head -4
 
 step "a job signed with another key runs nothing: the worker refuses it"
 if sendjob "${quiet[@]}" --config "$data/intruder.yaml" run disk_report mount=/; then

@@ -156,7 +156,22 @@ class FunctionHandler:
     def _serve(self, wire_worker, job, request):
         progress = (_Progress(wire_worker, job, self.spec.timeout)
                     if self.task is None else None)  # only commands report progress
-        return self._with_retries(lambda: self._attempt(request, progress))
+        result = self._with_retries(lambda: self._attempt(request, progress), request)
+        self._hook("on_success" if result.ok else "on_failure", request, result)
+        return result
+
+    def _hook(self, name, request, result):
+        """Call a task's ``name`` hook with the job (its Request: id, args, kwargs) and
+        the result; a hook that raises is logged and changes nothing."""
+        hook = getattr(self.task, name, None)
+        if hook is None:
+            return
+        log.info("%s hook: %s", name, getattr(hook, "__name__", hook))
+        try:
+            hook(request, result)
+        except Exception as err:  # a hook's failure is not the job's
+            log.error("%s hook %s raised %s: %s (the job's outcome stands)", name,
+                      getattr(hook, "__name__", hook), type(err).__name__, cut(str(err)))
 
     def _final(self, job, request, result, started):
         """Answer the job with its result; a background job that failed (or one whose
@@ -193,7 +208,7 @@ class FunctionHandler:
         return Result(status=status, error=error, worker=self.ctx.name, host=HOST, **fields)
 
     # -- retries: the one place that decides to try again
-    def _with_retries(self, attempt):
+    def _with_retries(self, attempt, request=None):
         policy = self.spec.retry if self.spec else None
         total = policy.attempts if policy else 1
         number = 0
@@ -208,6 +223,7 @@ class FunctionHandler:
             delay = policy.delay_after(number)
             log.warning("attempt %d of %d failed (%s); retrying in %.2fs", number, total,
                         result.error, delay)
+            self._hook("on_retry", request, result)
             if self.ctx.stopping.wait(delay):
                 raise AbandonJob("worker stopping between attempts")
 

@@ -79,6 +79,17 @@ def run(args):
                     table.add("Memory: worker, 4 threads, through W1", "peak RSS MiB",
                               [r[0] for r in rss], [r[1] for r in rss], "<= 20 MiB",
                               check=max(r[0] for r in rss) <= 20)
+            plain, published = [], []
+            for rep in range(reps):
+                plain.append(w.w1_background(server, n1)["jobs_s"])
+                published.append(w.w1_background(server, n1, f"bench{rep}")["jobs_s"])
+            table.add(f"W1 results: {n1} background no-op jobs, 1 thread, a result channel "
+                      "vs none", "jobs/s", published, plain, ">= 0.8")
+            lookup = w.store_lookup(folder)
+            table.add("Result store: `sendjob result ID` with 100,000 records (a whole "
+                      "process)", "p50 ms (baseline: `sendjob --help`)",
+                      [lookup["p50_ms"]], [lookup["start_p50_ms"]], "< 50 ms",
+                      check=lookup["p50_ms"] < 50)
             key_file = w.new_key_file(folder)
             plain, signed = [], []
             for _ in range(reps):

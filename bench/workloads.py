@@ -77,6 +77,60 @@ def w1_raw(server, threads, count):
         return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
 
 
+def w1_background(server, count, channel=None):
+    """Background no-op jobs through one worker thread, timed from the first submit until
+    the queue is empty; with ``channel``, each job's result is published there first."""
+    with runworkers(server, {}, 1), _client(server) as client:
+        wait_workers(server, "reverse", 1)
+        jobs = [Job("reverse", (f"job-{i}",), reply_to=channel) for i in range(count)]
+        started = time.perf_counter()
+        deliveries = client.submit_many(jobs, background=True)
+        assert all(d.handle for d in deliveries), "W1 background: a job was not queued"
+        with AdminClient([parse_address(server.address)]) as admin:
+            while any(r.queued or r.running for r in admin.status()
+                      if r.function == "reverse"):
+                time.sleep(0.005)
+        return {"jobs_s": _rate(count, time.perf_counter() - started)}
+
+
+def store_lookup(folder, records=100_000, lookups=20):
+    """`sendjob result ID` (a whole process) against a store of ``records`` results:
+    p50 and p99 ms, and the same for `sendjob --help` (the process start alone)."""
+    import os
+    import random
+    import sqlite3
+    import sys
+
+    from send_job_client.results import ResultStore
+    path = os.path.join(folder, "results.sqlite")
+    store = ResultStore(path, 7 * 86400)
+    store.add(b'{"id":"first","status":"ok"}')  # creates the file and its schema
+    ids = [f"{i:032x}" for i in range(records)]
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO results (id, function, status, runs, received, ended, record) "
+            "VALUES (?, 'reverse', 'ok', 1, ?, ?, ?)",
+            ((i, time.time(), time.time(), f'{{"id":"{i}","status":"ok","stdout":"x"}}'
+              .encode()) for i in ids))
+    config = os.path.join(folder, "lookup.yaml")
+    with open(config, "w") as handle:
+        handle.write(f"client: {{result_store: {path}}}\n")
+    sendjob = os.path.join(os.path.dirname(sys.executable), "sendjob")
+
+    def timed(*args):
+        samples = []
+        for _ in range(lookups):
+            started = time.perf_counter()
+            subprocess.run([sendjob, "--config", config, *args], capture_output=True,
+                           check=False)
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
+    lookup = timed("result", random.choice(ids))
+    start = timed("--help")
+    return {"p50_ms": _percentile(lookup, 0.5), "p99_ms": _percentile(lookup, 0.99),
+            "start_p50_ms": _percentile(start, 0.5)}
+
+
 # --- W2: sequential foreground latency -----------------------------------------------------
 
 def _latencies_ms(call, count):

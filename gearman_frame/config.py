@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 
@@ -41,6 +42,9 @@ DEFAULT_CLIENT_TIMEOUT = 30.0
 DEFAULT_RESEND = 3
 #: SQLite file holding background jobs no server accepted (relative to the config file).
 DEFAULT_OUTBOX = "var/outbox.sqlite"
+#: Where sendjob keeps the results it received, and for how long (seconds: 7 days).
+DEFAULT_RESULT_STORE = "var/results.sqlite"
+DEFAULT_RESULT_TTL = 7 * 86400.0
 #: Worker name template; ``{hostname}`` and ``{pid}`` are filled in at start.
 DEFAULT_WORKER_NAME = "{hostname}"
 #: Worker threads per ``runworkers`` process.
@@ -94,6 +98,10 @@ class ClientConfig:
     timeout: float = DEFAULT_CLIENT_TIMEOUT
     resend: int = DEFAULT_RESEND
     outbox: str = DEFAULT_OUTBOX
+    #: The result channel of background jobs ({hostname} filled in); None: results off.
+    results: str | None = None
+    result_store: str = DEFAULT_RESULT_STORE
+    result_ttl: float = DEFAULT_RESULT_TTL
 
 
 @dataclass(frozen=True)
@@ -446,12 +454,35 @@ class _Validator:
         )
 
     def client(self, raw):
-        raw = self.mapping(raw, "client", ("timeout", "resend", "outbox"))
+        raw = self.mapping(raw, "client", ("timeout", "resend", "outbox", "results",
+                                           "result_store", "result_ttl"))
         return ClientConfig(
             timeout=self.number(raw.get("timeout", DEFAULT_CLIENT_TIMEOUT), "client.timeout"),
             resend=self.integer(raw.get("resend", DEFAULT_RESEND), "client.resend"),
             outbox=self.string(raw.get("outbox", DEFAULT_OUTBOX), "client.outbox"),
+            results=self.channel(raw.get("results"), "client.results"),
+            result_store=self.string(raw.get("result_store", DEFAULT_RESULT_STORE),
+                                     "client.result_store"),
+            result_ttl=self.number(raw.get("result_ttl", DEFAULT_RESULT_TTL),
+                                   "client.result_ttl", 1.0),
         )
+
+    def channel(self, value, key):
+        """A result channel name: ``{hostname}`` filled in; no whitespace or NUL."""
+        if value is None:
+            return None
+        value = self.string(value, key)
+        try:
+            unknown = fields_of([value]) - {"hostname"}
+        except TemplateError as err:
+            raise self.error(key, str(err), value) from err
+        if unknown:
+            raise self.error(key, "a channel name (only the field {hostname})", value)
+        name = value.format(hostname=socket.gethostname())
+        if any(c.isspace() or c == "\0" for c in name) or len(name) > 200:
+            raise self.error(key, "a channel name of at most 200 characters without "
+                                  "spaces", value)
+        return name
 
     def worker(self, raw):
         raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",

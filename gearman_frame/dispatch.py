@@ -50,6 +50,8 @@ class Job:
     background: bool = False
     priority: str = "normal"
     id: str = field(default_factory=new_job_id)
+    #: The result channel (the worker publishes the result to ``__results__.CHANNEL``).
+    reply_to: str | None = None
 
     @classmethod
     def of(cls, function: str, *args: Any, **kwargs: Any) -> "Job":
@@ -61,8 +63,8 @@ class Job:
         payload holding one, as the outbox and a resent dump do, is signed anew)."""
         if self.data is not None:
             return self.data if signer is None else signer.resign(self.function, self.data)
-        return Request(self.args, self.kwargs, id=self.id,
-                       background=self.background).encode(signer, self.function)
+        return Request(self.args, self.kwargs, id=self.id, background=self.background,
+                       reply_to=self.reply_to).encode(signer, self.function)
 
     def validate(self) -> None:
         if self.priority not in PRIORITIES:

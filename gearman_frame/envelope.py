@@ -1,7 +1,8 @@
 """The v1 job envelope: what a sender puts in a job and what a worker sends back.
 
 Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``
-(plus ``"bg": true`` for a background job, so a worker knows to dead-letter it, and
+(plus ``"bg": true`` for a background job, so a worker knows to dead-letter it,
+``"reply_to": CHANNEL`` for a job whose result is published to ``__results__.CHANNEL``, and
 ``ts``/``kid``/``sig`` when signed: see signing.py);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
 Result: ``{"status": "ok"|"failed"|"timeout"|"error"|"refused", "exit_code", "signal",
@@ -131,6 +132,8 @@ class Request:
     background: bool = False
     #: The decoded envelope object it came from (what a signature covers), if any.
     fields: dict | None = field(default=None, compare=False, repr=False)
+    #: The result channel: the worker publishes the result to ``__results__.CHANNEL``.
+    reply_to: str | None = None
 
     def encode(self, signer=None, function=None):
         """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
@@ -138,6 +141,8 @@ class Request:
                "sent_at": self.sent_at}
         if self.background:
             obj["bg"] = True
+        if self.reply_to:
+            obj["reply_to"] = self.reply_to
         if signer is not None:
             obj = signer.sign(function, obj)
         return dumps(obj)
@@ -160,9 +165,10 @@ class Request:
             kwargs = {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise EnvelopeError("'args' must be a list and 'kwargs' an object")
+        reply_to = obj.get("reply_to")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
                    sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
-                   fields=obj)
+                   fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None)
 
 
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")

@@ -71,6 +71,15 @@ class OutboxError(FrameError):
         super().__init__(f"outbox {path}: {problem}; {advice}")
 
 
+class ResultStoreError(OutboxError):
+    """Raised when the result store cannot be used; names the file and what to do."""
+
+    def __init__(self, path, problem, advice):
+        self.path = str(path)
+        self.problem = problem
+        FrameError.__init__(self, f"result store {path}: {problem}; {advice}")
+
+
 class EnvelopeError(FrameError):
     """Raised when job data claims to be an envelope but is not a valid one."""
 

@@ -4,6 +4,8 @@
   ``shutdown`` job on it stops that worker gracefully.
 * ``__dead__.FUNCTION``: background jobs of FUNCTION that failed every attempt, each
   carrying the original request and the last result, for the admin to dump and resend.
+* ``__results__.CHANNEL``: the results of jobs sent with that channel (``reply_to``),
+  published by workers as background jobs, collected by senders into their result store.
 """
 import time
 
@@ -12,6 +14,7 @@ from .errors import EnvelopeError
 
 CONTROL_PREFIX = "__ctl__."
 DEAD_PREFIX = "__dead__."
+RESULTS_PREFIX = "__results__."
 CONTROL_SHUTDOWN = b"shutdown"
 
 
@@ -21,6 +24,18 @@ def control_function(worker_name):
 
 def dead_letter_function(function):
     return f"{DEAD_PREFIX}{function}"
+
+
+def results_function(channel):
+    return f"{RESULTS_PREFIX}{channel}"
+
+
+def result_record(result, request, function, started_at, ended_at):
+    """A published result (to encode with dumps): the Result's fields, and the job's
+    function, args, kwargs and start and end times (Unix): one JSON object any language
+    can read."""
+    return {**result.to_dict(), "function": function, "args": list(request.args),
+            "kwargs": request.kwargs, "started_at": started_at, "ended_at": ended_at}
 
 
 def dead_letter_record(function, unique, data, result):

@@ -7,20 +7,24 @@ job in the outbox when no server takes it; ``submit_many`` keeps many jobs in fl
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from gearman_frame import tasks
 from gearman_frame.addresses import parse_address
 from gearman_frame.config import Config, load_config
-from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result
+from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result, dumps
 from gearman_frame.errors import (EnvelopeError, ProtocolError, ServerRefused, ServerUnavailable,
                                   UsageError, WireError)
 from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, status_by_unique
 
 from gearman_frame.dispatch import DEFAULT_WINDOW, Dispatcher, Job
+from .collect import Collector
 from .outbox import Outbox
+from .results import ResultStore
 
 MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
 if MYPY:
@@ -76,6 +80,7 @@ class JobClient:
                                      client.resend if resend is None else resend, window,
                                      signer=self.config.keyring)
         self._closed = False
+        self._store: ResultStore | None = None
 
     def close(self) -> None:
         self.dispatcher.close()
@@ -109,11 +114,14 @@ class JobClient:
         return result_of(outcome)
 
     def submit_background(self, function: str, *args: Any, priority: str = "normal",
-                          data: bytes | None = None, **kwargs: Any) -> Delivery:
+                          data: bytes | None = None, reply_to: str | None = None,
+                          **kwargs: Any) -> Delivery:
         """Queue a job; return its Delivery: the handle gearmand gave it and the server,
         or ``outbox=True`` if no server took it (it waits there for ``flush_outbox``).
-        Raises ServerRefused if a server refused it (queue full)."""
-        job = Job(function, args, kwargs, data=data, priority=priority, background=True)
+        Its result is published to ``reply_to`` (default: ``client.results``), where
+        :meth:`results` collects it. Raises ServerRefused if a server refused it."""
+        job = Job(function, args, kwargs, data=data, priority=priority, background=True,
+                  reply_to=reply_to or self.config.client.results)
         outcome = self._one(job, None)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
@@ -144,9 +152,13 @@ class JobClient:
         results: dict[int, Any] = {}
         done = [0]
 
+        channel = self.config.client.results if background else None
+
         def prepared():
             for job in jobs:
                 job.background = background
+                if channel and job.reply_to is None and job.data is None:
+                    job.reply_to = channel
                 job.validate()
                 yield job
 
@@ -172,6 +184,59 @@ class JobClient:
         log.warning("job %s on %s kept in the outbox %s: %s", job.id, job.function,
                     self.outbox.path, outcome.error)
         return Delivery(job.id, outbox=True)
+
+    # -- results
+    @property
+    def result_store(self) -> ResultStore:
+        """The results this host received (client.result_store)."""
+        if self._store is None:
+            client = self.config.client
+            self._store = ResultStore(self.config.resolve(client.result_store),
+                                      client.result_ttl)
+        return self._store
+
+    def collect_results(self, channel: str | None = None, wait: float = 5.0) -> int:
+        """Take what waits on the result channel (default ``client.results``) into the
+        store, for at most ``wait`` seconds; return how many results were kept."""
+        channel = channel or self.config.client.results
+        if not channel:
+            return 0
+        collector = Collector(self.config.servers, channel, self.result_store,
+                              self.config.keyring)
+        return collector.run(deadline=time.monotonic() + wait)
+
+    def results(self, channel: str | None = None, follow: bool = False,
+                wait: float = 5.0) -> Iterator[Result]:
+        """Yield each result that arrives on the channel (default ``client.results``),
+        recorded in the store first; with ``follow``, until the generator is closed,
+        else until the channel is drained (or ``wait`` seconds). Several consumers of one
+        channel share its results: each result goes to one of them."""
+        channel = channel or self.config.client.results
+        if not channel:
+            raise UsageError("no result channel: set client.results or pass channel=")
+        arrived: queue.Queue = queue.Queue()
+        collector = Collector(self.config.servers, channel, self.result_store,
+                              self.config.keyring, on_result=arrived.put)
+        deadline = None if follow else time.monotonic() + wait
+        thread = threading.Thread(target=collector.run, args=(deadline, follow), daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive() or not arrived.empty():
+                try:
+                    stored = arrived.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                yield stored.result
+        finally:
+            collector.stop()
+            thread.join(15)
+
+    def record_result(self, function: str, args: Iterable[Any], kwargs: dict,
+                      result: Result) -> None:
+        """Keep a foreground result in the store (sendjob does, for ``sendjob result``)."""
+        record = {**result.to_dict(), "function": function, "args": list(args),
+                  "kwargs": kwargs, "ended_at": time.time()}
+        self.result_store.add(dumps(record), f"{result.id}.foreground")
 
     # -- outbox
     def flush_outbox(self, wait: float = 0.0, budget: float | None = None,

@@ -6,16 +6,19 @@ most AUTO_FLUSH_BUDGET seconds and only if no other sendjob is flushing it; a fo
 `run` never touches the outbox; `flush` delivers all of it.
 """
 import argparse
+import datetime
 import json
 import os
 import re
 import sys
+import time
 
 from gearman_frame import cli, tasks
 from gearman_frame.envelope import dumps
 from gearman_frame.logs import cut
-from gearman_frame.errors import EXIT_FAILED, EXIT_OK, OutboxError, UsageError
-from gearman_frame.wire import PRIORITIES
+from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, FrameError, OutboxError, UsageError,
+                                  WireError)
+from gearman_frame.wire import PRIORITIES, status_by_unique
 
 from send_job_client.clients import OUTBOX, JobClient
 from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
@@ -32,10 +35,17 @@ examples:
   sendjob run cat_data --data 'raw payload'
   sendjob run compress path=/x --background --priority high
   sendjob plugin eg --count 20
+  sendjob run compress path=/x --background --json   # {"id": ...}: keep the id
+  sendjob result ID --wait 60       # its result (client.results names the channel)
+  sendjob status ID                 # queued, running (with progress), done or unknown
+  sendjob results --failed --since 2h
+  sendjob results --follow --json   # each result as it arrives
   sendjob flush"""
 
 #: Seconds a background send or a plugin spends delivering older outbox jobs after its own.
 AUTO_FLUSH_BUDGET = 5.0
+#: Seconds each sendjob spends first collecting its result channel (client.results).
+AUTO_COLLECT_BUDGET = 2.0
 #: Seconds `sendjob flush` waits for another sendjob that is flushing the same outbox.
 FLUSH_WAIT = 60.0
 
@@ -63,6 +73,22 @@ def build_parser():
     plugin = commands.add_parser("plugin", help="run plugins/NAME.py")
     plugin.add_argument("name")
     plugin.add_argument("plugin_args", nargs=argparse.REMAINDER)
+    result = commands.add_parser("result", help="a finished job's result, from the store")
+    result.add_argument("id")
+    result.add_argument("--wait", type=cli.seconds, default=0.0, metavar="SECONDS",
+                        help="collect the result channel until it arrives, this long")
+    result.add_argument("--json", action="store_true")
+    status = commands.add_parser("status", help="queued, running, done or unknown")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true")
+    listing = commands.add_parser("results", help="list the result store")
+    listing.add_argument("--function")
+    listing.add_argument("--failed", action="store_true", help="only jobs that did not end ok")
+    listing.add_argument("--since", metavar="TIME", help="received since: seconds ago "
+                         "(3600), a duration (30m, 2h, 7d) or an ISO 8601 time")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--follow", action="store_true",
+                         help="collect the channel and print each result as it arrives")
     flush = commands.add_parser("flush", help="deliver what waits in the outbox")
     flush.add_argument("--any-server", action="store_true",
                        help="also send jobs in doubt (their server took the request but "
@@ -127,6 +153,10 @@ def cmd_run(client, args):
         return EXIT_OK
     result = client.submit(args.function, *positional, priority=args.priority, data=data,
                            **kwargs)
+    try:
+        client.record_result(args.function, positional, kwargs, result)
+    except FrameError as err:  # the job ran; a store that cannot take it is a warning
+        print(f"sendjob: warning: result not recorded: {err}", file=sys.stderr)
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
     else:
@@ -191,6 +221,102 @@ def cmd_flush(client, args):
     return EXIT_OK if report.remaining == 0 else EXIT_FAILED
 
 
+def cmd_result(client, args):
+    deadline = time.monotonic() + args.wait
+    while True:
+        stored = client.result_store.get(args.id)
+        left = deadline - time.monotonic()
+        if stored is not None or left <= 0 or not client.config.client.results:
+            break
+        client.collect_results(wait=min(left, 1.0))
+    if stored is None:
+        raise FrameError(f"job {args.id}: not finished (no result in "
+                         f"{client.result_store.path}"
+                         + (f" after {args.wait:g}s" if args.wait else "") + ")")
+    result = stored.result
+    if args.json:
+        sys.stdout.buffer.write(dumps(stored.to_dict()) + b"\n")
+    else:
+        _print_result(result)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_status(client, args):
+    state = job_state(client, args.id)
+    if args.json:
+        print(json.dumps(state))
+    else:
+        print(" ".join(f"{key}={value}" for key, value in state.items()))
+    return EXIT_OK
+
+
+def job_state(client, job_id):
+    """queued / running (with progress) at a server, else done (from the store), else
+    unknown."""
+    for server in client.config.servers:
+        try:
+            known = status_by_unique(server, [job_id], 5.0).get(job_id)
+        except WireError:
+            continue
+        if known is not None and known.known:
+            state = {"id": job_id, "state": "running" if known.running else "queued",
+                     "server": str(server)}
+            if known.running and known.denominator:
+                state["progress"] = f"{known.numerator}/{known.denominator}"
+            return state
+    stored = client.result_store.get(job_id)
+    if stored is not None:
+        return {"id": job_id, "state": "done", "status": stored.status, "runs": stored.runs}
+    return {"id": job_id, "state": "unknown"}
+
+
+def cmd_results(client, args):
+    if args.follow:
+        for result in client.results(follow=True):
+            _show_listed(result.to_dict(), args.json)
+        return EXIT_OK
+    since = None if args.since is None else time.time() - parse_since(args.since)
+    for stored in reversed(client.result_store.find(args.function, args.failed, since)):
+        _show_listed(stored.to_dict(), args.json)
+    return EXIT_OK
+
+
+def _show_listed(record, as_json):
+    if as_json:
+        sys.stdout.buffer.write(dumps(record) + b"\n")
+    else:
+        print(f"{record.get('id')}\t{record.get('function') or '-'}\t{record.get('status')}"
+              f"\t{record.get('error') or ''}")
+    sys.stdout.flush()
+
+
+def parse_since(text):
+    """Seconds before now: a number, a duration (30s, 10m, 2h, 7d) or an ISO 8601 time."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
+    if match:
+        return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600,
+                                         "d": 86400}[match.group(2)]
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError as err:
+        raise UsageError(f"--since {text!r}: expected seconds, a duration (30m, 2h, 7d) or "
+                         "an ISO 8601 time") from err
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return max(0.0, time.time() - moment.timestamp())
+
+
+def auto_collect(client):
+    """Take what waits on the result channel into the store, within a budget; never fails
+    the command (a problem is a warning on stderr)."""
+    if not client.config.client.results:
+        return
+    try:
+        client.collect_results(wait=AUTO_COLLECT_BUDGET)
+    except FrameError as err:
+        print(f"sendjob: warning: results not collected: {err}", file=sys.stderr)
+
+
 def auto_flush(client):
     """Deliver older outbox jobs within a budget; never fails the command that sent its own
     job fine (a broken outbox is reported on stderr)."""
@@ -207,6 +333,14 @@ def main(argv=None):
     config = cli.load(args, {"client.timeout": ("--timeout", timeout)}
                       if timeout is not None else None)
     with JobClient(config) as client:
+        if args.command in ("result", "status", "results") and not \
+                getattr(args, "follow", False):
+            auto_collect(client)
+            return {"result": cmd_result, "status": cmd_status,
+                    "results": cmd_results}[args.command](client, args)
+        if args.command == "results":
+            return cmd_results(client, args)
+        auto_collect(client)
         if args.command == "flush":
             return cmd_flush(client, args)
         if args.command == "run":

@@ -27,13 +27,14 @@ RECORD_TASKS = textwrap.dedent('''
 ''')
 
 
-def client_config(folder, servers, timeout=5, resend=3, **extra):
+def client_config(folder, servers, timeout=5, resend=3, client_extra=None, **extra):
     """Write a sender config into ``folder``; return (path, Config)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "client.yaml"
     path.write_text(yaml.safe_dump({
         "servers": [str(s) for s in servers],
-        "client": {"timeout": timeout, "resend": resend, "outbox": "outbox.sqlite"},
+        "client": {"timeout": timeout, "resend": resend, "outbox": "outbox.sqlite",
+                   "result_store": "results.sqlite", **(client_extra or {})},
         **extra,
     }))
     return path, load_config(path, environ={})

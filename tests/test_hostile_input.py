@@ -110,7 +110,8 @@ def test_floods_of_output_stay_within_bounds_and_leave_nothing_held(gearmand, st
     raw = WireClient([gearmand.address]).submit("raw_flood", b"go", timeout=60)
     assert raw.state == "FAILED" and b"over output_limit" in raw.data_updates[-1]
     flood = send([gearmand.address], "json_flood", timeout=60)
-    assert flood.ok and len(flood.stdout) == 64 * 1024
+    assert flood.ok and len(flood.stdout) == MiB and flood.truncated  # its output_limit
+    assert flood.stdout_bytes == 500 * MiB
     assert status_of(pid, "VmHWM") - idle_rss < 10 * 1024
     # no output pipe and no spool or temp file is held once the jobs ended
     held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]

@@ -16,8 +16,9 @@ import time
 
 from gearman_frame.envelope import parse_request
 from gearman_frame.errors import EnvelopeError
+from gearman_frame.envelope import dumps
 from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
-                                  dead_letter_record)
+                                  dead_letter_record, result_record, results_function)
 from gearman_frame.wire import JobFailed, WireClient, WireWorker
 
 from .deadletters import DeadLetterSpool, SpoolSender
@@ -46,6 +47,9 @@ def worker_name(template):
     """Fill ``{hostname}`` and ``{pid}`` in a worker-name template."""
     return template.format(hostname=socket.gethostname(), pid=os.getpid())
 
+
+#: What became of a dead letter or a result: queued by a server, or kept in a spool.
+SENT, KEPT = "sent", "kept"
 
 #: Suffix of the control connection's client id (``NAME.ctl``).
 CONTROL_SUFFIX = "ctl"
@@ -97,6 +101,7 @@ class WorkerPool:
         self.context = WorkerContext(name=self.name, runner=self.runner,
                                      stopping=self.stop_requested,
                                      dead_letter=self.dead_letter,
+                                     publish=self.publish_result,
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,
@@ -107,6 +112,11 @@ class WorkerPool:
         self.keeper = None
         self.spool = DeadLetterSpool(spool_dir) if spool_dir else None
         self.spool_sender = SpoolSender(self.spool, self.servers) if self.spool else None
+        #: Results no server took when their jobs ended wait here (beside dead letters).
+        self.result_spool = (DeadLetterSpool(os.path.join(os.path.dirname(spool_dir),
+                                                          "results")) if spool_dir else None)
+        self.result_sender = (SpoolSender(self.result_spool, self.servers)
+                              if self.result_spool else None)
         self.reaper = OrphanReaper(self.runner, ledger=self.ledger)
         self._local = threading.local()
 
@@ -120,8 +130,9 @@ class WorkerPool:
             self.runner.not_commands.add(self.keeper.pid)
         become_subreaper()
         self.reaper.start()
-        if self.spool_sender:
-            self.spool_sender.start()  # also sends what a previous worker left waiting
+        for sender in (self.spool_sender, self.result_sender):
+            if sender:
+                sender.start()  # also sends what a previous worker left waiting
         for label in [CONTROL_SUFFIX, *range(self.thread_count)]:
             if self.stop_requested.is_set():  # a signal during start-up: stop starting
                 break
@@ -185,8 +196,9 @@ class WorkerPool:
         for thread in self.threads:
             thread.join(JOIN_TIMEOUT)
         self.reaper.stopped.set()
-        if self.spool_sender:
-            self.spool_sender.stop()
+        for sender in (self.spool_sender, self.result_sender):
+            if sender:
+                sender.stop()
         if self.keeper:
             self.keeper.release()
         reap_orphans(self.runner)
@@ -230,28 +242,53 @@ class WorkerPool:
         except ValueError as err:  # cannot happen for a result that encoded; be safe
             log.error("could not encode the dead letter: %s", err)
             return False
+        outcome = self._send(function, job.unique, record, self.spool, "the dead letter")
+        if outcome == SENT:
+            log.warning("dead-lettered to %s", function)
+        return outcome is not None
+
+    def publish_result(self, job, request, result, started_at):
+        """Publish a job's final result to ``__results__.CHANNEL`` (signed when a key is
+        set), or keep it in the result spool when no server takes it; False only if both
+        failed (the caller then leaves the job unanswered)."""
+        function = results_function(request.reply_to)
+        record = result_record(result, request, job.task, started_at, time.time())
+        if self.config.keyring is not None:
+            record = self.config.keyring.sign(function, record)
+        try:
+            payload = dumps(record)
+        except ValueError as err:
+            log.error("could not encode the result: %s", err)
+            return False
+        unique = f"{request.id[:40]}.{os.urandom(4).hex()}"  # each run's result arrives
+        outcome = self._send(function, unique, payload, self.result_spool, "the result")
+        if outcome == SENT:
+            log.info("result published to %s", function)
+        return outcome is not None
+
+    def _send(self, function, unique, record, spool, what):
+        """Queue ``record`` on ``function`` (SENT), or keep it in ``spool`` to be sent
+        once a server takes it (KEPT); None if neither could be done."""
         client = getattr(self._local, "client", None)
         try:
             if client is None:
                 client = self._local.client = WireClient(self.servers)
-            client.submit(function, record, unique=job.unique, background=True, timeout=10)
-            log.warning("dead-lettered to %s", function)
-            return True
+            client.submit(function, record, unique=unique, background=True, timeout=10)
+            return SENT
         except Exception as err:  # refused (queue full), no server, EMFILE ...
-            return self._spool_dead_letter(function, job.unique, record, err)
+            return self._keep(spool, function, unique, record, err, what)
 
-    def _spool_dead_letter(self, function, unique, record, why):
-        if self.spool is None:
-            log.error("could not dead-letter the job (%s) and no spool is configured", why)
-            return False
+    def _keep(self, spool, function, unique, record, why, what):
+        if spool is None:
+            log.error("could not send %s (%s) and no spool is configured", what, why)
+            return None
         try:
-            path = self.spool.keep(function, unique, record)
+            path = spool.keep(function, unique, record)
         except OSError as err:
-            log.error("could not dead-letter the job (%s) nor spool it (%s)", why, err)
-            return False
-        log.warning("no server took the dead letter (%s); kept in %s until one does",
-                    why, path)
-        return True
+            log.error("could not send %s (%s) nor spool it (%s)", what, why, err)
+            return None
+        log.warning("no server took %s (%s); kept in %s until one does", what, why, path)
+        return KEPT
 
 
 def install_signal_handlers(pool):

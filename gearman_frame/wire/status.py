@@ -25,6 +25,9 @@ class UniqueStatus:
     unique: str
     known: bool
     running: bool
+    #: The progress its worker last reported (WORK_STATUS), 0/0 if none.
+    numerator: int = 0
+    denominator: int = 0
 
 
 def status_by_unique(address, uniques, timeout: float = 5.0) -> dict[str, UniqueStatus]:
@@ -61,8 +64,9 @@ def _read_answer(sock):
     fields = body.split(b"\0")
     if len(fields) < 3:
         raise ProtocolError(f"STATUS_RES_UNIQUE with {len(fields)} fields")
+    progress = [int(f) if f.isdigit() else 0 for f in fields[3:5]] + [0, 0]
     return UniqueStatus(fields[0].decode("utf-8", "surrogateescape"), fields[1] == b"1",
-                        fields[2] == b"1")
+                        fields[2] == b"1", progress[0], progress[1])
 
 
 def _read_exactly(sock, size):

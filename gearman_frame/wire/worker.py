@@ -4,7 +4,8 @@ import threading
 import time
 
 from python3_gearman import errors as gerrors
-from python3_gearman.protocol import (GEARMAN_COMMAND_GRAB_JOB, GEARMAN_COMMAND_GRAB_JOB_UNIQ,
+from python3_gearman.protocol import (GEARMAN_COMMAND_ECHO_REQ, GEARMAN_COMMAND_GRAB_JOB,
+                                      GEARMAN_COMMAND_GRAB_JOB_UNIQ,
                                       GEARMAN_COMMAND_PRE_SLEEP, GEARMAN_COMMAND_WORK_COMPLETE,
                                       GEARMAN_COMMAND_WORK_DATA, GEARMAN_COMMAND_WORK_EXCEPTION,
                                       GEARMAN_COMMAND_WORK_FAIL)
@@ -64,6 +65,10 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
 
     def _queue(self, cmd_type):
         self.connection_manager.handler_to_connection_map[self].queue_packet(cmd_type)
+
+    def _echo(self):
+        """ECHO_REQ: its ECHO_RES says the server has handled everything sent before it."""
+        self._queue(GEARMAN_COMMAND_ECHO_REQ)
 
     def recv_no_job(self):
         self.connection_manager.note_grab(empty=True)

@@ -1,0 +1,122 @@
+"""Collecting a result channel: take what waits on ``__results__.CHANNEL`` into the store.
+
+A collector is a worker of that one function: each published result is written to the
+store (committed) before it is answered, so gearmand forgets it only once it is kept; a
+collector that dies first leaves it queued for the next. Results signed with a key the
+sender does not accept (or unsigned, when it has a key) are logged and dropped. A
+collection ends when every server has answered "no job" since the last result (or at
+its deadline); ``follow`` keeps collecting until stopped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from gearman_frame.envelope import loads
+from gearman_frame.errors import EnvelopeError
+from gearman_frame.queues import results_function
+from gearman_frame.wire import WireWorker, WireWorkerHandler
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(WireWorkerHandler):
+    """Knows when its server has nothing for it: a NO_JOB answer, or an ECHO_RES after
+    the first PRE_SLEEP with no NOOP before it (gearmand wakes a sleeper at once if a job
+    waits)."""
+
+    woken = False
+
+    def initial_state(self, *args, **kwargs):
+        super().initial_state(*args, **kwargs)
+        self._echo()
+
+    def recv_noop(self):
+        self.woken = True
+        return super().recv_noop()
+
+    def recv_echo_res(self, data):
+        if not self.woken:
+            self.connection_manager.idle.add(self)
+        return True
+
+    def recv_no_job(self):
+        self.connection_manager.idle.add(self)
+        return super().recv_no_job()
+
+    def recv_job_assign_uniq(self, job_handle, task, unique, data):
+        self.connection_manager.idle.clear()
+        return super().recv_job_assign_uniq(job_handle, task, unique, data)
+
+
+class _CollectingWorker(WireWorker):
+    command_handler_class = _Handler
+
+    def __init__(self, servers):
+        super().__init__(servers, client_id=f"sendjob-results.{os.getpid()}")
+        self.idle = set()
+
+    def drained(self):
+        """True once every connected server answered NO_JOB since the last result."""
+        live = [h for c, h in self.connection_to_handler_map.items() if c.connected]
+        return bool(live) and all(h in self.idle for h in live) and not self.busy
+
+
+class Collector:
+    """Collects one channel into a ResultStore; ``on_result(Stored)`` for each."""
+
+    def __init__(self, servers, channel, store, keyring=None, on_result=None):
+        self.function = results_function(channel)
+        self.store, self.keyring, self.on_result = store, keyring, on_result
+        self.servers = servers
+        self.collected = 0
+        self.stop_event = threading.Event()
+
+    def _take(self, wire_worker, job):
+        payload = bytes(job.data)
+        if self.keyring is not None and not self._trusted(payload):
+            return b"dropped"
+        try:
+            stored = self.store.add(payload, job.unique)
+        except EnvelopeError as err:
+            log.warning("%s: dropped a message that is not a result (%s)", self.function, err)
+            return b"dropped"
+        self.collected += 1
+        if self.on_result is not None:
+            self.on_result(stored)
+        return b"kept"
+
+    def _trusted(self, payload):
+        try:
+            record = loads(payload)
+        except EnvelopeError:
+            record = None
+        why = (self.keyring.check(self.function, record, fresh=False)
+               if isinstance(record, dict) else "not JSON")
+        if why is not None:
+            log.warning("%s: dropped a result that is not signed by an accepted key (%s)",
+                        self.function, why)
+        return why is None
+
+    def run(self, deadline: float | None = None, follow: bool = False) -> int:
+        """Collect until drained (or ``deadline``, a monotonic time; or, with ``follow``,
+        until stop()); return how many results were kept."""
+        worker = _CollectingWorker(self.servers)
+        worker.register_task(self.function, self._take)
+        thread = threading.Thread(target=worker.work, name="collector", daemon=True)
+        thread.start()
+        try:
+            while not self.stop_event.wait(0.01):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if not follow and worker.drained():
+                    break
+        finally:
+            worker.stop()
+            thread.join(10)
+        return self.collected
+
+    def stop(self):
+        self.stop_event.set()

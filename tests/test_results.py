@@ -1,0 +1,139 @@
+"""Results that outlive the sender: background jobs with a result channel, the result
+store, `sendjob result/status/results`, and results that wait out a dead server."""
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from gearman_frame.queues import results_function
+from send_job_client import Job, JobClient
+
+from .client_helpers import SENDJOB, client_config, sendjob
+from .helpers import wait_for
+from .test_admin import queued_total
+
+FUNCTIONS = {"say": {"command": ["sh", "-c", "sleep $0; echo $1", "{secs}", "{word}"]},
+             "bad": {"shell": "echo oops >&2; exit 3"}}
+GEARMAN = shutil.which("gearman")
+
+
+def sender(tmp_path, servers, channel="ch", **extra):
+    return client_config(tmp_path / "sender", servers, timeout=10,
+                         client_extra={"results": channel}, **extra)
+
+
+def background(path, *args):
+    proc = sendjob(path, "run", *args, "--background", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["id"]
+
+
+def status(path, job_id):
+    proc = sendjob(path, "status", job_id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_background_result_is_looked_up_and_its_status_follows_the_job(gearmand,
+                                                                       start_workers,
+                                                                       tmp_path):
+    path, _config = sender(tmp_path, [gearmand.address])
+    ok_id = background(path, "say", "secs=0", "word=hello")
+    assert status(path, ok_id)["state"] == "queued"  # no worker yet
+    start_workers([gearmand.address], FUNCTIONS)
+    found = sendjob(path, "result", ok_id, "--wait", "20", "--json")
+    record = json.loads(found.stdout)
+    assert found.returncode == 0 and (record["status"], record["stdout"]) == ("ok", "hello\n")
+    assert record["worker"] == "w0" and record["function"] == "say" and record["runs"] == 1
+    bad_id = background(path, "bad")
+    failed = sendjob(path, "result", bad_id, "--wait", "20", "--json")
+    record = json.loads(failed.stdout)
+    assert failed.returncode == 1 and (record["status"], record["exit_code"]) == ("failed", 3)
+    assert record["stderr"] == "oops\n"
+    slow_id = background(path, "say", "secs=3", "word=slow")
+    wait_for(lambda: status(path, slow_id)["state"] == "running", 10, "the job to run")
+    assert "progress" in wait_for(lambda: status(path, slow_id).get("progress") and
+                                  status(path, slow_id), 5, "progress")
+    wait_for(lambda: status(path, slow_id)["state"] == "done", 15, "the job to finish")
+    unknown = sendjob(path, "result", "0" * 32)
+    assert unknown.returncode == 1 and "not finished" in unknown.stderr
+    listed = sendjob(path, "results", "--failed", "--json")
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [bad_id]
+
+
+def test_a_published_result_survives_a_gearmand_restart(restartable_gearmand, start_workers,
+                                                        tmp_path):
+    server = restartable_gearmand
+    path, _config = sender(tmp_path, [server.address])
+    worker = start_workers([server.address], FUNCTIONS)
+    job_id = background(path, "say", "secs=0", "word=kept")
+    wait_for(lambda: queued_total([server.address], results_function("ch")) == 1, 10,
+             "the result to be published")
+    worker.kill()
+    server.kill()
+    server.start()
+    found = sendjob(path, "result", job_id, "--wait", "10", "--json")
+    assert found.returncode == 0 and json.loads(found.stdout)["stdout"] == "kept\n"
+
+
+def test_a_result_no_server_takes_is_kept_and_published_when_one_is_back(make_gearmand,
+                                                                         start_workers,
+                                                                         tmp_path):
+    jobs_server, results_server = make_gearmand(), make_gearmand()
+    worker = start_workers([jobs_server.address, results_server.address], FUNCTIONS)
+    path, _config = sender(tmp_path, [jobs_server.address])
+    job_id = background(path, "say", "secs=2", "word=late")
+    wait_for(lambda: status(path, job_id)["state"] == "running", 10, "the job to run")
+    jobs_server_port = jobs_server.port
+    results_server.stop()
+    # the job's own server stays up for the answer; its result may go to any server:
+    # with the other one down, the first the worker tries may be either
+    wait_for(lambda: "result published" in worker.log() or "kept in" in worker.log(), 15,
+             "the worker to publish or keep the result")
+    results_server.start()
+    reader, _ = client_config(tmp_path / "reader", [jobs_server.address,
+                                                    results_server.address],
+                              client_extra={"results": "ch"})
+    found = sendjob(reader, "result", job_id, "--wait", "30", "--json")
+    assert found.returncode == 0 and json.loads(found.stdout)["stdout"] == "late\n", \
+        found.stderr + worker.log()[-2000:]
+    assert jobs_server.port == jobs_server_port
+
+
+def test_results_follow_prints_each_result_once(gearmand, start_workers, tmp_path):
+    start_workers([gearmand.address], FUNCTIONS, threads=4)
+    path, config = sender(tmp_path, [gearmand.address])
+    follower = subprocess.Popen([SENDJOB, "--config", str(path), "results", "--follow",
+                                 "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        with JobClient(config) as client:
+            sent = client.submit_many([Job.of("say", secs=0, word=f"w{i}") for i in range(200)],
+                                      background=True)
+        ids = {delivery.id for delivery in sent}
+        seen = []
+        deadline = time.monotonic() + 60
+        while len(seen) < 200 and time.monotonic() < deadline:
+            seen.append(json.loads(follower.stdout.readline())["id"])
+        assert sorted(seen) == sorted(ids)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(20)
+
+
+@pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+def test_a_published_result_is_plain_json_for_any_language(gearmand, start_workers,
+                                                           tmp_path):
+    start_workers([gearmand.address], FUNCTIONS)
+    path, _config = sender(tmp_path, [gearmand.address], channel="other")
+    job_id = background(path, "say", "secs=0", "word=neutral")
+    wait_for(lambda: queued_total([gearmand.address], results_function("other")) == 1, 10,
+             "the result")
+    proc = subprocess.run([GEARMAN, "-h", gearmand.host, "-p", str(gearmand.port), "-w",
+                           "-c", "1", "-f", results_function("other")],
+                          capture_output=True, timeout=30)
+    record = json.loads(proc.stdout)
+    assert (record["id"], record["status"], record["stdout"]) == (job_id, "ok", "neutral\n")
+    assert record["kwargs"] == {"secs": 0, "word": "neutral"}

@@ -83,6 +83,8 @@ class Collector:
         except EnvelopeError as err:
             log.warning("%s: dropped a message that is not a result (%s)", self.function, err)
             return b"dropped"
+        if stored is None:  # a start notice: counted, not a result
+            return b"kept"
         self.collected += 1
         if self.on_result is not None:
             self.on_result(stored)

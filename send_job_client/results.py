@@ -26,7 +26,13 @@ PRUNE_EVERY = 500
 SCHEMA = ("CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, function TEXT, "
           "status TEXT NOT NULL, runs INTEGER NOT NULL, received REAL NOT NULL, "
           "ended REAL, last_unique TEXT, record BLOB NOT NULL)",
-          "CREATE INDEX IF NOT EXISTS results_received ON results (received)")
+          "CREATE INDEX IF NOT EXISTS results_received ON results (received)",
+          "CREATE TABLE IF NOT EXISTS starts (notice TEXT PRIMARY KEY, id TEXT NOT NULL, "
+          "received REAL NOT NULL)",
+          "CREATE INDEX IF NOT EXISTS starts_id ON starts (id)")
+#: A job's runs: the results that arrived for it, or the start notices (a run whose
+#: worker died sent one and no result), whichever is more.
+_RUNS = "MAX(runs, (SELECT COUNT(*) FROM starts WHERE starts.id = results.id))"
 FAILED_STATUSES = ("failed", "timeout", "error", "refused", "cancelled")
 
 
@@ -58,15 +64,21 @@ class ResultStore:
         self._lock = threading.Lock()
         self._added = 0
 
-    def add(self, payload: bytes, unique: str | None = None) -> Stored:
+    def add(self, payload: bytes, unique: str | None = None) -> Stored | None:
         """Record one published result (its JSON bytes, and the unique key it was
-        published with: the same publication handed over twice counts one run);
-        EnvelopeError if it is not one."""
+        published with: the same publication handed over twice counts one run), or a
+        start notice (None); EnvelopeError if it is neither."""
         record = loads(payload)
+        now = time.time()
+        if isinstance(record, dict) and record.get("event") == "started" \
+                and isinstance(record.get("id"), str):
+            self._run(lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO starts (notice, id, received) VALUES (?, ?, ?)",
+                (unique or os.urandom(8).hex(), record["id"], now)))
+            return None
         if not isinstance(record, dict) or not isinstance(record.get("id"), str) \
                 or not isinstance(record.get("status"), str):
             raise EnvelopeError("not a result record (needs an 'id' and a 'status')")
-        now = time.time()
         function = record.get("function") if isinstance(record.get("function"), str) else None
         ended = record.get("ended_at") if isinstance(record.get("ended_at"), (int, float)) \
             else None
@@ -85,7 +97,8 @@ class ResultStore:
                 self._added += 1
                 if self._added % PRUNE_EVERY == 0:
                     conn.execute("DELETE FROM results WHERE received < ?", (now - self.ttl,))
-                return conn.execute("SELECT runs FROM results WHERE id = ?",
+                    conn.execute("DELETE FROM starts WHERE received < ?", (now - self.ttl,))
+                return conn.execute(f"SELECT {_RUNS} FROM results WHERE id = ?",
                                     (record["id"],)).fetchone()[0]
         runs = self._run(write)
         return Stored(record["id"], function, record["status"], runs, now, record)
@@ -115,7 +128,7 @@ class ResultStore:
         if not os.path.exists(self.path):
             return []
         rows = self._run(lambda conn: conn.execute(
-            f"SELECT id, function, status, runs, received, record FROM results {clause} "
+            f"SELECT id, function, status, {_RUNS}, received, record FROM results {clause} "
             "LIMIT ?", (*params, limit)).fetchall())
         return [Stored(i, f, s, r, t, loads(bytes(rec))) for i, f, s, r, t, rec in rows]
 

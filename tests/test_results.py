@@ -70,7 +70,8 @@ def test_a_published_result_survives_a_gearmand_restart(restartable_gearmand, st
     path, _config = sender(tmp_path, [server.address])
     worker = start_workers([server.address], FUNCTIONS)
     job_id = background(path, "say", "secs=0", "word=kept")
-    wait_for(lambda: queued_total([server.address], results_function("ch")) == 1, 10,
+    # its start notice and its result
+    wait_for(lambda: queued_total([server.address], results_function("ch")) == 2, 10,
              "the result to be published")
     worker.kill()
     server.kill()
@@ -129,11 +130,30 @@ def test_a_published_result_is_plain_json_for_any_language(gearmand, start_worke
     start_workers([gearmand.address], FUNCTIONS)
     path, _config = sender(tmp_path, [gearmand.address], channel="other")
     job_id = background(path, "say", "secs=0", "word=neutral")
-    wait_for(lambda: queued_total([gearmand.address], results_function("other")) == 1, 10,
-             "the result")
+    wait_for(lambda: queued_total([gearmand.address], results_function("other")) == 2, 10,
+             "the start notice and the result")
     proc = subprocess.run([GEARMAN, "-h", gearmand.host, "-p", str(gearmand.port), "-w",
-                           "-c", "1", "-f", results_function("other")],
+                           "-c", "2", "-f", results_function("other")],
                           capture_output=True, timeout=30)
-    record = json.loads(proc.stdout)
+    notice, record = (json.loads(line) for line in
+                      proc.stdout.replace(b"}{", b"}\n{").splitlines())
+    assert (notice["id"], notice["event"], notice["worker"]) == (job_id, "started", "w0")
     assert (record["id"], record["status"], record["stdout"]) == (job_id, "ok", "neutral\n")
     assert record["kwargs"] == {"secs": 0, "word": "neutral"}
+
+
+def test_a_job_rerun_after_its_worker_was_killed_has_one_record_of_two_runs(gearmand,
+                                                                           start_workers,
+                                                                           tmp_path):
+    path, _config = sender(tmp_path, [gearmand.address])
+    first = start_workers([gearmand.address], FUNCTIONS, name="first")
+    job_id = background(path, "say", "secs=3", "word=twice")
+    wait_for(lambda: status(path, job_id)["state"] == "running", 10, "the first run")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(10)
+    start_workers([gearmand.address], FUNCTIONS, name="second")
+    found = sendjob(path, "result", job_id, "--wait", "20", "--json")
+    record = json.loads(found.stdout)
+    assert found.returncode == 0 and (record["worker"], record["runs"]) == ("second", 2)
+    listed = sendjob(path, "results", "--json")
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [job_id]

@@ -56,6 +56,8 @@ class WorkerContext:
     dead_letter: object | None = None
     #: publish(job, request, result, started_at) -> bool: a result to its channel.
     publish: object | None = None
+    #: notice(job, request): tell a job's channel that a run began.
+    notice: object | None = None
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     max_kwargs: int = DEFAULT_MAX_KWARGS
     max_payload: int | None = None
@@ -96,6 +98,8 @@ class FunctionHandler:
                     return self._refuse(job, request, why, started)
                 if request is None:
                     return self._raw(wire_worker, job, raw, started)
+                if request.reply_to and self.ctx.notice and self.task is None:
+                    self.ctx.notice(job, request)
                 result = self._serve(wire_worker, job, request)
             except AbandonJob:
                 if self.ctx.gate is not None:

@@ -19,7 +19,7 @@ from gearman_frame.errors import EnvelopeError
 from gearman_frame.envelope import dumps
 from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
                                   dead_letter_record, result_record, results_function)
-from gearman_frame.wire import JobFailed, WireClient, WireWorker
+from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
 
 from .deadletters import DeadLetterSpool, SpoolSender
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
@@ -48,6 +48,7 @@ def worker_name(template):
     return template.format(hostname=socket.gethostname(), pid=os.getpid())
 
 
+HOST = socket.gethostname()
 #: What became of a dead letter or a result: queued by a server, or kept in a spool.
 SENT, KEPT = "sent", "kept"
 
@@ -102,6 +103,7 @@ class WorkerPool:
                                      stopping=self.stop_requested,
                                      dead_letter=self.dead_letter,
                                      publish=self.publish_result,
+                                     notice=self.notice_start,
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,
@@ -261,10 +263,29 @@ class WorkerPool:
             log.error("could not encode the result: %s", err)
             return False
         unique = f"{request.id[:40]}.{os.urandom(4).hex()}"  # each run's result arrives
-        outcome = self._send(function, unique, payload, self.result_spool, "the result")
-        if outcome == SENT:
-            log.info("result published to %s", function)
-        return outcome is not None
+
+        def keep(why):
+            self._keep(self.result_spool, function, unique, payload, why, "the result")
+        # on the job's own connection, just before its answer: gearmand queues the result
+        # first, with no round trip; if it refuses it or the connection drops, it is kept
+        submit_on(job, Submit(function, unique, payload, on_lost=keep))
+        log.info("result published to %s", function)
+        return True
+
+    def notice_start(self, job, request):
+        """Tell the job's channel that a command's run began (its runs are counted from
+        these: a run whose worker died leaves its notice). Commands only: they are the
+        long runs a worker's death can cut; a notice per no-op task would cost a quarter of
+        a background task's throughput (one more job in gearmand each)."""
+        function = results_function(request.reply_to)
+        record = {"id": request.id, "event": "started", "worker": self.name, "host": HOST,
+                  "started_at": time.time()}
+        if self.config.keyring is not None:
+            record = self.config.keyring.sign(function, record)
+        unique = f"{request.id[:40]}.s{os.urandom(4).hex()}"
+        submit_on(job, Submit(function, unique, dumps(record),
+                              on_lost=lambda why: log.info("start notice lost: %s", why)),
+                  now=True)
 
     def _send(self, function, unique, record, spool, what):
         """Queue ``record`` on ``function`` (SENT), or keep it in ``spool`` to be sent

@@ -27,7 +27,7 @@ from .client import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED,
 from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES,
                          READ_CHUNK, BytesEncoder, Oversized, PollMixin, WireConnection,
                          check_request, open_socket)
-from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL,
+from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL, Submit, submit_on,
                      AbandonJob, JobFailed, WireWorker, WireWorkerHandler)
 from .status import UniqueStatus, status_by_unique
 
@@ -35,5 +35,5 @@ __all__ = ["JOB_COMPLETE", "JOB_CREATED", "JOB_FAILED", "JOB_REFUSED", "JOB_UNKN
            "WireClient", "WireClientHandler", "WireJobRequest", "CONNECT_TIMEOUT",
            "MAX_FUNCTION_BYTES", "MAX_UNIQUE_BYTES", "READ_CHUNK", "BytesEncoder", "Oversized",
            "PollMixin", "WireConnection", "check_request", "open_socket", "RECONNECT_MAX", "RECONNECT_MIN",
-           "WORKER_POLL_INTERVAL", "AbandonJob", "JobFailed", "WireWorker", "WireWorkerHandler",
+           "WORKER_POLL_INTERVAL", "Submit", "submit_on", "AbandonJob", "JobFailed", "WireWorker", "WireWorkerHandler",
            "UniqueStatus", "status_by_unique"]

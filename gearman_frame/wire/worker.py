@@ -1,4 +1,5 @@
 """The worker side of the wire layer: survive any callback, reconnect, grab directly."""
+import collections
 import logging
 import threading
 import time
@@ -6,6 +7,7 @@ import time
 from python3_gearman import errors as gerrors
 from python3_gearman.protocol import (GEARMAN_COMMAND_ECHO_REQ, GEARMAN_COMMAND_GRAB_JOB,
                                       GEARMAN_COMMAND_GRAB_JOB_UNIQ,
+                                      GEARMAN_COMMAND_SUBMIT_JOB_BG,
                                       GEARMAN_COMMAND_PRE_SLEEP, GEARMAN_COMMAND_WORK_COMPLETE,
                                       GEARMAN_COMMAND_WORK_DATA, GEARMAN_COMMAND_WORK_EXCEPTION,
                                       GEARMAN_COMMAND_WORK_FAIL)
@@ -47,10 +49,57 @@ class AbandonJob(Exception):
 REFUSED = Refusals()
 
 
+class Submit:
+    """A background job a worker submits on a job's own connection (a result to its
+    channel): gearmand queues it before it reads what follows (the job's answer), with no
+    round trip to wait for. ``on_lost()`` is called if gearmand refuses it (ERROR) or the
+    connection drops before JOB_CREATED, so the caller can keep it elsewhere."""
+
+    __slots__ = ("function", "unique", "data", "on_lost")
+
+    def __init__(self, function, unique, data, on_lost=None):
+        self.function, self.unique, self.data, self.on_lost = function, unique, data, on_lost
+
+    def lost(self, why):
+        if self.on_lost is not None:
+            try:
+                self.on_lost(why)
+            except Exception:  # a keeper that fails must not end the thread
+                log.exception("could not keep %s (%s)", self.function, why)
+
+
+def submit_on(job, submit: Submit, now=False) -> None:
+    """Submit ``submit`` on ``job``'s connection: before the job's answer (the default),
+    or at once (``now``: a notice that the job started)."""
+    conn = job.connection
+    conn.queue_packet(GEARMAN_COMMAND_SUBMIT_JOB_BG, _as_bytes(submit.function),
+                      _as_bytes(submit.unique), _as_bytes(submit.data))
+    job.connection_manager_handler.submits.append(submit)
+    if now:
+        try:
+            conn.send_data_to_socket()
+        except (gerrors.ConnectionError, gerrors.ServerUnavailable):
+            pass  # the connection's loss reports the submit lost
+
+
 class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
     """Worker state per connection; grabs the next job at once when it is the only one."""
 
     _grab_sent = None  # the grab request last sent, to know what an ERROR refused
+
+    def __init__(self, connection_manager=None):
+        super().__init__(connection_manager=connection_manager)
+        #: Submits sent on this connection, oldest first, waiting for JOB_CREATED.
+        self.submits = collections.deque()
+
+    def recv_job_created(self, job_handle):
+        if self.submits:
+            self.submits.popleft()
+        return True
+
+    def on_io_error(self):
+        while self.submits:
+            self.submits.popleft().lost("the connection to gearmand was lost")
 
     def _address(self):
         return self.connection_manager.handler_to_connection_map[self].address
@@ -79,7 +128,9 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
         manager.note_grab(empty=False)
         if not manager.check_job_lock(self):
             raise gerrors.InvalidWorkerState("received a job we did not ask for")
-        manager.serve_job(self, manager.create_job(self, job_handle, task, unique, data))
+        job = manager.create_job(self, job_handle, task, unique, data)
+        job.connection_manager_handler = self
+        manager.serve_job(self, job)
         return True
 
     def recv_job_assign(self, job_handle, task, data):
@@ -92,6 +143,10 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
         WORK_DATA is remembered (failure details then go as WORK_EXCEPTION, which such a
         server relays only to clients that asked for exceptions, before the WORK_FAIL)."""
         address, manager = self._address(), self.connection_manager
+        if self.submits:  # answers come in order: a submit precedes any grab after it
+            self.submits.popleft().lost(f"gearmand {address} refused it: {error_code}: "
+                                        f"{error_text}")
+            return True
         refused = refused_command(error_text)
         if refused in ("work_data", "work_warning"):
             REFUSED.note(address, "WORK_DATA", "failure details go as WORK_EXCEPTION")

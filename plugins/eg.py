@@ -23,7 +23,10 @@ The rules
    ``{fields}`` are the kwargs). It receives the parsed arguments and the loaded Config.
    Jobs are sent as they are yielded, many in flight, so a generator may yield millions.
 5. ``background = True`` (optional module attribute) sends every job in the background;
-   results then are deliveries (handle, or kept in the outbox).
+   results then are deliveries (handle, or kept in the outbox). With
+   ``sendjob plugin NAME --wait [SECONDS]`` and ``client.results`` set, ``on_result``
+   and the counts get each job's Result instead, collected from the result channel
+   as the jobs finish.
 6. ``on_result(job, result)`` (optional) receives each job's Result (``.ok``, ``.status``,
    ``.value`` for tasks, ``.stdout``/``.stderr``/``.exit_code`` for commands, ``.error``)
    as soon as it finishes.

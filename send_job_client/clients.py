@@ -206,18 +206,18 @@ class JobClient:
         return collector.run(deadline=time.monotonic() + wait)
 
     def results(self, channel: str | None = None, follow: bool = False,
-                wait: float = 5.0) -> Iterator[Result]:
+                wait: float | None = 5.0) -> Iterator[Result]:
         """Yield each result that arrives on the channel (default ``client.results``),
-        recorded in the store first; with ``follow``, until the generator is closed,
-        else until the channel is drained (or ``wait`` seconds). Several consumers of one
-        channel share its results: each result goes to one of them."""
+        recorded in the store first; with ``follow``, until the generator is closed (or
+        ``wait`` seconds, if given), else until the channel is drained (or ``wait``).
+        Several consumers of one channel share its results: each goes to one of them."""
         channel = channel or self.config.client.results
         if not channel:
             raise UsageError("no result channel: set client.results or pass channel=")
         arrived: queue.Queue = queue.Queue()
         collector = Collector(self.config.servers, channel, self.result_store,
                               self.config.keyring, on_result=arrived.put)
-        deadline = None if follow else time.monotonic() + wait
+        deadline = None if wait is None else time.monotonic() + wait
         thread = threading.Thread(target=collector.run, args=(deadline, follow), daemon=True)
         thread.start()
         try:

@@ -40,6 +40,8 @@ class PluginReport:
     ok: int = 0
     failed: int = 0
     outbox: int = 0
+    #: Background jobs whose result did not arrive within the wait.
+    unfinished: int = 0
     failures: list = field(default_factory=list)
     error: BaseException | None = None
 
@@ -77,12 +79,15 @@ def parse_plugin_args(module, name, argv):
     return parser.parse_args(argv)
 
 
-def run_plugin(module, name, args, config, client, progress=None):
+def run_plugin(module, name, args, config, client, progress=None, wait=None):
     """Send the plugin's jobs through ``client``; return a PluginReport (or raise
-    PluginError once the jobs already sent have finished)."""
+    PluginError once the jobs already sent have finished). With ``wait`` (seconds), a
+    background plugin's ``on_result`` and counts get each job's Result, collected from
+    the result channel, instead of its delivery."""
     report = PluginReport(name)
     background = bool(getattr(module, "background", False))
     on_result = getattr(module, "on_result", None)
+    waiting = {} if background and wait is not None else None
 
     def jobs():
         try:
@@ -92,6 +97,12 @@ def run_plugin(module, name, args, config, client, progress=None):
         except Exception as err:  # the plugin's own bug: stop sending, keep what was sent
             report.error = err
             log.error("plugin %s raised %s: %s", name, type(err).__name__, err)
+
+    def delivered(job, delivery):
+        if delivery.ok and not delivery.outbox:
+            waiting[delivery.id] = job  # its result comes later, from the channel
+        else:
+            finished(job, delivery)
 
     def finished(job, outcome):
         if getattr(outcome, "outbox", False):
@@ -110,7 +121,16 @@ def run_plugin(module, name, args, config, client, progress=None):
                 report.error = report.error or err
                 log.error("plugin %s: on_result raised %s: %s", name, type(err).__name__, err)
 
-    client.submit_many(jobs(), background=background, on_result=finished, collect=False)
+    client.submit_many(jobs(), background=background, collect=False,
+                       on_result=finished if waiting is None else delivered)
+    if waiting:
+        for result in client.results(follow=True, wait=wait):
+            job = waiting.pop(result.id, None)
+            if job is not None:
+                finished(job, result)
+            if not waiting:
+                break
+        report.unfinished = len(waiting)
     if report.error is not None:
         raise PluginError(name, report.error, report)
     return report

@@ -44,6 +44,8 @@ examples:
 
 #: Seconds a background send or a plugin spends delivering older outbox jobs after its own.
 AUTO_FLUSH_BUDGET = 5.0
+#: Seconds `sendjob plugin NAME --wait` waits for its background jobs' results.
+PLUGIN_WAIT = 600.0
 #: Seconds each sendjob spends first collecting its result channel (client.results).
 AUTO_COLLECT_BUDGET = 2.0
 #: Seconds `sendjob flush` waits for another sendjob that is flushing the same outbox.
@@ -72,6 +74,10 @@ def build_parser():
     run.add_argument("--json", action="store_true", help="print the result object as JSON")
     plugin = commands.add_parser("plugin", help="run plugins/NAME.py")
     plugin.add_argument("name")
+    plugin.add_argument("--wait", nargs="?", type=cli.seconds, const=PLUGIN_WAIT,
+                        metavar="SECONDS", help="for a background plugin: collect each "
+                        "job's result from client.results (up to SECONDS, default "
+                        f"{PLUGIN_WAIT:g}) and hand it to on_result")
     plugin.add_argument("plugin_args", nargs=argparse.REMAINDER)
     result = commands.add_parser("result", help="a finished job's result, from the store")
     result.add_argument("id")
@@ -200,15 +206,33 @@ def _print_result(result, raw=False):
 
 def cmd_plugin(client, args, config):
     module = load_plugin(args.name)
-    plugin_args = parse_plugin_args(module, args.name, args.plugin_args)
+    wait, rest = _wait_flag(args.wait, list(args.plugin_args))
+    plugin_args = parse_plugin_args(module, args.name, rest)
+    if wait is not None and not config.client.results:
+        raise UsageError("--wait collects the results of background jobs from their "
+                         "channel: set client.results in the config")
     total = module.count(plugin_args) if hasattr(module, "count") else None
     with progress_display(args.name, sys.stdout, total) as show, tasks.using(client):
-        report = run_plugin(module, args.name, plugin_args, config, client, progress=show)
+        report = run_plugin(module, args.name, plugin_args, config, client, progress=show,
+                            wait=wait)
+    if report.unfinished:
+        print(f"{args.name}: {report.unfinished} result(s) did not arrive within {wait:g}s "
+              "(look them up later with sendjob result ID)", file=sys.stderr)
     print(f"{args.name}: {report.sent} sent, {report.ok} ok, {report.failed} failed"
           + (f", {report.outbox} kept in the outbox" if report.outbox else ""))
     for job, result in report.failures[:10]:
         print(f"  failed: {job.function} {job.id}: {result.error}", file=sys.stderr)
     return EXIT_OK if report.failed == 0 else EXIT_FAILED
+
+
+def _wait_flag(given, plugin_args):
+    """``--wait [SECONDS]`` may also come right after the plugin's name."""
+    if plugin_args and plugin_args[0] == "--wait":
+        plugin_args.pop(0)
+        given = PLUGIN_WAIT
+        if plugin_args and re.fullmatch(r"\d+(\.\d+)?", plugin_args[0]):
+            given = float(plugin_args.pop(0))
+    return given, plugin_args
 
 
 def cmd_flush(client, args):
@@ -272,7 +296,7 @@ def job_state(client, job_id):
 
 def cmd_results(client, args):
     if args.follow:
-        for result in client.results(follow=True):
+        for result in client.results(follow=True, wait=None):
             _show_listed(result.to_dict(), args.json)
         return EXIT_OK
     since = None if args.since is None else time.time() - parse_since(args.since)

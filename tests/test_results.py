@@ -157,3 +157,40 @@ def test_a_job_rerun_after_its_worker_was_killed_has_one_record_of_two_runs(gear
     assert found.returncode == 0 and (record["worker"], record["runs"]) == ("second", 2)
     listed = sendjob(path, "results", "--json")
     assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [job_id]
+
+
+BACKGROUND_PLUGIN = '''
+import json
+from send_job_client import Job
+
+background = True
+
+def jobs(args, config):
+    for i in range(5):
+        yield Job.of("say", secs=0, word=f"w{i}")
+
+def on_result(job, result):
+    with open(args_file(), "a") as handle:
+        handle.write(json.dumps([job.id, result.id, result.status, result.stdout]) + "\\n")
+
+def args_file():
+    import os
+    return os.environ["PLUGIN_LEDGER"]
+'''
+
+
+def test_a_background_plugin_waits_for_its_results(gearmand, start_workers, tmp_path):
+    start_workers([gearmand.address], FUNCTIONS)
+    path, _config = sender(tmp_path, [gearmand.address])
+    plugins = tmp_path / "plugins_here"
+    plugins.mkdir()
+    (plugins / "bgplug.py").write_text(BACKGROUND_PLUGIN)
+    ledger = tmp_path / "ledger"
+    proc = sendjob(path, "plugin", "bgplug", "--wait", "30",
+                   env={"PYTHONPATH": str(plugins), "PLUGIN_LEDGER": str(ledger)})
+    assert proc.returncode == 0 and "5 sent, 5 ok, 0 failed" in proc.stdout, proc.stderr
+    calls = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert sorted(stdout for _job, _id, _status, stdout in calls) == \
+        [f"w{i}\n" for i in range(5)]
+    assert all(job_id == result_id and status == "ok"
+               for job_id, result_id, status, _out in calls)

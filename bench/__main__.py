@@ -58,6 +58,15 @@ def _fmt(stats):
     return f"{median:.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
 
 
+def _paired(reps, base, other):
+    """jobs/s of ``base(rep)`` and ``other(rep)``, run alternately ``reps`` times."""
+    firsts, seconds = [], []
+    for rep in range(reps):
+        firsts.append(base(rep)["jobs_s"])
+        seconds.append(other(rep)["jobs_s"])
+    return firsts, seconds
+
+
 def run(args):
     reps = 1 if args.quick else args.reps
     n1, n2, n3, n4 = (500, 200, 200, 5) if args.quick else (5000, 1000, 1000, 20)
@@ -79,10 +88,8 @@ def run(args):
                     table.add("Memory: worker, 4 threads, through W1", "peak RSS MiB",
                               [r[0] for r in rss], [r[1] for r in rss], "<= 20 MiB",
                               check=max(r[0] for r in rss) <= 20)
-            plain, published = [], []
-            for rep in range(reps):
-                plain.append(w.w1_background(server, n1)["jobs_s"])
-                published.append(w.w1_background(server, n1, f"bench{rep}")["jobs_s"])
+            plain, published = _paired(reps, lambda rep: w.w1_background(server, n1),
+                                       lambda rep: w.w1_background(server, n1, f"bench{rep}"))
             table.add(f"W1 results: {n1} background no-op jobs, 1 thread, a result channel "
                       "vs none", "jobs/s", published, plain, ">= 0.8")
             lookup = w.store_lookup(folder)
@@ -91,10 +98,8 @@ def run(args):
                       [lookup["p50_ms"]], [lookup["start_p50_ms"]], "< 50 ms",
                       check=lookup["p50_ms"] < 50)
             key_file = w.new_key_file(folder)
-            plain, signed = [], []
-            for _ in range(reps):
-                plain.append(w.w1_ours(server, 1, n1)["jobs_s"])
-                signed.append(w.w1_ours(server, 1, n1, key_file=key_file)["jobs_s"])
+            plain, signed = _paired(reps, lambda rep: w.w1_ours(server, 1, n1),
+                                    lambda rep: w.w1_ours(server, 1, n1, key_file=key_file))
             table.add(f"W1 signed: {n1} no-op jobs, 1 thread, a key set vs none",
                       "jobs/s", signed, plain, ">= 0.9")
             second = start_gearmand(os.path.join(folder, "second"))
@@ -106,10 +111,8 @@ def run(args):
                           "p50 ms (of the blocks' p50s)", p50s["other"], p50s["plain"],
                           f"+{extra:.3f} ms <= +0.05 ms", higher_is_better=False,
                           check=extra <= 0.05)
-                plain, tls = [], []
-                for _ in range(reps):
-                    plain.append(w.w1_ours(server, 1, n1)["jobs_s"])
-                    tls.append(w.w1_ours(front, 1, n1, tls_ca=ca)["jobs_s"])
+                plain, tls = _paired(reps, lambda rep: w.w1_ours(server, 1, n1),
+                                     lambda rep: w.w1_ours(front, 1, n1, tls_ca=ca))
                 table.add(f"W1 TLS: {n1} no-op jobs, 1 thread, tls:// (stunnel) vs plain TCP",
                           "jobs/s", tls, plain, "report")
                 p50s = w.w2_pair(server, front, n2 * reps, tls_ca=ca)

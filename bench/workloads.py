@@ -162,18 +162,9 @@ def w2(server, count, block=100):
         wait_workers(server, "reverse", 1)
         wait_workers(server, "raw_reverse", 1)
         raw = _raw_client(server)
-        sides = {"ours": lambda: client.submit("reverse", "x"),
-                 "raw": lambda: raw.submit_job("raw_reverse", "x")}
-        samples = {name: [] for name in sides}
-        p50s = {name: [] for name in sides}
-        for call in sides.values():
-            _latencies_ms(call, WARMUP)
-        for round_number in range(max(1, count // block)):
-            order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
-            for name in order:
-                block_samples = _latencies_ms(sides[name], block)
-                samples[name] += block_samples
-                p50s[name].append(_percentile(block_samples, 0.5))
+        samples, p50s = _alternate({"ours": lambda: client.submit("reverse", "x"),
+                                    "raw": lambda: raw.submit_job("raw_reverse", "x")},
+                                   count, block)
         raw.shutdown()
     return {"ours_p50": p50s["ours"], "raw_p50": p50s["raw"],
             "ours_p99": _percentile(samples["ours"], 0.99),
@@ -189,16 +180,26 @@ def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=
             _client(other_server, key_file=key_file, tls_ca=tls_ca) as signed:
         wait_workers(plain_server, "reverse", 1)
         wait_workers(other_server, "reverse", 1)
-        sides = {"plain": lambda: plain.submit("reverse", "x"),
-                 "other": lambda: signed.submit("reverse", "x")}
-        p50s = {name: [] for name in sides}
-        for call in sides.values():
-            _latencies_ms(call, WARMUP)
-        for round_number in range(max(1, count // block)):
-            order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
-            for name in order:
-                p50s[name].append(_percentile(_latencies_ms(sides[name], block), 0.5))
+        _samples, p50s = _alternate({"plain": lambda: plain.submit("reverse", "x"),
+                                     "other": lambda: signed.submit("reverse", "x")},
+                                    count, block)
     return p50s
+
+
+def _alternate(sides, count, block):
+    """Latencies of each side's call, measured in alternating blocks of ``block`` calls
+    (``count`` a side), after a warm-up: every sample, and each block's p50, per side."""
+    samples = {name: [] for name in sides}
+    p50s = {name: [] for name in sides}
+    for call in sides.values():
+        _latencies_ms(call, WARMUP)
+    for round_number in range(max(1, count // block)):
+        order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
+        for name in order:
+            block_samples = _latencies_ms(sides[name], block)
+            samples[name] += block_samples
+            p50s[name].append(_percentile(block_samples, 0.5))
+    return samples, p50s
 
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------

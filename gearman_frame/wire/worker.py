@@ -298,6 +298,7 @@ class WireWorker(PollMixin, GearmanWorker):
         except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
             log.error("job %s (%s): result not delivered, gearmand %s went away: %s",
                       job.unique, job.handle, job.connection.address, err)
+            self.handle_error(job.connection)  # what was submitted on it is reported lost
 
     def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
         """Write a job's updates straight to its socket (it is almost always writable);

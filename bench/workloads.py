@@ -173,15 +173,17 @@ def w2(server, count, block=100):
 
 def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=None):
     """W2's latency plain and with signing (``key_file``) or TLS (``tls_ca``: then
-    ``other_server`` is a TLS front), in alternating blocks: one worker and client per
-    side, each on its own gearmand (a signed worker refuses unsigned jobs)."""
+    ``other_server`` is a TLS front of the same gearmand), in alternating blocks: one
+    worker and client per side, all through one gearmand; the other side's worker serves
+    ``reverse_signed`` (bench/tasks.py), since a signed worker refuses unsigned jobs."""
     with runworkers(plain_server, {}, 1), _client(plain_server) as plain, \
-            runworkers(other_server, {}, 1, key_file=key_file, tls_ca=tls_ca), \
-            _client(other_server, key_file=key_file, tls_ca=tls_ca) as signed:
+            runworkers(other_server, {}, 1, key_file=key_file, tls_ca=tls_ca,
+                       plugins=("bench.tasks",), name="bench-other"), \
+            _client(other_server, key_file=key_file, tls_ca=tls_ca) as other:
         wait_workers(plain_server, "reverse", 1)
-        wait_workers(other_server, "reverse", 1)
+        wait_workers(other_server, "reverse_signed", 1)
         _samples, p50s = _alternate({"plain": lambda: plain.submit("reverse", "x"),
-                                     "other": lambda: signed.submit("reverse", "x")},
+                                     "other": lambda: other.submit("reverse_signed", "x")},
                                     count, block)
     return p50s
 

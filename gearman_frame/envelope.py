@@ -144,7 +144,7 @@ class Request:
         if self.reply_to:
             obj["reply_to"] = self.reply_to
         if signer is not None:
-            obj = signer.sign(function, obj)
+            return signer.sign(function, obj)
         return dumps(obj)
 
     @classmethod

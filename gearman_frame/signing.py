@@ -1,27 +1,26 @@
 """Signed envelopes: who may run what on a fleet whose job server has no authentication.
 
 With ``security.key_file`` set, every envelope a sender, worker or admin writes carries
-``ts`` (when it was signed), ``kid`` (which key: a hash, never the key) and ``sig``: an
-HMAC-SHA256, under that key, of the function name and every other field of the envelope
-(id, args, kwargs, bg, ts, kid, and any field a later version adds), serialised
-canonically: ``json.dumps([function, fields], sort_keys=True, separators=(",", ":"),
-ensure_ascii=True)`` with bytes as ``{"__b64__": ...}``. A worker checks that signature,
+``ts`` (when it was signed), ``kid`` (which key: a hash, never the key) and, last,
+``"sig":"<64 hex>"``: an HMAC-SHA256, under that key, of the function name, a NUL byte,
+and the envelope's exact JSON bytes without that last member (``BODY``: everything
+before ``,"sig":``, then ``}``). The bytes that are signed are the bytes that are parsed
+and run: no canonical form to agree on, in any language. A worker checks that signature,
 that the key is one it accepts, that ``ts`` is within ``security.max_age`` of its clock,
 and that it has not seen the signature in that window (a replay) before anything runs.
 """
 from __future__ import annotations
 
-import json
 import os
+import re
 import stat
 import threading
 import time
 
 from .config import DEFAULT_MAX_AGE
-from .envelope import _to_json, dumps, parse_request
+from .envelope import dumps, parse_request
 from .errors import ConfigError, EnvelopeError
 
-SIGNATURE_FIELDS = ("ts", "kid", "sig")
 #: Shortest secret a key file may hold (bytes, after trailing whitespace is removed).
 MIN_KEY_BYTES = 16
 #: What the sender of a refused job is told: nothing that helps to forge the next one.
@@ -78,23 +77,8 @@ def new_key_text() -> bytes:
     return os.urandom(32).hex().encode("ascii") + b"\n"
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                              allow_nan=False, default=_to_json)
-#: The C encoder ``_CANONICAL.encode`` would build on every call, built once (no
-#: circular-reference bookkeeping: a cycle ends in RecursionError). None without it.
-_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
-_C_CANONICAL = (_MAKE_ENCODER(None, _to_json, json.encoder.encode_basestring_ascii, None,
-                              ":", ",", True, False, False) if _MAKE_ENCODER else None)
-
-
-def _canonical(function: str, fields: dict) -> bytes:
-    value = [function, fields]
-    if _C_CANONICAL is not None:
-        try:
-            return "".join(_C_CANONICAL(value, 0)).encode("ascii")
-        except RecursionError as err:
-            raise ValueError("nested too deeply") from err
-    return _CANONICAL.encode(value).encode("ascii")
+#: How a signed envelope ends: its signature, the last member.
+_SIG_TAIL = re.compile(rb',"sig":"([0-9a-f]{64})"\}[ \t\r\n]*$')
 
 
 class Keyring:
@@ -112,26 +96,27 @@ class Keyring:
         self._keyed = {kid: self._hmac.new(k, digestmod=hashlib.sha256)
                        for kid, k in self._keys.items()}
 
-    def _mac(self, kid, function, fields):
+    def _mac(self, kid, function, body):
         mac = self._keyed[kid].copy()
-        mac.update(_canonical(function, fields))
+        mac.update(function.encode("utf-8", "surrogateescape") + b"\0" + body)
         return mac.hexdigest()
 
     # -- signing
-    def sign(self, function: str, envelope: dict, now: float | None = None) -> dict:
-        """``envelope`` (an envelope object) with a fresh ts, kid and sig."""
+    def sign(self, function: str, envelope: dict, now: float | None = None) -> bytes:
+        """``envelope`` (an envelope object) encoded, with a fresh ts and kid, and its
+        signature appended as the last member."""
         fields = dict(envelope)
         fields.pop("sig", None)
         fields["ts"] = time.time() if now is None else now
         fields["kid"] = self.kid
-        fields["sig"] = self._mac(self.kid, function, fields)
-        return fields
+        body = dumps(fields)
+        return body[:-1] + b',"sig":"' + self._mac(self.kid, function, body).encode() + b'"}'
 
     def resign(self, function: str, data: bytes) -> bytes:
         """Sign an encoded envelope again (a job kept in the outbox, a resent dump line):
         a new ts, so it is fresh when it is sent. Raw payloads are returned as they are."""
         obj = self.envelope_object(data)
-        return data if obj is None else dumps(self.sign(function, obj))
+        return data if obj is None else self.sign(function, obj)
 
     @staticmethod
     def envelope_object(data: bytes) -> dict | None:
@@ -143,21 +128,21 @@ class Keyring:
         return None if request is None else request.fields
 
     # -- verifying
-    def check(self, function: str, envelope: dict, now: float | None = None,
-              fresh: bool = True) -> str | None:
-        """None if ``envelope`` is signed by an accepted key (and, with ``fresh``, within
-        max_age of now); else why not (one of the why-codes)."""
+    def check(self, function: str, payload: bytes, envelope: dict,
+              now: float | None = None, fresh: bool = True) -> str | None:
+        """None if ``payload`` (whose decoded object is ``envelope``) is signed by an
+        accepted key (and, with ``fresh``, within max_age of now); else why not (one of
+        the why-codes)."""
         sig, kid, ts = envelope.get("sig"), envelope.get("kid"), envelope.get("ts")
         if not isinstance(sig, str) or not isinstance(kid, str):
             return UNSIGNED
         if kid not in self._keys:
             return UNKNOWN_KEY
-        fields = dict(envelope)
-        del fields["sig"]
-        try:
-            expected = self._mac(kid, function, fields)
-        except (TypeError, ValueError):  # a NaN, or a value JSON cannot hold
+        payload = bytes(payload)
+        tail = _SIG_TAIL.match(payload, max(0, payload.rfind(b',"sig":"')))
+        if tail is None or tail.group(1).decode() != sig:
             return BAD_SIGNATURE
+        expected = self._mac(kid, function, payload[:tail.start()] + b"}")
         if not self._hmac.compare_digest(expected, sig):
             return BAD_SIGNATURE
         if fresh:

@@ -248,7 +248,7 @@ def _check_signed(job, keyring):
     envelope = keyring.envelope_object(job["data"])
     if envelope is None:
         return  # raw: resent as it came (only with --all), to a function that allows it
-    why = keyring.check(job["function"], envelope, fresh=False)
+    why = keyring.check(job["function"], job["data"], envelope, fresh=False)
     if why is not None:
         raise _BadRecord(f"not signed by an accepted key ({why})")
 

@@ -95,7 +95,7 @@ class Collector:
             record = loads(payload)
         except EnvelopeError:
             record = None
-        why = (self.keyring.check(self.function, record, fresh=False)
+        why = (self.keyring.check(self.function, payload, record, fresh=False)
                if isinstance(record, dict) else "not JSON")
         if why is not None:
             log.warning("%s: dropped a result that is not signed by an accepted key (%s)",

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gearman_frame.envelope import Request, Result
+from gearman_frame.envelope import Request, Result, loads
 from gearman_frame.signing import Keyring, read_key_file
 from gearman_frame.wire import WireClient
 from manage_client.drain import read_dump
@@ -104,16 +104,15 @@ def test_a_wrong_key_an_expired_job_and_a_replay_run_nothing(gearmand, start_wor
     code, _out = attacker(gearmand, "touch", captured["data"])  # the same bytes: a replay
     assert code != 0 and runs(marks, "captured") == 1
     assert "refused: replayed" in worker.log()
-    signed = json.loads(Request(kwargs={"name": "stale"}).encode(config.keyring, "touch"))
-    stale = json.dumps(config.keyring.sign("touch", signed, now=time.time() - 1000))
-    code, _out = attacker(gearmand, "touch", stale.encode())
+    stale = config.keyring.sign("touch", {"v": 1, "id": "s1", "kwargs": {"name": "stale"}},
+                                now=time.time() - 1000)
+    code, _out = attacker(gearmand, "touch", stale)
     assert code != 0 and runs(marks, "stale") == 0
     assert "refused: timestamp outside security.max_age" in worker.log()
     # a signed background job that waited too long is authentic: kept as a dead letter
-    late = json.loads(Request(kwargs={"name": "late"}, background=True).encode(
-        config.keyring, "touch"))
-    late = json.dumps(config.keyring.sign("touch", late, now=time.time() - 1000))
-    attacker(gearmand, "touch", late.encode(), background=True)
+    late = config.keyring.sign("touch", {"v": 1, "id": "l1", "bg": True,
+                                         "kwargs": {"name": "late"}}, now=time.time() - 1000)
+    attacker(gearmand, "touch", late, background=True)
     wait_for(lambda: queued_total([gearmand.address], "__dead__.touch") == 1, 10,
              "the late job's dead letter")
     assert runs(marks, "late") == 0
@@ -188,21 +187,22 @@ def test_a_bad_key_file_is_exit_2_naming_the_file(tmp_path, mode, text, expected
     assert "security.key_file" in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_the_keyring_signs_everything_that_decides_what_runs(tmp_path):
+def test_the_keyring_signs_every_byte_that_decides_what_runs(tmp_path):
     keyring = Keyring(read_key_file(str(make_key(tmp_path / "k")), None, "k"))
-    signed = json.loads(Request(args=("a",), kwargs={"x": b"\xff"}).encode(keyring, "f"))
-    signed = json.loads(json.dumps(signed))
-    assert keyring.check("f", _decoded(signed)) is None
-    for change in ({"kwargs": {"x": "y"}}, {"args": ["b"]}, {"id": "other"}, {"bg": True},
-                   {"ts": signed["ts"] + 1}):
-        assert keyring.check("f", _decoded({**signed, **change})) == "bad signature"
-    assert keyring.check("g", _decoded(signed)) == "bad signature"
-    assert keyring.claim(_decoded(signed)) and not keyring.claim(_decoded(signed))
-
-
-def _decoded(obj):
-    from gearman_frame.envelope import loads
-    return loads(json.dumps(obj).encode())
+    payload = Request(args=("a",), kwargs={"x": b"\xff", "y": "é"}).encode(keyring, "f")
+    assert keyring.check("f", payload, loads(payload)) is None
+    body = payload[:payload.rindex(b',"sig":')]
+    for old, new in ((b'"a"', b'"b"'), (b'"y":"\xc3\xa9"', b'"y":"e"'), (b'"v":1', b'"v":1 '),
+                     (b'"kwargs"', b'"bg":true,"kwargs"')):
+        assert old in body, old
+        forged = payload.replace(old, new, 1)
+        assert keyring.check("f", forged, loads(forged)) == "bad signature", new
+    assert keyring.check("g", payload, loads(payload)) == "bad signature"
+    unsigned = Request(args=("a",)).encode()
+    assert keyring.check("f", unsigned, loads(unsigned)) == "unsigned"
+    other = Keyring(b"another key of enough length").sign("f", loads(unsigned))
+    assert keyring.check("f", other, loads(other)) == "signed with an unknown key"
+    assert keyring.claim(loads(payload)) and not keyring.claim(loads(payload))
 
 
 def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):

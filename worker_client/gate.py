@@ -16,14 +16,15 @@ class Gate:
         self.refused = 0
         self._lock = threading.Lock()
 
-    def why_refused(self, function, request, allow_unsigned=False):
+    def why_refused(self, function, request, payload, allow_unsigned=False):
         """None if the job may run; else why not (for the log, never for the sender).
-        ``request`` is the parsed envelope, None for a raw payload. A function with
-        ``allow_unsigned`` takes raw and unsigned jobs, never badly signed ones."""
+        ``request`` is the parsed envelope of ``payload`` (None for a raw payload). A
+        function with ``allow_unsigned`` takes raw and unsigned jobs, never badly signed
+        ones."""
         if request is None:
             why = None if allow_unsigned else UNSIGNED
         else:
-            why = self.keyring.check(function, request.fields)
+            why = self.keyring.check(function, payload, request.fields)
             if why == UNSIGNED and allow_unsigned:
                 why = None
             elif why is None and not self.keyring.claim(request.fields):

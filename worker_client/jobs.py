@@ -121,7 +121,7 @@ class FunctionHandler:
         gate = self.ctx.gate
         if gate is None:
             return None
-        return gate.why_refused(job.task, request,
+        return gate.why_refused(job.task, request, job.data,
                                 self.spec is not None and self.spec.allow_unsigned)
 
     def _refuse(self, job, request, why, started):

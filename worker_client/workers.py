@@ -225,7 +225,7 @@ class WorkerPool:
         except EnvelopeError:
             request = None
         gate = self.context.gate
-        why = gate.why_refused(job.task, request) if gate is not None else None
+        why = gate.why_refused(job.task, request, data) if gate is not None else None
         if why is not None:
             log.warning("control job %s refused: %s", job.unique, why)
             return None
@@ -255,10 +255,9 @@ class WorkerPool:
         failed (the caller then leaves the job unanswered)."""
         function = results_function(request.reply_to)
         record = result_record(result, request, job.task, started_at, time.time())
-        if self.config.keyring is not None:
-            record = self.config.keyring.sign(function, record)
         try:
-            payload = dumps(record)
+            payload = (dumps(record) if self.config.keyring is None
+                       else self.config.keyring.sign(function, record))
         except ValueError as err:
             log.error("could not encode the result: %s", err)
             return False
@@ -280,10 +279,10 @@ class WorkerPool:
         function = results_function(request.reply_to)
         record = {"id": request.id, "event": "started", "worker": self.name, "host": HOST,
                   "started_at": time.time()}
-        if self.config.keyring is not None:
-            record = self.config.keyring.sign(function, record)
+        payload = (dumps(record) if self.config.keyring is None
+                   else self.config.keyring.sign(function, record))
         unique = f"{request.id[:40]}.s{os.urandom(4).hex()}"
-        submit_on(job, Submit(function, unique, dumps(record),
+        submit_on(job, Submit(function, unique, payload,
                               on_lost=lambda why: log.info("start notice lost: %s", why)),
                   now=True)
 

@@ -249,15 +249,20 @@ class WorkerPool:
             log.warning("dead-lettered to %s", function)
         return outcome is not None
 
+    def _encoded(self, function, record):
+        """A record's JSON, signed for ``function`` when a key is configured."""
+        keyring = self.config.keyring
+        return dumps(record) if keyring is None else keyring.sign(function, record)
+
     def publish_result(self, job, request, result, started_at):
         """Publish a job's final result to ``__results__.CHANNEL`` (signed when a key is
-        set), or keep it in the result spool when no server takes it; False only if both
-        failed (the caller then leaves the job unanswered)."""
+        set) on the job's connection, kept in the result spool if gearmand refuses it or
+        the connection drops; False only if it cannot be encoded (the caller then leaves
+        the job unanswered)."""
         function = results_function(request.reply_to)
         record = result_record(result, request, job.task, started_at, time.time())
         try:
-            payload = (dumps(record) if self.config.keyring is None
-                       else self.config.keyring.sign(function, record))
+            payload = self._encoded(function, record)
         except ValueError as err:
             log.error("could not encode the result: %s", err)
             return False
@@ -279,10 +284,8 @@ class WorkerPool:
         function = results_function(request.reply_to)
         record = {"id": request.id, "event": "started", "worker": self.name, "host": HOST,
                   "started_at": time.time()}
-        payload = (dumps(record) if self.config.keyring is None
-                   else self.config.keyring.sign(function, record))
         unique = f"{request.id[:40]}.s{os.urandom(4).hex()}"
-        submit_on(job, Submit(function, unique, payload,
+        submit_on(job, Submit(function, unique, self._encoded(function, record),
                               on_lost=lambda why: log.info("start notice lost: %s", why)),
                   now=True)
 

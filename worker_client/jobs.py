@@ -393,9 +393,12 @@ class _Progress:
         self.wire_worker = wire_worker
         self.job = job
         self.timeout = int(timeout or 0)
+        self.lost = False
 
     def __call__(self, elapsed):
-        self.wire_worker.send_job_status(self.job, int(elapsed), self.timeout, poll_timeout=1.0)
+        if not self.lost:  # once its server is gone, the rest would fail the same way
+            self.lost = not self.wire_worker.report_progress(self.job, int(elapsed),
+                                                             self.timeout)
 
 
 def _printable(text):

@@ -300,6 +300,17 @@ class WireWorker(PollMixin, GearmanWorker):
                       job.unique, job.handle, job.connection.address, err)
             self.handle_error(job.connection)  # what was submitted on it is reported lost
 
+    def report_progress(self, job, numerator, denominator) -> bool:
+        """Send WORK_STATUS for a running job; False (and nothing raised) if the job's
+        server went away: progress is best effort, the job goes on."""
+        try:
+            self.send_job_status(job, numerator, denominator, poll_timeout=1.0)
+            return True
+        except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
+            log.warning("job %s (%s): progress not sent, gearmand %s went away: %s",
+                        job.unique, job.handle, job.connection.address, err)
+            return False
+
     def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
         """Write a job's updates straight to its socket (it is almost always writable);
         poll only for what the socket did not take."""

@@ -39,6 +39,14 @@ def open_private(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
 
 
+def ensure_private_file(path: str) -> None:
+    """Create ``path`` empty and owner-only (its folder too) if it is not there, whatever
+    the umask, so a library that opens it later (SQLite) never makes it readable."""
+    private_folder(os.path.dirname(os.path.abspath(path)))
+    if not os.path.exists(path):
+        os.close(open_private(path, os.O_WRONLY | os.O_CREAT))
+
+
 def write_private_file(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a synced temporary file renamed into place,
     then the folder synced, so a crash leaves the old file or the new one, never half."""

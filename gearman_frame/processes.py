@@ -35,6 +35,15 @@ def proc_stat(pid: int) -> tuple[str, int, int, int] | None:
     return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
 
 
+def cmdline(pid: int) -> list[bytes]:
+    """The argv of ``pid`` (from /proc), or [] if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def is_alive(pid: int) -> bool:
     """True if ``pid`` is a live process (a zombie is not)."""
     info = proc_stat(pid)

@@ -22,7 +22,7 @@ from pathlib import Path
 from .addresses import DEFAULT_PORT
 from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
 from .files import private_folder
-from .processes import escalate, is_alive, send_signal, wait_until
+from .processes import cmdline, escalate, is_alive, send_signal, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,6 @@ def accepts_connections(host, port, timeout=0.5):
             return sock.recv(64).startswith(b"OK")
     except OSError:
         return False
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().split(b"\0")
-    except OSError:
-        return []
 
 
 @dataclass
@@ -180,7 +172,7 @@ class LocalGearmand:
             return None
 
     def _is_ours(self, pid):
-        argv = _cmdline(pid)
+        argv = cmdline(pid)
         return (bool(argv) and os.path.basename(argv[0]) == b"gearmand"
                 and str(self.pidfile).encode() in argv and is_alive(pid))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
 from .files import private_folder
-from .processes import escalate, is_alive, send_signal, wait_until
+from .processes import cmdline, escalate, is_alive, send_signal, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,7 @@ class TlsFront:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            argv = []
-        if is_alive(pid) and any(str(self.conf).encode() == a for a in argv):
+        if is_alive(pid) and str(self.conf).encode() in cmdline(pid):
             return pid
         self.pidfile.unlink(missing_ok=True)
         return None

@@ -20,7 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 
 from gearman_frame.errors import OutboxError
-from gearman_frame.files import FileLock, open_private, private_folder
+from gearman_frame.files import FileLock, ensure_private_file, private_folder
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,8 @@ class Outbox:
             raise self._error(err) from err
 
     def _connect(self):
-        folder = os.path.dirname(os.path.abspath(self.path))
         try:
-            private_folder(folder)
-            if not os.path.exists(self.path):  # created owner-only, whatever the umask
-                os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT))
+            ensure_private_file(self.path)
         except OSError as err:
             raise OutboxError(self.path, f"cannot create it ({err.strerror})",
                               "make its folder writable or set client.outbox") from err

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gearman_frame.envelope import Result, loads
 from gearman_frame.errors import EnvelopeError, ResultStoreError
-from gearman_frame.files import open_private, private_folder
+from gearman_frame.files import ensure_private_file
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +144,7 @@ class ResultStore:
 
     def _connect(self, sqlite3):
         try:
-            private_folder(os.path.dirname(os.path.abspath(self.path)))
-            if not os.path.exists(self.path):  # created owner-only, whatever the umask
-                os.close(open_private(self.path, os.O_WRONLY | os.O_CREAT))
+            ensure_private_file(self.path)
         except OSError as err:
             raise ResultStoreError(self.path, f"cannot create it ({err.strerror})",
                                    "make its folder writable or set client.result_store") \

@@ -82,10 +82,10 @@ class Proc:
 
 
 def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
-               key_file=None, tls_ca=None):
+               key_file=None, tls_ca=None, serve=None):
     """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
     (checking signatures with ``key_file``; over TLS, verified by ``tls_ca``, when given:
-    ``server`` is then the TLS front)."""
+    ``server`` is then the TLS front); ``serve``: only these functions (``--functions``)."""
     folder = tempfile.mkdtemp(prefix="gf-bench-")
     config = os.path.join(folder, "config.yaml")
     security = {"security": {"key_file": key_file}} if key_file else {}
@@ -98,7 +98,8 @@ def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)
                         "functions": functions, **security}, handle)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo}
-    return Proc([os.path.join(BIN, "runworkers"), "--config", config], env=env)
+    only = ["--functions", ",".join(serve)] if serve else []
+    return Proc([os.path.join(BIN, "runworkers"), "--config", config, *only], env=env)
 
 
 def raw_worker(server, threads, mode):

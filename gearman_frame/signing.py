@@ -12,10 +12,10 @@ and that it has not seen the signature in that window (a replay) before anything
 from __future__ import annotations
 
 import os
-import re
 import stat
 import threading
 import time
+from collections import deque
 
 from .config import DEFAULT_MAX_AGE
 from .envelope import dumps, parse_request
@@ -29,8 +29,8 @@ REFUSED_REASON = "unauthenticated job"
 UNSIGNED, UNKNOWN_KEY, BAD_SIGNATURE, EXPIRED, REPLAYED = (
     "unsigned", "signed with an unknown key", "bad signature",
     "timestamp outside security.max_age", "replayed")
-#: Signatures remembered before expired ones are swept out.
-_SWEEP_EVERY = 1024
+#: (key, function) pairs whose HMAC state is kept ready (more are keyed each time).
+_PREFIXED_MAX = 256
 
 
 def _crypto():
@@ -77,10 +77,6 @@ def new_key_text() -> bytes:
     return os.urandom(32).hex().encode("ascii") + b"\n"
 
 
-#: How a signed envelope ends: its signature, the last member.
-_SIG_TAIL = re.compile(rb',"sig":"([0-9a-f]{64})"\}[ \t\r\n]*$')
-
-
 class Keyring:
     """The fleet's keys: one signs, every one (old keys during a rotation) verifies; and
     the signatures seen in the last ``max_age`` seconds, to refuse a replay."""
@@ -95,10 +91,20 @@ class Keyring:
         #: Per key, an HMAC already fed the key: copying it costs less than keying anew.
         self._keyed = {kid: self._hmac.new(k, digestmod=hashlib.sha256)
                        for kid, k in self._keys.items()}
+        #: Per (key, function), one already fed ``FUNCTION NUL`` too (a fleet has few).
+        self._prefixed: dict[tuple[str, str], object] = {}
+        #: When each remembered signature's window ends, oldest first (to sweep them).
+        self._expiry: deque[tuple[float, str]] = deque()
 
     def _mac(self, kid, function, body):
-        mac = self._keyed[kid].copy()
-        mac.update(function.encode("utf-8", "surrogateescape") + b"\0" + body)
+        keyed = self._prefixed.get((kid, function))
+        if keyed is None:
+            keyed = self._keyed[kid].copy()
+            keyed.update(function.encode("utf-8", "surrogateescape") + b"\0")
+            if len(self._prefixed) < _PREFIXED_MAX:
+                self._prefixed[(kid, function)] = keyed
+        mac = keyed.copy()
+        mac.update(body)
         return mac.hexdigest()
 
     # -- signing
@@ -107,7 +113,7 @@ class Keyring:
         signature appended as the last member."""
         fields = dict(envelope)
         fields.pop("sig", None)
-        fields["ts"] = time.time() if now is None else now
+        fields["ts"] = int(time.time() if now is None else now)  # whole seconds: enough
         fields["kid"] = self.kid
         body = dumps(fields)
         return body[:-1] + b',"sig":"' + self._mac(self.kid, function, body).encode() + b'"}'
@@ -139,10 +145,12 @@ class Keyring:
         if kid not in self._keys:
             return UNKNOWN_KEY
         payload = bytes(payload)
-        tail = _SIG_TAIL.match(payload, max(0, payload.rfind(b',"sig":"')))
-        if tail is None or tail.group(1).decode() != sig:
+        if payload[-1:] != b"}":
+            payload = payload.rstrip(b" \t\r\n")
+        tail = b',"sig":"' + sig.encode("ascii", "replace") + b'"}'
+        if len(sig) != 64 or not payload.endswith(tail):
             return BAD_SIGNATURE
-        expected = self._mac(kid, function, payload[:tail.start()] + b"}")
+        expected = self._mac(kid, function, payload[:-len(tail)] + b"}")
         if not self._hmac.compare_digest(expected, sig):
             return BAD_SIGNATURE
         if fresh:
@@ -160,9 +168,14 @@ class Keyring:
         with self._lock:
             if self._seen.get(sig, 0.0) > now:
                 return False
-            self._seen[sig] = float(envelope["ts"]) + self.max_age
-            if len(self._seen) % _SWEEP_EVERY == 0:
-                self._seen = {s: until for s, until in self._seen.items() if until > now}
+            until = float(envelope["ts"]) + self.max_age
+            self._seen[sig] = until
+            self._expiry.append((until, sig))
+            expiry = self._expiry
+            while expiry and expiry[0][0] <= now:  # windows end in about sign order
+                ended, old = expiry.popleft()
+                if self._seen.get(old) == ended:
+                    del self._seen[old]
         return True
 
     def release(self, envelope: dict) -> None:

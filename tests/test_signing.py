@@ -203,6 +203,25 @@ def test_the_keyring_signs_every_byte_that_decides_what_runs(tmp_path):
     other = Keyring(b"another key of enough length").sign("f", loads(unsigned))
     assert keyring.check("f", other, loads(other)) == "signed with an unknown key"
     assert keyring.claim(loads(payload)) and not keyring.claim(loads(payload))
+    spaced = payload + b"\n"
+    assert keyring.check("f", spaced, loads(spaced)) is None
+    short = payload.replace(b'"}', b'0"}')
+    assert keyring.check("f", short, loads(short)) == "bad signature"
+
+
+def test_a_signature_is_remembered_for_its_window_then_forgotten(tmp_path):
+    keyring = Keyring(read_key_file(str(make_key(tmp_path / "k")), None, "k"), max_age=60)
+    first = loads(keyring.sign("f", {"v": 1, "id": "a"}, now=1000))
+    assert keyring.claim(first, now=1000) and not keyring.claim(first, now=1059)
+    later = [loads(keyring.sign("f", {"v": 1, "id": str(i)}, now=1000 + i)) for i in range(99)]
+    assert all(keyring.claim(envelope, now=1000 + i) for i, envelope in enumerate(later))
+    # Its window over, the same signature is a new claim (check() refuses it as expired).
+    assert keyring.claim(first, now=1061)
+    # A released claim (its job went back to gearmand unanswered) may be claimed again.
+    last = later[-1]
+    assert not keyring.claim(last, now=1100)
+    keyring.release(last)
+    assert keyring.claim(last, now=1100) and not keyring.claim(last, now=1101)
 
 
 def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):

@@ -49,6 +49,8 @@ DEFAULT_RESULT_TTL = 7 * 86400.0
 DEFAULT_WORKER_NAME = "{hostname}"
 #: Worker threads per ``runworkers`` process.
 DEFAULT_THREADS = 4
+#: Most worker processes one supervisor runs.
+MAX_PROCESSES = 256
 #: Largest job payload a worker takes (bytes); a larger one is read past as it arrives
 #: and refused, so it never grows the worker's memory.
 DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
@@ -115,6 +117,13 @@ class WorkerConfig:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     max_payload: int = DEFAULT_MAX_PAYLOAD
     max_kwargs: int = DEFAULT_MAX_KWARGS
+    #: Worker processes under one supervisor (``runworkers --processes``).
+    processes: int = 1
+    #: Recycling: a process past one of these (0: no limit) stops taking jobs, finishes
+    #: its own and is replaced: jobs taken, seconds alive, MiB of RSS.
+    max_jobs: int = 0
+    max_lifetime: float = 0.0
+    max_memory: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -486,7 +495,9 @@ class _Validator:
 
     def worker(self, raw):
         raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",
-                                           "progress_interval", "max_payload", "max_kwargs"))
+                                           "progress_interval", "max_payload", "max_kwargs",
+                                           "processes", "max_jobs", "max_lifetime",
+                                           "max_memory"))
         name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
         try:
             unknown = fields_of([name]) - {"hostname", "pid"}
@@ -508,6 +519,11 @@ class _Validator:
                                   "worker.max_payload"),
             max_kwargs=self.integer(raw.get("max_kwargs", DEFAULT_MAX_KWARGS),
                                     "worker.max_kwargs", 1),
+            processes=self.integer(raw.get("processes", 1), "worker.processes", 1,
+                                   MAX_PROCESSES),
+            max_jobs=self.integer(raw.get("max_jobs", 0), "worker.max_jobs", 0),
+            max_lifetime=self.number(raw.get("max_lifetime", 0), "worker.max_lifetime"),
+            max_memory=self.number(raw.get("max_memory", 0), "worker.max_memory"),
         )
 
     def server(self, raw):

@@ -195,9 +195,20 @@ def parse_uniques(lines, server):
 
 
 def worker_name_of(client_id):
-    """The worker name of a thread's client id (``web1.3``, ``web1.ctl`` → ``web1``);
-    None for '-' (a connection that set no id)."""
+    """The worker name of a thread's client id (``web1.3``, ``web1.ctl``, and a process's
+    ``web1.p2.3``, ``web1.p2.ctl`` → ``web1``); None for '-' (a connection that set no
+    id)."""
     if client_id in ("-", ""):
         return None
-    name, _, index = client_id.rpartition(".")
-    return name if name and (index.isdigit() or index == "ctl") else client_id
+    process = process_of(client_id)
+    if process is None:
+        return client_id
+    name, _, label = process.rpartition(".")
+    return name if name and label[:1] == "p" and label[1:].isdigit() else process
+
+
+def process_of(client_id):
+    """The process part of a thread's client id (``web1.p2.3`` → ``web1.p2``, ``web1.3``
+    → ``web1``), or None if it is not shaped like one."""
+    process, _, index = client_id.rpartition(".")
+    return process if process and (index.isdigit() or index == "ctl") else None

@@ -9,7 +9,7 @@ from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX
 
 from .admin import totals
-from .admin_protocol import worker_name_of
+from .admin_protocol import process_of, worker_name_of
 
 #: Marker shown beside a function with queued jobs and no worker to take them.
 NO_WORKER_MARK = "!"
@@ -64,7 +64,8 @@ def workers_table(connections):
     ours = {(c.server, c.client_id) for c in connections}
     for conn in connections:
         name = worker_name_of(conn.client_id)
-        if name != conn.client_id and (conn.server, f"{name}.ctl") not in ours:
+        process = process_of(conn.client_id)
+        if name != conn.client_id and (conn.server, f"{process}.ctl") not in ours:
             name = conn.client_id  # NAME.N is a gearman-frame thread only beside NAME.ctl
         key = (conn.server, conn.ip, name or f"- (fd {conn.fd})")  # no id: one each
         groups[key]["threads"] += 1

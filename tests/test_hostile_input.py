@@ -77,7 +77,7 @@ def test_a_huge_job_and_a_million_kwargs_are_refused_without_growing_the_worker(
         gearmand, start_workers):
     worker = _idle_worker(start_workers, gearmand, {"small": {"command": ["true"]},
                                                     "echo": {"shell": "echo {a}"}})
-    pid = worker.proc.pid
+    pid = worker.worker_pid()
     idle_rss, idle_peak = status_of(pid, "VmRSS"), status_of(pid, "VmHWM")
     client = WireClient([gearmand.address])
     # Given a 200 MB job
@@ -105,7 +105,7 @@ def test_floods_of_output_stay_within_bounds_and_leave_nothing_held(gearmand, st
     worker = _idle_worker(start_workers, gearmand, functions)
     other = start_workers([gearmand.address], {"hello": {"command": ["echo", "hi"]}},
                           name="other")
-    pid = worker.proc.pid
+    pid = worker.worker_pid()
     idle_rss = status_of(pid, "VmRSS")
     raw = WireClient([gearmand.address]).submit("raw_flood", b"go", timeout=60)
     assert raw.state == "FAILED" and b"over output_limit" in raw.data_updates[-1]

@@ -19,7 +19,8 @@ class WorkerProcess:
     """One `runworkers` process with its own config file, log file and state folder."""
 
     def __init__(self, folder, servers, functions, name="w", threads=2, grace=5.0,
-                 plugins=(), pythonpath=None, extra_args=(), nofile=None, extra_config=None):
+                 plugins=(), pythonpath=None, extra_args=(), nofile=None, extra_config=None,
+                 worker=None):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.name = name
@@ -27,7 +28,7 @@ class WorkerProcess:
         self.config.write_text(yaml.safe_dump({
             "servers": [str(s) for s in servers],
             "worker": {"name": name, "threads": threads, "grace": grace, "startup_timeout": 5,
-                       "progress_interval": 0.5},
+                       "progress_interval": 0.5, **(worker or {})},
             "plugins": list(plugins),
             "functions": functions,
             **(extra_config or {}),
@@ -52,6 +53,20 @@ class WorkerProcess:
 
     def log(self):
         return self.logfile.read_text(errors="replace")
+
+    def worker_pids(self):
+        """The worker processes `runworkers` (their supervisor) runs now."""
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as handle:
+                return [int(p) for p in handle.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def worker_pid(self):
+        """The pid of the one worker process (``--processes 1``)."""
+        wait_for(lambda: len(self.worker_pids()) == 1, 10, "one worker process")
+        return self.worker_pids()[0]
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:

@@ -14,10 +14,10 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from threading import Event
+from threading import Event, Lock, get_ident
 
-from gearman_frame.config import (DEFAULT_MAX_KWARGS, DEFAULT_OUTPUT_LIMIT,
-                                  DEFAULT_PROGRESS_INTERVAL)
+from gearman_frame.config import (DEFAULT_FUNCTION_TIMEOUT, DEFAULT_MAX_KWARGS,
+                                  DEFAULT_OUTPUT_LIMIT, DEFAULT_PROGRESS_INTERVAL)
 from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_REFUSED,
                                     STATUS_TIMEOUT, Result, dumps, looks_like_object,
                                     parse_request, why_raw)
@@ -46,6 +46,33 @@ class Rejected(Exception):
     """Raised when a job cannot run at all (bad fields): it fails without any attempt."""
 
 
+class TakenOver(Exception):
+    """Raised in a task's thread when its attempt returns after the watchdog timed it out:
+    the job is answered elsewhere, and nothing more is done for it here."""
+
+
+@dataclass
+class RunningTask:
+    """A Python task's attempt in progress, watched for its timeout by the process's
+    watchdog (WorkerPool): a thread cannot be killed, so past its deadline the job is
+    answered from outside and the process is replaced."""
+
+    handler: "FunctionHandler"
+    wire_worker: object
+    job: object
+    request: object
+    started: float
+    deadline: float = float("inf")
+    attempt: int = 0
+    timed_out: bool = False
+    #: run by after_timeout's thread (the job was taken over), not the serving thread
+    retry: bool = False
+
+
+#: Decides, once, whether an attempt ended in time or was timed out by the watchdog.
+_EXPIRY_LOCK = Lock()
+
+
 @dataclass
 class WorkerContext:
     """What every handler of one worker process shares."""
@@ -63,6 +90,10 @@ class WorkerContext:
     max_payload: int | None = None
     #: The signature gate (None: signing is off, every job is taken).
     gate: object | None = None
+    #: Called as each job is taken (recycling counts them).
+    on_job: object | None = None
+    #: Python tasks running now, by thread id (the watchdog's view).
+    running: dict = field(default_factory=dict)
 
 
 def job_id_of(job) -> str:
@@ -91,6 +122,8 @@ class FunctionHandler:
                          function=job.task, job_id=job_id_of(job)):
             started = time.monotonic()
             request = None
+            if self.ctx.on_job is not None:
+                self.ctx.on_job()
             try:
                 request, raw = self._parse(job.data)
                 why = self._why_refused(job, request)
@@ -100,11 +133,16 @@ class FunctionHandler:
                     return self._raw(wire_worker, job, raw, started)
                 if request.reply_to and self.ctx.notice and self.task is None:
                     self.ctx.notice(job, request)
+                if self.task is not None:
+                    self.ctx.running[get_ident()] = RunningTask(self, wire_worker, job,
+                                                                request, started)
                 result = self._serve(wire_worker, job, request)
             except AbandonJob:
                 if self.ctx.gate is not None:
                     self.ctx.gate.release(request)
                 raise
+            except TakenOver:
+                return JobFailed(b"")  # never sent: the job was answered elsewhere
             except EnvelopeError as err:
                 result = self._result(STATUS_ERROR, f"bad job envelope: {err}", attempts=0)
             except Rejected as why:
@@ -113,6 +151,9 @@ class FunctionHandler:
                 log.exception("job could not be handled")
                 result = self._result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
                                                     f"{err}", attempts=0)
+            finally:
+                if self.task is not None:
+                    self.ctx.running.pop(get_ident(), None)
             if result.id is None:
                 result.id = request.id if request is not None else job_id_of(job)
             return self._final(job, request, result, started)
@@ -219,10 +260,10 @@ class FunctionHandler:
         return Result(status=status, error=error, worker=self.ctx.name, host=HOST, **fields)
 
     # -- retries: the one place that decides to try again
-    def _with_retries(self, attempt, request=None):
+    def _with_retries(self, attempt, request=None, first=1):
         policy = self.spec.retry if self.spec else None
         total = policy.attempts if policy else 1
-        number = 0
+        number = first - 1
         while True:
             number += 1
             if total > 1:
@@ -253,14 +294,71 @@ class FunctionHandler:
     def _tick_kwargs(self, on_tick):
         return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
 
-    # -- Python tasks
+    # -- Python tasks past their timeout (called by the process's watchdog)
+    def expire(self, running) -> bool:
+        """Mark an attempt past its deadline as timed out; False if it ended in time."""
+        with _EXPIRY_LOCK:
+            if running.timed_out or time.monotonic() <= running.deadline:
+                return False
+            running.timed_out = True
+            return True
+
+    @staticmethod
+    def _ended_in_time(running):
+        """An attempt returned: stop watching it, or raise TakenOver if the watchdog
+        timed it out first (its job is answered elsewhere)."""
+        if running is not None:
+            with _EXPIRY_LOCK:
+                if running.timed_out:
+                    raise TakenOver()
+                running.deadline = float("inf")
+
+    def after_timeout(self, running, finish):
+        """In a thread of its own, for a job taken over from a hung task: the attempts its
+        retry policy has left (each watched like the first), then ``finish(result)`` with
+        the last attempt's result (``timeout`` if that one hung too: the watchdog then
+        calls this again for it, and this call leaves the job to that one)."""
+        policy = self.spec.retry if self.spec else None
+        number, request = running.attempt, running.request
+        result = self._result(STATUS_TIMEOUT, f"task ran past its timeout of {self.timeout:g}s; "
+                                              "its worker process is being replaced",
+                              attempts=number, id=request.id)
+        with job_context(worker=self.ctx.name, function=running.job.task, job_id=request.id):
+            log.warning("task ran past its timeout of %gs (attempt %d)", self.timeout, number)
+            if policy is not None and policy.should_retry(number):
+                self._hook("on_retry", request, result)
+                time.sleep(policy.delay_after(number))
+                self.ctx.running[get_ident()] = RunningTask(
+                    self, running.wire_worker, running.job, request, running.started,
+                    attempt=number, retry=True)
+                try:
+                    result = self._with_retries(
+                        lambda: self._call_task(request.args, request.kwargs), request,
+                        first=number + 1)
+                except TakenOver:
+                    return  # this attempt hung too: the watchdog called us again for it
+                finally:
+                    self.ctx.running.pop(get_ident(), None)
+            self._hook("on_success" if result.ok else "on_failure", request, result)
+            finish(self, running, result)
+
+    @property
+    def timeout(self):
+        return self.spec.timeout if self.spec else DEFAULT_FUNCTION_TIMEOUT
+
     def _call_task(self, args, kwargs):
+        running = self.ctx.running.get(get_ident())
+        if running is not None:
+            running.attempt += 1
+            running.deadline = time.monotonic() + self.timeout
         try:
             value = self.task(*args, **kwargs)
         except Exception as err:
+            self._ended_in_time(running)
             tail = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-2000:]
             log.warning("task raised %s: %s", type(err).__name__, cut(str(err)))
             return self._result(STATUS_FAILED, f"{type(err).__name__}: {err}", stderr=tail)
+        self._ended_in_time(running)
         if value is None or isinstance(value, (bytes, bytearray)):
             kind = "None" if value is None else "bytes"
             return self._result(STATUS_FAILED, f"task returned {kind}; a task must return a "

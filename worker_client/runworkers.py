@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """runworkers: serve gearman-frame functions from this host until stopped.
 
-Runs K threads (NAME.0 ... NAME.K-1) connected to every configured gearmand. Stops
-gracefully on SIGTERM/SIGINT or `runadmin shutdown NAME` (a second signal forces).
+A supervisor (this process) runs P worker processes (``--processes``, default 1), each
+of K threads connected to every configured gearmand: NAME.0 ... NAME.K-1 for a single
+process, NAME.p1.0 ... with several. Stops gracefully on SIGTERM/SIGINT or `runadmin
+shutdown NAME` (a second signal forces).
 """
 import logging
 import sys
@@ -13,7 +15,8 @@ from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
 
 from worker_client.hygiene import limit_malloc_arenas
-from worker_client.workers import WorkerPool, install_signal_handlers
+from worker_client.supervisor import READY, Supervisor, tell_supervisor
+from worker_client.workers import WorkerPool, install_signal_handlers, worker_name
 
 log = logging.getLogger("worker_client.runworkers")
 
@@ -25,6 +28,7 @@ SPOOL_DIR = "var/spool/dead-letters"
 EPILOG = """examples:
   runworkers                                   # every configured function, config threads
   runworkers --name web1 --threads 8
+  runworkers --processes 4 --threads 2         # 4 processes of 2 threads, supervised
   runworkers --functions compress,disk_report --log-level DEBUG"""
 
 
@@ -32,6 +36,8 @@ def build_parser():
     parser = cli.build_parser("runworkers", __doc__.splitlines()[0], EPILOG)
     parser.add_argument("--name", help="worker name (default: worker.name from the config)")
     parser.add_argument("--threads", type=int, help="threads (default: worker.threads)")
+    parser.add_argument("--processes", type=int,
+                        help="worker processes (default: worker.processes)")
     parser.add_argument("--functions", help="comma-separated functions to serve "
                                             "(default: all configured functions and @tasks)")
     return parser
@@ -75,6 +81,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     overrides = {key: (flag, value) for key, flag, value in
                  (("worker.threads", "--threads", args.threads),
+                  ("worker.processes", "--processes", args.processes),
                   ("worker.name", "--name", args.name)) if value is not None}
     config = cli.load(args, overrides)
     tasks = import_plugins(config.plugins, config.path)
@@ -82,9 +89,21 @@ def main(argv=None):
     functions = choose_functions(config, tasks, args.functions)
     state_dir = config.resolve(STATE_DIR)
     private_folder(state_dir)
+    name = worker_name(config.worker.name)
+
+    def serve(label, instance):
+        return cli.run(lambda _argv: serve_process(config, functions, tasks, name, label,
+                                                   instance, state_dir),
+                       prog="runworkers")
+    return Supervisor(name, config.worker.processes, serve).run()
+
+
+def serve_process(config, functions, tasks, name, label, instance, state_dir):
+    """One worker process (forked by the supervisor): serve until asked to stop."""
     pool = WorkerPool(config, functions, tasks, state_dir=state_dir,
-                      spool_dir=config.resolve(SPOOL_DIR))
-    install_signal_handlers(pool)
+                      spool_dir=config.resolve(SPOOL_DIR), name=name, label=label,
+                      instance=instance, supervised=True)
+    install_signal_handlers(pool, supervised=True)
     limit_malloc_arenas()
     pool.start()
     servers = ", ".join(str(s) for s in config.servers)
@@ -97,9 +116,11 @@ def main(argv=None):
         pool.request_stop("no server reachable", force=True)
         pool.serve()
         return EXIT_UNREACHABLE
-    warn_about_trust(config)
+    if label in (None, "p1") and instance == 0:
+        warn_about_trust(config)
     log.info("worker %s ready: %d threads, functions %s, servers %s", pool.name,
              pool.thread_count, ",".join(functions), servers)
+    tell_supervisor(READY)
     pool.serve()
     return EXIT_OK
 

@@ -1,11 +1,16 @@
-"""A named worker: K threads, each with its own connection to every server.
+"""One worker process: K threads, each with its own connection to every server.
 
-Thread ``i`` registers as ``NAME.i`` and serves the configured functions; one more
-connection, ``NAME.ctl``, serves only the control function ``__ctl__.NAME``, so a
-shutdown reaches a worker even when every job thread is busy with a long command. The pool restarts a thread that died, stops gracefully on a
-signal or a control ``shutdown`` job (stop taking jobs, let running commands finish within
-``grace``, then kill their process groups and leave those jobs for gearmand to requeue),
-and stops at once on a second signal.
+Thread ``i`` registers as ``NAME.i`` (``NAME.pN.i`` when the supervisor runs several
+processes) and serves the configured functions; one more connection, ``NAME.ctl``, serves
+only the control function ``__ctl__.NAME``, so a shutdown reaches a worker even when every
+job thread is busy with a long command (under a supervisor, it is passed on to the
+supervisor, which stops every process). The pool restarts a thread that died, stops
+gracefully on a signal or a control ``shutdown`` job (stop taking jobs, let running
+commands finish within ``grace``, then kill their process groups and leave those jobs for
+gearmand to requeue), and stops at once on a second signal. Its watchdog answers a Python
+task past its timeout as ``timeout`` and has the process replaced; past a recycling limit
+(``worker.max_jobs``, ``max_lifetime``, ``max_memory``) it stops taking jobs, finishes its
+own (no grace: they are not cut) and exits, its replacement already started.
 """
 import logging
 import os
@@ -24,12 +29,13 @@ from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit
 from .deadletters import DeadLetterSpool, SpoolSender
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
+from .supervisor import RETIRING, tell_supervisor
 from .veryeasyprocess import Runner
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two checks of thread health while serving.
-HEALTH_INTERVAL = 0.5
+#: Seconds between two checks of thread health, task deadlines and recycling limits.
+HEALTH_INTERVAL = 0.2
 #: Seconds the threads get to close their connections once the pool is stopping.
 JOIN_TIMEOUT = 5.0
 
@@ -63,6 +69,8 @@ class ServingThread(threading.Thread):
         super().__init__(name=f"{pool.name}.{label}", daemon=True)
         self.pool = pool
         self.label = label
+        #: True once the watchdog took over its hung task: nobody waits for it any more
+        self.abandoned = False
         self.wire = WireWorker(pool.servers, client_id=self.name,
                                max_packet=pool.config.worker.max_payload)
         for function, handler in tasks.items():
@@ -85,16 +93,26 @@ class ServingThread(threading.Thread):
 class WorkerPool:
     """The threads of one named worker and the policy for stopping them."""
 
-    def __init__(self, config, functions, tasks, state_dir=None, spool_dir=None):
+    def __init__(self, config, functions, tasks, state_dir=None, spool_dir=None, name=None,
+                 label=None, instance=0, supervised=False):
         self.config = config
-        self.name = worker_name(config.worker.name)
+        #: the worker's name (its control function's); this process's adds its label
+        self.fleet_name = name or worker_name(config.worker.name)
+        self.name = self.fleet_name if label is None else f"{self.fleet_name}.{label}"
+        self.supervised = supervised
+        self.started = time.monotonic()
+        self.jobs_taken = 0
+        self.recycling = None  # why this process is being replaced, once it is
+        self._jobs_lock = threading.Lock()
+        self._after_timeout = []  # threads finishing jobs taken over from hung tasks
         self.thread_count = config.worker.threads
         self.grace = config.worker.grace
         self.servers = config.servers
         self.stop_requested = threading.Event()
         self.force_requested = threading.Event()
         self.stop_reasons = []
-        ledger_path = os.path.join(state_dir, f"worker-{self.name}") if state_dir else None
+        ledger_name = f"worker-{self.name}" + (f"~{instance}" if instance else "")
+        ledger_path = os.path.join(state_dir, ledger_name) if state_dir else None
         self.ledger = GroupLedger(ledger_path) if ledger_path else None
         self.runner = Runner(on_start=self.ledger.add if self.ledger else None,
                              on_end=self.ledger.remove if self.ledger else None,
@@ -107,7 +125,9 @@ class WorkerPool:
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,
-                                     gate=_gate(config.keyring))
+                                     gate=_gate(config.keyring),
+                                     on_job=self._count_job if config.worker.max_jobs
+                                     else None)
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions}
         self.threads = []
@@ -141,7 +161,7 @@ class WorkerPool:
             self.threads.append(self._spawn(label))
 
     def _spawn(self, label):
-        tasks = ({control_function(self.name): self.control} if label == CONTROL_SUFFIX
+        tasks = ({control_function(self.fleet_name): self.control} if label == CONTROL_SUFFIX
                  else self.handlers)
         thread = ServingThread(self, label, tasks)
         thread.start()
@@ -169,24 +189,111 @@ class WorkerPool:
             if not thread.is_alive():
                 log.error("worker thread %s is dead; restarting it", thread.name)
                 self.threads[i] = self._spawn(thread.label)
+        self._watch_tasks()
+        self._check_limits()
+
+    # -- recycling: this process is replaced, its jobs finished, none lost or rerun
+    def _count_job(self):
+        with self._jobs_lock:
+            self.jobs_taken += 1
+            last = self.jobs_taken >= self.config.worker.max_jobs
+        if last:
+            self.recycle(f"worker.max_jobs ({self.config.worker.max_jobs}) reached")
+
+    def _check_limits(self):
+        limits = self.config.worker
+        if limits.max_lifetime and time.monotonic() - self.started > limits.max_lifetime:
+            self.recycle(f"worker.max_lifetime ({limits.max_lifetime:g}s) reached")
+        if limits.max_memory:
+            rss = resident_mib()
+            if rss > limits.max_memory:
+                self.recycle(f"RSS {rss:.0f} MiB over worker.max_memory "
+                             f"({limits.max_memory:g} MiB)")
+
+    def recycle(self, why):
+        """Stop taking jobs now (from any thread), have the supervisor start this
+        process's replacement, finish what runs, exit."""
+        if self.recycling is not None or self.stop_requested.is_set():
+            return
+        self.recycling = why
+        log.warning("worker %s: %s; finishing its jobs and handing over to a new process",
+                    self.name, why)
+        self.request_stop(f"recycled: {why}")
+        for thread in self.threads:
+            thread.stop()
+        if self.supervised:
+            tell_supervisor(RETIRING)
+
+    # -- Python tasks past their timeout
+    def _watch_tasks(self):
+        for running in list(self.context.running.values()):
+            if running.handler.expire(running):
+                self._take_over(running)
+
+    def _take_over(self, running):
+        """Answer a hung task's job from outside (its thread cannot be killed), its
+        retries run in a thread of their own; this process is replaced."""
+        if not running.retry:
+            if not running.wire_worker.take_over(running.job):
+                return  # it returned just now: it answers
+            for thread in self.threads:
+                if thread.wire is running.wire_worker:
+                    thread.abandoned = True
+        self.recycle(f"a task of {running.job.task} ran past its timeout")
+        helper = threading.Thread(target=running.handler.after_timeout,
+                                  args=(running, self._finish_taken), daemon=True,
+                                  name=f"{self.name}.timeout")
+        self._after_timeout.append(helper)
+        helper.start()
+
+    def _finish_taken(self, handler, running, result):
+        """Publish, dead-letter and answer a job taken over from a hung task (from the
+        helper thread: the job's own thread hangs, so results go through this process's
+        sender client, not the job's connection)."""
+        job, request = running.job, running.request
+        result.duration_s = round(time.monotonic() - running.started, 6)
+        result, encoded = handler._encoded(result)
+        if request.reply_to:
+            function = results_function(request.reply_to)
+            record = result_record(result, request, job.task,
+                                   time.time() - result.duration_s, time.time())
+            self._send(function, f"{request.id[:40]}.{os.urandom(4).hex()}",
+                       self._encoded(function, record), self.result_spool, "the result")
+        if not result.ok and request.background and self.dead_letter:
+            self.dead_letter(job, result)
+        running.wire_worker.answer_taken(job, encoded if result.ok else JobFailed(encoded))
 
     def request_stop(self, reason, force=False):
         """Ask for a graceful stop (a second request, or force=True, stops at once).
 
         Only sets flags, so a signal handler may call it; the serving loop logs and acts.
+        A stop after a recycle is the first real stop: it starts the grace period.
         """
+        recycled_only = all(r.startswith("recycled:") for r in self.stop_reasons)
         self.stop_reasons.append(reason)
-        if self.stop_requested.is_set() or force:
+        if (self.stop_requested.is_set() and not recycled_only) or force:
             self.force_requested.set()
+        if not reason.startswith("recycled:"):
+            self._grace_from = self._grace_from or time.monotonic()
         self.stop_requested.set()
+
+    _grace_from = None
+
+    def _busy(self):
+        return (any(t.wire.busy and not t.abandoned for t in self.threads)
+                or any(t.is_alive() for t in self._after_timeout))
 
     def _stop(self):
         log.info("worker %s: stopping gracefully (%s); grace %ss", self.name,
                  self.stop_reasons[0], self.grace)
         for thread in self.threads:
             thread.stop()
-        deadline = time.monotonic() + self.grace
-        while any(t.wire.busy for t in self.threads):
+        while self._busy():
+            # a recycled process finishes its jobs (each bounded by its timeout); a stop
+            # by signal or shutdown gives them worker.grace
+            deadline = (float("inf") if self._grace_from is None
+                        else self._grace_from + self.grace)
+            self._watch_tasks()
             if self.force_requested.wait(0.05) or time.monotonic() > deadline:
                 if self.force_requested.is_set():
                     log.warning("worker %s: forced stop (%s)", self.name, self.stop_reasons[-1])
@@ -196,7 +303,8 @@ class WorkerPool:
                             self.name, killed)
                 break
         for thread in self.threads:
-            thread.join(JOIN_TIMEOUT)
+            if not thread.abandoned:
+                thread.join(JOIN_TIMEOUT)
         self.reaper.stopped.set()
         for sender in (self.spool_sender, self.result_sender):
             if sender:
@@ -214,7 +322,12 @@ class WorkerPool:
         if command is None:
             return JobFailed(b"refused: unauthenticated job")
         if command == CONTROL_SHUTDOWN:
-            self.request_stop(f"shutdown job {job.unique} via {job.task}")
+            if self.supervised:  # the supervisor stops every process, this one included
+                log.info("worker %s: shutdown job %s via %s: passed to the supervisor",
+                         self.name, job.unique, job.task)
+                tell_supervisor(signal.SIGTERM)
+            else:
+                self.request_stop(f"shutdown job {job.unique} via {job.task}")
             return b"ok: stopping"
         return JobFailed(b"unknown control command: " + command[:100])
 
@@ -314,9 +427,22 @@ class WorkerPool:
         return KEPT
 
 
-def install_signal_handlers(pool):
-    """SIGTERM/SIGINT ask for a graceful stop; a second one forces. Handlers only set flags."""
+def install_signal_handlers(pool, supervised=False):
+    """SIGTERM/SIGINT ask for a graceful stop; a second one forces. Handlers only set flags.
+    Under a supervisor, only SIGTERM counts (the supervisor passes every stop on as one; a
+    terminal's Ctrl-C reaches the whole group and would count twice) and SIGHUP is the
+    supervisor's."""
     def handler(signum, _frame):
         pool.request_stop(signal.Signals(signum).name)
     signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    if supervised:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, handler)
+
+
+def resident_mib():
+    """This process's resident set size, in MiB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20

@@ -82,6 +82,10 @@ def submit_on(job, submit: Submit, now=False) -> None:
             pass  # the connection's loss reports the submit lost
 
 
+#: What a worker's unanswered job becomes once another thread took it over.
+_TAKEN = object()
+
+
 class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
     """Worker state per connection; grabs the next job at once when it is the only one."""
 
@@ -182,6 +186,10 @@ class WireWorker(PollMixin, GearmanWorker):
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
         self.busy = False
+        #: The job whose callback runs, until its answer is queued (by this thread, or by
+        #: another through answer_elsewhere while the callback hangs).
+        self._unanswered = None
+        self._answer_lock = threading.Lock()
         if client_id:
             self.set_client_id(client_id)
 
@@ -324,27 +332,58 @@ class WireWorker(PollMixin, GearmanWorker):
 
     def on_job_execute(self, current_job):
         """Run the callback; whatever happens, queue the job's answer (``send_answer``
-        writes it, with the next request) and keep the thread alive."""
+        writes it, with the next request) and keep the thread alive. A job another thread
+        answered meanwhile (``answer_elsewhere``) gets no second answer."""
         self.busy = True
+        self._unanswered = current_job
         try:
             outcome = self._call(current_job)
-            conn, handle = current_job.connection, _as_bytes(current_job.handle)
-            if isinstance(outcome, JobFailed):
-                if outcome.data:
-                    details = (GEARMAN_COMMAND_WORK_EXCEPTION
-                               if REFUSED.has(conn.address, "WORK_DATA")
-                               else GEARMAN_COMMAND_WORK_DATA)
-                    conn.queue_packet(details, handle, _as_bytes(outcome.data))
-                conn.queue_packet(GEARMAN_COMMAND_WORK_FAIL, handle)
-            else:
-                conn.queue_packet(GEARMAN_COMMAND_WORK_COMPLETE, handle, outcome)
+            with self._answer_lock:
+                if self._unanswered is current_job:
+                    self._queue_answer(current_job, outcome)
+                else:
+                    log.info("job %s (%s): its callback returned after the job was answered "
+                             "(timeout); its outcome is dropped",
+                             current_job.unique, current_job.handle)
         except AbandonJob as why:
             log.warning("job %s (%s): left unanswered for gearmand to requeue: %s",
                         current_job.unique, current_job.handle, why)
             current_job.connection.throw_exception(message="job abandoned")
         finally:
+            self._unanswered = None
             self.busy = False
         return True
+
+    def _queue_answer(self, job, outcome):
+        conn, handle = job.connection, _as_bytes(job.handle)
+        if isinstance(outcome, JobFailed):
+            if outcome.data:
+                details = (GEARMAN_COMMAND_WORK_EXCEPTION
+                           if REFUSED.has(conn.address, "WORK_DATA")
+                           else GEARMAN_COMMAND_WORK_DATA)
+                conn.queue_packet(details, handle, _as_bytes(outcome.data))
+            conn.queue_packet(GEARMAN_COMMAND_WORK_FAIL, handle)
+        else:
+            conn.queue_packet(GEARMAN_COMMAND_WORK_COMPLETE, handle, outcome)
+
+    def take_over(self, job) -> bool:
+        """From another thread, while this one hangs in ``job``'s callback (a Python task
+        past its timeout: a thread cannot be killed): make the job the caller's to answer
+        (``answer_taken``); the callback's own answer, if it ever returns, is dropped.
+        False if the callback returned first (it answers)."""
+        with self._answer_lock:
+            if self._unanswered is not job:
+                return False
+            self._unanswered = _TAKEN
+            return True
+
+    def answer_taken(self, job, outcome) -> None:
+        """Answer a job taken over with ``outcome`` (bytes, or JobFailed). The hung thread
+        writes nothing meanwhile, so the socket is the caller's."""
+        with self._answer_lock:
+            self._queue_answer(job, outcome if isinstance(outcome, JobFailed)
+                               else self.data_encoder.encode(outcome))
+            self.send_answer(job)
 
     def _call(self, job):
         try:

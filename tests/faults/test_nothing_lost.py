@@ -146,8 +146,9 @@ def test_worker_out_of_descriptors_loses_no_background_job(gearmand, start_worke
     functions = {"note": {"shell": "echo {i} >> " + str(ledger)}}
     # Given a worker whose descriptor limit leaves room for about one command at a time
     tight = start_workers([gearmand.address], functions, name="tight", threads=4)
-    in_use = len(os.listdir(f"/proc/{tight.proc.pid}/fd"))
-    resource.prlimit(tight.proc.pid, resource.RLIMIT_NOFILE, (in_use + 6, in_use + 6))
+    pid = tight.worker_pid()
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 6, in_use + 6))
     sent = [send_background([gearmand.address], "note", i=i) for i in range(40)]
     wait_for(lambda: "too many open files" in tight.log().lower(), 20, "the limit to bite")
     time.sleep(3)
@@ -337,7 +338,7 @@ def test_a_second_worker_of_the_same_name_is_refused(gearmand, start_workers, tm
         [os.path.join(os.path.dirname(SENDJOB), "runworkers"), "--config", str(first.config)],
         capture_output=True, text=True, timeout=30, cwd=first.folder)
     assert second.returncode == 2
-    assert "'twin' already runs here" in second.stderr and f"pid {first.proc.pid}" in \
+    assert "'twin' already runs here" in second.stderr and f"pid {first.worker_pid()}" in \
         second.stderr
     assert first.proc.poll() is None
 

@@ -1,0 +1,159 @@
+"""The supervised worker fleet: several processes, a dead one replaced, recycling after
+max_jobs / max_memory, and Python tasks stopped at their timeout (real gearmand, the
+installed `runworkers`)."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from .helpers import wait_for
+from .worker_helpers import send
+
+PLUGIN = '''
+import os, time
+from gearman_frame.tasks import task
+
+HELD = []
+
+@task("whoami")
+def whoami():
+    return os.getpid()
+
+@task("nap")
+def nap(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+@task("hog")
+def hog(mib):
+    HELD.append(bytearray(mib * 2 ** 20))  # kept: a leak
+    return os.getpid()
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / "fleettasks.py").write_text(PLUGIN)
+    return folder
+
+
+def serving(server, name):
+    """The processes of worker ``name`` connected to ``server`` (by their control
+    connections, NAME.pN.ctl)."""
+    out = subprocess.run(["gearadmin", "-h", server.host, "-p", str(server.port),
+                          "--workers"], capture_output=True, text=True).stdout
+    return sorted({word for line in out.splitlines() for word in line.split()
+                   if word.startswith(f"{name}.p") and word.endswith(".ctl")})
+
+
+def test_three_processes_serve_and_a_killed_one_is_replaced(gearmand, start_workers,
+                                                            tmp_path):
+    pidfile = tmp_path / "ran-by"
+    functions = {"slow": {"shell": "echo $PPID > {pidfile}; sleep 1; echo done",
+                          "timeout": 30}}
+    worker = start_workers([gearmand.address], functions, name="trio", threads=1,
+                           extra_args=["--processes", "3"])
+    wait_for(lambda: len(serving(gearmand, "trio")) == 3, 10, "three processes")
+    assert len(worker.worker_pids()) == 3
+    results = []
+    sender = threading.Thread(target=lambda: results.append(
+        send([gearmand.address], "slow", timeout=60, pidfile=str(pidfile))))
+    sender.start()
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the command")
+    victim = int(pidfile.read_text())
+    assert victim in worker.worker_pids()
+    pidfile.unlink()
+    os.kill(victim, signal.SIGKILL)
+    sender.join(30)
+    # the job ran again elsewhere and the sender got its result
+    assert results and results[0].ok and results[0].stdout == "done\n"
+    assert int(pidfile.read_text()) != victim
+    wait_for(lambda: len(worker.worker_pids()) == 3 and victim not in worker.worker_pids(),
+             5, "a new process")
+    wait_for(lambda: len(serving(gearmand, "trio")) == 3, 5, "three processes serving")
+    assert "died (signal SIGKILL); restarting it" in worker.log()
+
+
+def test_max_jobs_recycles_processes_and_no_job_is_lost_or_run_twice(gearmand, start_workers,
+                                                                     plugin):
+    worker = start_workers([gearmand.address], {}, name="recycler", threads=1,
+                           plugins=["fleettasks"], pythonpath=plugin,
+                           worker={"processes": 2, "max_jobs": 5})
+    fewest = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            fewest.append(len(worker.worker_pids()))
+            time.sleep(0.01)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = [send([gearmand.address], "whoami") for _ in range(30)]
+    finally:
+        stop.set()
+        watcher.join()
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    pids = [r.value for r in results]
+    # each process served at most five jobs, so at least six took part
+    assert max(pids.count(p) for p in set(pids)) <= 5 and len(set(pids)) >= 6
+    assert min(fewest) >= 2  # the replacement starts before the old one leaves
+    assert "worker.max_jobs (5) reached" in worker.log()
+
+
+def test_max_memory_recycles_the_process_that_grew(gearmand, start_workers, plugin):
+    worker = start_workers([gearmand.address], {}, name="leaky", threads=1,
+                           plugins=["fleettasks"], pythonpath=plugin,
+                           worker={"max_memory": 120})
+    first = send([gearmand.address], "hog", 200)
+    assert first.ok
+    wait_for(lambda: "over worker.max_memory (120 MiB)" in worker.log(), 5, "the recycle")
+    wait_for(lambda: worker.worker_pids() and first.value not in worker.worker_pids(), 10,
+             "the leaky process to be gone")
+    assert send([gearmand.address], "whoami").value != first.value
+
+
+def test_a_hung_task_times_out_and_its_process_is_replaced(gearmand, start_workers, plugin):
+    worker = start_workers([gearmand.address], {"nap": {"timeout": 1}}, name="sleepy",
+                           threads=2, plugins=["fleettasks"], pythonpath=plugin)
+    hung_in = worker.worker_pid()
+    started = time.monotonic()
+    result = send([gearmand.address], "nap", 10)
+    assert result.status == "timeout" and time.monotonic() - started < 2.5
+    assert "timeout of 1s" in result.error
+    # the next job is served (by the replacement) within a few seconds, not after 10 s
+    started = time.monotonic()
+    after = send([gearmand.address], "nap", 0)
+    assert after.ok and after.value != hung_in and time.monotonic() - started < 4
+    wait_for(lambda: hung_in not in worker.worker_pids(), 5, "the hung process to exit")
+
+
+def test_a_timed_out_task_is_retried_by_its_policy(gearmand, start_workers, plugin):
+    start_workers([gearmand.address], {"nap": {"timeout": 1, "retries": 1,
+                                               "retry_delay": 0.1}},
+                  name="again", threads=1, plugins=["fleettasks"], pythonpath=plugin)
+    started = time.monotonic()
+    result = send([gearmand.address], "nap", 10)
+    assert result.status == "timeout" and result.attempts == 2
+    assert 2 <= time.monotonic() - started < 4.5
+
+
+def test_shutdown_and_sigterm_stop_every_process(gearmand, start_workers):
+    functions = {"echo": {"command": ["echo", "{w}"]}}
+    worker = start_workers([gearmand.address], functions, name="duo", threads=1,
+                           extra_args=["--processes", "2"])
+    wait_for(lambda: len(serving(gearmand, "duo")) == 2, 10, "two processes")
+    children = worker.worker_pids()
+    runadmin = os.path.join(os.path.dirname(sys.executable), "runadmin")
+    done = subprocess.run([runadmin, "--servers", gearmand.address, "shutdown", "duo"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert worker.proc.wait(10) == 0
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in children)
+    assert serving(gearmand, "duo") == []

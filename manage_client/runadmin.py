@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 
 from gearman_frame import cli
+from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AdminError,
                                   AdminUnsupported, FrameError, ServerControlError,
                                   UsageError)
@@ -306,7 +307,7 @@ def cmd_server(config, args):
     front = TlsFront(server.data_dir, server.host, server.port)
     backend = front.saved_backend_port()
     if args.action == "start":
-        return _start_tls(server, front, args) if args.tls else _start(server)
+        return _start_tls(config, server, front, args) if args.tls else _start(config, server)
     if backend is not None:  # a TLS front runs (or ran) on this port
         behind = local_server(config, args, port=backend, host="127.0.0.1")
         if args.action == "stop":
@@ -333,15 +334,30 @@ def cmd_server(config, args):
     return EXIT_OK if status.running else EXIT_FAILED
 
 
-def _start(server):
+def _reapply_limits(config, server):
+    """gearmand keeps maxqueue limits in memory only: set the config's again on the
+    server just started (a restart would otherwise drop them without a word)."""
+    limited = {name: fn.maxqueue for name, fn in config.functions.items()
+               if fn.maxqueue is not None}
+    if not limited:
+        return
+    with AdminClient([ServerAddress(server.host, server.port)]) as admin:
+        for function, size in sorted(limited.items()):
+            _limit(admin, function, size)
+    print("maxqueue limits from the config applied: "
+          + ", ".join(f"{f}={n}" for f, n in sorted(limited.items())))
+
+
+def _start(config, server):
     pid = server.start()
     log.info("server start: %s started gearmand %s pid %s queue %s", WHO, server.address,
              pid, server.queue)
     print(f"gearmand started: pid {pid}, {server.address}, data {server.data_dir}")
+    _reapply_limits(config, server)
     return EXIT_OK
 
 
-def _start_tls(server, front, args):
+def _start_tls(config, server, front, args):
     """gearmand on a free loopback port, stunnel on the configured one."""
     if front.running_pid() is not None:
         raise ServerControlError(f"stunnel already runs on {front.address}", EXIT_USAGE)
@@ -367,6 +383,7 @@ def _start_tls(server, front, args):
           + (f"; clients need a certificate from {args.tls_client_ca}"
              if args.tls_client_ca else "")
           + (f"; CA for tls.ca_file: {ca}" if ca else ""))
+    _reapply_limits(config, behind)
     return EXIT_OK
 
 

@@ -108,3 +108,34 @@ def test_a_perl_gearmand_script_is_named_and_never_run(tmp_path, monkeypatch):
     with pytest.raises(ServerControlError, match="is not the C gearmand") as err:
         LocalGearmand(tmp_path / "data", port=1, binary=str(fake)).start()
     assert str(fake) in str(err.value) and not marker.exists()
+
+
+def test_a_restarted_server_keeps_keepalive_and_the_configs_maxqueue(tmp_path):
+    from gearman_frame.processes import cmdline
+    from gearman_frame.wire import WireClient
+
+    port, data = free_port(), str(tmp_path / "data")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"servers: ['127.0.0.1:{port}']\n"
+                      "functions:\n  capped: {command: ['true'], maxqueue: 2}\n")
+    common = ["--config", str(config), "--data-dir", data]
+    for _ in range(2):  # started, stopped, started again: the limit is back each time
+        started = runadmin("server", "start", *common)
+        assert started.returncode == 0, started.stderr
+        try:
+            assert "capped=2" in started.stdout
+            pid = int((tmp_path / "data" / f"gearmand-{port}.pid").read_text())
+            argv = cmdline(pid)
+            assert b"--keepalive" in argv and b"--keepalive-idle=5" in argv
+            client = WireClient([f"127.0.0.1:{port}"])
+            outcomes = []
+            for i in range(3):
+                try:
+                    client.submit("capped", b"x%d" % i, background=True, timeout=5)
+                    outcomes.append("queued")
+                except Exception as err:  # the third: gearmand's queue is full
+                    outcomes.append(str(err))
+            assert outcomes[:2] == ["queued", "queued"] and "full" in outcomes[2].lower()
+        finally:
+            assert runadmin("server", "stop", *common).returncode == 0
+        (tmp_path / "data" / f"queue-{port}.sqlite").unlink()  # start empty again

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what gearman-frame needs on a Debian/Ubuntu machine, idempotently:
 # gearmand + gearman-tools (apt), PHP's and Perl's Gearman clients and the Perl job server
-# (apt, for the interop tests), stunnel4 and openssl (TLS), a virtualenv in .venv with the
+# (apt, for the interop tests), stunnel4 and openssl (TLS), systemd-analyze (to verify the
+# units in deploy/systemd), a virtualenv in .venv with the
 # package and test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ perl -MGearman::Client -e 1 >/dev/null 2>&1 || need_apt+=(libgearman-client-perl
 [ -f /usr/share/perl5/Gearman/Server.pm ] || need_apt+=(gearman-server)  # the Perl job server
 command -v stunnel4 >/dev/null 2>&1 || need_apt+=(stunnel4)  # TLS in front of gearmand
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)    # local and test certificates
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # verifies deploy/systemd
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -120,6 +120,7 @@ def serve_process(config, functions, tasks, name, label, instance, state_dir):
         warn_about_trust(config)
     log.info("worker %s ready: %d threads, functions %s, servers %s", pool.name,
              pool.thread_count, ",".join(functions), servers)
+    pool.wait_all_connected(2.0)  # READY (for systemd too) once its threads all serve
     tell_supervisor(READY)
     pool.serve()
     return EXIT_OK

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
+from .notify import sd_notify
+
 log = logging.getLogger("worker_client.supervisor")
 
 #: A worker process tells its supervisor: "I stop taking jobs: start my replacement".
@@ -103,6 +105,7 @@ class Supervisor:
         self.processes: dict[int, Process] = {}
         self.stopping = False
         self.exit_code = EXIT_OK
+        self.announced = False  # READY sent to systemd
 
     # -- the loop
     def run(self) -> int:
@@ -129,15 +132,25 @@ class Supervisor:
             process = self.processes.get(info.si_pid)
             if process is not None:
                 process.ready = True
+                self._announce()
         elif number == signal.SIGHUP:
             log.warning("worker %s: SIGHUP: reloading is not supported yet; still serving",
                         self.name)
+
+    def _announce(self) -> None:
+        """Tell systemd READY once every slot has a process that serves."""
+        serving = {p.slot for p in self.processes.values() if p.ready and not p.retiring}
+        if not self.announced and len(serving) == len(self.slots):
+            self.announced = True
+            sd_notify("READY=1", f"STATUS=serving: {len(self.slots)} process(es)",
+                      f"MAINPID={os.getpid()}")
 
     def stop(self, why: str) -> None:
         """Pass a stop on to every process: the first drains, a second forces."""
         if not self.stopping:
             log.info("worker %s: stopping %d process(es) (%s)", self.name,
                      len(self.processes), why)
+            sd_notify("STOPPING=1", f"STATUS=draining ({why})")
         self.stopping = True
         for pid in list(self.processes):
             self._signal(pid, signal.SIGTERM)
@@ -163,6 +176,7 @@ class Supervisor:
             try:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
                 die_with_parent(parent)
+                os.environ.pop("NOTIFY_SOCKET", None)  # systemd hears the supervisor only
                 code = self.serve(label, instance)
             except BaseException:  # noqa: B036 - whatever happens, exit with a code
                 log.exception("worker process %s failed", label or self.name)

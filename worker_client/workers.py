@@ -177,6 +177,14 @@ class WorkerPool:
                 return False
         return False
 
+    def wait_all_connected(self, timeout):
+        """True once every thread is connected (to some server), False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not all(t.connected for t in self.threads):
+            if time.monotonic() > deadline or self.stop_requested.wait(0.02):
+                return False
+        return True
+
     # -- serve
     def serve(self):
         """Block until asked to stop, restarting dead threads; then stop gracefully."""

@@ -16,6 +16,8 @@ CONTROL_PREFIX = "__ctl__."
 DEAD_PREFIX = "__dead__."
 RESULTS_PREFIX = "__results__."
 CONTROL_SHUTDOWN = b"shutdown"
+#: The control command that has a worker read its config again (as SIGHUP does).
+CONTROL_RELOAD = b"reload"
 
 
 def control_function(worker_name):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import sys
 import logging
 from collections.abc import Callable, Iterator
 
@@ -103,12 +104,24 @@ def registered() -> dict[str, Task]:
     return dict(_registry)
 
 
-def import_plugins(modules, config_path=None):
-    """Import the plugin modules named in config; a failure is a ConfigError naming it."""
+def import_plugins(modules, config_path=None, fresh=False):
+    """Import the plugin modules named in config; a failure is a ConfigError naming it.
+    ``fresh`` (a worker's reload): forget every task, then import each plugin anew, so
+    what its code registers now is what is served."""
+    previous = dict(_registry)
+    if fresh:
+        _registry.clear()
     for index, module in enumerate(modules):
         try:
-            importlib.import_module(module)
+            loaded = sys.modules.get(module) if fresh else None
+            if loaded is not None:
+                importlib.reload(loaded)
+            else:
+                importlib.import_module(module)
         except Exception as err:
+            if fresh:  # a reload that fails changes nothing
+                _registry.clear()
+                _registry.update(previous)
             raise ConfigError(config_path, f"plugins[{index}]", "an importable module",
                               got=f"{module}: {type(err).__name__}: {err}") from err
     return registered()

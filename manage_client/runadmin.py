@@ -21,7 +21,7 @@ from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AdminError,
                                   UsageError)
 from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
-from gearman_frame.queues import CONTROL_SHUTDOWN, control_function
+from gearman_frame.queues import CONTROL_RELOAD, CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, free_port
 from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
@@ -48,6 +48,7 @@ EPILOG = """examples:
   runadmin clear compress --dump compress.jsonl
   runadmin resend compress.jsonl
   runadmin shutdown web1
+  runadmin reload web1                  # read its config again, processes replaced one by one
   runadmin server start                 # local gearmand, SQLite queue under var/gearmand
   runadmin apply                        # maxqueue limits from the config"""
 
@@ -76,6 +77,9 @@ def build_parser():
     resend.add_argument("--strict", action="store_true",
                         help="send nothing if any line is bad (default: send the good ones, "
                              "name the bad ones, exit 1)")
+    reload = sub.add_parser("reload", help="have the worker NAME read its config again "
+                                           "(as SIGHUP: a bad one is refused, in its log)")
+    reload.add_argument("name")
     shutdown = sub.add_parser("shutdown", help="stop the worker NAME gracefully")
     shutdown.add_argument("name")
     shutdown.add_argument("--timeout", type=cli.seconds, default=SHUTDOWN_WAIT)
@@ -252,17 +256,36 @@ def cmd_resend(admin, config, args):
     return EXIT_OK if not report.unsent and not bad else EXIT_FAILED
 
 
+def _connected(admin, name):
+    return [c for c in admin.workers() if worker_name_of(c.client_id) == name]
+
+
+def _controllable(admin, config, name):
+    """The connections of gearman-frame worker ``name``; FrameError if there is none."""
+    found = _connected(admin, name)
+    if not found:
+        raise FrameError(f"no worker named '{name}' is connected to "
+                         f"{', '.join(str(s) for s in config.servers)}")
+    if not any(control_function(name) in c.functions for c in found):
+        raise FrameError(f"'{name}' is not a gearman-frame worker (none of its "
+                         f"{len(found)} connection(s) serves {control_function(name)}); "
+                         "stop it by its own means")
+    return found
+
+
+def cmd_reload(admin, config, args):
+    _controllable(admin, config, args.name)
+    answer = send_control(config.servers, args.name, CONTROL_RELOAD, config.keyring)
+    log.info("reload: %s asked worker %s to read its config again", WHO, args.name)
+    print(f"worker {args.name}: {bytes(answer).decode('utf-8', 'replace')} (a config it "
+          "refuses is named in its log; it keeps serving the previous one)")
+    return EXIT_OK
+
+
 def cmd_shutdown(admin, config, args):
     def connected():
-        return [c for c in admin.workers() if worker_name_of(c.client_id) == args.name]
-    found = connected()
-    if not found:
-        raise FrameError(f"no worker named '{args.name}' is connected to "
-                         f"{', '.join(str(s) for s in config.servers)}")
-    if not any(control_function(args.name) in c.functions for c in found):
-        raise FrameError(f"'{args.name}' is not a gearman-frame worker (none of its "
-                         f"{len(found)} connection(s) serves {control_function(args.name)}); "
-                         "stop it by its own means")
+        return _connected(admin, args.name)
+    _controllable(admin, config, args.name)
     send_control(config.servers, args.name, CONTROL_SHUTDOWN, config.keyring)
     log.info("shutdown: %s asked worker %s to stop", WHO, args.name)
     deadline = time.monotonic() + args.timeout
@@ -390,7 +413,8 @@ def _start_tls(config, server, front, args):
 COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
             "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
             "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
-            "clear": cmd_clear, "resend": cmd_resend, "shutdown": cmd_shutdown}
+            "clear": cmd_clear, "resend": cmd_resend, "shutdown": cmd_shutdown,
+            "reload": cmd_reload}
 
 
 def main(argv=None):

@@ -157,3 +157,56 @@ def test_shutdown_and_sigterm_stop_every_process(gearmand, start_workers):
     assert worker.proc.wait(10) == 0
     assert all(not os.path.exists(f"/proc/{pid}") for pid in children)
     assert serving(gearmand, "duo") == []
+
+
+def _config_with(worker, functions):
+    import yaml
+    data = yaml.safe_load(worker.config.read_text())
+    data["functions"] = functions
+    worker.config.write_text(yaml.safe_dump(data))
+
+
+def test_sighup_reloads_rolling_and_no_running_job_is_lost(gearmand, start_workers):
+    functions = {"long": {"command": ["sh", "-c", "sleep 3; echo slept"], "timeout": 30}}
+    worker = start_workers([gearmand.address], functions, name="reload", threads=2,
+                           extra_args=["--processes", "2"])
+    before = set(worker.worker_pids())
+    results = []
+    sender = threading.Thread(target=lambda: results.append(
+        send([gearmand.address], "long", timeout=60)))
+    sender.start()
+    wait_for(lambda: "running (timeout" in worker.log(), 10, "the long job to start")
+    _config_with(worker, {**functions, "added": {"command": ["echo", "new {w}"]}})
+    worker.proc.send_signal(signal.SIGHUP)
+    # the function added is served without a restart, while the long job still runs
+    wait_for(lambda: "config reloaded" in worker.log(), 10, "the reload")
+    added = send([gearmand.address], "added", w="fn", timeout=20)
+    assert added.ok and added.stdout == "new fn\n"
+    sender.join(30)
+    assert results and results[0].ok and results[0].stdout == "slept\n"
+    # every process was replaced, one by one, and two serve again
+    wait_for(lambda: len(worker.worker_pids()) == 2
+             and not before & set(worker.worker_pids()), 20, "the rolling replacement")
+    wait_for(lambda: len(serving(gearmand, "reload")) == 2, 10, "two processes serving")
+    assert worker.proc.poll() is None
+
+
+def test_sighup_with_a_broken_config_is_refused_and_serving_goes_on(gearmand, start_workers):
+    functions = {"echo": {"command": ["echo", "{w}"]}}
+    worker = start_workers([gearmand.address], functions, name="stubborn", threads=1)
+    pid = worker.worker_pid()
+    _config_with(worker, {"echo": {"command": ["echo", "{w}"], "timeout": -5}})
+    worker.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in worker.log(), 10, "the refusal")
+    line = [ln for ln in worker.log().splitlines() if "reload refused" in ln][0]
+    assert "functions.echo.timeout" in line and "expected a number >= 0" in line
+    assert send([gearmand.address], "echo", w="still").stdout == "still\n"
+    assert worker.worker_pids() == [pid]
+    # fixed, and asked through the control function this time
+    _config_with(worker, {"echo": {"command": ["echo", "v2 {w}"]}})
+    runadmin = os.path.join(os.path.dirname(sys.executable), "runadmin")
+    asked = subprocess.run([runadmin, "--servers", gearmand.address, "reload", "stubborn"],
+                           capture_output=True, text=True, timeout=30)
+    assert asked.returncode == 0 and "ok: reloading" in asked.stdout, asked.stderr
+    wait_for(lambda: pid not in worker.worker_pids(), 10, "the process to be replaced")
+    assert send([gearmand.address], "echo", w="now").stdout == "v2 now\n"

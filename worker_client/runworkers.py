@@ -91,11 +91,25 @@ def main(argv=None):
     private_folder(state_dir)
     name = worker_name(config.worker.name)
 
-    def serve(label, instance):
-        return cli.run(lambda _argv: serve_process(config, functions, tasks, name, label,
-                                                   instance, state_dir),
-                       prog="runworkers")
-    return Supervisor(name, config.worker.processes, serve).run()
+    def serving(config, functions, tasks):
+        def serve(label, instance):
+            return cli.run(lambda _argv: serve_process(config, functions, tasks, name,
+                                                       label, instance, state_dir),
+                           prog="runworkers")
+        return serve
+
+    def reload():
+        """The config (and plugins) read again, checked as at start; raises if bad."""
+        fresh = cli.load(args, overrides)
+        if fresh.worker.name != config.worker.name:
+            raise UsageError("worker.name cannot change on a reload (restart the worker)")
+        new_tasks = import_plugins(fresh.plugins, fresh.path, fresh=True)
+        fresh.check_tasks(set(new_tasks))
+        chosen = choose_functions(fresh, new_tasks, args.functions)
+        log.info("reloaded %s: functions %s", fresh.path, ",".join(chosen))
+        return fresh.worker.processes, serving(fresh, chosen, new_tasks)
+    return Supervisor(name, config.worker.processes, serving(config, functions, tasks),
+                      reload).run()
 
 
 def serve_process(config, functions, tasks, name, label, instance, state_dir):

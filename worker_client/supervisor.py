@@ -52,8 +52,11 @@ class Process:
     slot: int
     instance: int
     started: float
+    generation: int = 0
     ready: bool = False
     retiring: bool = False
+    #: the pid of the process started to take over from it (a reload's rolling step)
+    successor: int | None = None
 
 
 @dataclass
@@ -98,10 +101,14 @@ class Supervisor:
     draining process and its replacement.
     """
 
-    def __init__(self, name: str, processes: int, serve: Callable[[str | None, int], int]):
+    def __init__(self, name: str, processes: int, serve: Callable[[str | None, int], int],
+                 reload: Callable[[], tuple] | None = None):
         self.name = name
         self.slots = [Slot(i + 1) for i in range(processes)]
         self.serve = serve
+        #: reload() -> (processes, serve) from the config read again; raises to refuse it
+        self.reload = reload
+        self.generation = 0
         self.processes: dict[int, Process] = {}
         self.stopping = False
         self.exit_code = EXIT_OK
@@ -113,6 +120,7 @@ class Supervisor:
         try:
             while True:
                 self._start_due()
+                self._roll()
                 if self.stopping and not self.processes:
                     return self.exit_code
                 info = signal.sigtimedwait(WATCHED, TICK)
@@ -134,13 +142,67 @@ class Supervisor:
                 process.ready = True
                 self._announce()
         elif number == signal.SIGHUP:
-            log.warning("worker %s: SIGHUP: reloading is not supported yet; still serving",
-                        self.name)
+            self._reload()
+
+    # -- reload: read the config again, then replace the processes one by one
+    def _reload(self) -> None:
+        if self.reload is None or self.stopping:
+            return
+        log.info("worker %s: SIGHUP: reading the config again", self.name)
+        try:
+            processes, serve = self.reload()
+        except Exception as err:  # a bad config: refused, nothing changes
+            log.error("worker %s: reload refused, still serving the previous config: %s",
+                      self.name, err)
+            sd_notify("STATUS=reload refused: " + str(err)[:200])
+            return
+        sd_notify("RELOADING=1", "STATUS=reloading")
+        self.announced = False
+        self.serve = serve
+        self.generation += 1
+        if processes > len(self.slots):
+            self.slots += [Slot(i + 1) for i in range(len(self.slots), processes)]
+        for process in self.processes.values():
+            if process.slot > processes:  # a slot that is no more: just retire
+                process.successor, process.retiring = -1, True
+                self._signal(process.pid, RETIRING)
+        del self.slots[processes:]
+        log.info("worker %s: config reloaded; replacing %d process(es) one by one",
+                 self.name, len(self.processes))
+
+    def _roll(self) -> None:
+        """One step of a rolling replacement: start a successor for one process of an
+        older config, and once it serves, ask the old one to retire (it finishes its
+        jobs and exits); then the next."""
+        if self.stopping:
+            return
+        stale = [p for p in self.processes.values()
+                 if p.generation < self.generation and not p.retiring]
+        for process in stale:
+            if process.successor is None:
+                if any(p.generation == self.generation and not p.ready
+                       for p in self.processes.values()):
+                    return  # one at a time: wait for the last successor to serve
+                process.successor = self._fork(self.slots[process.slot - 1])
+                return
+            successor = self.processes.get(process.successor)
+            if successor is not None and successor.ready:
+                process.retiring = True
+                self._signal(process.pid, RETIRING)
+                return
+            if successor is None and process.successor != -1:
+                process.successor = None  # it died: try again
+                return
+        if not stale and self.generation and not self.announced:
+            self._announce()
 
     def _announce(self) -> None:
         """Tell systemd READY once every slot has a process that serves."""
         serving = {p.slot for p in self.processes.values() if p.ready and not p.retiring}
-        if not self.announced and len(serving) == len(self.slots):
+        if self.generation and any(p.generation < self.generation
+                                   for p in self.processes.values() if not p.retiring):
+            return  # still rolling
+        if not self.announced and len(serving) >= len(self.slots):
             self.announced = True
             sd_notify("READY=1", f"STATUS=serving: {len(self.slots)} process(es)",
                       f"MAINPID={os.getpid()}")
@@ -166,7 +228,7 @@ class Supervisor:
                 slot.restart_at = None
                 self._fork(slot)
 
-    def _fork(self, slot: Slot) -> None:
+    def _fork(self, slot: Slot) -> int:
         instance = min(set(range(len(slot.instances) + 1)) - slot.instances)
         label = None if len(self.slots) == 1 else f"p{slot.index}"
         parent = os.getpid()
@@ -184,13 +246,17 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         slot.instances.add(instance)
-        self.processes[pid] = Process(pid, slot.index, instance, time.monotonic())
+        self.processes[pid] = Process(pid, slot.index, instance, time.monotonic(),
+                                      self.generation)
         log.info("worker %s: process %s started (pid %d)", self.name,
                  label or "", pid)
+        return pid
 
     def _retiring(self, pid: int) -> None:
         process = self.processes.get(pid)
-        if process is None or process.retiring:
+        if process is None or process.successor is not None:
+            return  # a reload already started (or needs no) successor for it
+        if process.retiring:
             return
         process.retiring = True
         slot = self.slots[process.slot - 1]
@@ -212,9 +278,12 @@ class Supervisor:
                 self._ended(process, status)
 
     def _ended(self, process: Process, status: int) -> None:
+        how = describe_status(status)
+        if process.slot > len(self.slots):  # its slot went with a reload
+            log.info("worker %s: process pid %d ended (%s)", self.name, process.pid, how)
+            return
         slot = self.slots[process.slot - 1]
         slot.instances.discard(process.instance)
-        how = describe_status(status)
         code = os.waitstatus_to_exitcode(status)
         if self.stopping or (process.retiring and code == EXIT_OK):
             log.info("worker %s: process pid %d ended (%s)", self.name, process.pid, how)

@@ -22,7 +22,7 @@ import time
 from gearman_frame.envelope import parse_request
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.envelope import dumps
-from gearman_frame.queues import (CONTROL_SHUTDOWN, control_function, dead_letter_function,
+from gearman_frame.queues import (CONTROL_RELOAD, CONTROL_SHUTDOWN, control_function, dead_letter_function,
                                   dead_letter_record, result_record, results_function)
 from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
 
@@ -103,6 +103,7 @@ class WorkerPool:
         self.started = time.monotonic()
         self.jobs_taken = 0
         self.recycling = None  # why this process is being replaced, once it is
+        self.retire_requested = None  # set by the supervisor's signal (a reload)
         self._jobs_lock = threading.Lock()
         self._after_timeout = []  # threads finishing jobs taken over from hung tasks
         self.thread_count = config.worker.threads
@@ -199,6 +200,8 @@ class WorkerPool:
                 self.threads[i] = self._spawn(thread.label)
         self._watch_tasks()
         self._check_limits()
+        if self.retire_requested:
+            self.recycle(self.retire_requested)
 
     # -- recycling: this process is replaced, its jobs finished, none lost or rerun
     def _count_job(self):
@@ -337,6 +340,11 @@ class WorkerPool:
             else:
                 self.request_stop(f"shutdown job {job.unique} via {job.task}")
             return b"ok: stopping"
+        if command == CONTROL_RELOAD and self.supervised:
+            log.info("worker %s: reload job %s via %s: passed to the supervisor", self.name,
+                     job.unique, job.task)
+            tell_supervisor(signal.SIGHUP)
+            return b"ok: reloading"
         return JobFailed(b"unknown control command: " + command[:100])
 
     def _control_command(self, job):
@@ -442,10 +450,14 @@ def install_signal_handlers(pool, supervised=False):
     supervisor's."""
     def handler(signum, _frame):
         pool.request_stop(signal.Signals(signum).name)
+
+    def retire(_signum, _frame):  # the supervisor's reload: acted on by the health loop
+        pool.retire_requested = "the config was reloaded"
     signal.signal(signal.SIGTERM, handler)
     if supervised:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(RETIRING, retire)
     else:
         signal.signal(signal.SIGINT, handler)
 

@@ -51,6 +51,7 @@ DEFAULT_WORKER_NAME = "{hostname}"
 DEFAULT_THREADS = 4
 #: Most worker processes one supervisor runs.
 MAX_PROCESSES = 256
+_POOL_NAME = re.compile(r"[A-Za-z0-9_]{1,40}")
 #: Largest job payload a worker takes (bytes); a larger one is read past as it arrives
 #: and refused, so it never grows the worker's memory.
 DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
@@ -124,6 +125,19 @@ class WorkerConfig:
     max_jobs: int = 0
     max_lifetime: float = 0.0
     max_memory: float = 0.0
+    #: Per-function pools (empty: every process serves every function).
+    pools: tuple = ()
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """One entry of ``worker.pools``: processes of their own for some functions, so slow
+    functions cannot starve fast ones (GearmanManager's dedicated workers)."""
+
+    name: str
+    functions: tuple
+    processes: int = 1
+    threads: int = DEFAULT_THREADS
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,25 @@ class Config:
                       for name, fn in self.functions.items()
                       if fn.raw_shell and fn.allow_unsigned]
         return found
+
+    def check_pools(self, served):
+        """Raise ConfigError unless the pools (if any) serve exactly the functions
+        ``served`` (configured and @tasks): each in some pool, no pool naming another."""
+        pools = self.worker.pools
+        if not pools:
+            return
+        pooled = {f for pool in pools for f in pool.functions}
+        for pool in pools:
+            for function in pool.functions:
+                if function not in served:
+                    raise ConfigError(self.path, f"worker.pools.{pool.name}.functions",
+                                      f"functions this worker serves ({', '.join(sorted(served))})",
+                                      got=f"unknown function {function!r}")
+        missing = sorted(set(served) - pooled)
+        if missing:
+            raise ConfigError(self.path, "worker.pools",
+                              "every function served by some pool",
+                              got=f"{', '.join(missing)} in no pool")
 
     def check_tasks(self, task_names):
         """Raise ConfigError for a function with no command, no shell and no @task."""
@@ -497,7 +530,7 @@ class _Validator:
         raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",
                                            "progress_interval", "max_payload", "max_kwargs",
                                            "processes", "max_jobs", "max_lifetime",
-                                           "max_memory"))
+                                           "max_memory", "pools"))
         name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
         try:
             unknown = fields_of([name]) - {"hostname", "pid"}
@@ -524,7 +557,29 @@ class _Validator:
             max_jobs=self.integer(raw.get("max_jobs", 0), "worker.max_jobs", 0),
             max_lifetime=self.number(raw.get("max_lifetime", 0), "worker.max_lifetime"),
             max_memory=self.number(raw.get("max_memory", 0), "worker.max_memory"),
+            pools=self.pools(raw.get("pools", {})),
         )
+
+    def pools(self, raw):
+        raw = self.mapping(raw, "worker.pools", tuple(raw) if isinstance(raw, dict) else ())
+        pools = []
+        for name, entry in raw.items():
+            key = f"worker.pools.{name}"
+            if not isinstance(name, str) or not _POOL_NAME.fullmatch(name):
+                raise self.error("worker.pools", "pool names of letters, digits and _", name)
+            entry = self.mapping(entry, key, ("processes", "threads", "functions"))
+            functions = entry.get("functions")
+            if (not isinstance(functions, list) or not functions
+                    or not all(isinstance(f, str) and f for f in functions)):
+                raise self.error(f"{key}.functions", "a non-empty list of function names",
+                                 functions)
+            pools.append(PoolConfig(
+                name=name, functions=tuple(functions),
+                processes=self.integer(entry.get("processes", 1), f"{key}.processes", 1,
+                                       MAX_PROCESSES),
+                threads=self.integer(entry.get("threads", DEFAULT_THREADS),
+                                     f"{key}.threads", 1, MAX_THREADS)))
+        return tuple(pools)
 
     def server(self, raw):
         raw = self.mapping(raw, "server", ("job_retries",))

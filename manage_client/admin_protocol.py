@@ -4,6 +4,7 @@ Pure functions and a buffer, no sockets, so every reply format can be tested spl
 every byte. Multi-line replies end with a line ``.``; single-line ones are ``OK ...`` or
 ``ERR CODE message`` (with ``+`` for spaces), ended by LF or CRLF.
 """
+import re
 from dataclasses import dataclass, field
 from typing import List
 
@@ -194,6 +195,10 @@ def parse_uniques(lines, server):
     return list(_block(lines, server))
 
 
+#: A worker process's label: ``p2``, or ``POOL-p2`` in a worker.pools pool.
+_PROCESS_LABEL = re.compile(r"(?:[A-Za-z0-9_]+-)?p[0-9]+")
+
+
 def worker_name_of(client_id):
     """The worker name of a thread's client id (``web1.3``, ``web1.ctl``, and a process's
     ``web1.p2.3``, ``web1.p2.ctl`` → ``web1``); None for '-' (a connection that set no
@@ -204,7 +209,7 @@ def worker_name_of(client_id):
     if process is None:
         return client_id
     name, _, label = process.rpartition(".")
-    return name if name and label[:1] == "p" and label[1:].isdigit() else process
+    return name if name and _PROCESS_LABEL.fullmatch(label) else process
 
 
 def process_of(client_id):

@@ -45,11 +45,12 @@ def plugin(tmp_path):
 
 def serving(server, name):
     """The processes of worker ``name`` connected to ``server`` (by their control
-    connections, NAME.pN.ctl)."""
+    connections, NAME.pN.ctl or NAME.POOL-pN.ctl)."""
     out = subprocess.run(["gearadmin", "-h", server.host, "-p", str(server.port),
                           "--workers"], capture_output=True, text=True).stdout
     return sorted({word for line in out.splitlines() for word in line.split()
-                   if word.startswith(f"{name}.p") and word.endswith(".ctl")})
+                   if word.startswith(f"{name}.") and word.endswith(".ctl")
+                   and word != f"{name}.ctl"})
 
 
 def test_three_processes_serve_and_a_killed_one_is_replaced(gearmand, start_workers,
@@ -210,3 +211,42 @@ def test_sighup_with_a_broken_config_is_refused_and_serving_goes_on(gearmand, st
     assert asked.returncode == 0 and "ok: reloading" in asked.stdout, asked.stderr
     wait_for(lambda: pid not in worker.worker_pids(), 10, "the process to be replaced")
     assert send([gearmand.address], "echo", w="now").stdout == "v2 now\n"
+
+
+POOLS = {"slow": {"processes": 1, "threads": 2, "functions": ["slow"]},
+         "fast": {"processes": 2, "threads": 1, "functions": ["fast"]}}
+
+
+def test_pools_keep_a_flood_of_slow_jobs_from_delaying_fast_ones(gearmand, start_workers):
+    from .worker_helpers import send_background
+    functions = {"slow": {"command": ["sleep", "10"], "timeout": 30},
+                 "fast": {"command": ["echo", "quick"]}}
+    worker = start_workers([gearmand.address], functions, name="pooled",
+                           worker={"pools": POOLS})
+    wait_for(lambda: len(serving(gearmand, "pooled")) == 3, 10, "three processes")
+    assert serving(gearmand, "pooled") == ["pooled.fast-p1.ctl", "pooled.fast-p2.ctl",
+                                           "pooled.slow-p1.ctl"]
+    for _ in range(6):
+        send_background([gearmand.address], "slow")
+    wait_for(lambda: worker.log().count("running (timeout") >= 2, 10, "the slow jobs")
+    for _ in range(3):
+        started = time.monotonic()
+        assert send([gearmand.address], "fast").stdout == "quick\n"
+        assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("pools, expected", [
+    ({"slow": POOLS["slow"]}, "worker.pools: expected every function served by some pool, "
+                              "fast in no pool"),
+    ({**POOLS, "odd": {"functions": ["nosuch"]}}, "worker.pools.odd.functions"),
+    ({"bad name": POOLS["slow"]}, "pool names of letters, digits and _"),
+])
+def test_pools_that_leave_a_function_out_are_one_error_line(gearmand, tmp_path, pools,
+                                                            expected):
+    from .worker_helpers import WorkerProcess
+    functions = {"slow": {"command": ["true"]}, "fast": {"command": ["true"]}}
+    worker = WorkerProcess(tmp_path / "w", [gearmand.address], functions, name="p",
+                           worker={"pools": pools})
+    assert worker.proc.wait(30) == 2
+    log = worker.log()
+    assert expected in log and log.count("\n") == 1, log

@@ -87,14 +87,20 @@ def main(argv=None):
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)
+    check_pools(config, args, functions)
     state_dir = config.resolve(STATE_DIR)
     private_folder(state_dir)
     name = worker_name(config.worker.name)
 
     def serving(config, functions, tasks):
-        def serve(label, instance):
-            return cli.run(lambda _argv: serve_process(config, functions, tasks, name,
-                                                       label, instance, state_dir),
+        pools = {pool.name: pool for pool in config.worker.pools}
+
+        def serve(label, instance, pool):
+            chosen, threads = functions, config.worker.threads
+            if pool is not None:
+                chosen, threads = list(pools[pool].functions), pools[pool].threads
+            return cli.run(lambda _argv: serve_process(config, chosen, tasks, name, label,
+                                                       instance, state_dir, threads),
                            prog="runworkers")
         return serve
 
@@ -106,17 +112,36 @@ def main(argv=None):
         new_tasks = import_plugins(fresh.plugins, fresh.path, fresh=True)
         fresh.check_tasks(set(new_tasks))
         chosen = choose_functions(fresh, new_tasks, args.functions)
+        check_pools(fresh, args, chosen)
         log.info("reloaded %s: functions %s", fresh.path, ",".join(chosen))
-        return fresh.worker.processes, serving(fresh, chosen, new_tasks)
-    return Supervisor(name, config.worker.processes, serving(config, functions, tasks),
+        return layout(fresh), serving(fresh, chosen, new_tasks)
+    return Supervisor(name, layout(config), serving(config, functions, tasks),
                       reload).run()
 
 
-def serve_process(config, functions, tasks, name, label, instance, state_dir):
+def check_pools(config, args, functions):
+    """worker.pools must serve exactly the functions; --functions and --processes do not
+    mix with pools (each pool names its own)."""
+    if not config.worker.pools:
+        return
+    if args.functions or args.processes:
+        raise UsageError("worker.pools names each pool's functions and processes; "
+                         "--functions and --processes do not apply")
+    config.check_pools(set(functions))
+
+
+def layout(config):
+    """The pool (None: every function) of each worker process the supervisor keeps."""
+    if not config.worker.pools:
+        return [None] * config.worker.processes
+    return [pool.name for pool in config.worker.pools for _ in range(pool.processes)]
+
+
+def serve_process(config, functions, tasks, name, label, instance, state_dir, threads):
     """One worker process (forked by the supervisor): serve until asked to stop."""
     pool = WorkerPool(config, functions, tasks, state_dir=state_dir,
                       spool_dir=config.resolve(SPOOL_DIR), name=name, label=label,
-                      instance=instance, supervised=True)
+                      instance=instance, supervised=True, threads=threads)
     install_signal_handlers(pool, supervised=True)
     limit_malloc_arenas()
     pool.start()

@@ -64,10 +64,25 @@ class Slot:
     """One of the ``processes`` places: it always has one process that takes jobs."""
 
     index: int
+    #: the worker.pools entry its process serves (None: every function)
+    pool: str | None = None
+    #: how its process is named (NAME.LABEL.THREAD; None: NAME.THREAD, a lone process)
+    label: str | None = None
     failures: int = 0
     restart_at: float | None = 0.0
     #: ledger instances of this slot's live processes (a draining one keeps its own)
     instances: set = field(default_factory=set)
+
+
+def make_slots(layout: list) -> list[Slot]:
+    """The slots of a layout (a pool name, or None, per process), named readably: a lone
+    process as the worker itself, else ``p1``, ``p2`` ... or ``POOL-p1`` ... per pool."""
+    slots, counts = [], {}
+    for index, pool in enumerate(layout, 1):
+        counts[pool] = counts.get(pool, 0) + 1
+        label = f"p{counts[pool]}" if pool is None else f"{pool}-p{counts[pool]}"
+        slots.append(Slot(index, pool, None if layout == [None] else label))
+    return slots
 
 
 def die_with_parent(parent: int) -> None:
@@ -101,10 +116,11 @@ class Supervisor:
     draining process and its replacement.
     """
 
-    def __init__(self, name: str, processes: int, serve: Callable[[str | None, int], int],
+    def __init__(self, name: str, layout: list,
+                 serve: Callable[[str | None, int, str | None], int],
                  reload: Callable[[], tuple] | None = None):
         self.name = name
-        self.slots = [Slot(i + 1) for i in range(processes)]
+        self.slots = make_slots(layout)
         self.serve = serve
         #: reload() -> (processes, serve) from the config read again; raises to refuse it
         self.reload = reload
@@ -150,7 +166,7 @@ class Supervisor:
             return
         log.info("worker %s: SIGHUP: reading the config again", self.name)
         try:
-            processes, serve = self.reload()
+            layout, serve = self.reload()
         except Exception as err:  # a bad config: refused, nothing changes
             log.error("worker %s: reload refused, still serving the previous config: %s",
                       self.name, err)
@@ -160,13 +176,16 @@ class Supervisor:
         self.announced = False
         self.serve = serve
         self.generation += 1
-        if processes > len(self.slots):
-            self.slots += [Slot(i + 1) for i in range(len(self.slots), processes)]
+        fresh = make_slots(layout)
+        for slot in fresh:  # a slot that has a process: the rolling replaces it
+            if slot.index <= len(self.slots):
+                old = self.slots[slot.index - 1]
+                slot.instances, slot.restart_at = old.instances, old.restart_at
         for process in self.processes.values():
-            if process.slot > processes:  # a slot that is no more: just retire
+            if process.slot > len(fresh):  # a slot that is no more: just retire
                 process.successor, process.retiring = -1, True
                 self._signal(process.pid, RETIRING)
-        del self.slots[processes:]
+        self.slots = fresh
         log.info("worker %s: config reloaded; replacing %d process(es) one by one",
                  self.name, len(self.processes))
 
@@ -230,7 +249,7 @@ class Supervisor:
 
     def _fork(self, slot: Slot) -> int:
         instance = min(set(range(len(slot.instances) + 1)) - slot.instances)
-        label = None if len(self.slots) == 1 else f"p{slot.index}"
+        label = slot.label
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker process: never returns into the supervisor's code
@@ -239,7 +258,7 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
                 die_with_parent(parent)
                 os.environ.pop("NOTIFY_SOCKET", None)  # systemd hears the supervisor only
-                code = self.serve(label, instance)
+                code = self.serve(label, instance, slot.pool)
             except BaseException:  # noqa: B036 - whatever happens, exit with a code
                 log.exception("worker process %s failed", label or self.name)
             finally:

@@ -94,7 +94,7 @@ class WorkerPool:
     """The threads of one named worker and the policy for stopping them."""
 
     def __init__(self, config, functions, tasks, state_dir=None, spool_dir=None, name=None,
-                 label=None, instance=0, supervised=False):
+                 label=None, instance=0, supervised=False, threads=None):
         self.config = config
         #: the worker's name (its control function's); this process's adds its label
         self.fleet_name = name or worker_name(config.worker.name)
@@ -106,7 +106,7 @@ class WorkerPool:
         self.retire_requested = None  # set by the supervisor's signal (a reload)
         self._jobs_lock = threading.Lock()
         self._after_timeout = []  # threads finishing jobs taken over from hung tasks
-        self.thread_count = config.worker.threads
+        self.thread_count = threads or config.worker.threads
         self.grace = config.worker.grace
         self.servers = config.servers
         self.stop_requested = threading.Event()

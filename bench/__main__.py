@@ -125,6 +125,20 @@ def run(args):
                       "of 100", "p50 ms (of the blocks' p50s)", lat["ours_p50"],
                       lat["raw_p50"], "<= 1.15", higher_is_better=False)
             table.add("W2", "p99 ms", [lat["ours_p99"]], [lat["raw_p99"]])
+            for processes in (2, 4):
+                plain, spread = _paired(
+                    reps, lambda rep: w.w1_raw(server, processes, n1),
+                    lambda rep: w.w1_ours(server, 1, n1, processes=processes))
+                table.add(f"W1 {n1} no-op Python jobs, {processes} processes of 1 thread vs "
+                          f"the raw library, {processes} threads", "jobs/s", spread, plain,
+                          ">= 1.0")
+            figures = w.w3(server, 1, n3 * reps, processes=4)
+            table.add(f"W3 {n3 * reps} `true` jobs a side, `runworkers --processes 4 "
+                      "--threads 1` vs four gearman -w", "jobs/s (of the blocks)",
+                      figures["ours"], figures["c"], ">= 1.0")
+            table.add("Memory: supervisor + 4 worker processes vs four gearman -w",
+                      "PSS MiB, summed", [figures["pss"]], [figures["c_pss"]], "report",
+                      higher_is_better=False, check=None)
             for threads in (1, 4):
                 figures = w.w3(server, threads, n3 * reps)
                 table.add(f"W3 {n3 * reps} `true` jobs a side, {threads} worker(s) vs "

@@ -32,6 +32,35 @@ def start_tls_front(folder, server):
     return front, ca
 
 
+def worker_pids(pid):
+    """The worker processes under a `runworkers` supervisor ``pid``."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def worker_peak_rss_mib(supervisor_pid):
+    """The largest peak RSS (VmHWM) of a supervisor's worker processes, in MiB: what one
+    worker process costs (the supervisor itself is reported apart)."""
+    return max((peak_rss_mib(pid) for pid in worker_pids(supervisor_pid)),
+               default=float("nan"))
+
+
+def pss_mib(pids):
+    """Proportional set size (shared pages split among their users) of ``pids``, summed,
+    in MiB: what a group of processes costs together."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total / 1024
+
+
 def peak_rss_mib(pid):
     """Peak resident memory (VmHWM) of a live process, in MiB."""
     with open(f"/proc/{pid}/status") as handle:
@@ -82,7 +111,7 @@ class Proc:
 
 
 def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
-               key_file=None, tls_ca=None, serve=None):
+               key_file=None, tls_ca=None, serve=None, processes=1):
     """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
     (checking signatures with ``key_file``; over TLS, verified by ``tls_ca``, when given:
     ``server`` is then the TLS front); ``serve``: only these functions (``--functions``)."""
@@ -94,7 +123,8 @@ def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)
     with open(config, "w") as handle:
         yaml.safe_dump({"servers": [server.address], "plugins": list(plugins),
                         "logging": {"level": "WARNING"},
-                        "worker": {"name": name, "threads": threads, "grace": 5},
+                        "worker": {"name": name, "threads": threads, "grace": 5,
+                                   "processes": processes},
                         "functions": functions, **security}, handle)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo}

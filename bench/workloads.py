@@ -13,7 +13,8 @@ from gearman_frame.signing import keyring_from_files, new_key_text
 from manage_client.admin import AdminClient
 from send_job_client import Job, JobClient
 
-from .processes import (c_workers, floor_worker, peak_rss_mib, raw_worker, runworkers,
+from .processes import (c_workers, floor_worker, pss_mib, raw_worker, runworkers,
+                        worker_peak_rss_mib, worker_pids,
                         wait_workers)
 
 WARMUP = 100
@@ -50,17 +51,18 @@ def _rate(count, seconds):
 
 # --- W1: batch of no-op Python jobs --------------------------------------------------------
 
-def w1_ours(server, threads, count, key_file=None, tls_ca=None):
-    with runworkers(server, {}, threads, key_file=key_file, tls_ca=tls_ca) as workers, \
+def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1):
+    with runworkers(server, {}, threads, key_file=key_file, tls_ca=tls_ca,
+                    processes=processes) as workers, \
             _client(server, key_file=key_file, tls_ca=tls_ca) as client:
-        wait_workers(server, "reverse", threads)
+        wait_workers(server, "reverse", threads * processes)
         client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
         jobs = [Job.of("reverse", f"job-{i}") for i in range(count)]
         started = time.perf_counter()
         results = client.submit_many(jobs)
         elapsed = time.perf_counter() - started
         assert all(r.ok for r in results), "W1: a job failed"
-        return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
+        return {"jobs_s": _rate(count, elapsed), "rss": worker_peak_rss_mib(workers.pid)}
 
 
 def w1_raw(server, threads, count):
@@ -74,7 +76,7 @@ def w1_raw(server, threads, count):
         elapsed = time.perf_counter() - started
         assert all(r.complete for r in done), "W1 baseline: a job did not complete"
         client.shutdown()
-        return {"jobs_s": _rate(count, elapsed), "rss": peak_rss_mib(workers.pid)}
+        return {"jobs_s": _rate(count, elapsed), "rss": worker_peak_rss_mib(workers.pid)}
 
 
 def w1_background(server, count, channel=None):
@@ -213,25 +215,29 @@ def _alternate(sides, count, block):
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------
 
-def w3(server, threads, count, block=250):
+def w3(server, threads, count, block=250, processes=1):
     """Jobs/s for `true` jobs through gearman-frame (a worker of ``threads`` threads),
     through ``threads`` C `gearman -w` workers and through the floor (a raw-protocol
     Python loop with no features, ``threads`` threads), all up, in alternating blocks of
     ``block`` jobs (``count`` a side), as W2 does: the drift of a shared machine falls
     on every side alike (idle workers of the other functions cost nothing). Returns each
-    block's rate per side and the worker's peak RSS."""
+    block's rate per side and the worker's peak RSS. With ``processes``, gearman-frame
+    runs that many processes of ``threads`` threads (the others as many workers in all),
+    and the PSS of the supervisor and its processes is set against the C workers'."""
     block = min(block, count)
+    workers_in_all = threads * processes
     jobs = {"ours": lambda: [Job.of("run_true") for _ in range(block)],
             "c": lambda: [Job("c_true", data=b"") for _ in range(block)],
             "floor": lambda: [Job("floor_true", data=b"") for _ in range(block)]}
     rates = {name: [] for name in jobs}
-    others = c_workers(server, "c_true", threads, ["true"])
-    others.append(floor_worker(server, threads, "floor_true"))
+    others = c_workers(server, "c_true", workers_in_all, ["true"])
+    others.append(floor_worker(server, workers_in_all, "floor_true"))
     try:
-        with runworkers(server, {"run_true": {"command": ["true"]}}, threads) as workers, \
+        with runworkers(server, {"run_true": {"command": ["true"]}}, threads,
+                        processes=processes) as workers, \
                 _client(server) as client:
             for function in ("run_true", "c_true", "floor_true"):
-                wait_workers(server, function, threads)
+                wait_workers(server, function, workers_in_all)
             for make in jobs.values():
                 client.submit_many(make()[:WARMUP])
             for round_number in range(max(1, count // block)):
@@ -243,11 +249,14 @@ def w3(server, threads, count, block=250):
                     results = client.submit_many(batch)
                     rates[name].append(_rate(block, time.perf_counter() - started))
                     assert all(r.ok for r in results), f"W3 ({name}): a job failed"
-            rss = peak_rss_mib(workers.pid)
+            rss = worker_peak_rss_mib(workers.pid)
+            pss = pss_mib([workers.pid, *worker_pids(workers.pid)])
+            c_pss = pss_mib([proc.pid for proc in others[:-1]])
     finally:
         for proc in others:
             proc.stop()
-    return {"ours": rates["ours"], "c": rates["c"], "floor": rates["floor"], "rss": rss}
+    return {"ours": rates["ours"], "c": rates["c"], "floor": rates["floor"], "rss": rss,
+            "pss": pss, "c_pss": c_pss}
 
 
 # --- W4: a hung command with a background grandchild ------------------------------------------
@@ -318,7 +327,7 @@ def scale(server, count):
                       if r.function == "reverse") > 0:
                 time.sleep(0.1)
         drain_s = time.perf_counter() - started
-        worker_rss = max(peak_rss_mib(p.pid) for p in pools)
+        worker_rss = max(worker_peak_rss_mib(p.pid) for p in pools)
     finally:
         for pool in pools:
             pool.stop()

@@ -139,6 +139,10 @@ def run(args):
             table.add("Memory: supervisor + 4 worker processes vs four gearman -w",
                       "PSS MiB, summed", [figures["pss"]], [figures["c_pss"]], "report",
                       higher_is_better=False, check=None)
+            simple = w.w3(server, 1, n3 * reps, processes=4, env={"GEARMAN_FRAME_SPAWN": "os"})
+            table.add(f"W3 {n3 * reps} `true` jobs a side, `--processes 4 --threads 1`, "
+                      "os.posix_spawn (holds the GIL) vs four gearman -w",
+                      "jobs/s (of the blocks)", simple["ours"], simple["c"], "report")
             for threads in (1, 4):
                 figures = w.w3(server, threads, n3 * reps)
                 table.add(f"W3 {n3 * reps} `true` jobs a side, {threads} worker(s) vs "

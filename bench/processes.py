@@ -111,7 +111,7 @@ class Proc:
 
 
 def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
-               key_file=None, tls_ca=None, serve=None, processes=1):
+               key_file=None, tls_ca=None, serve=None, processes=1, env=None):
     """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
     (checking signatures with ``key_file``; over TLS, verified by ``tls_ca``, when given:
     ``server`` is then the TLS front); ``serve``: only these functions (``--functions``)."""
@@ -127,7 +127,7 @@ def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)
                                    "processes": processes},
                         "functions": functions, **security}, handle)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": repo}
+    env = {**os.environ, "PYTHONPATH": repo, **(env or {})}
     only = ["--functions", ",".join(serve)] if serve else []
     return Proc([os.path.join(BIN, "runworkers"), "--config", config, *only], env=env)
 

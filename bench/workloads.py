@@ -215,7 +215,7 @@ def _alternate(sides, count, block):
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------
 
-def w3(server, threads, count, block=250, processes=1):
+def w3(server, threads, count, block=250, processes=1, env=None):
     """Jobs/s for `true` jobs through gearman-frame (a worker of ``threads`` threads),
     through ``threads`` C `gearman -w` workers and through the floor (a raw-protocol
     Python loop with no features, ``threads`` threads), all up, in alternating blocks of
@@ -234,7 +234,7 @@ def w3(server, threads, count, block=250, processes=1):
     others.append(floor_worker(server, workers_in_all, "floor_true"))
     try:
         with runworkers(server, {"run_true": {"command": ["true"]}}, threads,
-                        processes=processes) as workers, \
+                        processes=processes, env=env) as workers, \
                 _client(server) as client:
             for function in ("run_true", "c_true", "floor_true"):
                 wait_workers(server, function, workers_in_all)

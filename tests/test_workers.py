@@ -262,3 +262,11 @@ def test_a_left_behind_process_is_killed_and_reaped_no_zombie_stays(gearmand, st
     leftover = int(pidfile.read_text())
     wait_for(lambda: not os.path.exists(f"/proc/{leftover}"), 5,
              "the left-behind sleep to be killed and reaped (no zombie)")
+
+
+def test_the_os_posix_spawn_path_runs_commands_alike(gearmand, start_workers, monkeypatch):
+    # the simpler spawn path (GEARMAN_FRAME_SPAWN=os) the benchmark sets against ctypes
+    monkeypatch.setenv("GEARMAN_FRAME_SPAWN", "os")
+    start_workers([gearmand.address], {"echo": {"shell": "echo {w}; echo err >&2; exit 3"}})
+    result = send([gearmand.address], "echo", w="via os")
+    assert result.exit_code == 3 and result.stdout == "via os\n" and result.stderr == "err\n"

@@ -28,6 +28,14 @@ def nap(seconds):
     time.sleep(seconds)
     return os.getpid()
 
+@task("crash")
+def crash(path):
+    with open(path, "a") as handle:
+        handle.write("x")
+    if len(open(path).read()) <= 3:
+        os._exit(70)  # the process dies mid-job, three times
+    return os.getpid()
+
 @task("hog")
 def hog(mib):
     HELD.append(bytearray(mib * 2 ** 20))  # kept: a leak
@@ -250,3 +258,25 @@ def test_pools_that_leave_a_function_out_are_one_error_line(gearmand, tmp_path, 
     assert worker.proc.wait(30) == 2
     log = worker.log()
     assert expected in log and log.count("\n") == 1, log
+
+
+def test_a_crash_loop_is_restarted_with_growing_pauses(gearmand, start_workers, plugin,
+                                                       tmp_path):
+    worker = start_workers([gearmand.address], {}, name="crashy", threads=1,
+                           plugins=["fleettasks"], pythonpath=plugin)
+    result = send([gearmand.address], "crash", str(tmp_path / "count"), timeout=60)
+    assert result.ok  # the fourth run, after three deaths, each rerun by gearmand
+    log = worker.log()
+    assert log.count("died (exit status 70)") == 3
+    assert "died (exit status 70); restarting it\n" in log  # the first: at once
+    assert "restarting it in 0.5s (crash loop)" in log and "in 1s (crash loop)" in log
+
+
+def test_max_lifetime_recycles_an_old_process(gearmand, start_workers, plugin):
+    worker = start_workers([gearmand.address], {}, name="aging", threads=1,
+                           plugins=["fleettasks"], pythonpath=plugin,
+                           worker={"max_lifetime": 1.5})
+    first = send([gearmand.address], "whoami").value
+    wait_for(lambda: "worker.max_lifetime (1.5s) reached" in worker.log(), 5, "the recycle")
+    wait_for(lambda: first not in worker.worker_pids(), 5, "the old process to leave")
+    assert send([gearmand.address], "whoami").value != first

@@ -77,7 +77,8 @@ class Slot:
 def make_slots(layout: list) -> list[Slot]:
     """The slots of a layout (a pool name, or None, per process), named readably: a lone
     process as the worker itself, else ``p1``, ``p2`` ... or ``POOL-p1`` ... per pool."""
-    slots, counts = [], {}
+    slots: list[Slot] = []
+    counts: dict[str | None, int] = {}
     for index, pool in enumerate(layout, 1):
         counts[pool] = counts.get(pool, 0) + 1
         label = f"p{counts[pool]}" if pool is None else f"{pool}-p{counts[pool]}"

@@ -18,6 +18,8 @@ RESULTS_PREFIX = "__results__."
 CONTROL_SHUTDOWN = b"shutdown"
 #: The control command that has a worker read its config again (as SIGHUP does).
 CONTROL_RELOAD = b"reload"
+#: The control command a worker process answers with its live state (JSON).
+CONTROL_INSPECT = b"inspect"
 
 
 def control_function(worker_name):

@@ -336,7 +336,7 @@ def resend_jobs(config, jobs, unsent_path):
 CONTROL_TIMEOUT = 10.0
 
 
-def send_control(servers, worker_name, command, keyring=None):
+def send_control(servers, worker_name, command, keyring=None, timeout=None):
     """Send ``command`` to worker ``worker_name``'s control function (high priority, in
     the foreground) and return its answer; FrameError if none came. With a Keyring the
     command goes as the first arg of a signed envelope."""
@@ -345,7 +345,8 @@ def send_control(servers, worker_name, command, keyring=None):
                Request(args=(command.decode(),)).encode(keyring, function))
     client = WireClient(servers)
     try:
-        request = client.submit(function, payload, priority="high", timeout=CONTROL_TIMEOUT)
+        request = client.submit(function, payload, priority="high",
+                                timeout=timeout or CONTROL_TIMEOUT)
     finally:
         client.shutdown()
     if request.state != JOB_COMPLETE:

@@ -29,6 +29,7 @@ from gearman_frame.signing import key_id, new_key_text, read_key_file
 from manage_client.admin import AdminClient
 from manage_client.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
+from manage_client.inspect_workers import INSPECT_WAIT, inspect, render, worker_processes
 from manage_client import views
 
 log = logging.getLogger("manage_client.runadmin")
@@ -48,6 +49,7 @@ EPILOG = """examples:
   runadmin clear compress --dump compress.jsonl
   runadmin resend compress.jsonl
   runadmin shutdown web1
+  runadmin inspect web1                 # running jobs, counters, durations, memory
   runadmin reload web1                  # read its config again, processes replaced one by one
   runadmin server start                 # local gearmand, SQLite queue under var/gearmand
   runadmin apply                        # maxqueue limits from the config"""
@@ -77,6 +79,13 @@ def build_parser():
     resend.add_argument("--strict", action="store_true",
                         help="send nothing if any line is bad (default: send the good ones, "
                              "name the bad ones, exit 1)")
+    inspect = sub.add_parser("inspect", help="what each worker process is doing: running "
+                                             "jobs, counters, durations, memory")
+    inspect.add_argument("names", nargs="*", metavar="NAME")
+    inspect.add_argument("--all", action="store_true", help="every worker connected")
+    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--timeout", type=cli.seconds, default=INSPECT_WAIT,
+                         help="seconds to wait for the answers (default %(default)s)")
     reload = sub.add_parser("reload", help="have the worker NAME read its config again "
                                            "(as SIGHUP: a bad one is refused, in its log)")
     reload.add_argument("name")
@@ -273,6 +282,22 @@ def _controllable(admin, config, name):
     return found
 
 
+def cmd_inspect(admin, config, args):
+    if not args.names and not args.all:
+        raise UsageError("inspect: name one or more workers, or --all")
+    processes = worker_processes(admin.workers(), set(args.names))
+    missing = sorted(set(args.names) - {worker_name_of(f"{p}.ctl") for p in processes})
+    if missing or not processes:
+        raise FrameError(f"no gearman-frame worker named {', '.join(missing) or '(any)'} is "
+                         f"connected to {', '.join(str(s) for s in config.servers)}")
+    answers = inspect(config, processes, args.timeout)
+    if args.json:
+        print(json.dumps(answers, indent=2))
+    else:
+        print(render(answers))
+    return EXIT_OK if all("error" not in a for a in answers) else EXIT_FAILED
+
+
 def cmd_reload(admin, config, args):
     _controllable(admin, config, args.name)
     answer = send_control(config.servers, args.name, CONTROL_RELOAD, config.keyring)
@@ -414,7 +439,7 @@ COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
             "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
             "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
             "clear": cmd_clear, "resend": cmd_resend, "shutdown": cmd_shutdown,
-            "reload": cmd_reload}
+            "reload": cmd_reload, "inspect": cmd_inspect}
 
 
 def main(argv=None):

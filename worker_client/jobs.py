@@ -26,6 +26,7 @@ from gearman_frame.logs import cut, job_context
 from gearman_frame.templates import TemplateError, render_argv, render_shell
 from gearman_frame.wire import AbandonJob, JobFailed, Oversized
 
+from .stats import Stats
 from .veryeasyprocess import TAIL_BYTES, Runner, quote
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class WorkerContext:
     on_job: object | None = None
     #: Python tasks running now, by thread id (the watchdog's view).
     running: dict = field(default_factory=dict)
+    #: What runs and what ran (`runadmin inspect`).
+    stats: Stats = field(default_factory=Stats)
 
 
 def job_id_of(job) -> str:
@@ -124,6 +127,8 @@ class FunctionHandler:
             request = None
             if self.ctx.on_job is not None:
                 self.ctx.on_job()
+            stats = self.ctx.stats
+            stats.begin(job.task, job_id_of(job), self.timeout)
             try:
                 request, raw = self._parse(job.data)
                 why = self._why_refused(job, request)
@@ -138,6 +143,7 @@ class FunctionHandler:
                                                                 request, started)
                 result = self._serve(wire_worker, job, request)
             except AbandonJob:
+                stats.forget()
                 if self.ctx.gate is not None:
                     self.ctx.gate.release(request)
                 raise
@@ -173,11 +179,13 @@ class FunctionHandler:
         from gearman_frame.signing import EXPIRED, REFUSED_REASON  # only with a key set
         log.warning("refused: %s", why)
         if request is None:
+            self.ctx.stats.end(job.task, STATUS_REFUSED, time.monotonic() - started)
             return JobFailed(f"refused: {REFUSED_REASON}".encode())
         result = self._result(STATUS_REFUSED, REFUSED_REASON, attempts=0, id=request.id)
         if why == EXPIRED and request.background:
             return self._final(job, request, result, started)
         result.duration_s = round(time.monotonic() - started, 6)
+        self.ctx.stats.end(job.task, STATUS_REFUSED, result.duration_s)
         return JobFailed(result.encode())
 
     def _parse(self, data):
@@ -226,6 +234,7 @@ class FunctionHandler:
         envelope could not be read, so nobody knows) is dead-lettered first."""
         result.duration_s = round(time.monotonic() - started, 6)
         result, encoded = self._encoded(result)
+        self.ctx.stats.end(job.task, result.status, result.duration_s)
         if request is not None and request.reply_to and self.ctx.publish:
             if not self.ctx.publish(job, request, result, time.time() - result.duration_s):
                 self.ctx.stopping.wait(ABANDON_PAUSE)  # unanswered: gearmand keeps the job
@@ -275,6 +284,8 @@ class FunctionHandler:
             delay = policy.delay_after(number)
             log.warning("attempt %d of %d failed (%s); retrying in %.2fs", number, total,
                         result.error, delay)
+            self.ctx.stats.count(self.name, "retried")
+            self.ctx.stats.attempt(number + 1)
             self._hook("on_retry", request, result)
             if self.ctx.stopping.wait(delay):
                 raise AbandonJob("worker stopping between attempts")
@@ -435,6 +446,7 @@ class FunctionHandler:
         if self.task is not None:
             result = self._call_task((data,), {})
             if result.ok:
+                self.ctx.stats.end(job.task, STATUS_OK, time.monotonic() - started)
                 return dumps(result.value)
             return self._raw_failed(job, started, result, result.error.encode("utf-8",
                                                                               "replace"))
@@ -469,6 +481,7 @@ class FunctionHandler:
         if result.ok:
             log.info("done: raw job ok after %d attempt(s) in %.3fs", result.attempts,
                      outcome.duration_s)
+            self.ctx.stats.end(job.task, STATUS_OK, time.monotonic() - started)
             return outcome.stdout
         text = None  # over output_limit: the result's error says so
         if outcome.stdout_size <= len(outcome.stdout):

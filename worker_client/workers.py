@@ -21,14 +21,17 @@ import time
 
 from gearman_frame.envelope import parse_request
 from gearman_frame.errors import EnvelopeError
+from gearman_frame import __version__
 from gearman_frame.envelope import dumps
-from gearman_frame.queues import (CONTROL_RELOAD, CONTROL_SHUTDOWN, control_function, dead_letter_function,
+from gearman_frame.queues import (CONTROL_INSPECT, CONTROL_RELOAD, CONTROL_SHUTDOWN,
+                                  control_function, dead_letter_function,
                                   dead_letter_record, result_record, results_function)
 from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
 
 from .deadletters import DeadLetterSpool, SpoolSender
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
+from .stats import Stats, resident_mib
 from .supervisor import RETIRING, tell_supervisor
 from .veryeasyprocess import Runner
 
@@ -115,7 +118,13 @@ class WorkerPool:
         ledger_name = f"worker-{self.name}" + (f"~{instance}" if instance else "")
         ledger_path = os.path.join(state_dir, ledger_name) if state_dir else None
         self.ledger = GroupLedger(ledger_path) if ledger_path else None
-        self.runner = Runner(on_start=self.ledger.add if self.ledger else None,
+        self.stats = Stats()
+
+        def started(pgid, start_ticks):
+            self.stats.command_started(pgid)
+            if self.ledger:
+                self.ledger.add(pgid, start_ticks)
+        self.runner = Runner(on_start=started,
                              on_end=self.ledger.remove if self.ledger else None,
                              spool_dir=ledger_path)
         self.context = WorkerContext(name=self.name, runner=self.runner,
@@ -126,7 +135,7 @@ class WorkerPool:
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,
-                                     gate=_gate(config.keyring),
+                                     gate=_gate(config.keyring), stats=self.stats,
                                      on_job=self._count_job if config.worker.max_jobs
                                      else None)
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
@@ -162,8 +171,10 @@ class WorkerPool:
             self.threads.append(self._spawn(label))
 
     def _spawn(self, label):
-        tasks = ({control_function(self.fleet_name): self.control} if label == CONTROL_SUFFIX
-                 else self.handlers)
+        tasks = self.handlers
+        if label == CONTROL_SUFFIX:  # the worker's, and (one of several) this process's
+            tasks = {control_function(name): self.control
+                     for name in {self.fleet_name, self.name}}
         thread = ServingThread(self, label, tasks)
         thread.start()
         return thread
@@ -264,6 +275,7 @@ class WorkerPool:
         job, request = running.job, running.request
         result.duration_s = round(time.monotonic() - running.started, 6)
         result, encoded = handler._encoded(result)
+        self.stats.count(job.task, result.status)
         if request.reply_to:
             function = results_function(request.reply_to)
             record = result_record(result, request, job.task,
@@ -340,6 +352,8 @@ class WorkerPool:
             else:
                 self.request_stop(f"shutdown job {job.unique} via {job.task}")
             return b"ok: stopping"
+        if command == CONTROL_INSPECT:
+            return dumps(self.inspect())
         if command == CONTROL_RELOAD and self.supervised:
             log.info("worker %s: reload job %s via %s: passed to the supervisor", self.name,
                      job.unique, job.task)
@@ -363,6 +377,29 @@ class WorkerPool:
         first = request.args[0] if request.args else ""
         return (first if isinstance(first, bytes) else str(first).encode()).strip()
 
+    def inspect(self):
+        """This process's live state: what `runadmin inspect` shows."""
+        counters, durations = self.stats.snapshot()
+        return {"worker": self.fleet_name, "process": self.name, "pid": os.getpid(),
+                "host": HOST, "version": __version__, "config_hash": self.config_hash,
+                "uptime_s": round(time.monotonic() - self.started, 1),
+                "rss_mib": round(resident_mib(), 1), "threads": self.thread_count,
+                "recycling": self.recycling, "running": self.stats.running(),
+                "counters": counters, "durations_s": durations}
+
+    @property
+    def config_hash(self):
+        """16 hex characters of a hash of the config file's bytes (which config runs)."""
+        if getattr(self, "_config_hash", None) is None:
+            try:
+                with open(self.config.path, "rb") as handle:
+                    data = handle.read()
+            except (OSError, TypeError):
+                data = b""
+            from _blake2 import blake2b  # not hashlib: that loads OpenSSL (3.7 MiB)
+            self._config_hash = blake2b(data, digest_size=8).hexdigest()
+        return self._config_hash
+
     def dead_letter(self, job, result):
         """Send a background job that failed for good to ``__dead__.FUNCTION``, or keep
         the letter in the spool when no server takes it; False only if both failed (the
@@ -374,6 +411,8 @@ class WorkerPool:
             log.error("could not encode the dead letter: %s", err)
             return False
         outcome = self._send(function, job.unique, record, self.spool, "the dead letter")
+        if outcome is not None:
+            self.stats.count(job.task, "dead_lettered")
         if outcome == SENT:
             log.warning("dead-lettered to %s", function)
         return outcome is not None
@@ -461,8 +500,3 @@ def install_signal_handlers(pool, supervised=False):
     else:
         signal.signal(signal.SIGINT, handler)
 
-
-def resident_mib():
-    """This process's resident set size, in MiB."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20

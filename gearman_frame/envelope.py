@@ -35,7 +35,10 @@ STATUS_TIMEOUT = "timeout"
 STATUS_ERROR = "error"
 #: A job a worker would not run: unsigned, badly signed, expired or replayed.
 STATUS_REFUSED = "refused"
-STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_ERROR, STATUS_REFUSED)
+#: A job stopped by `runadmin cancel` while it ran: never retried nor dead-lettered.
+STATUS_CANCELLED = "cancelled"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_ERROR, STATUS_REFUSED,
+            STATUS_CANCELLED)
 
 
 def _to_json(value):

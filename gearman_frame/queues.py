@@ -20,6 +20,8 @@ CONTROL_SHUTDOWN = b"shutdown"
 CONTROL_RELOAD = b"reload"
 #: The control command a worker process answers with its live state (JSON).
 CONTROL_INSPECT = b"inspect"
+#: The control command ``cancel JOB_ID``: stop a job the worker runs now.
+CONTROL_CANCEL = b"cancel"
 
 
 def control_function(worker_name):

@@ -21,7 +21,8 @@ from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AdminError,
                                   UsageError)
 from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
-from gearman_frame.queues import CONTROL_RELOAD, CONTROL_SHUTDOWN, control_function
+from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_RELOAD, CONTROL_SHUTDOWN,
+                                  control_function)
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, free_port
 from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
@@ -96,8 +97,9 @@ def build_parser():
         sub.add_parser(name, help=f"gearmand's '{name}' on every server")
     jobs = sub.add_parser("jobs", help="gearmand's 'show jobs' on every server")
     jobs.add_argument("--json", action="store_true")
-    cancel = sub.add_parser("cancel", help="cancel a queued job by handle")
-    cancel.add_argument("handle")
+    cancel = sub.add_parser("cancel", help="stop a running job by its id, or cancel a queued "
+                                           "one by its gearmand handle (H:...)")
+    cancel.add_argument("handle", metavar="JOB_ID|HANDLE")
     maxqueue = sub.add_parser("maxqueue", help="limit FUNCTION's queue to N jobs")
     maxqueue.add_argument("function")
     maxqueue.add_argument("size", type=int)
@@ -191,6 +193,8 @@ def cmd_jobs(admin, config, args):
 # --- actions that change state -----------------------------------------------------------
 
 def cmd_cancel(admin, config, args):
+    if not args.handle.startswith("H:"):  # a job id, as sendjob and inspect show it
+        return _cancel_running(admin, config, args.handle)
     answers = admin.cancel_job(args.handle)
     done = [server for server, result in answers if not isinstance(result, AdminError)]
     log.info("cancel: %s cancelled job %s on %s", WHO, args.handle, done or "no server")
@@ -199,6 +203,21 @@ def cmd_cancel(admin, config, args):
     print(f"cancelled {args.handle} on {', '.join(done)} (it leaves the queue when a worker "
           "reaches it)")
     return EXIT_OK
+
+
+def _cancel_running(admin, config, job_id):
+    """Find the worker process running ``job_id`` (inspect) and have it stop the job."""
+    for state in inspect(config, worker_processes(admin.workers())):
+        if any(job.get("job_id") == job_id for job in state.get("running", ())):
+            answer = send_control(config.servers, state["process"],
+                                  CONTROL_CANCEL + b" " + job_id.encode(), config.keyring)
+            log.info("cancel: %s cancelled running job %s on %s", WHO, job_id,
+                     state["process"])
+            print(f"job {job_id} on {state['process']}: "
+                  f"{bytes(answer).decode('utf-8', 'replace')}")
+            return EXIT_OK
+    raise FrameError(f"cancel {job_id}: not found (no worker runs it; a queued job is "
+                     "cancelled by its gearmand handle, see `runadmin jobs`)")
 
 
 def cmd_maxqueue(admin, config, args):

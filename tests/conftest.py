@@ -119,3 +119,43 @@ def perl_gearmand(tmp_path):
     server = PerlJobServer(tmp_path / "perl-gearmand.log")
     yield server
     server.stop()
+
+
+#: Tasks for the supervised-fleet tests (the ``plugin`` fixture's ``fleettasks``).
+FLEET_PLUGIN = '''
+import os, time
+from gearman_frame.tasks import task
+
+HELD = []
+
+@task("whoami")
+def whoami():
+    return os.getpid()
+
+@task("nap")
+def nap(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+@task("crash")
+def crash(path):
+    with open(path, "a") as handle:
+        handle.write("x")
+    if len(open(path).read()) <= 3:
+        os._exit(70)  # the process dies mid-job, three times
+    return os.getpid()
+
+@task("hog")
+def hog(mib):
+    HELD.append(bytearray(mib * 2 ** 20))  # kept: a leak
+    return os.getpid()
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    """A folder holding the ``fleettasks`` plugin (FLEET_PLUGIN): pass it as pythonpath."""
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / "fleettasks.py").write_text(FLEET_PLUGIN)
+    return folder

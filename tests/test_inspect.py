@@ -5,8 +5,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
-from .helpers import wait_for
+from .helpers import queued, wait_for
 from .worker_helpers import send
 
 RUNADMIN = os.path.join(os.path.dirname(sys.executable), "runadmin")
@@ -68,3 +69,57 @@ def test_inspect_names_what_it_cannot_find(gearmand, start_workers):
     bare = runadmin(gearmand, "inspect")
     assert bare.returncode == 2 and "--all" in bare.stderr
     assert [p["process"] for p in inspected(gearmand, "--all")] == ["here"]
+
+
+def _job_id_running(server, name):
+    """(job id, command group or None for a task, worker process pid) of the first job
+    worker ``name`` runs, once one runs."""
+    def found():
+        for state in inspected(server, name):
+            for job in state["running"]:
+                return job["job_id"], job["pid"], state["pid"]
+        return None
+    return wait_for(found, 10, "a running job")
+
+
+def test_cancel_stops_a_running_command_at_once(gearmand, start_workers, tmp_path):
+    from .test_veryeasyprocess import pid_gone
+    functions = {"long": {"command": ["sleep", "30"], "timeout": 60, "retries": 2}}
+    start_workers([gearmand.address], functions, name="stoppable", threads=1)
+    results = []
+    sender = threading.Thread(target=lambda: results.append(
+        send([gearmand.address], "long", timeout=60)))
+    sender.start()
+    job_id, group, _worker = wait_for(lambda: (lambda j: j if j[1] else None)(
+        _job_id_running(gearmand, "stoppable")), 10, "the command's group")
+    started = time.monotonic()
+    cancelled = runadmin(gearmand, "cancel", job_id)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
+    sender.join(10)
+    assert time.monotonic() - started < 1.5
+    assert results and results[0].status == "cancelled" and results[0].attempts == 1
+    assert pid_gone(group)
+    assert queued(gearmand, "__dead__.long") == 0  # never dead-lettered
+
+
+def test_cancel_of_a_running_task_replaces_its_process(gearmand, start_workers, plugin):
+    worker = start_workers([gearmand.address], {}, name="taskstop", threads=2,
+                           plugins=["fleettasks"], pythonpath=plugin)
+    results = []
+    sender = threading.Thread(target=lambda: results.append(
+        send([gearmand.address], "nap", 20, timeout=60)))
+    sender.start()
+    job_id, pid, process = _job_id_running(gearmand, "taskstop")
+    assert pid is None  # a task runs in-process
+    assert runadmin(gearmand, "cancel", job_id).returncode == 0
+    sender.join(10)
+    assert results and results[0].status == "cancelled"
+    wait_for(lambda: process not in worker.worker_pids() and worker.worker_pids(), 10,
+             "its process to be replaced")
+    assert send([gearmand.address], "whoami").value != process
+
+
+def test_cancel_of_a_job_nothing_runs_is_not_found(gearmand, start_workers):
+    start_workers([gearmand.address], {"echo": {"command": ["echo"]}}, name="idle")
+    missing = runadmin(gearmand, "cancel", "0123456789abcdef0123456789abcdef")
+    assert missing.returncode == 1 and "not found" in missing.stderr

@@ -13,44 +13,6 @@ import pytest
 from .helpers import wait_for
 from .worker_helpers import send
 
-PLUGIN = '''
-import os, time
-from gearman_frame.tasks import task
-
-HELD = []
-
-@task("whoami")
-def whoami():
-    return os.getpid()
-
-@task("nap")
-def nap(seconds):
-    time.sleep(seconds)
-    return os.getpid()
-
-@task("crash")
-def crash(path):
-    with open(path, "a") as handle:
-        handle.write("x")
-    if len(open(path).read()) <= 3:
-        os._exit(70)  # the process dies mid-job, three times
-    return os.getpid()
-
-@task("hog")
-def hog(mib):
-    HELD.append(bytearray(mib * 2 ** 20))  # kept: a leak
-    return os.getpid()
-'''
-
-
-@pytest.fixture
-def plugin(tmp_path):
-    folder = tmp_path / "plugin"
-    folder.mkdir()
-    (folder / "fleettasks.py").write_text(PLUGIN)
-    return folder
-
-
 def serving(server, name):
     """The processes of worker ``name`` connected to ``server`` (by their control
     connections, NAME.pN.ctl or NAME.POOL-pN.ctl)."""

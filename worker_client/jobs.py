@@ -18,7 +18,8 @@ from threading import Event, Lock, get_ident
 
 from gearman_frame.config import (DEFAULT_FUNCTION_TIMEOUT, DEFAULT_MAX_KWARGS,
                                   DEFAULT_OUTPUT_LIMIT, DEFAULT_PROGRESS_INTERVAL)
-from gearman_frame.envelope import (STATUS_ERROR, STATUS_FAILED, STATUS_OK, STATUS_REFUSED,
+from gearman_frame.envelope import (STATUS_CANCELLED, STATUS_ERROR, STATUS_FAILED, STATUS_OK,
+                                    STATUS_REFUSED,
                                     STATUS_TIMEOUT, Result, dumps, looks_like_object,
                                     parse_request, why_raw)
 from gearman_frame.errors import EnvelopeError
@@ -245,7 +246,7 @@ class FunctionHandler:
         log.warning("failed: %s (%s) after %d attempt(s)", result.status, result.error,
                     result.attempts)
         background = True if request is None else request.background
-        if background and self.ctx.dead_letter:
+        if background and self.ctx.dead_letter and result.status != STATUS_CANCELLED:
             if not self.ctx.dead_letter(job, result):
                 # Neither gearmand nor the disk took it: unanswered, the job stays with
                 # gearmand (bounded by its --job-retries), never dropped; after a pause,
@@ -279,7 +280,8 @@ class FunctionHandler:
                 log.info("attempt %d of %d", number, total)
             result = attempt()
             result.attempts = number
-            if result.ok or policy is None or not policy.should_retry(number):
+            if (result.ok or policy is None or not policy.should_retry(number)
+                    or result.status == STATUS_CANCELLED):
                 return result
             delay = policy.delay_after(number)
             log.warning("attempt %d of %d failed (%s); retrying in %.2fs", number, total,
@@ -315,6 +317,15 @@ class FunctionHandler:
             return True
 
     @staticmethod
+    def take(running) -> bool:
+        """Take an attempt over now (a cancel); False if it already ended or was."""
+        with _EXPIRY_LOCK:
+            if running.timed_out or running.deadline == float("inf"):
+                return False
+            running.timed_out = True
+            return True
+
+    @staticmethod
     def _ended_in_time(running):
         """An attempt returned: stop watching it, or raise TakenOver if the watchdog
         timed it out first (its job is answered elsewhere)."""
@@ -323,6 +334,18 @@ class FunctionHandler:
                 if running.timed_out:
                     raise TakenOver()
                 running.deadline = float("inf")
+
+    def after_cancel(self, running, finish):
+        """In a thread of its own, for a job taken over from a task cancelled while it
+        ran: status ``cancelled``, no retry."""
+        result = self._result(STATUS_CANCELLED, "cancelled (runadmin cancel); the task's "
+                                                "worker process is being replaced",
+                              attempts=running.attempt, id=running.request.id)
+        with job_context(worker=self.ctx.name, function=running.job.task,
+                         job_id=running.request.id):
+            log.warning("task cancelled (attempt %d)", running.attempt)
+            self._hook("on_failure", running.request, result)
+            finish(self, running, result)
 
     def after_timeout(self, running, finish):
         """In a thread of its own, for a job taken over from a hung task: the attempts its
@@ -425,7 +448,8 @@ class FunctionHandler:
 
     def _from_process(self, outcome, error=None):
         """The Result of a finished command; ``error`` fails even one that exited 0."""
-        status = (STATUS_TIMEOUT if outcome.timed_out
+        status = (STATUS_CANCELLED if outcome.user_cancelled
+                  else STATUS_TIMEOUT if outcome.timed_out
                   else STATUS_OK if outcome.exit_code == 0 and not error else STATUS_FAILED)
         return self._result(status, error or (None if status == STATUS_OK
                                               else outcome.describe()),

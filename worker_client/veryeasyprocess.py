@@ -70,6 +70,8 @@ class ProcessResult:
     killed_leftovers: int = 0
     escaped: tuple = ()
     cancelled: bool = False
+    #: killed on request (`runadmin cancel`), not because the worker stops
+    user_cancelled: bool = False
     pid: int | None = None
     #: Why the command could not be started (``E2BIG: Argument list too long``), or None.
     start_error: str | None = None
@@ -82,6 +84,8 @@ class ProcessResult:
         """One line saying how the command ended."""
         if self.timed_out:
             return f"timed out after {self.duration_s:.2f}s (process group killed)"
+        if self.user_cancelled:
+            return "cancelled (runadmin cancel): process group killed"
         if self.cancelled:
             return "killed: the worker is stopping"
         if self.start_error:
@@ -179,6 +183,7 @@ class Runner:
         #: read (a dict: ordered, and a set for lookups).
         self._reaped = {}
         self._cancelled = set()
+        self._user_cancelled = set()
         self._local = threading.local()
         self._tags = itertools.count()
         #: Unique to this runner (a pid alone may be reused by another worker later).
@@ -210,6 +215,17 @@ class Runner:
     def running_pids(self):
         with self._lock:
             return set(self._running)
+
+    def cancel(self, pid) -> bool:
+        """Kill the running command whose group is ``pid`` on request; its result says
+        so (``user_cancelled``). False if no such command runs."""
+        with self._lock:
+            proc = self._running.get(pid)
+            if proc is None:
+                return False
+            self._user_cancelled.add(pid)
+        kill_group(proc.pid, self.kill_grace, proc)
+        return True
 
     def cancel_all(self):
         """Kill every running command's process group; return how many there were."""
@@ -277,6 +293,8 @@ class Runner:
                     self._remember_reaped(proc.pid)
                     cancelled = proc.pid in self._cancelled
                     self._cancelled.discard(proc.pid)
+                    user_cancelled = proc.pid in self._user_cancelled
+                    self._user_cancelled.discard(proc.pid)
                 if self._on_end:
                     self._on_end(proc.pid)
         finally:
@@ -287,7 +305,8 @@ class Runner:
         result = ProcessResult(argv=argv, exit_code=proc.returncode if proc.returncode >= 0 else None,
                                signal=-proc.returncode if proc.returncode < 0 else None,
                                timed_out=timed_out, duration_s=duration,
-                               killed_leftovers=leftovers, cancelled=cancelled, pid=proc.pid,
+                               killed_leftovers=leftovers, cancelled=cancelled,
+                               user_cancelled=user_cancelled, pid=proc.pid,
                                escaped=escaped)
         if pump is not None:
             kept_out, kept_err = pump.captures

@@ -23,7 +23,8 @@ from gearman_frame.envelope import parse_request
 from gearman_frame.errors import EnvelopeError
 from gearman_frame import __version__
 from gearman_frame.envelope import dumps
-from gearman_frame.queues import (CONTROL_INSPECT, CONTROL_RELOAD, CONTROL_SHUTDOWN,
+from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_INSPECT, CONTROL_RELOAD,
+                                  CONTROL_SHUTDOWN,
                                   control_function, dead_letter_function,
                                   dead_letter_record, result_record, results_function)
 from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
@@ -252,17 +253,34 @@ class WorkerPool:
             if running.handler.expire(running):
                 self._take_over(running)
 
-    def _take_over(self, running):
-        """Answer a hung task's job from outside (its thread cannot be killed), its
-        retries run in a thread of their own; this process is replaced."""
+    def cancel(self, job_id):
+        """Stop the job ``job_id`` if this process runs it: a command's process group is
+        killed (its sender gets ``cancelled``); a task's job is answered ``cancelled``
+        and this process replaced (a thread cannot be killed)."""
+        for entry in self.stats.running():
+            if entry["job_id"] == job_id and entry["pid"] and self.runner.cancel(entry["pid"]):
+                log.warning("job %s (%s) cancelled: process group %d killed", job_id,
+                            entry["function"], entry["pid"])
+                return b"ok: cancelled (its process group was killed)"
+        for running in list(self.context.running.values()):
+            if running.request.id == job_id and running.handler.take(running):
+                self._take_over(running, cancel=True)
+                return b"ok: cancelled (its worker process is being replaced)"
+        return JobFailed(b"not running here")
+
+    def _take_over(self, running, cancel=False):
+        """Answer a hung (or cancelled) task's job from outside (its thread cannot be
+        killed), its retries run in a thread of their own; this process is replaced."""
         if not running.retry:
             if not running.wire_worker.take_over(running.job):
                 return  # it returned just now: it answers
             for thread in self.threads:
                 if thread.wire is running.wire_worker:
                     thread.abandoned = True
-        self.recycle(f"a task of {running.job.task} ran past its timeout")
-        helper = threading.Thread(target=running.handler.after_timeout,
+        self.recycle(f"a task of {running.job.task} was cancelled" if cancel
+                     else f"a task of {running.job.task} ran past its timeout")
+        finish = running.handler.after_cancel if cancel else running.handler.after_timeout
+        helper = threading.Thread(target=finish,
                                   args=(running, self._finish_taken), daemon=True,
                                   name=f"{self.name}.timeout")
         self._after_timeout.append(helper)
@@ -354,6 +372,9 @@ class WorkerPool:
             return b"ok: stopping"
         if command == CONTROL_INSPECT:
             return dumps(self.inspect())
+        verb, _, argument = command.partition(b" ")
+        if verb == CONTROL_CANCEL and argument.strip():
+            return self.cancel(argument.strip().decode("utf-8", "replace"))
         if command == CONTROL_RELOAD and self.supervised:
             log.info("worker %s: reload job %s via %s: passed to the supervisor", self.name,
                      job.unique, job.task)

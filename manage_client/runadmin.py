@@ -30,6 +30,7 @@ from gearman_frame.signing import key_id, new_key_text, read_key_file
 from manage_client.admin import AdminClient
 from manage_client.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
+from manage_client.dead_letters import dead_functions, read_queue
 from manage_client.inspect_workers import INSPECT_WAIT, inspect, render, worker_processes
 from manage_client import views
 
@@ -50,6 +51,7 @@ EPILOG = """examples:
   runadmin clear compress --dump compress.jsonl
   runadmin resend compress.jsonl
   runadmin shutdown web1
+  runadmin dead compress                # its dead letters, decoded; left queued
   runadmin inspect web1                 # running jobs, counters, durations, memory
   runadmin reload web1                  # read its config again, processes replaced one by one
   runadmin server start                 # local gearmand, SQLite queue under var/gearmand
@@ -80,6 +82,10 @@ def build_parser():
     resend.add_argument("--strict", action="store_true",
                         help="send nothing if any line is bad (default: send the good ones, "
                              "name the bad ones, exit 1)")
+    dead = sub.add_parser("dead", help="list the dead letters (decoded) without removing "
+                                       "them; `resend` is the way back")
+    dead.add_argument("function", nargs="?", help="only this function's dead letters")
+    dead.add_argument("--json", action="store_true")
     inspect = sub.add_parser("inspect", help="what each worker process is doing: running "
                                              "jobs, counters, durations, memory")
     inspect.add_argument("names", nargs="*", metavar="NAME")
@@ -301,6 +307,21 @@ def _controllable(admin, config, name):
     return found
 
 
+def cmd_dead(admin, config, args):
+    letters = []
+    for queue in dead_functions(admin.status(), args.function):
+        letters += read_queue(config, queue)
+    log.info("dead: %s read %d dead letter(s)", WHO, len(letters))
+    if args.json:
+        print(json.dumps(letters, indent=2, default=repr))
+        return EXIT_OK
+    if not letters:
+        print("no dead letters" + (f" for {args.function}" if args.function else ""))
+        return EXIT_OK
+    views.print_table(views.dead_table(letters))
+    return EXIT_OK
+
+
 def cmd_inspect(admin, config, args):
     if not args.names and not args.all:
         raise UsageError("inspect: name one or more workers, or --all")
@@ -458,7 +479,7 @@ COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
             "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
             "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
             "clear": cmd_clear, "resend": cmd_resend, "shutdown": cmd_shutdown,
-            "reload": cmd_reload, "inspect": cmd_inspect}
+            "reload": cmd_reload, "inspect": cmd_inspect, "dead": cmd_dead}
 
 
 def main(argv=None):

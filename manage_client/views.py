@@ -82,3 +82,24 @@ def workers_table(connections):
 
 def print_table(table, stream=None):
     Console(file=stream, soft_wrap=True).print(table)
+
+
+def dead_table(letters):
+    """Dead letters: function, job id, how it ended, why, attempts, when, kwargs."""
+    import datetime
+    table = Table(title="dead letters", title_justify="left")
+    for column in ("function", "job id", "status", "reason", "attempts", "dead at",
+                   "kwargs"):
+        table.add_column(column)
+    for letter in letters:
+        when = letter.get("dead_at")
+        shown = (datetime.datetime.fromtimestamp(when).isoformat(" ", "seconds")
+                 if isinstance(when, (int, float)) else "")
+        kwargs = letter.get("kwargs")
+        table.add_row(cell(letter.get("function") or "?"), cell(letter.get("job_id") or ""),
+                      cell(letter.get("status") or ""), cell((letter.get("reason") or "")[:80]),
+                      str(letter.get("attempts") or ""), shown,
+                      cell(", ".join(f"{k}={v!r}" for k, v in kwargs.items())[:80]
+                           if kwargs else (f"raw, {letter.get('raw_bytes')} bytes"
+                                           if letter.get("raw_bytes") is not None else "")))
+    return table

@@ -16,6 +16,7 @@ setup(
         "python3-gearman==0.1.0",
         "PyYAML>=5.4",
         "rich>=12",
+        "prometheus_client>=0.17",
     ],
     package_data={name: ["py.typed"] for name in
                   ("gearman_frame", "send_job_client", "worker_client", "manage_client")},

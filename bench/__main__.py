@@ -125,6 +125,10 @@ def run(args):
                       "of 100", "p50 ms (of the blocks' p50s)", lat["ours_p50"],
                       lat["raw_p50"], "<= 1.15", higher_is_better=False)
             table.add("W2", "p99 ms", [lat["ours_p99"]], [lat["raw_p99"]])
+            plain, measured = _paired(reps, lambda rep: w.w1_ours(server, 1, n1),
+                                      lambda rep: w.w1_ours(server, 1, n1, metrics=True))
+            table.add(f"W1 metrics: {n1} no-op jobs, 1 thread, --metrics vs none", "jobs/s",
+                      measured, plain, ">= 0.95")
             for processes in (2, 4):
                 plain, spread = _paired(
                     reps, lambda rep: w.w1_raw(server, processes, n1),
@@ -155,6 +159,13 @@ def run(args):
                     table.add("Memory: worker, 4 threads, through W3", "peak RSS MiB",
                               [figures["rss"]], target="<= 20 MiB",
                               check=figures["rss"] <= 20)
+                    measured = w.w3(server, 4, n3 * reps, metrics=True)
+                    table.add(f"W3 metrics: {n3 * reps} `true` jobs, 4 threads, --metrics vs "
+                              "none (each as a share of its blocks' gearman -w rate)",
+                              "share of gearman -w",
+                              [o / c for o, c in zip(measured["ours"], measured["c"])],
+                              [o / c for o, c in zip(figures["ours"], figures["c"])],
+                              ">= 0.95")
             ours, base = w.w4_ours(server, n4), w.w4_raw(server, n4)
             table.add(f"W4 {n4} hung `sh -c 'sleep & sleep'`, 0.5 s timeout",
                       "ms to see the timeout, p50", [ours["p50_ms"]], [base["p50_ms"]],

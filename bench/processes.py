@@ -111,7 +111,8 @@ class Proc:
 
 
 def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
-               key_file=None, tls_ca=None, serve=None, processes=1, env=None):
+               key_file=None, tls_ca=None, serve=None, processes=1, env=None,
+               metrics=False):
     """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
     (checking signatures with ``key_file``; over TLS, verified by ``tls_ca``, when given:
     ``server`` is then the TLS front); ``serve``: only these functions (``--functions``)."""
@@ -124,7 +125,9 @@ def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)
         yaml.safe_dump({"servers": [server.address], "plugins": list(plugins),
                         "logging": {"level": "WARNING"},
                         "worker": {"name": name, "threads": threads, "grace": 5,
-                                   "processes": processes},
+                                   "processes": processes,
+                                   **({"metrics": f"127.0.0.1:{free_port()}"}
+                                      if metrics else {})},
                         "functions": functions, **security}, handle)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo, **(env or {})}

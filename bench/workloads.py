@@ -51,9 +51,10 @@ def _rate(count, seconds):
 
 # --- W1: batch of no-op Python jobs --------------------------------------------------------
 
-def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1):
+def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1,
+            metrics=False):
     with runworkers(server, {}, threads, key_file=key_file, tls_ca=tls_ca,
-                    processes=processes) as workers, \
+                    processes=processes, metrics=metrics) as workers, \
             _client(server, key_file=key_file, tls_ca=tls_ca) as client:
         wait_workers(server, "reverse", threads * processes)
         client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
@@ -215,7 +216,7 @@ def _alternate(sides, count, block):
 
 # --- W3: jobs that run `true` ---------------------------------------------------------------
 
-def w3(server, threads, count, block=250, processes=1, env=None):
+def w3(server, threads, count, block=250, processes=1, env=None, metrics=False):
     """Jobs/s for `true` jobs through gearman-frame (a worker of ``threads`` threads),
     through ``threads`` C `gearman -w` workers and through the floor (a raw-protocol
     Python loop with no features, ``threads`` threads), all up, in alternating blocks of
@@ -234,7 +235,7 @@ def w3(server, threads, count, block=250, processes=1, env=None):
     others.append(floor_worker(server, workers_in_all, "floor_true"))
     try:
         with runworkers(server, {"run_true": {"command": ["true"]}}, threads,
-                        processes=processes, env=env) as workers, \
+                        processes=processes, env=env, metrics=metrics) as workers, \
                 _client(server) as client:
             for function in ("run_true", "c_true", "floor_true"):
                 wait_workers(server, function, workers_in_all)

@@ -127,6 +127,8 @@ class WorkerConfig:
     max_memory: float = 0.0
     #: Per-function pools (empty: every process serves every function).
     pools: tuple = ()
+    #: ``HOST:PORT`` where the supervisor serves Prometheus metrics (None: off).
+    metrics: str | None = None
 
 
 @dataclass(frozen=True)
@@ -530,7 +532,7 @@ class _Validator:
         raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",
                                            "progress_interval", "max_payload", "max_kwargs",
                                            "processes", "max_jobs", "max_lifetime",
-                                           "max_memory", "pools"))
+                                           "max_memory", "pools", "metrics"))
         name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
         try:
             unknown = fields_of([name]) - {"hostname", "pid"}
@@ -558,7 +560,15 @@ class _Validator:
             max_lifetime=self.number(raw.get("max_lifetime", 0), "worker.max_lifetime"),
             max_memory=self.number(raw.get("max_memory", 0), "worker.max_memory"),
             pools=self.pools(raw.get("pools", {})),
+            metrics=self.optional(self.listen_address, raw.get("metrics"), "worker.metrics"),
         )
+
+    def listen_address(self, value, key):
+        """``HOST:PORT`` to listen on (a port from 1 to 65535)."""
+        host, _, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise self.error(key, "HOST:PORT to listen on (e.g. 127.0.0.1:9464)", value)
+        return value
 
     def pools(self, raw):
         raw = self.mapping(raw, "worker.pools", tuple(raw) if isinstance(raw, dict) else ())

@@ -51,6 +51,7 @@ EPILOG = """examples:
   runadmin clear compress --dump compress.jsonl
   runadmin resend compress.jsonl
   runadmin shutdown web1
+  runadmin exporter --listen 127.0.0.1:9465   # queues for Prometheus
   runadmin dead compress                # its dead letters, decoded; left queued
   runadmin inspect web1                 # running jobs, counters, durations, memory
   runadmin reload web1                  # read its config again, processes replaced one by one
@@ -82,6 +83,11 @@ def build_parser():
     resend.add_argument("--strict", action="store_true",
                         help="send nothing if any line is bad (default: send the good ones, "
                              "name the bad ones, exit 1)")
+    exporter = sub.add_parser("exporter", help="serve gearmand's queues and workers as "
+                                               "Prometheus metrics")
+    exporter.add_argument("--listen", default="127.0.0.1:9465", metavar="HOST:PORT")
+    exporter.add_argument("--interval", type=cli.seconds, default=5.0,
+                          help="ask each server at most once per SECONDS (default 5)")
     dead = sub.add_parser("dead", help="list the dead letters (decoded) without removing "
                                        "them; `resend` is the way back")
     dead.add_argument("function", nargs="?", help="only this function's dead letters")
@@ -307,6 +313,18 @@ def _controllable(admin, config, name):
     return found
 
 
+def cmd_exporter(admin, config, args):
+    from manage_client.exporter import serve
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    try:
+        serve(config.servers, host.strip("[]"), int(port), args.interval)
+    except OSError as err:
+        raise FrameError(f"exporter: cannot listen on {args.listen}: {err.strerror}") from err
+    return EXIT_OK
+
+
 def cmd_dead(admin, config, args):
     letters = []
     for queue in dead_functions(admin.status(), args.function):
@@ -479,7 +497,8 @@ COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
             "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
             "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
             "clear": cmd_clear, "resend": cmd_resend, "shutdown": cmd_shutdown,
-            "reload": cmd_reload, "inspect": cmd_inspect, "dead": cmd_dead}
+            "reload": cmd_reload, "inspect": cmd_inspect, "dead": cmd_dead,
+            "exporter": cmd_exporter}
 
 
 def main(argv=None):
@@ -489,6 +508,8 @@ def main(argv=None):
     config = cli.load(args, connect=args.command != "server")
     if args.command == "server":
         return cmd_server(config, args)
+    if args.command == "exporter":  # serves on, whether or not a server is up now
+        return cmd_exporter(None, config, args)
     with AdminClient(config.servers) as admin:
         code = COMMANDS[args.command](admin, config, args)
         warn_skipped(admin)

@@ -448,6 +448,8 @@ class FunctionHandler:
 
     def _from_process(self, outcome, error=None):
         """The Result of a finished command; ``error`` fails even one that exited 0."""
+        self.ctx.stats.processes_killed((outcome.timed_out or outcome.user_cancelled)
+                                        + len(outcome.escaped))
         status = (STATUS_CANCELLED if outcome.user_cancelled
                   else STATUS_TIMEOUT if outcome.timed_out
                   else STATUS_OK if outcome.exit_code == 0 and not error else STATUS_FAILED)

@@ -6,7 +6,9 @@ of K threads connected to every configured gearmand: NAME.0 ... NAME.K-1 for a s
 process, NAME.p1.0 ... with several. Stops gracefully on SIGTERM/SIGINT or `runadmin
 shutdown NAME` (a second signal forces).
 """
+import functools
 import logging
+import os
 import sys
 
 from gearman_frame import cli
@@ -38,6 +40,8 @@ def build_parser():
     parser.add_argument("--threads", type=int, help="threads (default: worker.threads)")
     parser.add_argument("--processes", type=int,
                         help="worker processes (default: worker.processes)")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve Prometheus metrics there (default: worker.metrics)")
     parser.add_argument("--functions", help="comma-separated functions to serve "
                                             "(default: all configured functions and @tasks)")
     return parser
@@ -82,6 +86,7 @@ def main(argv=None):
     overrides = {key: (flag, value) for key, flag, value in
                  (("worker.threads", "--threads", args.threads),
                   ("worker.processes", "--processes", args.processes),
+                  ("worker.metrics", "--metrics", args.metrics),
                   ("worker.name", "--name", args.name)) if value is not None}
     config = cli.load(args, overrides)
     tasks = import_plugins(config.plugins, config.path)
@@ -115,8 +120,17 @@ def main(argv=None):
         check_pools(fresh, args, chosen)
         log.info("reloaded %s: functions %s", fresh.path, ",".join(chosen))
         return layout(fresh), serving(fresh, chosen, new_tasks)
-    return Supervisor(name, layout(config), serving(config, functions, tasks),
-                      reload).run()
+    side = on_gone = None
+    if config.worker.metrics:
+        from worker_client import metrics
+        metrics.prepare_folder(os.path.join(state_dir, f"metrics-{name}"))
+        host, _, port = config.worker.metrics.rpartition(":")
+        side = functools.partial(metrics.serve, host.strip("[]"), int(port))
+        on_gone = metrics.process_gone
+        log.info("worker %s: Prometheus metrics on http://%s/metrics", name,
+                 config.worker.metrics)
+    return Supervisor(name, layout(config), serving(config, functions, tasks), reload,
+                      side=side, on_gone=on_gone).run()
 
 
 def check_pools(config, args, functions):

@@ -21,7 +21,9 @@ def _percentile(ordered, fraction):
 class Stats:
     """Live state of one worker process."""
 
-    def __init__(self):
+    def __init__(self, metrics=None):
+        #: worker_client.metrics.Metrics when Prometheus metrics are on
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._running = {}  # thread id -> dict
         self._counters = {}  # function -> {counter: n}
@@ -29,6 +31,8 @@ class Stats:
 
     # -- jobs (called from the job's own thread)
     def begin(self, function, job_id, timeout):
+        if self.metrics is not None:
+            self.metrics.began(function)
         with self._lock:
             self._running[threading.get_ident()] = {
                 "function": function, "job_id": job_id, "pid": None, "attempt": 1,
@@ -45,6 +49,8 @@ class Stats:
             entry["pid"] = pid
 
     def end(self, function, status, seconds):
+        if self.metrics is not None:
+            self.metrics.ended(function, status, seconds)
         with self._lock:
             self._running.pop(threading.get_ident(), None)
             self._count(function, status)
@@ -56,11 +62,20 @@ class Stats:
     def forget(self):
         """The job in this thread ended without an outcome (left for gearmand)."""
         with self._lock:
-            self._running.pop(threading.get_ident(), None)
+            entry = self._running.pop(threading.get_ident(), None)
+        if self.metrics is not None and entry is not None:
+            self.metrics.left(entry["function"])
 
     def count(self, function, counter):
+        if self.metrics is not None:
+            self.metrics.counted(function, counter)
         with self._lock:
             self._count(function, counter)
+
+    def processes_killed(self, count):
+        """Command processes killed (a timeout, a cancel, escapes): for the metrics."""
+        if self.metrics is not None and count:
+            self.metrics.processes_killed(count)
 
     def _count(self, function, counter):
         counts = self._counters.get(function)

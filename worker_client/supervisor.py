@@ -119,8 +119,16 @@ class Supervisor:
 
     def __init__(self, name: str, layout: list,
                  serve: Callable[[str | None, int, str | None], int],
-                 reload: Callable[[], tuple] | None = None):
+                 reload: Callable[[], tuple] | None = None,
+                 side: Callable[[], int] | None = None,
+                 on_gone: Callable[[int], None] | None = None):
         self.name = name
+        #: a helper process kept beside the workers (the metrics server), if any
+        self.side = side
+        self.side_pid: int | None = None
+        self.side_restart_at = 0.0
+        #: on_gone(pid) after a worker process ended (its metrics' live gauges go)
+        self.on_gone = on_gone
         self.slots = make_slots(layout)
         self.serve = serve
         #: reload() -> (processes, serve) from the config read again; raises to refuse it
@@ -139,6 +147,9 @@ class Supervisor:
                 self._start_due()
                 self._roll()
                 if self.stopping and not self.processes:
+                    if self.side_pid is not None:
+                        self._signal(self.side_pid, signal.SIGTERM)
+                        os.waitpid(self.side_pid, 0)
                     return self.exit_code
                 info = signal.sigtimedwait(WATCHED, TICK)
                 if info is not None:
@@ -242,6 +253,8 @@ class Supervisor:
         if self.stopping:
             return
         now = time.monotonic()
+        if self.side is not None and self.side_pid is None and now >= self.side_restart_at:
+            self._fork_side()
         for slot in self.slots:
             due = slot.restart_at
             if due is not None and now >= due:
@@ -272,6 +285,22 @@ class Supervisor:
                  label or "", pid)
         return pid
 
+    def _fork_side(self) -> None:
+        """Start the helper process (signals stay blocked there: it waits for them)."""
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = EXIT_USAGE
+            try:
+                die_with_parent(parent)
+                code = self.side()  # type: ignore[misc]
+            except BaseException:  # noqa: B036 - whatever happens, exit with a code
+                log.exception("worker %s: the metrics process failed", self.name)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.side_pid = pid
+
     def _retiring(self, pid: int) -> None:
         process = self.processes.get(pid)
         if process is None or process.successor is not None:
@@ -293,8 +322,17 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if pid == self.side_pid:
+                self.side_pid = None
+                self.side_restart_at = time.monotonic() + BACKOFF_MAX / 10
+                if not self.stopping:
+                    log.error("worker %s: the metrics process died (%s); restarting it",
+                              self.name, describe_status(status))
+                continue
             process = self.processes.pop(pid, None)
             if process is not None:
+                if self.on_gone is not None:
+                    self.on_gone(pid)
                 self._ended(process, status)
 
     def _ended(self, process: Process, status: int) -> None:

@@ -53,6 +53,14 @@ def _gate(keyring):
     return Gate(keyring)
 
 
+def _metrics(listen):
+    """The Prometheus metrics of this process, when they are on (imported then only)."""
+    if not listen:
+        return None
+    from .metrics import Metrics
+    return Metrics()
+
+
 def worker_name(template):
     """Fill ``{hostname}`` and ``{pid}`` in a worker-name template."""
     return template.format(hostname=socket.gethostname(), pid=os.getpid())
@@ -119,7 +127,7 @@ class WorkerPool:
         ledger_name = f"worker-{self.name}" + (f"~{instance}" if instance else "")
         ledger_path = os.path.join(state_dir, ledger_name) if state_dir else None
         self.ledger = GroupLedger(ledger_path) if ledger_path else None
-        self.stats = Stats()
+        self.stats = Stats(_metrics(config.worker.metrics))
 
         def started(pgid, start_ticks):
             self.stats.command_started(pgid)

@@ -52,6 +52,9 @@ class Job:
     id: str = field(default_factory=new_job_id)
     #: The result channel (the worker publishes the result to ``__results__.CHANNEL``).
     reply_to: str | None = None
+    #: on_output(stream, bytes) for each piece of output the worker streams while the
+    #: job runs (stream 1: stdout, 2: stderr); set, the job asks the worker to stream.
+    on_output: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, function: str, *args: Any, **kwargs: Any) -> "Job":
@@ -64,7 +67,8 @@ class Job:
         if self.data is not None:
             return self.data if signer is None else signer.resign(self.function, self.data)
         return Request(self.args, self.kwargs, id=self.id, background=self.background,
-                       reply_to=self.reply_to).encode(signer, self.function)
+                       reply_to=self.reply_to, follow=self.on_output is not None
+                       ).encode(signer, self.function)
 
     def validate(self) -> None:
         if self.priority not in PRIORITIES:
@@ -164,6 +168,8 @@ class Dispatcher:
             for request in self.wire.poll(pause):
                 flight = flying.get(request)
                 if flight is not None:
+                    if request.warning_updates:
+                        self._stream(flight, request)
                     self._settle(request, flight, flying, waiting, on_done)
             now = time.monotonic()
             while deadlines:
@@ -175,6 +181,18 @@ class Dispatcher:
                 if flight is not None and not self._settle(request, flight, flying, waiting,
                                                            on_done):
                     self._check_timeout(request, flight, waiting, on_done, per_try)
+
+    @staticmethod
+    def _stream(flight, request):
+        """Hand the output a worker streamed (WORK_WARNING: ``1``/``2`` then the bytes of
+        stdout/stderr) to the job's ``on_output``."""
+        chunks, request.warning_updates = request.warning_updates, []
+        if flight.job.on_output is None:
+            return
+        for chunk in chunks:
+            chunk = bytes(chunk)
+            if chunk[:1] in (b"1", b"2"):
+                flight.job.on_output(int(chunk[:1]), chunk[1:])
 
     def _drop_ended(self, flying):
         """Forget the attempts still in flight of the jobs that ended: no answer to them

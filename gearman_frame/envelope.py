@@ -137,6 +137,8 @@ class Request:
     fields: dict | None = field(default=None, compare=False, repr=False)
     #: The result channel: the worker publishes the result to ``__results__.CHANNEL``.
     reply_to: str | None = None
+    #: The sender follows the output: the worker streams it (WORK_WARNING) while it runs.
+    follow: bool = False
 
     def encode(self, signer=None, function=None):
         """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
@@ -146,6 +148,8 @@ class Request:
             obj["bg"] = True
         if self.reply_to:
             obj["reply_to"] = self.reply_to
+        if self.follow:
+            obj["follow"] = True
         if signer is not None:
             return signer.sign(function, obj)
         return dumps(obj)
@@ -171,7 +175,8 @@ class Request:
         reply_to = obj.get("reply_to")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
                    sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
-                   fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None)
+                   fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None,
+                   follow=obj.get("follow") is True)
 
 
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")

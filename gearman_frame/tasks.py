@@ -99,6 +99,30 @@ def task(name: str | Callable[..., Any] | None = None,
     return register
 
 
+#: How a running @task reports progress (set by the worker around each call).
+_reporter: contextvars.ContextVar = contextvars.ContextVar("gearman_frame_progress",
+                                                           default=None)
+
+
+def progress(done: int, total: int) -> None:
+    """From inside a @task: say how far it is (sent to gearmand as WORK_STATUS, so
+    `sendjob status ID` shows ``done/total``). Paced by the worker; outside a worker it
+    does nothing."""
+    report = _reporter.get()
+    if report is not None:
+        report(int(done), int(total))
+
+
+@contextlib.contextmanager
+def reporting(report: Callable[[int, int], object]) -> Iterator[None]:
+    """Run a task with ``report(done, total)`` behind :func:`progress` (the worker's)."""
+    token = _reporter.set(report)
+    try:
+        yield
+    finally:
+        _reporter.reset(token)
+
+
 def registered() -> dict[str, Task]:
     """{name: Task} of every task registered so far."""
     return dict(_registry)

@@ -103,11 +103,14 @@ class JobClient:
     # -- one job
     def submit(self, function: str, *args: Any, priority: str = "normal",
                timeout: float | None = None, data: bytes | None = None,
+               on_output: Callable[[int, bytes], Any] | None = None,
                **kwargs: Any) -> Result:
         """Run a job in the foreground and return its Result (a failed command is a Result
-        with status 'failed', not an exception). Raises JobTimeout, ServerUnavailable or
-        ServerRefused when no result could be had."""
-        job = Job(function, args, kwargs, data=data, priority=priority)
+        with status 'failed', not an exception). ``on_output(stream, chunk)`` follows a
+        command's output while it runs (stream 1: stdout, 2: stderr; paced and bounded by
+        the worker). Raises JobTimeout, ServerUnavailable or ServerRefused when no result
+        could be had."""
+        job = Job(function, args, kwargs, data=data, priority=priority, on_output=on_output)
         outcome = self._one(job, timeout)
         if outcome.error is not None:
             raise outcome.error

@@ -72,6 +72,8 @@ def build_parser():
     run.add_argument("--priority", choices=list(PRIORITIES), default="normal")
     run.add_argument("--timeout", type=float, help="seconds per attempt (default: config)")
     run.add_argument("--json", action="store_true", help="print the result object as JSON")
+    run.add_argument("--follow", action="store_true",
+                     help="print the command's output while it runs, then the result")
     plugin = commands.add_parser("plugin", help="run plugins/NAME.py")
     plugin.add_argument("name")
     plugin.add_argument("--wait", nargs="?", type=cli.seconds, const=PLUGIN_WAIT,
@@ -150,6 +152,9 @@ def cmd_run(client, args):
     data = raw_payload(args)
     if data is not None and (kwargs or positional):
         raise UsageError("--data sends a raw payload: give no key=value or --arg with it")
+    if args.follow and (args.background or data is not None):
+        raise UsageError("--follow streams a foreground JSON job's output: not with "
+                         "--background or --data")
     if args.background:
         delivery = client.submit_background(args.function, *positional,
                                             priority=args.priority, data=data, **kwargs)
@@ -157,14 +162,25 @@ def cmd_run(client, args):
                           "server": delivery.server, "outbox": delivery.outbox})
               if args.json else (OUTBOX if delivery.outbox else delivery.handle))
         return EXIT_OK
+    streamed = []
+
+    def show(stream, chunk):
+        streamed.append(stream)
+        out = sys.stdout if stream == 1 else sys.stderr
+        out.buffer.write(chunk)
+        out.flush()
     result = client.submit(args.function, *positional, priority=args.priority, data=data,
-                           **kwargs)
+                           on_output=show if args.follow else None, **kwargs)
     try:
         client.record_result(args.function, positional, kwargs, result)
     except FrameError as err:  # the job ran; a store that cannot take it is a warning
         print(f"sendjob: warning: result not recorded: {err}", file=sys.stderr)
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
+    elif streamed:  # the output was shown as it came: only how it ended is left
+        if not result.ok:
+            print(f"sendjob: job {result.id} {result.status}: {result.error}",
+                  file=sys.stderr)
     else:
         _print_result(result, raw=data is not None)
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -145,6 +145,14 @@ def crash(path):
         os._exit(70)  # the process dies mid-job, three times
     return os.getpid()
 
+@task("steps")
+def steps(count):
+    from gearman_frame.tasks import progress
+    for done in range(1, count + 1):
+        time.sleep(0.6)
+        progress(done, count)
+    return count
+
 @task("hog")
 def hog(mib):
     HELD.append(bytearray(mib * 2 ** 20))  # kept: a leak

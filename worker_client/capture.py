@@ -28,16 +28,20 @@ _POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 class Capture:
     """One stream's kept bytes: the first ``limit`` (``head``) or the last ``limit``."""
 
-    __slots__ = ("limit", "head", "kept", "size")
+    __slots__ = ("limit", "head", "kept", "size", "listener")
 
-    def __init__(self, limit: int, head: bool = False):
+    def __init__(self, limit: int, head: bool = False, listener=None):
         self.limit = limit
         self.head = head
         self.kept = bytearray()
         self.size = 0
+        #: called with each chunk as it is read (a followed job's stream), or None
+        self.listener = listener
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
+        if self.listener is not None:
+            self.listener(chunk)
         if self.head:
             room = self.limit - len(self.kept)
             if room > 0:

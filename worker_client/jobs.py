@@ -24,6 +24,7 @@ from gearman_frame.envelope import (STATUS_CANCELLED, STATUS_ERROR, STATUS_FAILE
                                     parse_request, why_raw)
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import cut, job_context
+from gearman_frame.tasks import reporting
 from gearman_frame.templates import TemplateError, render_argv, render_shell
 from gearman_frame.wire import AbandonJob, JobFailed, Oversized
 
@@ -213,7 +214,14 @@ class FunctionHandler:
     def _serve(self, wire_worker, job, request):
         progress = (_Progress(wire_worker, job, self.spec.timeout)
                     if self.task is None else None)  # only commands report progress
-        result = self._with_retries(lambda: self._attempt(request, progress), request)
+        follower = None
+        if request.follow and self.task is None:
+            from .follow import Follower  # only for a sender that follows the output
+            follower = Follower(wire_worker, job)
+        result = self._with_retries(lambda: self._attempt(request, progress, follower),
+                                    request)
+        if follower is not None:
+            follower.flush()
         self._hook("on_success" if result.ok else "on_failure", request, result)
         return result
 
@@ -292,7 +300,7 @@ class FunctionHandler:
             if self.ctx.stopping.wait(delay):
                 raise AbandonJob("worker stopping between attempts")
 
-    def _attempt(self, request, progress=None):
+    def _attempt(self, request, progress=None, follower=None):
         if self.task is not None:
             return self._call_task(request.args, request.kwargs)
         argv, shell = self._command(request.kwargs)
@@ -302,10 +310,22 @@ class FunctionHandler:
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
         return self._from_process(self._run(argv, shell, stdin, on_tick=progress, env=env,
                                             fields=request.kwargs,
-                                            tail_bytes=self.output_limit))
+                                            tail_bytes=self.output_limit,
+                                            follower=follower))
 
-    def _tick_kwargs(self, on_tick):
-        return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
+    def _tick_kwargs(self, on_tick, follower=None):
+        if follower is None:
+            return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
+        # a followed job: its stream is flushed every tick, progress at its own pace
+        from .follow import INTERVAL
+        every, last = self.ctx.progress_interval, [0.0]
+
+        def tick(elapsed):
+            follower.flush()
+            if on_tick is not None and elapsed - last[0] >= every:
+                last[0] = elapsed
+                on_tick(elapsed)
+        return {"on_tick": tick, "tick": INTERVAL, "on_output": follower.add}
 
     # -- Python tasks past their timeout (called by the process's watchdog)
     def expire(self, running) -> bool:
@@ -386,7 +406,11 @@ class FunctionHandler:
             running.attempt += 1
             running.deadline = time.monotonic() + self.timeout
         try:
-            value = self.task(*args, **kwargs)
+            if running is None:
+                value = self.task(*args, **kwargs)
+            else:
+                with reporting(_TaskProgress(running.wire_worker, running.job)):
+                    value = self.task(*args, **kwargs)
         except Exception as err:
             self._ended_in_time(running)
             tail = "".join(traceback.format_exception(type(err), err, err.__traceback__))[-2000:]
@@ -428,7 +452,7 @@ class FunctionHandler:
         raise Rejected(f"function {self.name} has no command configured")
 
     def _run(self, argv, shell, stdin, tail_bytes=TAIL_BYTES, on_tick=None, env=None,
-             fields=(), head_stdout=False):
+             fields=(), head_stdout=False, follower=None):
         """Run the command; ``env`` (default: the function's ``env``) is added to the
         worker's environment. INFO names the job's fields, never their values (a value
         may be a secret); DEBUG shows the command, cut short."""
@@ -441,7 +465,8 @@ class FunctionHandler:
                                       env=self.spec.env if env is None else env,
                                       timeout=self.spec.timeout,
                                       stdin_data=stdin, tail_bytes=tail_bytes,
-                                      head_stdout=head_stdout, **self._tick_kwargs(on_tick))
+                                      head_stdout=head_stdout,
+                                      **self._tick_kwargs(on_tick, follower))
         if outcome.cancelled:
             raise AbandonJob("command killed because the worker is stopping")
         return outcome
@@ -521,6 +546,23 @@ class FunctionHandler:
         answer.data = text if text is not None else (result.error or "").encode("utf-8",
                                                                                "replace")
         return answer
+
+
+class _TaskProgress:
+    """A task's ``progress(done, total)``: WORK_STATUS, at most one per PACE seconds but
+    the last (done == total) always."""
+
+    PACE = 0.1
+
+    def __init__(self, wire_worker, job):
+        self.wire_worker, self.job = wire_worker, job
+        self.sent_at = float("-inf")
+
+    def __call__(self, done, total):
+        now = time.monotonic()
+        if now - self.sent_at >= self.PACE or done >= total:
+            self.sent_at = now
+            self.wire_worker.report_progress(self.job, done, total)
 
 
 class _Progress:

@@ -241,7 +241,8 @@ class Runner:
             stdin_data: bytes | None = None, capture: bool = True, keep_output: bool = False,
             tail_bytes: int = TAIL_BYTES, head_stdout: bool = False,
             on_tick: Callable[[float], Any] | None = None,
-            tick: float = PROGRESS_INTERVAL) -> ProcessResult:
+            tick: float = PROGRESS_INTERVAL,
+            on_output: Callable[[int, bytes], Any] | None = None) -> ProcessResult:
         """Run ``argv`` (a list; a string needs ``shell=True``) and return a ProcessResult.
 
         Each stream keeps its last ``tail_bytes`` (stdout its first, with
@@ -261,8 +262,11 @@ class Runner:
             files = self._named_files()
         else:
             pipes = self._thread_pipes()
-            pump = Pump(pipes.open(), [Capture(tail_bytes, head=head_stdout),
-                                       Capture(tail_bytes)])
+            listen = ((lambda chunk: on_output(1, chunk)), (lambda chunk: on_output(2, chunk))) \
+                if on_output is not None else (None, None)
+            pump = Pump(pipes.open(), [Capture(tail_bytes, head=head_stdout,
+                                               listener=listen[0]),
+                                       Capture(tail_bytes, listener=listen[1])])
             files = list(pipes.targets)
         started, started_ticks = time.monotonic(), boot_ticks()
         try:

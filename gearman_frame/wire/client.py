@@ -134,6 +134,7 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
     def recv_work_warning(self, job_handle, data):
         for request in self._live(job_handle):
             request.warning_updates.append(data)
+            self._changed(request)  # streamed output: the caller shows it as it comes
         return True
 
     def recv_work_status(self, job_handle, numerator, denominator):

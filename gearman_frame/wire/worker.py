@@ -319,6 +319,17 @@ class WireWorker(PollMixin, GearmanWorker):
                         job.unique, job.handle, job.connection.address, err)
             return False
 
+    def send_output(self, job, data) -> bool:
+        """Stream a piece of a running job's output to its sender (WORK_WARNING); False
+        (nothing raised) if the job's server went away."""
+        try:
+            self.send_job_warning(job, data, poll_timeout=1.0)
+            return True
+        except (gerrors.ConnectionError, gerrors.ServerUnavailable) as err:
+            log.warning("job %s (%s): output not streamed, gearmand %s went away: %s",
+                        job.unique, job.handle, job.connection.address, err)
+            return False
+
     def wait_until_updates_sent(self, multiple_gearman_jobs, poll_timeout=None):
         """Write a job's updates straight to its socket (it is almost always writable);
         poll only for what the socket did not take."""

@@ -18,11 +18,12 @@ setup(
         "rich>=12",
         "prometheus_client>=0.17",
     ],
-    package_data={name: ["py.typed"] for name in
-                  ("gearman_frame", "send_job_client", "worker_client", "manage_client")},
+    package_data={**{name: ["py.typed"] for name in
+                     ("gearman_frame", "send_job_client", "worker_client")},
+                  "manage_client": ["py.typed", "web_page.html"]},
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9", "mypy>=1.8",
-                 "types-PyYAML"],
+                 "types-PyYAML", "selenium>=4.10"],
     },
     entry_points={
         "console_scripts": [

@@ -104,7 +104,7 @@ def store_lookup(folder, records=100_000, lookups=20):
     import sqlite3
     import sys
 
-    from send_job_client.results import ResultStore
+    from gearman_frame.result_store import ResultStore
     path = os.path.join(folder, "results.sqlite")
     store = ResultStore(path, 7 * 86400)
     store.add(b'{"id":"first","status":"ok"}')  # creates the file and its schema

@@ -150,6 +150,14 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """``web:`` — `runadmin web`'s token file (resolved beside the config; needed to
+    listen anywhere but loopback)."""
+
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     """``security:`` — the fleet's signing key, older keys still accepted, the window."""
 
@@ -206,6 +214,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     plugins: tuple = ()
     functions: dict = field(default_factory=dict)
 
@@ -347,7 +356,7 @@ def _read_yaml(path):
 
 
 _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "tls",
-             "plugins", "functions")
+             "web", "plugins", "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
                   "output_limit", "allow_unsigned")
@@ -445,6 +454,7 @@ class _Validator:
             worker=self.worker(raw.get("worker") or {}),
             server=self.server(raw.get("server") or {}),
             security=self.security(raw.get("security") or {}),
+            web=self.web(raw.get("web") or {}),
             plugins=self.plugins(raw.get("plugins") or []),
             functions=self.functions(raw.get("functions") or {}),
         )
@@ -617,6 +627,14 @@ class _Validator:
             keyring = keyring_from_files(self.path, where[0], where[1:], float(max_age))
         return SecurityConfig(key_file=key_file, accept_key_files=tuple(accept),
                               max_age=float(max_age), keyring=keyring)
+
+    def web(self, raw):
+        raw = self.mapping(raw, "web", ("token_file",))
+        token_file = self.optional(self.string, raw.get("token_file"), "web.token_file")
+        if token_file is not None:
+            base = os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+            token_file = os.path.join(base, token_file)
+        return WebConfig(token_file=token_file)
 
     def plugins(self, value):
         if not isinstance(value, list):

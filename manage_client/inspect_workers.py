@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from gearman_frame.errors import FrameError
 from gearman_frame.logs import printable
-from gearman_frame.queues import CONTROL_INSPECT, control_function
+from gearman_frame.queues import CONTROL_CANCEL, CONTROL_INSPECT, control_function
 
 from .admin_protocol import worker_name_of
 from .drain import send_control
@@ -82,3 +82,15 @@ def render(answers) -> str:
                           f"p99 {spread['p99']:.3f}s")
             lines.append(f"  {printable(function)}: {shown or 'nothing yet'}")
     return "\n".join(lines)
+
+
+def cancel_running(config, connections, job_id) -> tuple[str, str]:
+    """Find the worker process running ``job_id`` (inspect) and have it stop the job;
+    ``(process, its answer)``. FrameError "not found" if no process runs it."""
+    for state in inspect(config, worker_processes(connections)):
+        if any(job.get("job_id") == job_id for job in state.get("running", ())):
+            answer = send_control(config.servers, state["process"],
+                                  CONTROL_CANCEL + b" " + job_id.encode(), config.keyring)
+            return state["process"], bytes(answer).decode("utf-8", "replace")
+    raise FrameError(f"cancel {job_id}: not found (no worker runs it; a queued job is "
+                     "cancelled by its gearmand handle, see `runadmin jobs`)")

@@ -21,8 +21,7 @@ from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AdminError,
                                   UsageError)
 from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
-from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_RELOAD, CONTROL_SHUTDOWN,
-                                  control_function)
+from gearman_frame.queues import CONTROL_RELOAD, CONTROL_SHUTDOWN, control_function
 from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, free_port
 from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
@@ -31,7 +30,8 @@ from manage_client.admin import AdminClient
 from manage_client.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
 from manage_client.dead_letters import dead_functions, read_queue
-from manage_client.inspect_workers import INSPECT_WAIT, inspect, render, worker_processes
+from manage_client.inspect_workers import (INSPECT_WAIT, cancel_running, inspect, render,
+                                           worker_processes)
 from manage_client import views
 
 log = logging.getLogger("manage_client.runadmin")
@@ -51,6 +51,7 @@ EPILOG = """examples:
   runadmin clear compress --dump compress.jsonl
   runadmin resend compress.jsonl
   runadmin shutdown web1
+  runadmin web                          # the dashboard on http://127.0.0.1:8088/
   runadmin exporter --listen 127.0.0.1:9465   # queues for Prometheus
   runadmin dead compress                # its dead letters, decoded; left queued
   runadmin inspect web1                 # running jobs, counters, durations, memory
@@ -83,6 +84,12 @@ def build_parser():
     resend.add_argument("--strict", action="store_true",
                         help="send nothing if any line is bad (default: send the good ones, "
                              "name the bad ones, exit 1)")
+    web = sub.add_parser("web", help="a dashboard of queues, workers, results and dead "
+                                     "letters in the browser")
+    web.add_argument("--listen", default="127.0.0.1:8088", metavar="HOST:PORT")
+    web.add_argument("--token-file", metavar="FILE",
+                     help="an owner-only file holding the token every request must carry "
+                          "(needed off loopback; default: web.token_file)")
     exporter = sub.add_parser("exporter", help="serve gearmand's queues and workers as "
                                                "Prometheus metrics")
     exporter.add_argument("--listen", default="127.0.0.1:9465", metavar="HOST:PORT")
@@ -218,18 +225,11 @@ def cmd_cancel(admin, config, args):
 
 
 def _cancel_running(admin, config, job_id):
-    """Find the worker process running ``job_id`` (inspect) and have it stop the job."""
-    for state in inspect(config, worker_processes(admin.workers())):
-        if any(job.get("job_id") == job_id for job in state.get("running", ())):
-            answer = send_control(config.servers, state["process"],
-                                  CONTROL_CANCEL + b" " + job_id.encode(), config.keyring)
-            log.info("cancel: %s cancelled running job %s on %s", WHO, job_id,
-                     state["process"])
-            print(f"job {job_id} on {state['process']}: "
-                  f"{bytes(answer).decode('utf-8', 'replace')}")
-            return EXIT_OK
-    raise FrameError(f"cancel {job_id}: not found (no worker runs it; a queued job is "
-                     "cancelled by its gearmand handle, see `runadmin jobs`)")
+    """Have the worker process that runs ``job_id`` stop it."""
+    process, answer = cancel_running(config, admin.workers(), job_id)
+    log.info("cancel: %s cancelled running job %s on %s", WHO, job_id, process)
+    print(f"job {job_id} on {process}: {answer}")
+    return EXIT_OK
 
 
 def cmd_maxqueue(admin, config, args):
@@ -322,6 +322,30 @@ def cmd_exporter(admin, config, args):
         serve(config.servers, host.strip("[]"), int(port), args.interval)
     except OSError as err:
         raise FrameError(f"exporter: cannot listen on {args.listen}: {err.strerror}") from err
+    return EXIT_OK
+
+
+def cmd_web(admin, config, args):
+    from manage_client.web import serve
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    token_file = args.token_file or config.web.token_file
+    token = (read_key_file(token_file, None, "--token-file").decode("utf-8", "replace")
+             if token_file else None)
+
+    def cancel(job_id):
+        with AdminClient(config.servers) as admin:
+            process, answer = cancel_running(config, admin.workers(), job_id)
+        log.info("cancel: %s (dashboard) cancelled running job %s on %s", WHO, job_id,
+                 process)
+        return {"process": process, "answer": answer}
+    try:
+        serve(config, host.strip("[]"), int(port), token, cancel)
+    except OSError as err:
+        raise FrameError(f"web: cannot listen on {args.listen}: {err.strerror}") from err
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 
@@ -508,8 +532,8 @@ def main(argv=None):
     config = cli.load(args, connect=args.command != "server")
     if args.command == "server":
         return cmd_server(config, args)
-    if args.command == "exporter":  # serves on, whether or not a server is up now
-        return cmd_exporter(None, config, args)
+    if args.command in ("exporter", "web"):  # serve on, whether or not a server is up now
+        return {"exporter": cmd_exporter, "web": cmd_web}[args.command](None, config, args)
     with AdminClient(config.servers) as admin:
         code = COMMANDS[args.command](admin, config, args)
         warn_skipped(admin)

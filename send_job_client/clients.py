@@ -24,7 +24,7 @@ from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, status_by_unique
 from gearman_frame.dispatch import DEFAULT_WINDOW, Dispatcher, Job
 from .collect import Collector
 from .outbox import Outbox
-from .results import ResultStore
+from gearman_frame.result_store import ResultStore
 
 MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
 if MYPY:

@@ -2,7 +2,8 @@
 
 A SQLite file (owner-only: results hold outputs). A job id has one record; a second
 result for it (the job ran again after a worker died) replaces the first and counts a
-run. Records older than ``client.result_ttl`` are pruned as new ones arrive.
+run. Records older than ``client.result_ttl`` are pruned as new ones arrive. In the core
+because two roles use it: senders write and look up results, the dashboard reads them.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 
-from gearman_frame.envelope import Result, loads
-from gearman_frame.errors import EnvelopeError, ResultStoreError
-from gearman_frame.files import ensure_private_file
+from .envelope import Result, loads
+from .errors import EnvelopeError, ResultStoreError
+from .files import ensure_private_file
 
 log = logging.getLogger(__name__)
 

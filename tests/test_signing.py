@@ -242,3 +242,17 @@ def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):
         warn_about_trust(load_config(keyed, environ={}))
     assert len(caplog.records) == 1 and "functions.sh: raw_shell with allow_unsigned" in \
         caplog.records[0].getMessage()
+
+
+def test_inspect_and_cancel_need_the_key_when_one_is_set(fleet):
+    server, worker, _key, _marks, path, _config = fleet
+    # the C client asks for the worker's state: refused, nothing told
+    code, out = attacker(server, "__ctl__.w0", b"inspect")
+    assert code != 0 and b"pid" not in out
+    code, _out = attacker(server, "__ctl__.w0", b"cancel 0123")
+    assert code != 0
+    assert worker.log().count("control job") >= 2 and "refused: unsigned" in worker.log()
+    # the admin with the key is answered
+    asked = runadmin(path, "inspect", "w0", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)[0]["process"] == "w0"

@@ -168,7 +168,7 @@ class Dispatcher:
             for request in self.wire.poll(pause):
                 flight = flying.get(request)
                 if flight is not None:
-                    if request.warning_updates:
+                    if request.warning_updates and flight.job.on_output is not None:
                         self._stream(flight, request)
                     self._settle(request, flight, flying, waiting, on_done)
             now = time.monotonic()
@@ -185,14 +185,15 @@ class Dispatcher:
     @staticmethod
     def _stream(flight, request):
         """Hand the output a worker streamed (WORK_WARNING: ``1``/``2`` then the bytes of
-        stdout/stderr) to the job's ``on_output``."""
+        stdout/stderr) to the job's ``on_output``; another client's warning (no such
+        mark) goes as stderr."""
         chunks, request.warning_updates = request.warning_updates, []
-        if flight.job.on_output is None:
-            return
         for chunk in chunks:
             chunk = bytes(chunk)
             if chunk[:1] in (b"1", b"2"):
                 flight.job.on_output(int(chunk[:1]), chunk[1:])
+            else:
+                flight.job.on_output(2, chunk)
 
     def _drop_ended(self, flying):
         """Forget the attempts still in flight of the jobs that ended: no answer to them

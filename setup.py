@@ -29,7 +29,7 @@ setup(
         "console_scripts": [
             "runadmin = manage_client.runadmin:entry",
             "runworkers = worker_client.runworkers:entry",
-            "sendjob = send_job_client.send_job_client:entry",
+            "sendjob = send_job_client.quick:entry",
         ],
     },
 )

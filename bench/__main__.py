@@ -94,8 +94,8 @@ def run(args):
                       "vs none", "jobs/s", published, plain, ">= 0.8")
             lookup = w.store_lookup(folder)
             table.add("Result store: `sendjob result ID` with 100,000 records (a whole "
-                      "process)", "p50 ms (baseline: `sendjob --help`)",
-                      [lookup["p50_ms"]], [lookup["start_p50_ms"]], "< 50 ms",
+                      "process)", "p50 ms (baseline: `python -c 'import sqlite3, json'`)",
+                      [lookup["p50_ms"]], [lookup["floor_p50_ms"]], "< 50 ms",
                       check=lookup["p50_ms"] < 50)
             key_file = w.new_key_file(folder)
             plain, signed = _paired(reps, lambda rep: w.w1_ours(server, 1, n1),

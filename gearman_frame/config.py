@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import yaml
 
 from .addresses import DEFAULT_PORT, ServerAddress, parse_address, parse_address_list
+from .defaults import DEFAULT_CONFIG_FILE, DEFAULT_RESULT_STORE, ENV_CONFIG
 from .errors import ConfigError
 from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
 from .templates import TemplateError, fields_of
@@ -27,12 +28,8 @@ MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
 if MYPY:
     from typing import Any
 
-#: Environment variable naming the config file when ``--config`` is not given.
-ENV_CONFIG = "GEARMAN_FRAME_CONFIG"
 #: Environment variable overriding ``servers`` (comma-separated ``host:port``).
 ENV_SERVERS = "GEARMAN_FRAME_SERVERS"
-#: The file looked for in the working directory when neither flag nor env names one.
-DEFAULT_CONFIG_FILE = "config.yaml"
 
 #: Job servers used when the config names none: a local gearmand.
 DEFAULT_SERVERS = (ServerAddress("127.0.0.1", DEFAULT_PORT),)
@@ -42,8 +39,7 @@ DEFAULT_CLIENT_TIMEOUT = 30.0
 DEFAULT_RESEND = 3
 #: SQLite file holding background jobs no server accepted (relative to the config file).
 DEFAULT_OUTBOX = "var/outbox.sqlite"
-#: Where sendjob keeps the results it received, and for how long (seconds: 7 days).
-DEFAULT_RESULT_STORE = "var/results.sqlite"
+#: How long sendjob keeps the results it received (seconds: 7 days).
 DEFAULT_RESULT_TTL = 7 * 86400.0
 #: Worker name template; ``{hostname}`` and ``{pid}`` are filled in at start.
 DEFAULT_WORKER_NAME = "{hostname}"

@@ -18,6 +18,8 @@ import sys
 
 from .files import private_folder
 
+logging.getLogger("gearman_frame").addHandler(logging.NullHandler())
+
 #: Bytes a log file reaches before it is rotated.
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 #: Rotated log files kept beside the current one.

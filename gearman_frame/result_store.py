@@ -7,7 +7,6 @@ because two roles use it: senders write and look up results, the dashboard reads
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -15,25 +14,16 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 
-from .envelope import Result, loads
+from .envelope import Result, dumps, loads
 from .errors import EnvelopeError, ResultStoreError
 from .files import ensure_private_file
+from .store_schema import RUNS as _RUNS, SCHEMA
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 5.0
 #: A prune runs once per this many records added.
 PRUNE_EVERY = 500
-SCHEMA = ("CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, function TEXT, "
-          "status TEXT NOT NULL, runs INTEGER NOT NULL, received REAL NOT NULL, "
-          "ended REAL, last_unique TEXT, record BLOB NOT NULL)",
-          "CREATE INDEX IF NOT EXISTS results_received ON results (received)",
-          "CREATE TABLE IF NOT EXISTS starts (notice TEXT PRIMARY KEY, id TEXT NOT NULL, "
-          "received REAL NOT NULL)",
-          "CREATE INDEX IF NOT EXISTS starts_id ON starts (id)")
-#: A job's runs: the results that arrived for it, or the start notices (a run whose
-#: worker died sent one and no result), whichever is more.
-_RUNS = "MAX(runs, (SELECT COUNT(*) FROM starts WHERE starts.id = results.id))"
 FAILED_STATUSES = ("failed", "timeout", "error", "refused", "cancelled")
 
 
@@ -50,7 +40,7 @@ class Stored:
 
     @property
     def result(self) -> Result:
-        return Result.decode(json.dumps(self.record).encode())
+        return Result.decode(dumps(self.record))  # bytes (binary output) included
 
     def to_dict(self) -> dict:
         return {**self.record, "runs": self.runs, "received": self.received}

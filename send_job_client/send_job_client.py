@@ -23,6 +23,7 @@ from gearman_frame.wire import PRIORITIES, status_by_unique
 from send_job_client.clients import OUTBOX, JobClient
 from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
 from send_job_client.progress import progress_display
+from send_job_client.quick import print_result, remember
 
 EPILOG = """values in key=value (and --arg):
   numbers (3, -1.5), true/false, null and JSON ([1,2], {"a":1}, "quoted") are typed;
@@ -201,23 +202,7 @@ def raw_payload(args):
 
 
 def _print_result(result, raw=False):
-    out = result.stdout if result.value is None else result.value
-    if isinstance(out, bytes):
-        sys.stdout.buffer.write(out)
-    elif isinstance(out, str):
-        sys.stdout.write(out)
-    elif out is not None:
-        print(json.dumps(out))
-    err = result.stderr
-    if err and (raw or not result.ok):  # a raw job's warnings show even when it succeeds
-        sys.stderr.write(err if isinstance(err, str) else err.decode("utf-8", "replace"))
-    if result.truncated:
-        print(f"sendjob: warning: job {result.id}'s output was cut to its function's "
-              f"output_limit: stdout {result.stdout_bytes} bytes, stderr "
-              f"{result.stderr_bytes} bytes in all (the last part of each is shown)",
-              file=sys.stderr)
-    if not result.ok:
-        print(f"sendjob: job {result.id} {result.status}: {result.error}", file=sys.stderr)
+    print_result(result.to_dict(), raw)
 
 
 def cmd_plugin(client, args, config):
@@ -372,6 +357,7 @@ def main(argv=None):
     timeout = getattr(args, "timeout", None)
     config = cli.load(args, {"client.timeout": ("--timeout", timeout)}
                       if timeout is not None else None)
+    remember(config.path, config.resolve(config.client.result_store))
     with JobClient(config) as client:
         if args.command in ("result", "status", "results") and not \
                 getattr(args, "follow", False):

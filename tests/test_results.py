@@ -1,5 +1,6 @@
 """Results that outlive the sender: background jobs with a result channel, the result
 store, `sendjob result/status/results`, and results that wait out a dead server."""
+import os
 import json
 import shutil
 import signal
@@ -189,3 +190,48 @@ def test_a_background_plugin_waits_for_its_results(gearmand, start_workers, tmp_
         [f"w{i}\n" for i in range(5)]
     assert all(job_id == result_id and status == "ok"
                for job_id, result_id, status, _out in calls)
+
+
+def test_result_lookups_answer_the_same_from_the_short_way_and_see_an_edited_config(
+        tmp_path):
+    """`sendjob result ID` answers from the store with sqlite3 and json alone once the
+    full sendjob noted where the config's store is; what it prints is what the full path
+    prints, and an edited config is never answered from the old note."""
+    import json as _json
+    import subprocess
+
+    from gearman_frame.result_store import ResultStore
+
+    def store(name, records):
+        path = tmp_path / name
+        results = ResultStore(str(path), 3600)
+        for record in records:
+            results.add(_json.dumps(record).encode())
+        return path
+    first = store("a.sqlite", [
+        {"id": "job1", "status": "ok", "stdout": "hello é\n", "stderr": "", "value": None},
+        {"id": "bad", "status": "failed", "stdout": "", "stderr": "oops\n",
+         "error": "exit code 3", "value": None},
+        {"id": "bin", "status": "ok", "stdout": {"__b64__": "AAEC/w=="}, "value": None}])
+    second = store("b.sqlite", [{"id": "job1", "status": "ok", "stdout": "other\n",
+                                 "value": None}])
+    config = tmp_path / "c.yaml"
+    config.write_text(f"client: {{result_store: {first}}}\n")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def ask(*args):
+        return subprocess.run([SENDJOB, "--config", str(config), "result", *args],
+                              capture_output=True, env={**os.environ, **env}, timeout=60)
+    full = ask("job1")  # the full sendjob: it notes where the store is
+    assert list((tmp_path / "cache" / "gearman-frame" / "configs").iterdir())
+    short = ask("job1")
+    assert full.returncode == short.returncode == 0
+    assert full.stdout == short.stdout == "hello é\n".encode()
+    as_json = _json.loads(ask("job1", "--json").stdout)
+    assert as_json["stdout"] == "hello é\n" and as_json["runs"] == 1 and as_json["received"]
+    failed = ask("bad")
+    assert failed.returncode == 1 and failed.stderr.decode().endswith(
+        "oops\nsendjob: job bad failed: exit code 3\n")
+    assert ask("bin").stdout == b"\x00\x01\x02\xff"  # bytes: printed exactly
+    config.write_text(f"client: {{result_store: {second}}}\n# edited\n")
+    assert ask("job1").stdout == b"other\n"

@@ -71,3 +71,13 @@ def parse_address_list(text):
     if not parts:
         raise ValueError("a comma-separated list of 'host:port'")
     return tuple(parse_address(p) for p in parts)
+
+
+def parse_listen(text):
+    """``(host, port)`` of a ``HOST:PORT`` to listen on (``[v6]:port`` too); ValueError
+    naming what was expected."""
+    host, _, port = str(text).rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT to listen on (e.g. 127.0.0.1:9464), got "
+                         f"{text!r}")
+    return host.strip("[]"), int(port)

@@ -6,6 +6,7 @@ import math
 import logging
 import sys
 
+from .addresses import parse_listen
 from .config import ENV_CONFIG, load_config
 from .errors import EXIT_FAILED, EXIT_USAGE, FrameError
 from .logs import setup_logging
@@ -46,6 +47,14 @@ def seconds(text):
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
+
+
+def listen(text):
+    """argparse type: ``HOST:PORT`` to listen on, as ``(host, port)``."""
+    try:
+        return parse_listen(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser(prog, description, epilog=""):

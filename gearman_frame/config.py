@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 import yaml
 
-from .addresses import DEFAULT_PORT, ServerAddress, parse_address, parse_address_list
+from .addresses import (DEFAULT_PORT, ServerAddress, parse_address, parse_address_list,
+                        parse_listen)
 from .defaults import DEFAULT_CONFIG_FILE, DEFAULT_RESULT_STORE, ENV_CONFIG
 from .errors import ConfigError
 from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
@@ -571,9 +572,11 @@ class _Validator:
 
     def listen_address(self, value, key):
         """``HOST:PORT`` to listen on (a port from 1 to 65535)."""
-        host, _, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise self.error(key, "HOST:PORT to listen on (e.g. 127.0.0.1:9464)", value)
+        try:
+            parse_listen(value if isinstance(value, str) else "")
+        except ValueError:
+            raise self.error(key, "HOST:PORT to listen on (e.g. 127.0.0.1:9464)",
+                             value) from None
         return value
 
     def pools(self, raw):

@@ -86,13 +86,15 @@ def build_parser():
                              "name the bad ones, exit 1)")
     web = sub.add_parser("web", help="a dashboard of queues, workers, results and dead "
                                      "letters in the browser")
-    web.add_argument("--listen", default="127.0.0.1:8088", metavar="HOST:PORT")
+    web.add_argument("--listen", type=cli.listen, default="127.0.0.1:8088",
+                     metavar="HOST:PORT")
     web.add_argument("--token-file", metavar="FILE",
                      help="an owner-only file holding the token every request must carry "
                           "(needed off loopback; default: web.token_file)")
     exporter = sub.add_parser("exporter", help="serve gearmand's queues and workers as "
                                                "Prometheus metrics")
-    exporter.add_argument("--listen", default="127.0.0.1:9465", metavar="HOST:PORT")
+    exporter.add_argument("--listen", type=cli.listen, default="127.0.0.1:9465",
+                          metavar="HOST:PORT")
     exporter.add_argument("--interval", type=cli.seconds, default=5.0,
                           help="ask each server at most once per SECONDS (default 5)")
     dead = sub.add_parser("dead", help="list the dead letters (decoded) without removing "
@@ -315,21 +317,17 @@ def _controllable(admin, config, name):
 
 def cmd_exporter(admin, config, args):
     from manage_client.exporter import serve
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise UsageError(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    host, port = args.listen
     try:
-        serve(config.servers, host.strip("[]"), int(port), args.interval)
+        serve(config.servers, host, port, args.interval)
     except OSError as err:
-        raise FrameError(f"exporter: cannot listen on {args.listen}: {err.strerror}") from err
+        raise FrameError(f"exporter: cannot listen on {host}:{port}: {err.strerror}") from err
     return EXIT_OK
 
 
 def cmd_web(admin, config, args):
     from manage_client.web import serve
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise UsageError(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    host, port = args.listen
     token_file = args.token_file or config.web.token_file
     token = (read_key_file(token_file, None, "--token-file").decode("utf-8", "replace")
              if token_file else None)
@@ -341,9 +339,9 @@ def cmd_web(admin, config, args):
                  process)
         return {"process": process, "answer": answer}
     try:
-        serve(config, host.strip("[]"), int(port), token, cancel)
+        serve(config, host, port, token, cancel)
     except OSError as err:
-        raise FrameError(f"web: cannot listen on {args.listen}: {err.strerror}") from err
+        raise FrameError(f"web: cannot listen on {host}:{port}: {err.strerror}") from err
     except KeyboardInterrupt:
         pass
     return EXIT_OK

@@ -12,6 +12,7 @@ import os
 import sys
 
 from gearman_frame import cli
+from gearman_frame.addresses import parse_listen
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
@@ -124,8 +125,7 @@ def main(argv=None):
     if config.worker.metrics:
         from worker_client import metrics
         metrics.prepare_folder(os.path.join(state_dir, f"metrics-{name}"))
-        host, _, port = config.worker.metrics.rpartition(":")
-        side = functools.partial(metrics.serve, host.strip("[]"), int(port))
+        side = functools.partial(metrics.serve, *parse_listen(config.worker.metrics))
         on_gone = metrics.process_gone
         log.info("worker %s: Prometheus metrics on http://%s/metrics", name,
                  config.worker.metrics)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole pipeline on this machine: a local gearmand with its SQLite queue behind
-# stunnel (TLS), a signing key, a named worker, a plugin sending jobs, the status table, a
-# hung command killed at its timeout, a failing step retried until it succeeds, a job
-# signed with the wrong key refused; then everything is stopped gracefully.
+# stunnel (TLS), a signing key, a named worker of two supervised processes, a plugin
+# sending jobs, the status table, a background job's result looked up, what the worker
+# does (inspect), the dashboard's address, a hung command killed at its timeout, a
+# failing step retried until it succeeds, a job signed with the wrong key refused; then
+# everything is stopped gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -26,6 +28,7 @@ data, port = sys.argv[1], sys.argv[2]
 config = yaml.safe_load(open("config.yaml"))
 config.update(servers=[f"tls://127.0.0.1:{port}"], security={"key_file": "fleet.key"},
               tls={"ca_file": "gearmand/tls/ca.crt"})
+config.setdefault("client", {})["results"] = "demo"  # results come back on this channel
 yaml.safe_dump(config, open(f"{data}/config.yaml", "w"))
 config["security"] = {"key_file": "intruder.key"}
 yaml.safe_dump(config, open(f"{data}/intruder.yaml", "w"))
@@ -33,8 +36,10 @@ PY
 export GEARMAN_FRAME_CONFIG="$PWD/$data/config.yaml"
 unset GEARMAN_FRAME_SERVERS
 worker_pid=""
+web_pid=""
 
 cleanup() {
+  if [ -n "$web_pid" ]; then kill -TERM "$web_pid" 2>/dev/null || true; fi
   if [ -n "$worker_pid" ] && kill -0 "$worker_pid" 2>/dev/null; then
     kill -TERM "$worker_pid" 2>/dev/null || true
     wait "$worker_pid" 2>/dev/null || true
@@ -48,11 +53,11 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "start a local gearmand (SQLite queue in $data/gearmand) behind stunnel: tls://127.0.0.1:$port"
 runadmin "${quiet[@]}" "${server[@]}" start --tls
 
-step "start a worker named 'demo' with 4 threads (log: $data/worker.log)"
-runworkers --name demo --threads 4 >"$data/worker.log" 2>&1 &
+step "start a worker named 'demo': 2 supervised processes of 2 threads (log: $data/worker.log)"
+runworkers --name demo --processes 2 --threads 2 >"$data/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 100); do
-  grep -q "ready:" "$data/worker.log" && break
+  [ "$(grep -c "ready:" "$data/worker.log")" -ge 2 ] && break
   kill -0 "$worker_pid" 2>/dev/null || { cat "$data/worker.log"; exit 1; }
   sleep 0.1
 done
@@ -64,6 +69,23 @@ sendjob "${quiet[@]}" plugin eg --count 20
 step "queue and worker status"
 runadmin "${quiet[@]}" status
 runadmin "${quiet[@]}" workers
+
+step "a background job, and its result looked up later from the result store"
+job_id=$(sendjob "${quiet[@]}" run reverse --arg "stressed" --background --json \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+echo "queued job $job_id"
+sendjob "${quiet[@]}" result "$job_id" --wait 20 && echo
+sendjob "${quiet[@]}" status "$job_id"
+
+step "what the worker's processes are doing and have done"
+runadmin "${quiet[@]}" inspect demo
+
+step "the dashboard (runadmin web keeps it up; this demo stops it at the end)"
+web_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+runadmin "${quiet[@]}" web --listen "127.0.0.1:$web_port" >"$data/web.log" 2>&1 &
+web_pid=$!
+for _ in $(seq 50); do grep -q "dashboard:" "$data/web.log" && break; sleep 0.1; done
+cat "$data/web.log"
 
 step "a hung step: 'nap seconds=30' has a 2 s timeout; its process group is killed"
 if sendjob "${quiet[@]}" run nap seconds=30; then
@@ -86,7 +108,9 @@ else
 fi
 grep -h "refused:" "$data/worker.log" | sed 's/^.*worker_client.jobs: /worker: /' | head -1
 
-step "stop the worker through the admin (a signed control job), then the server"
+step "stop the dashboard, the worker through the admin (a signed control job), the server"
+kill -TERM "$web_pid" && wait "$web_pid" 2>/dev/null || true
+web_pid=""
 runadmin "${quiet[@]}" shutdown demo
 wait "$worker_pid" && worker_pid=""
 runadmin "${quiet[@]}" "${server[@]}" stop

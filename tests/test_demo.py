@@ -22,6 +22,10 @@ def test_demo_runs_the_pipeline_and_leaves_nothing_behind():
     assert "timeout: timed out after 2." in proc.stderr and "process group killed" in proc.stderr
     assert out.count("(after 2 attempt(s))") == 3 and "retrying in" in out
     assert "worker demo stopped" in out and "done: nothing left running" in out
+    assert "queued job " in out and "desserts" in out and "state=done status=ok" in out
+    assert "demo.p1: pid" in out and "demo.p2: pid" in out and "reverse: ok=" in out
+    assert "dashboard: http://127.0.0.1:" in out
     demo_data = os.path.join(REPO, "var", "demo")
     wait_for(lambda: not running(demo_data) and not running("runworkers --name demo")
-             and not running("sleep 30"), 10, "every demo process to be gone")
+             and not running("sleep 30") and not running("runadmin --log-level WARNING web"),
+             10, "every demo process to be gone")

@@ -34,21 +34,33 @@ def value(samples, name, **labels):
 
 def test_worker_metrics_count_every_job_of_every_process(gearmand, start_workers):
     port = free_port()
-    functions = {"judge": {"shell": "exit {code}", "retries": 1, "retry_delay": 0.01}}
+    functions = {"judge": {"shell": "exit {code}", "retries": 1, "retry_delay": 0.01},
+                 "nap": {"command": ["sleep", "2"]}}
     worker = start_workers([gearmand.address], functions, name="measured", threads=1,
                            extra_args=["--processes", "2", "--metrics", f"127.0.0.1:{port}"])
     codes = [0] * 7 + [3] * 2
     results = [send([gearmand.address], "judge", code=c) for c in codes]
     assert [r.ok for r in results].count(True) == 7
-    samples = wait_for(lambda: (lambda s: s if value(
-        s, "gearman_frame_jobs_total", function="judge", status="failed") == 2 else None)(
-        scrape(port)), 10, "the metrics")
-    assert value(samples, "gearman_frame_jobs_total", function="judge", status="ok") == 7
+    def counted():  # each process hands its counts over every 0.2 s
+        samples = scrape(port)
+        done = [value(samples, "gearman_frame_jobs_total", function="judge", status=status)
+                for status in ("ok", "failed")]
+        return samples if done == [7, 2] else None
+    samples = wait_for(counted, 10, "7 ok and 2 failed jobs in the metrics")
     assert value(samples, "gearman_frame_retries_total", function="judge") == 2
     assert value(samples, "gearman_frame_job_duration_seconds_count", function="judge") == 9
     assert value(samples, "gearman_frame_jobs_running", function="judge") == 0
     assert value(samples, "gearman_frame_refused_total") == 0
     assert ("gearman_frame_processes_killed_total", ()) in samples
+    # a job running now is counted as running, and no longer once it ended
+    import threading
+    sender = threading.Thread(target=send, args=([gearmand.address], "nap"))
+    sender.start()
+    wait_for(lambda: value(scrape(port), "gearman_frame_jobs_running", function="nap") == 1,
+             5, "the running gauge")
+    sender.join(10)
+    wait_for(lambda: value(scrape(port), "gearman_frame_jobs_running", function="nap") == 0,
+             5, "the running gauge back to 0")
     # both processes served (the sum is over processes, not one of them)
     assert len({r.worker for r in results}) == 2
     assert worker.proc.poll() is None

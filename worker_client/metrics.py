@@ -14,7 +14,8 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1
 
 
 class Metrics:
-    """A worker process's metrics (its samples go to the shared folder)."""
+    """A worker process's metrics (its samples go to the shared folder), updated from
+    the process's health loop (Stats.flush_metrics), not by each job."""
 
     def __init__(self):
         from prometheus_client import Counter, Gauge, Histogram
@@ -30,19 +31,23 @@ class Metrics:
                               "Command processes killed: timeouts, cancels, escapes")
         self.refused = Counter("gearman_frame_refused",
                                "Jobs refused: unsigned, badly signed, expired or replayed")
+        self._running_shown: set = set()
 
-    def began(self, function):
-        self.running.labels(function).inc()
-
-    def ended(self, function, status, seconds):
-        self.running.labels(function).dec()
-        self.jobs.labels(function, status).inc()
-        self.duration.labels(function).observe(seconds)
+    def ended(self, function, status, durations):
+        """Jobs of ``function`` that ended with ``status``, taking ``durations`` (the
+        job count last: a scrape that sees it sees the rest)."""
+        histogram = self.duration.labels(function)
+        for seconds in durations:
+            histogram.observe(seconds)
         if status == "refused":
-            self.refused.inc()
+            self.refused.inc(len(durations))
+        self.jobs.labels(function, status).inc(len(durations))
 
-    def left(self, function):
-        self.running.labels(function).dec()
+    def set_running(self, counts):
+        """The jobs running now, per function (functions no longer running go to 0)."""
+        for function in self._running_shown | set(counts):
+            self.running.labels(function).set(counts.get(function, 0))
+        self._running_shown |= set(counts)
 
     def counted(self, function, counter):
         if counter == "retried":

@@ -220,6 +220,7 @@ class WorkerPool:
                 self.threads[i] = self._spawn(thread.label)
         self._watch_tasks()
         self._check_limits()
+        self.stats.flush_metrics()
         if self.retire_requested:
             self.recycle(self.retire_requested)
 
@@ -354,6 +355,7 @@ class WorkerPool:
         for thread in self.threads:
             if not thread.abandoned:
                 thread.join(JOIN_TIMEOUT)
+        self.stats.flush_metrics()
         self.reaper.stopped.set()
         for sender in (self.spool_sender, self.result_sender):
             if sender:

@@ -1,5 +1,6 @@
 """The workloads: each runs once against a fresh set of workers and returns its figures."""
 import dataclasses
+import functools
 import statistics
 import subprocess
 import time
@@ -64,6 +65,42 @@ def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1,
         elapsed = time.perf_counter() - started
         assert all(r.ok for r in results), "W1: a job failed"
         return {"jobs_s": _rate(count, elapsed), "rss": worker_peak_rss_mib(workers.pid)}
+
+
+def w1_pair(server, count, block=500, key_file=None, metrics=False):
+    """W1 throughput plain and with a key (``key_file``) or ``metrics``, one worker of 1
+    thread a side, both up on one gearmand, in alternating blocks of ``block`` jobs (the
+    idle side costs nothing): the drift of a shared machine falls on both sides, which
+    back-to-back runs of a few seconds each did not manage (ranges of +-15%). Two halves
+    swap which function each side serves and which worker starts first (an A/A run
+    without that favoured one side by 13%). Returns each block's jobs/s per side."""
+    rates = {"plain": [], "other": []}
+    for half, (plain_fn, other_fn) in enumerate((("reverse_a", "reverse_b"),
+                                                 ("reverse_b", "reverse_a"))):
+        plain_worker = functools.partial(runworkers, server, {}, 1, plugins=("bench.tasks",),
+                                         serve=[plain_fn])
+        other_worker = functools.partial(runworkers, server, {}, 1, key_file=key_file,
+                                         metrics=metrics, plugins=("bench.tasks",),
+                                         name="bench-other", serve=[other_fn])
+        first, second = ((plain_worker, other_worker) if half == 0
+                         else (other_worker, plain_worker))  # start order swapped too
+        with first(), second(), _client(server) as plain, \
+                _client(server, key_file=key_file) as other:
+            wait_workers(server, plain_fn, 1)
+            wait_workers(server, other_fn, 1)
+            sides = {"plain": (plain, plain_fn), "other": (other, other_fn)}
+            for client, function in sides.values():
+                client.submit_many([Job.of(function, "warm") for _ in range(WARMUP)])
+            for round_number in range(max(1, count // block // 2)):
+                order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
+                for name in order:
+                    client, function = sides[name]
+                    jobs = [Job.of(function, f"job-{i}") for i in range(block)]
+                    started = time.perf_counter()
+                    results = client.submit_many(jobs)
+                    rates[name].append(_rate(block, time.perf_counter() - started))
+                    assert all(r.ok for r in results), f"W1 pair ({name}): a job failed"
+    return rates
 
 
 def w1_raw(server, threads, count):

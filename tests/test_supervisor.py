@@ -106,13 +106,17 @@ def test_a_hung_task_times_out_and_its_process_is_replaced(gearmand, start_worke
 
 
 def test_a_timed_out_task_is_retried_by_its_policy(gearmand, start_workers, plugin):
-    start_workers([gearmand.address], {"nap": {"timeout": 1, "retries": 1,
-                                               "retry_delay": 0.1}},
-                  name="again", threads=1, plugins=["fleettasks"], pythonpath=plugin)
+    worker = start_workers([gearmand.address], {"nap": {"timeout": 1, "retries": 1,
+                                                        "retry_delay": 0.1}},
+                           name="again", threads=1, plugins=["fleettasks"],
+                           pythonpath=plugin)
+    hung_in = worker.worker_pid()
     started = time.monotonic()
     result = send([gearmand.address], "nap", 10)
     assert result.status == "timeout" and result.attempts == 2
     assert 2 <= time.monotonic() - started < 4.5
+    # both attempts hang: the process leaves them behind and exits, long before 10 s
+    wait_for(lambda: hung_in not in worker.worker_pids(), 4, "the hung process to exit")
 
 
 def test_shutdown_and_sigterm_stop_every_process(gearmand, start_workers):

@@ -330,8 +330,13 @@ class WorkerPool:
     _grace_from = None
 
     def _busy(self):
+        """Jobs still to finish: a serving thread's, or a retry's after a timeout; a
+        thread whose task the watchdog took over is hung, and nobody waits for it."""
+        def hung(thread):
+            running = self.context.running.get(thread.ident)
+            return running is not None and running.timed_out
         return (any(t.wire.busy and not t.abandoned for t in self.threads)
-                or any(t.is_alive() for t in self._after_timeout))
+                or any(t.is_alive() and not hung(t) for t in self._after_timeout))
 
     def _stop(self):
         log.info("worker %s: stopping gracefully (%s); grace %ss", self.name,

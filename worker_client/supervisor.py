@@ -353,8 +353,8 @@ class Supervisor:
             self.exit_code = code
             self.stop("a process could not start")
             return
-        if process.retiring:  # its replacement already runs
-            log.error("worker %s: retiring process pid %d died (%s)", self.name,
+        if process.retiring or process.successor is not None:  # replaced already
+            log.error("worker %s: process pid %d, being replaced, died (%s)", self.name,
                       process.pid, how)
             return
         young = time.monotonic() - process.started < CRASH_WINDOW

@@ -63,8 +63,8 @@ class Fleet:
         try:
             with AdminClient(self.config.servers) as admin:
                 status, workers = admin.status(), admin.workers()
-            states = inspect(self.config, worker_processes(workers), timeout=2.0) \
-                if worker_processes(workers) else []
+            processes = worker_processes(workers)
+            states = inspect(self.config, processes, timeout=2.0) if processes else []
             error = None
         except FrameError as err:
             status, workers, states, error = [], [], [], str(err)

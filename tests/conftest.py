@@ -76,15 +76,18 @@ def func_name(request):
     return f"t_{request.node.name[:40]}_{uuid.uuid4().hex[:8]}".replace("[", "_").replace("]", "_")
 
 
+def _plugin_folder(folder, module, text):
+    """``folder`` holding the plugin ``module`` (its source ``text``): a pythonpath."""
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(text)
+    return folder
+
+
 @pytest.fixture
 def plugin_dir(tmp_path):
     """A folder holding the ``recordtasks`` plugin (tests/client_helpers.RECORD_TASKS)."""
     from .client_helpers import RECORD_TASKS
-
-    folder = tmp_path / "plugins_here"
-    folder.mkdir()
-    (folder / "recordtasks.py").write_text(RECORD_TASKS)
-    return folder
+    return _plugin_folder(tmp_path / "plugins_here", "recordtasks", RECORD_TASKS)
 
 
 @pytest.fixture
@@ -163,7 +166,4 @@ def hog(mib):
 @pytest.fixture
 def plugin(tmp_path):
     """A folder holding the ``fleettasks`` plugin (FLEET_PLUGIN): pass it as pythonpath."""
-    folder = tmp_path / "plugin"
-    folder.mkdir()
-    (folder / "fleettasks.py").write_text(FLEET_PLUGIN)
-    return folder
+    return _plugin_folder(tmp_path / "plugin", "fleettasks", FLEET_PLUGIN)

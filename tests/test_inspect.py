@@ -8,7 +8,7 @@ import threading
 import time
 
 from .helpers import queued, wait_for
-from .worker_helpers import send
+from .worker_helpers import send, send_in_thread
 
 RUNADMIN = os.path.join(os.path.dirname(sys.executable), "runadmin")
 
@@ -86,10 +86,8 @@ def test_cancel_stops_a_running_command_at_once(gearmand, start_workers, tmp_pat
     from .test_veryeasyprocess import pid_gone
     functions = {"long": {"command": ["sleep", "30"], "timeout": 60, "retries": 2}}
     start_workers([gearmand.address], functions, name="stoppable", threads=1)
-    results = []
-    sender = threading.Thread(target=lambda: results.append(
-        send([gearmand.address], "long", timeout=60)))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "long", timeout=60)
+    results = sender.results
     job_id, group, _worker = wait_for(lambda: (lambda j: j if j[1] else None)(
         _job_id_running(gearmand, "stoppable")), 10, "the command's group")
     started = time.monotonic()
@@ -105,10 +103,8 @@ def test_cancel_stops_a_running_command_at_once(gearmand, start_workers, tmp_pat
 def test_cancel_of_a_running_task_replaces_its_process(gearmand, start_workers, plugin):
     worker = start_workers([gearmand.address], {}, name="taskstop", threads=2,
                            plugins=["fleettasks"], pythonpath=plugin)
-    results = []
-    sender = threading.Thread(target=lambda: results.append(
-        send([gearmand.address], "nap", 20, timeout=60)))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "nap", 20, timeout=60)
+    results = sender.results
     job_id, pid, process = _job_id_running(gearmand, "taskstop")
     assert pid is None  # a task runs in-process
     assert runadmin(gearmand, "cancel", job_id).returncode == 0

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from .helpers import wait_for
-from .worker_helpers import send
+from .worker_helpers import send, send_in_thread
 
 def serving(server, name):
     """The processes of worker ``name`` connected to ``server`` (by their control
@@ -32,10 +32,9 @@ def test_three_processes_serve_and_a_killed_one_is_replaced(gearmand, start_work
                            extra_args=["--processes", "3"])
     wait_for(lambda: len(serving(gearmand, "trio")) == 3, 10, "three processes")
     assert len(worker.worker_pids()) == 3
-    results = []
-    sender = threading.Thread(target=lambda: results.append(
-        send([gearmand.address], "slow", timeout=60, pidfile=str(pidfile))))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "slow", timeout=60,
+                            pidfile=str(pidfile))
+    results = sender.results
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the command")
     victim = int(pidfile.read_text())
     assert victim in worker.worker_pids()
@@ -146,10 +145,8 @@ def test_sighup_reloads_rolling_and_no_running_job_is_lost(gearmand, start_worke
     worker = start_workers([gearmand.address], functions, name="reload", threads=2,
                            extra_args=["--processes", "2"])
     before = set(worker.worker_pids())
-    results = []
-    sender = threading.Thread(target=lambda: results.append(
-        send([gearmand.address], "long", timeout=60)))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "long", timeout=60)
+    results = sender.results
     wait_for(lambda: "running (timeout" in worker.log(), 10, "the long job to start")
     _config_with(worker, {**functions, "added": {"command": ["echo", "new {w}"]}})
     worker.proc.send_signal(signal.SIGHUP)
@@ -246,3 +243,20 @@ def test_max_lifetime_recycles_an_old_process(gearmand, start_workers, plugin):
     wait_for(lambda: "worker.max_lifetime (1.5s) reached" in worker.log(), 5, "the recycle")
     wait_for(lambda: first not in worker.worker_pids(), 5, "the old process to leave")
     assert send([gearmand.address], "whoami").value != first
+
+
+def test_a_hung_background_task_is_published_and_dead_lettered(gearmand, start_workers,
+                                                               plugin):
+    from gearman_frame.envelope import Request
+    from gearman_frame.wire import WireClient
+
+    from .helpers import queued
+    start_workers([gearmand.address], {"nap": {"timeout": 1}}, name="bgnap", threads=1,
+                  plugins=["fleettasks"], pythonpath=plugin)
+    request = Request(args=(10,), background=True, reply_to="hungchan")
+    WireClient([gearmand.address]).submit("nap", request.encode(), unique=request.id,
+                                          background=True, timeout=10)
+    # its result reaches its channel and the job its dead-letter queue, though the
+    # thread that ran it still hangs (both are sent through the process's own client)
+    wait_for(lambda: queued(gearmand, "__results__.hungchan") == 1, 5, "the result")
+    wait_for(lambda: queued(gearmand, "__dead__.nap") == 1, 5, "the dead letter")

@@ -15,7 +15,7 @@ from gearman_frame.wire import WireClient
 from .helpers import function_status, queued, wait_for
 from .test_veryeasyprocess import pid_gone
 from .wire_helpers import WorkerThread
-from .worker_helpers import send, send_background
+from .worker_helpers import send, send_background, send_in_thread
 
 GEARMAN = shutil.which("gearman")
 TASKS = textwrap.dedent('''
@@ -143,10 +143,8 @@ def test_python_task_errors_become_failed_results_and_the_thread_goes_on(gearman
 
 def test_sigterm_lets_the_running_command_finish(gearmand, start_workers):
     worker = start_workers([gearmand.address], {"nap": {"command": ["sleep", "2"]}})
-    results = []
-    import threading
-    sender = threading.Thread(target=lambda: results.append(send([gearmand.address], "nap")))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "nap")
+    results = sender.results
     wait_for(lambda: "running (timeout" in worker.log(), 10, "the command to start")
     assert worker.stop(signal.SIGTERM) == 0
     sender.join(10)
@@ -206,11 +204,9 @@ def test_sigkilled_worker_leaves_no_command_and_its_job_goes_to_another(
     functions = {"slowjob": {"shell": "echo $$ > {pidfile}; sleep 30; echo done",
                              "timeout": 60}}
     victim = start_workers([gearmand.address], functions, name="victim", threads=1)
-    results = []
-    import threading
-    sender = threading.Thread(target=lambda: results.append(
-        send([gearmand.address], "slowjob", timeout=60, pidfile=str(pidfile))))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "slowjob", timeout=60,
+                            pidfile=str(pidfile))
+    results = sender.results
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the command")
     command_pid = int(pidfile.read_text())
     if not keeper_survives:  # the worst case: keeper and worker killed together

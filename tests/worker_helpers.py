@@ -94,6 +94,18 @@ def send(servers, function, *args, timeout=20, **kwargs):
     return Result.decode(sent.data_updates[-1])
 
 
+def send_in_thread(servers, function, *args, **kwargs):
+    """Start :func:`send` in a thread (a job to kill, cancel or watch while it runs);
+    ``join`` it, then its Result is in ``thread.results`` (empty if none came)."""
+    import threading
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        send(servers, function, *args, **kwargs)))
+    thread.results = results
+    thread.start()
+    return thread
+
+
 def send_background(servers, function, *args, **kwargs):
     request = envelope(*args, background=True, **kwargs)
     WireClient(servers).submit(function, request.encode(), unique=request.id,

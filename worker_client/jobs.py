@@ -123,14 +123,15 @@ class FunctionHandler:
 
     # -- entry point called by the wire worker
     def __call__(self, wire_worker, job):
+        job_id = job_id_of(job)
         with job_context(worker=wire_worker.worker_client_id or self.ctx.name,
-                         function=job.task, job_id=job_id_of(job)):
+                         function=job.task, job_id=job_id):
             started = time.monotonic()
             request = None
             if self.ctx.on_job is not None:
                 self.ctx.on_job()
             stats = self.ctx.stats
-            stats.begin(job.task, job_id_of(job), self.timeout)
+            stats.begin(job.task, job_id, self.timeout)
             try:
                 request, raw = self._parse(job.data)
                 why = self._why_refused(job, request)

@@ -304,11 +304,8 @@ class WorkerPool:
         result, encoded = handler._encoded(result)
         self.stats.count(job.task, result.status)
         if request.reply_to:
-            function = results_function(request.reply_to)
-            record = result_record(result, request, job.task,
-                                   time.time() - result.duration_s, time.time())
-            self._send(function, f"{request.id[:40]}.{os.urandom(4).hex()}",
-                       self._encoded(function, record), self.result_spool, "the result")
+            self.publish_result(job, request, result, time.time() - result.duration_s,
+                                on_job_connection=False)
         if not result.ok and request.background and self.dead_letter:
             self.dead_letter(job, result)
         running.wire_worker.answer_taken(job, encoded if result.ok else JobFailed(encoded))
@@ -458,11 +455,12 @@ class WorkerPool:
         keyring = self.config.keyring
         return dumps(record) if keyring is None else keyring.sign(function, record)
 
-    def publish_result(self, job, request, result, started_at):
+    def publish_result(self, job, request, result, started_at, on_job_connection=True):
         """Publish a job's final result to ``__results__.CHANNEL`` (signed when a key is
-        set) on the job's connection, kept in the result spool if gearmand refuses it or
-        the connection drops; False only if it cannot be encoded (the caller then leaves
-        the job unanswered)."""
+        set) on the job's connection (or, for a job whose own thread hangs, through this
+        process's sender client), kept in the result spool if gearmand refuses it or the
+        connection drops; False only if it cannot be encoded (the caller then leaves the
+        job unanswered)."""
         function = results_function(request.reply_to)
         record = result_record(result, request, job.task, started_at, time.time())
         try:
@@ -471,6 +469,9 @@ class WorkerPool:
             log.error("could not encode the result: %s", err)
             return False
         unique = f"{request.id[:40]}.{os.urandom(4).hex()}"  # each run's result arrives
+        if not on_job_connection:
+            return self._send(function, unique, payload, self.result_spool,
+                              "the result") is not None
 
         def keep(why):
             self._keep(self.result_spool, function, unique, payload, why, "the result")

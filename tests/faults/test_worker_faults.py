@@ -11,7 +11,7 @@ from send_job_client import JobClient
 from ..client_helpers import client_config, ledger_lines
 from ..helpers import wait_for
 from ..test_veryeasyprocess import pid_gone
-from ..worker_helpers import send, send_background
+from ..worker_helpers import send, send_background, send_in_thread
 
 
 def status_of(server, function):
@@ -104,9 +104,8 @@ def test_daemonizing_command_is_detected_killed_and_reported(gearmand, start_wor
 def test_silent_hang_is_killed_and_gearmand_running_count_returns_to_zero(gearmand,
                                                                           start_workers):
     start_workers([gearmand.address], {"silent": {"command": ["sleep", "30"], "timeout": 1}})
-    results = []
-    sender = threading.Thread(target=lambda: results.append(send([gearmand.address], "silent")))
-    sender.start()
+    sender = send_in_thread([gearmand.address], "silent")
+    results = sender.results
     wait_for(lambda: (status_of(gearmand, "silent") or status_of(gearmand, "x") or 0)
              and status_of(gearmand, "silent").running == 1, 5, "the job to run")
     sender.join(10)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import collections
 import logging
 import time
+import zlib
 from dataclasses import dataclass, field
 
+from .delays import epoch_of
 from .envelope import Request, check_faithful, new_job_id
 from .errors import JobTimeout, ServerUnavailable
 from .retry import RetryPolicy
@@ -55,6 +57,11 @@ class Job:
     #: on_output(stream, bytes) for each piece of output the worker streams while the
     #: job runs (stream 1: stdout, 2: stderr); set, the job asks the worker to stream.
     on_output: Any = field(default=None, compare=False, repr=False)
+    #: Epoch seconds before which the job must not start (a background job; None: now).
+    at: float | None = None
+    #: Pick the first server by hashing this key (every sender picks the same one, so
+    #: gearmand merges copies of a job with the same unique); None: in turn.
+    server_key: str | None = None
 
     @classmethod
     def of(cls, function: str, *args: Any, **kwargs: Any) -> "Job":
@@ -67,14 +74,16 @@ class Job:
         if self.data is not None:
             return self.data if signer is None else signer.resign(self.function, self.data)
         return Request(self.args, self.kwargs, id=self.id, background=self.background,
-                       reply_to=self.reply_to, follow=self.on_output is not None
-                       ).encode(signer, self.function)
+                       reply_to=self.reply_to, follow=self.on_output is not None,
+                       at=self.at).encode(signer, self.function)
 
     def validate(self) -> None:
         if self.priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, "
                              f"got {self.priority!r}")
         check_request(self.function, self.id)
+        if self.at is not None and not self.background:
+            raise ValueError(f"job {self.id}: only a background job can be delayed")
         if self.data is None:
             check_faithful(self.kwargs)
             check_faithful(self.args, "args")
@@ -158,7 +167,8 @@ class Dispatcher:
                     except StopIteration:
                         exhausted = True
                         break
-                    waiting.append(_Flight(index, job, self._pick_server(), self.signer))
+                    waiting.append(_Flight(index, job, self._pick_server(job.server_key),
+                                                  self.signer))
             if waiting:
                 self._send_waiting(waiting, flying, on_done)
             self._drop_ended(flying)
@@ -249,7 +259,9 @@ class Dispatcher:
             self._retry_or_end(flight, waiting, on_done, move=not request.connected)
 
     # -- sending
-    def _pick_server(self):
+    def _pick_server(self, key=None):
+        if key is not None:  # the same server for every sender (crc32: not salted)
+            return zlib.crc32(key.encode("utf-8", "surrogateescape")) % len(self.servers)
         index = self._next_server
         self._next_server = (index + 1) % len(self.servers)
         return index
@@ -261,7 +273,8 @@ class Dispatcher:
         job = flight.job
         try:
             request = self.wire.send(flight.server, job.function, flight.payload, job.id,
-                                     job.priority, job.background, flush=self._eager)
+                                     job.priority, job.background, flush=self._eager,
+                                     epoch=None if job.at is None else epoch_of(job.at))
         except ServerUnavailable as err:
             self._down_until[flight.server] = now + SERVER_RETRY_DELAY
             reason = str(err).split(": ", 1)[-1]

@@ -139,6 +139,8 @@ class Request:
     reply_to: str | None = None
     #: The sender follows the output: the worker streams it (WORK_WARNING) while it runs.
     follow: bool = False
+    #: A delayed job's start time (epoch seconds); a signature is dated from it.
+    at: float | None = None
 
     def encode(self, signer=None, function=None):
         """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
@@ -150,6 +152,8 @@ class Request:
             obj["reply_to"] = self.reply_to
         if self.follow:
             obj["follow"] = True
+        if self.at is not None:
+            obj["at"] = self.at
         if signer is not None:
             return signer.sign(function, obj)
         return dumps(obj)
@@ -176,7 +180,11 @@ class Request:
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
                    sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
                    fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None,
-                   follow=obj.get("follow") is True)
+                   follow=obj.get("follow") is True, at=_number_or_none(obj.get("at")))
+
+
+def _number_or_none(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")

@@ -110,10 +110,16 @@ class Keyring:
     # -- signing
     def sign(self, function: str, envelope: dict, now: float | None = None) -> bytes:
         """``envelope`` (an envelope object) encoded, with a fresh ts and kid, and its
-        signature appended as the last member."""
+        signature appended as the last member. A delayed job's ts is its start time
+        (``at``), so it is fresh when it comes due however long it was held."""
         fields = dict(envelope)
         fields.pop("sig", None)
-        fields["ts"] = int(time.time() if now is None else now)  # whole seconds: enough
+        if now is None:
+            at = fields.get("at")
+            now = time.time()
+            if isinstance(at, (int, float)) and not isinstance(at, bool) and at > now:
+                now = at
+        fields["ts"] = int(now)  # whole seconds: enough
         fields["kid"] = self.kid
         body = dumps(fields)
         return body[:-1] + b',"sig":"' + self._mac(self.kid, function, body).encode() + b'"}'

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from gearman_frame import tasks
 from gearman_frame.addresses import parse_address
 from gearman_frame.config import Config, load_config
+from gearman_frame.delays import due_at
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result, dumps
 from gearman_frame.errors import (EnvelopeError, ProtocolError, ServerRefused, ServerUnavailable,
                                   UsageError, WireError)
@@ -118,13 +119,17 @@ class JobClient:
 
     def submit_background(self, function: str, *args: Any, priority: str = "normal",
                           data: bytes | None = None, reply_to: str | None = None,
+                          at: float | None = None, delay: float | None = None,
                           **kwargs: Any) -> Delivery:
         """Queue a job; return its Delivery: the handle gearmand gave it and the server,
         or ``outbox=True`` if no server took it (it waits there for ``flush_outbox``).
         Its result is published to ``reply_to`` (default: ``client.results``), where
-        :meth:`results` collects it. Raises ServerRefused if a server refused it."""
+        :meth:`results` collects it. ``at`` (epoch seconds) or ``delay`` (seconds)
+        holds it at gearmand until then (a past time runs now; more than a year ahead is
+        ValueError). Raises ServerRefused if a server refused it."""
         job = Job(function, args, kwargs, data=data, priority=priority, background=True,
-                  reply_to=reply_to or self.config.client.results)
+                  reply_to=reply_to or self.config.client.results,
+                  at=due_at(at, delay))
         outcome = self._one(job, None)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
@@ -321,8 +326,8 @@ class JobClient:
         return len(held) + sent, unsent
 
     def _flush_rows(self, rows, dispatcher):
-        jobs = [Job(r.function, data=r.data, priority=r.priority, background=True, id=r.id)
-                for r in rows]
+        jobs = [Job(r.function, data=r.data, priority=r.priority, background=True, id=r.id,
+                    at=due_at(r.at) if r.at else None) for r in rows]
         if not jobs:
             return 0, 0
         outcomes = []

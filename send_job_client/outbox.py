@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     priority TEXT NOT NULL,
     created REAL NOT NULL,
     last_error TEXT,
-    doubt TEXT
+    doubt TEXT,
+    at REAL
 )"""
 _CORRUPT = ("not a database", "malformed", "file is encrypted")
 
@@ -52,6 +53,8 @@ class Kept:
     priority: str
     created: float
     doubt: str | None
+    #: A delayed job's time (epoch seconds), or None.
+    at: float | None = None
 
 
 class Outbox:
@@ -78,18 +81,20 @@ class Outbox:
         """Keep a job (a dispatch.Job); a job already kept stays once, with its latest
         error and the server it is in doubt at."""
         self._write("INSERT INTO outbox (id, function, data, priority, created, last_error, "
-                    "doubt) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "doubt, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                     "last_error = excluded.last_error, doubt = excluded.doubt",
                     (job.id, job.function, job.payload(), job.priority, time.time(),
-                     str(error) if error else None, doubt), recover=True)
+                     str(error) if error else None, doubt, getattr(job, "at", None)),
+                    recover=True)
 
     def batch(self, after: int = 0, limit: int = 500) -> list[Kept]:
         """Up to ``limit`` waiting jobs with ``seq > after``, oldest first."""
         if not os.path.exists(self.path):
             return []
-        return [Kept(seq, i, f, bytes(d), p, c, doubt) for seq, i, f, d, p, c, doubt in
-                self._read("SELECT seq, id, function, data, priority, created, doubt FROM "
-                           "outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
+        return [Kept(seq, i, f, bytes(d), p, c, doubt, at)
+                for seq, i, f, d, p, c, doubt, at in
+                self._read("SELECT seq, id, function, data, priority, created, doubt, at "
+                           "FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
 
     def delete(self, job_ids) -> None:
         job_ids = list(job_ids)
@@ -145,8 +150,9 @@ class Outbox:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
-            if "doubt" not in columns:  # an outbox from an earlier version
-                conn.execute("ALTER TABLE outbox ADD COLUMN doubt TEXT")
+            for column, kind in (("doubt", "TEXT"), ("at", "REAL")):
+                if column not in columns:  # an outbox from an earlier version
+                    conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
         except BaseException:
             conn.close()
             raise

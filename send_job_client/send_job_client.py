@@ -14,6 +14,7 @@ import sys
 import time
 
 from gearman_frame import cli, tasks
+from gearman_frame.delays import due_at, parse_duration, parse_time
 from gearman_frame.envelope import dumps
 from gearman_frame.logs import cut
 from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, FrameError, OutboxError, UsageError,
@@ -35,6 +36,8 @@ examples:
   sendjob run reverse --arg hello --timeout 5
   sendjob run cat_data --data 'raw payload'
   sendjob run compress path=/x --background --priority high
+  sendjob run backup host=db1 --in 10m          # held by gearmand until then
+  sendjob run report --at 2026-12-01T06:00:00Z
   sendjob plugin eg --count 20
   sendjob run compress path=/x --background --json   # {"id": ...}: keep the id
   sendjob result ID --wait 60       # its result (client.results names the channel)
@@ -70,6 +73,13 @@ def build_parser():
     raw.add_argument("--data-file", metavar="FILE",
                      help="send the bytes of FILE as a raw payload")
     run.add_argument("--background", action="store_true", help="queue it and return")
+    later = run.add_mutually_exclusive_group()
+    later.add_argument("--in", dest="delay", metavar="DURATION", type=duration_arg,
+                       help="queue it to start after DURATION (30s, 10m, 2h; implies "
+                            "--background)")
+    later.add_argument("--at", metavar="TIME", type=time_arg,
+                       help="queue it to start at TIME (ISO 8601 with a zone; a past time "
+                            "runs now; implies --background)")
     run.add_argument("--priority", choices=list(PRIORITIES), default="normal")
     run.add_argument("--timeout", type=float, help="seconds per attempt (default: config)")
     run.add_argument("--json", action="store_true", help="print the result object as JSON")
@@ -153,12 +163,18 @@ def cmd_run(client, args):
     data = raw_payload(args)
     if data is not None and (kwargs or positional):
         raise UsageError("--data sends a raw payload: give no key=value or --arg with it")
-    if args.follow and (args.background or data is not None):
+    delayed = args.delay is not None or args.at is not None
+    if args.follow and (args.background or delayed or data is not None):
         raise UsageError("--follow streams a foreground JSON job's output: not with "
-                         "--background or --data")
-    if args.background:
+                         "--background, --in, --at or --data")
+    if args.background or delayed:
+        try:
+            at = due_at(args.at, args.delay)
+        except ValueError as err:
+            raise UsageError(f"--{'at' if args.at is not None else 'in'}: {err}") from err
         delivery = client.submit_background(args.function, *positional,
-                                            priority=args.priority, data=data, **kwargs)
+                                            priority=args.priority, data=data, at=at,
+                                            **kwargs)
         print(json.dumps({"id": delivery.id, "handle": delivery.handle,
                           "server": delivery.server, "outbox": delivery.outbox})
               if args.json else (OUTBOX if delivery.outbox else delivery.handle))
@@ -317,10 +333,10 @@ def _show_listed(record, as_json):
 
 def parse_since(text):
     """Seconds before now: a number, a duration (30s, 10m, 2h, 7d) or an ISO 8601 time."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
-    if match:
-        return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600,
-                                         "d": 86400}[match.group(2)]
+    try:
+        return parse_duration(text)
+    except ValueError:
+        pass
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError as err:
@@ -329,6 +345,22 @@ def parse_since(text):
     if moment.tzinfo is None:
         moment = moment.astimezone()
     return max(0.0, time.time() - moment.timestamp())
+
+
+def duration_arg(text):
+    """argparse type: a duration (``30s``, ``10m``, ``2h``)."""
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {err}") from None
+
+
+def time_arg(text):
+    """argparse type: an ISO 8601 time with a zone, as epoch seconds."""
+    try:
+        return parse_time(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {err}") from None
 
 
 def auto_collect(client):

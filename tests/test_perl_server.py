@@ -109,3 +109,12 @@ def test_an_in_doubt_outbox_job_goes_back_to_the_perl_server_alone_and_runs_once
 def _running(server, function):
     with AdminClient([parse_address(server.address)]) as admin:
         return any(r.running for r in admin.status() if r.function == function)
+
+
+def test_a_delayed_job_to_the_perl_server_is_refused_with_the_reason(perl_gearmand, tmp_path):
+    """The Perl job server has no SUBMIT_JOB_EPOCH: the sender says so and exits 1; the
+    job is not queued to run early."""
+    path, _config = client_config(tmp_path, [perl_gearmand.address])
+    proc = sendjob(path, "run", "say", "word=later", "--in", "1h")
+    assert proc.returncode != 0 and "refused" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and _queued(perl_gearmand, "say") == 0

@@ -6,18 +6,21 @@ import time
 from python3_gearman import errors as gerrors
 from python3_gearman.client import GearmanClient
 from python3_gearman.client_handler import GearmanClientCommandHandler
-from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_UNKNOWN,
+from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING,
+                                       JOB_UNKNOWN,
                                        PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE)
 from python3_gearman.job import GearmanJobRequest
 from python3_gearman.protocol import GEARMAN_COMMAND_OPTION_REQ
 
 from ..errors import BadRequest, ServerRefused, ServerUnavailable, SubmitTimeout
-from .connection import DispatchMixin, PollMixin, _pair, check_request
+from .connection import DispatchMixin, PollMixin, _as_bytes, _pair, check_request
 from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
 
 PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NONE, "low": PRIORITY_LOW}
+#: A background job gearmand holds until an epoch time (gearmand 1.1.20: on every queue).
+SUBMIT_JOB_EPOCH = 36
 #: Request state for a job gearmand answered with an ERROR packet.
 JOB_REFUSED = "REFUSED"
 #: What servers without parts of the protocol (the Perl job server) refused, per process.
@@ -35,6 +38,8 @@ class WireJobRequest(GearmanJobRequest):
     def initialize_request(self):
         super().initialize_request()
         self.server_error = None
+        #: Epoch second before which gearmand must not hand the job out (None: now).
+        self.epoch = None
 
     @property
     def handle(self):
@@ -82,7 +87,16 @@ class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
         return True
 
     def send_job_request(self, current_request):
-        """Send a priority variant the server refused before as its fallback."""
+        """Send a delayed job as SUBMIT_JOB_EPOCH (no priority: gearmand has none for
+        it), and a priority variant the server refused before as its fallback."""
+        if current_request.epoch is not None:
+            job = current_request.job
+            self._connection().queue_packet(
+                SUBMIT_JOB_EPOCH, _as_bytes(job.task), _as_bytes(job.unique or ""),
+                str(current_request.epoch).encode(), self.encode_data(job.data))
+            current_request.state = JOB_PENDING
+            self.requests_awaiting_handles.append(current_request)
+            return
         variant = (current_request.background, current_request.priority)
         if variant in PRIORITY_FALLBACK and REFUSED.has(self._connection().address,
                                                         PRIORITY_VARIANTS):
@@ -238,15 +252,17 @@ class WireClient(PollMixin, GearmanClient):
 
     # -- the surface the dispatcher uses: send, poll for changes, forget
     def send(self, index, task, data, unique, priority="normal", background=False,
-             flush=False):
+             flush=False, epoch=None):
         """Send one request on the connection to server ``index`` (connecting first if
-        needed) and return it; ``flush`` writes it to the socket at once. Raises
+        needed) and return it; ``flush`` writes it to the socket at once; ``epoch`` (a
+        background job) holds it at gearmand until that epoch second. Raises
         ServerUnavailable if that server cannot be reached. Only requests sent this way
         are listed by :meth:`poll`."""
         conn = self.connection_list[index]
         request = self._create_request_from_dictionary(
             {"task": task, "data": data, "unique": unique, "priority": PRIORITIES[priority]},
             background=background)
+        request.epoch = epoch
         self.request_to_rotating_connection_queue[request] = collections.deque([conn])
         try:
             self.establish_connection(conn)

@@ -27,6 +27,9 @@ RECONNECT_MAX = 5.0
 RECONNECT_BACKOFF = RetryPolicy(delay=RECONNECT_MIN, backoff=2.0, max_delay=RECONNECT_MAX)
 #: Seconds a worker's poll waits before checking whether it was asked to stop.
 WORKER_POLL_INTERVAL = 0.25
+#: Seconds an idle worker waits before asking a server for a job again without a NOOP:
+#: gearmand (1.1.20) does not wake sleeping workers when a delayed job comes due.
+DUE_POLL = 1.0
 
 
 class JobFailed:
@@ -185,6 +188,7 @@ class WireWorker(PollMixin, GearmanWorker):
         self._stopping = threading.Event()
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
+        self._quiet_since, self._wake_turn = time.monotonic(), 0
         self.busy = False
         #: The job whose callback runs, until its answer is queued (by this thread, or by
         #: another through answer_elsewhere while the callback hangs).
@@ -234,8 +238,26 @@ class WireWorker(PollMixin, GearmanWorker):
                 readable, writable, failed = self.poll_connections_once(live, poll_timeout)
                 self.handle_connection_activity(readable, writable, failed)
                 self._write_now(readable)
+                self._wake_if_quiet(live, bool(readable))
         finally:
             self.shutdown()
+
+    def _wake_if_quiet(self, live, active):
+        """After DUE_POLL quiet seconds, ask one server (in turn) for a job as if it had
+        sent NOOP, so a delayed job that came due is taken within about a second."""
+        now = time.monotonic()
+        if active:
+            self._quiet_since = now
+            return
+        if now - self._quiet_since < DUE_POLL or self.command_handler_holding_job_lock:
+            return
+        self._quiet_since = now
+        conn = live[self._wake_turn % len(live)]
+        self._wake_turn += 1
+        handler = self.connection_to_handler_map.get(conn)
+        if handler is not None and conn.connected:
+            handler.recv_noop()
+            self._write_now([conn])
 
     def _write_now(self, connections):
         """Send what reading queued (GRAB_JOB after a NOOP) without polling for it first:

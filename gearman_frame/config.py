@@ -20,6 +20,7 @@ import yaml
 
 from .addresses import (DEFAULT_PORT, ServerAddress, parse_address, parse_address_list,
                         parse_listen)
+from .delays import DURATION_HELP, MAX_DELAY, parse_duration
 from .defaults import DEFAULT_CONFIG_FILE, DEFAULT_RESULT_STORE, ENV_CONFIG
 from .errors import ConfigError
 from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
@@ -184,6 +185,10 @@ class FunctionConfig:
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     #: With a key configured: take raw and unsigned jobs anyway (interop, on purpose).
     allow_unsigned: bool = False
+    #: ``dead_letter: {requeue_after, max_requeues}``: a job that failed for good goes back
+    #: to the function after this many seconds, up to this many times (0: never).
+    requeue_after: float = 0.0
+    max_requeues: int = 0
 
     @property
     def fields(self):
@@ -356,7 +361,7 @@ _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "tl
              "web", "plugins", "functions")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
-                  "output_limit", "allow_unsigned")
+                  "output_limit", "allow_unsigned", "dead_letter")
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
@@ -722,4 +727,24 @@ class _Validator:
                                    f"{key}.output_limit"),
             allow_unsigned=self.boolean(raw.get("allow_unsigned", False),
                                         f"{key}.allow_unsigned"),
+            **self.dead_letter(raw.get("dead_letter"), f"{key}.dead_letter"),
         )
+
+    def dead_letter(self, raw, key):
+        """``dead_letter: {requeue_after: DURATION, max_requeues: N}`` (both, or neither)."""
+        if raw is None:
+            return {}
+        raw = self.mapping(raw, key, ("requeue_after", "max_requeues"))
+        if "requeue_after" not in raw or "max_requeues" not in raw:
+            raise self.error(key, "both requeue_after and max_requeues",
+                             got=f"only {', '.join(raw) or 'nothing'}")
+        try:
+            after = parse_duration(raw["requeue_after"])
+        except ValueError:
+            after = 0.0
+        if not 0 < after <= MAX_DELAY:
+            raise self.error(f"{key}.requeue_after", f"{DURATION_HELP}, > 0 and at most a "
+                             "year", raw["requeue_after"])
+        return {"requeue_after": after,
+                "max_requeues": self.integer(raw["max_requeues"], f"{key}.max_requeues", 1,
+                                             1000)}

@@ -24,6 +24,23 @@ CONTROL_INSPECT = b"inspect"
 CONTROL_CANCEL = b"cancel"
 
 
+#: Marks a dead letter sent back to its function: ``UNIQUE~rN`` is its Nth requeue.
+REQUEUE_MARK = "~r"
+
+
+def requeues_of(unique):
+    """``(the original unique, how many times it was requeued)`` of a job's unique key."""
+    base, mark, count = (unique or "").rpartition(REQUEUE_MARK)
+    if mark and count.isdigit():
+        return base, int(count)
+    return unique or "", 0
+
+
+def requeued_unique(base, count):
+    """The unique of a job's ``count``-th requeue (within gearmand's 63 bytes)."""
+    return f"{base[:50]}{REQUEUE_MARK}{count}"
+
+
 def control_function(worker_name):
     return f"{CONTROL_PREFIX}{worker_name}"
 
@@ -44,10 +61,14 @@ def result_record(result, request, function, started_at, ended_at):
             "kwargs": request.kwargs, "started_at": started_at, "ended_at": ended_at}
 
 
-def dead_letter_record(function, unique, data, result):
-    """Encode a dead letter: where the job was going, its unique and data, how it ended."""
-    return dumps({"function": function, "unique": unique, "data": bytes(data),
-                  "result": result, "dead_at": time.time()})
+def dead_letter_record(function, unique, data, result, requeues=0):
+    """Encode a dead letter: where the job was going, its unique and data, how it ended
+    (and how many times it was sent back to its function before)."""
+    record = {"function": function, "unique": unique, "data": bytes(data),
+              "result": result, "dead_at": time.time()}
+    if requeues:
+        record["requeues"] = requeues
+    return dumps(record)
 
 
 def read_dead_letter(payload):

@@ -13,7 +13,7 @@ import os
 from gearman_frame.envelope import loads, parse_request
 from gearman_frame.errors import EnvelopeError, FrameError
 from gearman_frame.files import private_folder
-from gearman_frame.queues import DEAD_PREFIX, read_dead_letter
+from gearman_frame.queues import DEAD_PREFIX, read_dead_letter, requeues_of
 
 from .drain import Drainer, resend_jobs
 
@@ -67,7 +67,9 @@ def describe(payload) -> dict:
         request, _raw = parse_request(data)
     except EnvelopeError:
         request = None
-    return {"function": letter["function"], "job_id": letter["unique"],
+    return {"function": letter["function"],
+            "job_id": request.id if request else requeues_of(letter["unique"])[0],
+            "requeues": letter.get("requeues", 0),
             "args": list(request.args) if request else None,
             "kwargs": request.kwargs if request else None,
             "raw_bytes": None if request else len(data),

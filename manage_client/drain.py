@@ -25,7 +25,7 @@ from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, F
                                   ServerRefused, UsageError)
 from gearman_frame.files import open_private
 from gearman_frame.limits import MAX_PAYLOAD_BYTES
-from gearman_frame.queues import DEAD_PREFIX, read_dead_letter
+from gearman_frame.queues import DEAD_PREFIX, read_dead_letter, requeues_of
 from gearman_frame.files import write_private_file
 from gearman_frame.queues import control_function
 from gearman_frame.wire import (JOB_COMPLETE, PRIORITIES, AbandonJob, JobFailed, WireClient,
@@ -265,7 +265,8 @@ def _dumped_job(line):
         function, unique = record.get("function"), record.get("unique")
         if isinstance(function, str) and function.startswith(DEAD_PREFIX):
             dead = read_dead_letter(record.get("data"))
-            function, unique = dead["function"], dead["unique"]
+            # a person resends it: its requeue count starts again
+            function, unique = dead["function"], requeues_of(dead["unique"])[0]
             record = {"data": dead["data"], "priority": "normal", "background": True}
         data, priority = record.get("data"), record.get("priority") or "normal"
         if not isinstance(function, str) or not isinstance(unique, str):

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from .helpers import queued, wait_for
 from .worker_helpers import send_background
@@ -40,3 +41,37 @@ def test_dead_lists_dead_letters_decoded_and_leaves_them_queued(gearmand, start_
     assert queued(gearmand, "__dead__.doomed") == 3
     assert not any((tmp_path / "var" / "dead-peek").iterdir())
     assert "no dead letters for fine" in runadmin(gearmand, "dead", "fine", cwd=tmp_path).stdout
+
+
+def test_a_dead_letter_goes_back_after_requeue_after_up_to_max_requeues(gearmand,
+                                                                         start_workers,
+                                                                         tmp_path):
+    """beanstalkd's kick: a job that always fails (1 retry) with ``requeue_after: 1s,
+    max_requeues: 2`` runs 3 rounds of 2 attempts, a second or more apart, then stays dead
+    and `runadmin dead` shows it with its requeues."""
+    ledger = tmp_path / "ledger"
+    functions = {"flaky": {"shell": f"date +%s.%N >> {ledger}; exit 1", "retries": 1,
+                           "retry_delay": 0.01,
+                           "dead_letter": {"requeue_after": "1s", "max_requeues": 2}}}
+    start_workers([gearmand.address], functions, name="rq", threads=2)
+    job_id = send_background([gearmand.address], "flaky")
+    wait_for(lambda: queued(gearmand, "__dead__.flaky") == 1, 20, "the dead letter")
+    runs = [float(x) for x in ledger.read_text().split()]
+    assert len(runs) == 6, runs
+    assert runs[2] - runs[1] >= 0.9 and runs[4] - runs[3] >= 0.9  # each round waited
+    time.sleep(2)
+    assert len(ledger.read_text().split()) == 6 and queued(gearmand, "flaky") == 0
+    listed = runadmin(gearmand, "dead", "--json", cwd=tmp_path)
+    (letter,) = json.loads(listed.stdout)
+    assert letter["job_id"] == job_id and letter["requeues"] == 2
+    assert letter["attempts"] == 2 and letter["status"] == "failed"
+
+
+def test_a_bad_dead_letter_setting_names_the_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("functions:\n  f:\n    command: [\"true\"]\n"
+                      "    dead_letter: {requeue_after: soon, max_requeues: 2}\n")
+    proc = subprocess.run([RUNADMIN, "--config", str(config), "status"], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2 and "functions.f.dead_letter.requeue_after" in proc.stderr
+    assert proc.stderr.count("\n") == 1

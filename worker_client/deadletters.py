@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 
-from gearman_frame.envelope import dumps, loads
+from gearman_frame.envelope import dumps, loads, parse_request
 from gearman_frame.errors import EnvelopeError, FrameError
 from gearman_frame.files import private_folder, write_private_file
 from gearman_frame.retry import RetryPolicy
@@ -41,13 +41,17 @@ class DeadLetterSpool:
         self.path = path
         self.wake = threading.Event()
 
-    def keep(self, function: str, unique: str, record: bytes) -> str:
-        """Write one dead letter to the spool (synced before this returns); its file."""
+    def keep(self, function: str, unique: str, record: bytes,
+             epoch: int | None = None) -> str:
+        """Write one dead letter to the spool (synced before this returns); its file.
+        ``epoch``: a job sent back to its function later is held by gearmand until then."""
         private_folder(self.path)
         name = f"{os.urandom(8).hex()}{SUFFIX}"
         target = os.path.join(self.path, name)
-        write_private_file(target, dumps({"function": function, "unique": unique,
-                                          "record": bytes(record)}))
+        letter = {"function": function, "unique": unique, "record": bytes(record)}
+        if epoch is not None:
+            letter["epoch"] = epoch
+        write_private_file(target, dumps(letter))
         self.wake.set()
         return target
 
@@ -94,13 +98,27 @@ class DeadLetterSpool:
                 return None
             try:
                 client.submit(function, record, unique=unique, background=True,
-                              timeout=SEND_TIMEOUT)
+                              timeout=SEND_TIMEOUT, epoch=letter.get("epoch"))
             except FrameError as err:
                 log.info("spooled dead letter %s for %s still waits: %s", unique, function, err)
                 return False
             os.unlink(path)
             log.warning("job %s: spooled dead letter sent to %s", unique, function)
             return True
+
+
+def requeue_payload(data: bytes, at: float, keyring, function: str) -> bytes:
+    """A failed job's payload to send back to ``function`` at ``at``: an envelope gets
+    ``at`` (and a signature dated from it, with a key), a raw payload goes as it is."""
+    try:
+        request, _raw = parse_request(bytes(data))
+    except EnvelopeError:
+        request = None
+    if request is None or request.fields is None:
+        return bytes(data)
+    fields = {k: v for k, v in request.fields.items() if k not in ("sig", "ts", "kid")}
+    fields["at"] = at
+    return dumps(fields) if keyring is None else keyring.sign(function, fields)
 
 
 class SpoolSender(threading.Thread):

@@ -11,7 +11,7 @@ from collections import deque
 DURATIONS_KEPT = 1000
 #: The counters `inspect` shows for every function, in this order.
 COUNTERS = ("ok", "failed", "timeout", "error", "refused", "cancelled", "retried",
-            "dead_lettered")
+            "dead_lettered", "requeued")
 
 
 def _percentile(ordered, fraction):

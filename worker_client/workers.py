@@ -26,10 +26,12 @@ from gearman_frame.envelope import dumps
 from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_INSPECT, CONTROL_RELOAD,
                                   CONTROL_SHUTDOWN,
                                   control_function, dead_letter_function,
-                                  dead_letter_record, result_record, results_function)
+                                  dead_letter_record, requeued_unique, requeues_of,
+                                  result_record, results_function)
+from gearman_frame.delays import epoch_of
 from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
 
-from .deadletters import DeadLetterSpool, SpoolSender
+from .deadletters import DeadLetterSpool, SpoolSender, requeue_payload
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .jobs import FunctionHandler, WorkerContext
 from .stats import Stats, resident_mib
@@ -437,9 +439,14 @@ class WorkerPool:
         """Send a background job that failed for good to ``__dead__.FUNCTION``, or keep
         the letter in the spool when no server takes it; False only if both failed (the
         caller then leaves the job unanswered for gearmand to hand out again)."""
+        spec = self.config.functions.get(job.task)
+        base, requeues = requeues_of(job.unique)
+        if spec is not None and requeues < spec.max_requeues:
+            return self._requeue(job, spec, base, requeues + 1)
         function = dead_letter_function(job.task)
         try:
-            record = dead_letter_record(job.task, job.unique, job.data, result.to_dict())
+            record = dead_letter_record(job.task, job.unique, job.data, result.to_dict(),
+                                        requeues)
         except ValueError as err:  # cannot happen for a result that encoded; be safe
             log.error("could not encode the dead letter: %s", err)
             return False
@@ -448,6 +455,19 @@ class WorkerPool:
             self.stats.count(job.task, "dead_lettered")
         if outcome == SENT:
             log.warning("dead-lettered to %s", function)
+        return outcome is not None
+
+    def _requeue(self, job, spec, base, count):
+        """beanstalkd's kick: send a job that failed for good back to its function after
+        ``requeue_after`` (held by gearmand), as requeue ``count`` (in its unique)."""
+        at = time.time() + spec.requeue_after
+        payload = requeue_payload(job.data, at, self.config.keyring, job.task)
+        outcome = self._send(job.task, requeued_unique(base, count), payload, self.spool,
+                             "the requeued job", epoch=epoch_of(at))
+        if outcome is not None:
+            self.stats.count(job.task, "requeued")
+            log.warning("failed for good: sent back to %s in %gs (requeue %d of %d)",
+                        job.task, spec.requeue_after, count, spec.max_requeues)
         return outcome is not None
 
     def _encoded(self, function, record):
@@ -494,24 +514,26 @@ class WorkerPool:
                               on_lost=lambda why: log.info("start notice lost: %s", why)),
                   now=True)
 
-    def _send(self, function, unique, record, spool, what):
-        """Queue ``record`` on ``function`` (SENT), or keep it in ``spool`` to be sent
-        once a server takes it (KEPT); None if neither could be done."""
+    def _send(self, function, unique, record, spool, what, epoch=None):
+        """Queue ``record`` on ``function`` (SENT; held until ``epoch`` if given), or
+        keep it in ``spool`` to be sent once a server takes it (KEPT); None if neither
+        could be done."""
         client = getattr(self._local, "client", None)
         try:
             if client is None:
                 client = self._local.client = WireClient(self.servers)
-            client.submit(function, record, unique=unique, background=True, timeout=10)
+            client.submit(function, record, unique=unique, background=True, timeout=10,
+                          epoch=epoch)
             return SENT
         except Exception as err:  # refused (queue full), no server, EMFILE ...
-            return self._keep(spool, function, unique, record, err, what)
+            return self._keep(spool, function, unique, record, err, what, epoch)
 
-    def _keep(self, spool, function, unique, record, why, what):
+    def _keep(self, spool, function, unique, record, why, what, epoch=None):
         if spool is None:
             log.error("could not send %s (%s) and no spool is configured", what, why)
             return None
         try:
-            path = spool.keep(function, unique, record)
+            path = spool.keep(function, unique, record, epoch)
         except OSError as err:
             log.error("could not send %s (%s) nor spool it (%s)", what, why, err)
             return None

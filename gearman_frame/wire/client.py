@@ -222,6 +222,7 @@ class WireClient(PollMixin, GearmanClient):
         #: A list to collect requests whose state changed (set by a caller that wants to
         #: look only at those, not at every request in flight); None: not collected.
         self.changed = None
+        self._epoch = None
         super().__init__(host_list=[_pair(s) for s in servers])
         self.attach_servers(servers)
 
@@ -229,17 +230,24 @@ class WireClient(PollMixin, GearmanClient):
         if job_info.get("unique") == "-":
             raise BadRequest("unique key '-' (use the data as unique) is not supported")
         check_request(job_info["task"], job_info.get("unique"))
-        return super()._create_request_from_dictionary(job_info, background, max_retries)
+        request = super()._create_request_from_dictionary(job_info, background, max_retries)
+        request.epoch = self._epoch if background else None
+        return request
 
     def submit(self, task, data, unique=None, priority="normal", background=False,
-               timeout=None, wait=True):
+               timeout=None, wait=True, epoch=None):
         """Submit one job; return its request, raising ServerRefused / SubmitTimeout.
+        ``epoch`` (a background job) holds it at gearmand until that epoch second.
 
         A SubmitTimeout carries ``handle``: None if gearmand never queued the job.
         """
-        request = self.submit_job(task, data, unique=unique, priority=PRIORITIES[priority],
-                                  background=background, wait_until_complete=wait,
-                                  poll_timeout=timeout)
+        self._epoch = epoch  # taken by the request submit_job creates
+        try:
+            request = self.submit_job(task, data, unique=unique, priority=PRIORITIES[priority],
+                                      background=background, wait_until_complete=wait,
+                                      poll_timeout=timeout)
+        finally:
+            self._epoch = None
         if request.complete or (background and request.handle):
             self.forget(request)  # nothing more will come for it: do not keep its data
         if request.state == JOB_REFUSED:

@@ -48,7 +48,8 @@ class DeadLetterSpool:
         private_folder(self.path)
         name = f"{os.urandom(8).hex()}{SUFFIX}"
         target = os.path.join(self.path, name)
-        letter = {"function": function, "unique": unique, "record": bytes(record)}
+        letter: dict[str, object] = {"function": function, "unique": unique,
+                                     "record": bytes(record)}
         if epoch is not None:
             letter["epoch"] = epoch
         write_private_file(target, dumps(letter))

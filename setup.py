@@ -17,6 +17,7 @@ setup(
         "PyYAML>=5.4",
         "rich>=12",
         "prometheus_client>=0.17",
+        "croniter>=2.0",
     ],
     package_data={**{name: ["py.typed"] for name in
                      ("gearman_frame", "send_job_client", "worker_client")},

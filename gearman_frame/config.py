@@ -74,6 +74,8 @@ DEFAULT_FUNCTION_TIMEOUT = 300.0
 DEFAULT_JOB_RETRIES = 10
 #: Seconds a signed job stays acceptable after (and before) it was signed.
 DEFAULT_MAX_AGE = 300.0
+#: Seconds ahead a scheduler queues occurrences (gearmand holds them until their time).
+DEFAULT_SCHEDULER_LEAD = 20.0
 #: Largest function name gearmand handles (it drops the connection at 8192 bytes).
 MAX_FUNCTION_NAME_BYTES = 8191
 #: Function-name prefix reserved for gearman-frame's own queues (control, dead letters).
@@ -156,6 +158,18 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    """``scheduler:`` — how `sendjob scheduler` shares its schedules with the others:
+    the lease group (schedulers of one group fire each occurrence once), its state file
+    (beside the config) and how far ahead it queues occurrences (seconds; a scheduler
+    that takes over within this time neither skips nor repeats one)."""
+
+    group: str = "default"
+    state: str = "var/schedules.json"
+    lead: float = DEFAULT_SCHEDULER_LEAD
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     """``security:`` — the fleet's signing key, older keys still accepted, the window."""
 
@@ -219,6 +233,9 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     plugins: tuple = ()
     functions: dict = field(default_factory=dict)
+    #: ``schedules:`` (gearman_frame.schedules.Schedule each) and how they are run.
+    schedules: tuple = ()
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
     def replace(self, **changes):
         """Return a copy with top-level fields replaced (CLI overrides)."""
@@ -358,7 +375,7 @@ def _read_yaml(path):
 
 
 _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "tls",
-             "web", "plugins", "functions")
+             "web", "plugins", "functions", "schedules", "scheduler")
 _FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
                   "output_limit", "allow_unsigned", "dead_letter")
@@ -459,7 +476,25 @@ class _Validator:
             web=self.web(raw.get("web") or {}),
             plugins=self.plugins(raw.get("plugins") or []),
             functions=self.functions(raw.get("functions") or {}),
+            schedules=self.schedules(raw.get("schedules") or {}),
+            scheduler=self.scheduler(raw.get("scheduler") or {}),
         )
+
+    def schedules(self, raw):
+        if not raw:
+            return ()
+        from .schedules import check_schedules  # croniter only for configs with schedules
+        return check_schedules(self, raw)
+
+    def scheduler(self, raw):
+        raw = self.mapping(raw, "scheduler", ("group", "state", "lead"))
+        group = self.string(raw.get("group", "default"), "scheduler.group")
+        if not _POOL_NAME.fullmatch(group):
+            raise self.error("scheduler.group", "a name of letters, digits and _", group)
+        return SchedulerConfig(
+            group=group,
+            state=self.string(raw.get("state", "var/schedules.json"), "scheduler.state"),
+            lead=self.number(raw.get("lead", DEFAULT_SCHEDULER_LEAD), "scheduler.lead", 1.0))
 
     def servers(self, value):
         if isinstance(value, str):  # "host:port,host:port" (a flag or a variable)

@@ -46,9 +46,14 @@ class Task:
     def __init__(self, name: str, func: Callable[..., Any],
                  on_success: Callable[[Any, Any], Any] | None = None,
                  on_failure: Callable[[Any, Any], Any] | None = None,
-                 on_retry: Callable[[Any, Any], Any] | None = None):
+                 on_retry: Callable[[Any, Any], Any] | None = None,
+                 batch: dict | None = None):
         self.name = name
         self.func = func
+        #: A batch task (``batch={"max": N, "wait": SECONDS}``) is called with a list of
+        #: up to N queued jobs (each with .id, .args, .kwargs) and returns one result per
+        #: job, in order; an Exception in the list fails that job alone.
+        self.batch = _batch_policy(name, batch)
         #: Hooks a worker calls with (job, result): the job is its Request (id, args,
         #: kwargs); on_retry after each failed attempt that will be retried, then
         #: on_success or on_failure once the job ends (a raising hook changes nothing).
@@ -81,17 +86,47 @@ class Task:
         return f"<Task {self.name}>"
 
 
+class BatchPolicy:
+    """How a batch task gathers jobs: at most ``max`` a call, for at most ``wait``
+    seconds after the first one arrives."""
+
+    __slots__ = ("max", "wait")
+
+    def __init__(self, max: int, wait: float):
+        self.max, self.wait = max, wait
+
+    def __repr__(self):
+        return f"BatchPolicy(max={self.max}, wait={self.wait})"
+
+
+def _batch_policy(name, batch):
+    if batch is None:
+        return None
+    size, wait = (batch.get("max"), batch.get("wait", 1.0)) if isinstance(batch, dict) \
+        else (None, None)
+    if (not isinstance(batch, dict) or set(batch) - {"max", "wait"}
+            or isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 10_000
+            or isinstance(wait, bool) or not isinstance(wait, (int, float))
+            or not 0 <= wait <= 3600):
+        raise ValueError(f"task {name}: batch must be {{'max': 1..10000, 'wait': seconds "
+                         f"0..3600}}, got {batch!r}")
+    return BatchPolicy(size, float(wait))
+
+
 def task(name: str | Callable[..., Any] | None = None,
          on_success: Callable[[Any, Any], Any] | None = None,
          on_failure: Callable[[Any, Any], Any] | None = None,
-         on_retry: Callable[[Any, Any], Any] | None = None) -> Any:
+         on_retry: Callable[[Any, Any], Any] | None = None,
+         batch: dict | None = None) -> Any:
     """Decorator registering a Python function as the Gearman function ``name``, with
-    optional hooks ``on_success``/``on_failure``/``on_retry(job, result)`` (see Task)."""
+    optional hooks ``on_success``/``on_failure``/``on_retry(job, result)`` (see Task) and,
+    for a batch task, ``batch={"max": N, "wait": SECONDS}``."""
     def register(func):
         task_name = name or func.__name__
         if task_name in _registry and _registry[task_name].func is not func:
             log.warning("task %s registered again by %s", task_name, func)
-        _registry[task_name] = Task(task_name, func, on_success, on_failure, on_retry)
+        _registry[task_name] = Task(task_name, func, on_success, on_failure, on_retry,
+                                    batch)
         return _registry[task_name]
     if callable(name):  # used as @task without arguments
         func, name = name, None

@@ -27,6 +27,7 @@ from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
 
 from manage_client.admin import AdminClient
+from manage_client.schedules_view import lease_holder, schedule_rows
 from manage_client.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
 from manage_client.dead_letters import dead_functions, read_queue
@@ -101,6 +102,9 @@ def build_parser():
                                        "them; `resend` is the way back")
     dead.add_argument("function", nargs="?", help="only this function's dead letters")
     dead.add_argument("--json", action="store_true")
+    schedules = sub.add_parser("schedules", help="each schedule's next and last fire, and "
+                                                 "the last result's status")
+    schedules.add_argument("--json", action="store_true")
     inspect = sub.add_parser("inspect", help="what each worker process is doing: running "
                                              "jobs, counters, durations, memory")
     inspect.add_argument("names", nargs="*", metavar="NAME")
@@ -362,6 +366,21 @@ def cmd_dead(admin, config, args):
     return EXIT_OK
 
 
+def cmd_schedules(config, args):
+    rows = schedule_rows(config)
+    holder = lease_holder(config) if rows else None
+    if args.json:
+        print(json.dumps({"lease": holder, "schedules": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"no schedules in {config.path or 'the defaults'}")
+        return EXIT_OK
+    views.print_table(views.schedules_table(rows), min_width=130)
+    print(f"scheduler: active, holding the lease on {holder}" if holder else
+          "scheduler: none holds the lease (no `sendjob scheduler` is running)")
+    return EXIT_OK
+
+
 def cmd_inspect(admin, config, args):
     if not args.names and not args.all:
         raise UsageError("inspect: name one or more workers, or --all")
@@ -530,6 +549,8 @@ def main(argv=None):
     config = cli.load(args, connect=args.command != "server")
     if args.command == "server":
         return cmd_server(config, args)
+    if args.command == "schedules":
+        return cmd_schedules(config, args)
     if args.command in ("exporter", "web"):  # serve on, whether or not a server is up now
         return {"exporter": cmd_exporter, "web": cmd_web}[args.command](None, config, args)
     with AdminClient(config.servers) as admin:

@@ -80,8 +80,23 @@ def workers_table(connections):
     return table
 
 
-def print_table(table, stream=None):
-    Console(file=stream, soft_wrap=True).print(table)
+def print_table(table, stream=None, min_width=None):
+    """Print a table; ``min_width`` keeps a wide one whole on a narrow (or no) terminal."""
+    console = Console(file=stream, soft_wrap=True)
+    if min_width and console.width < min_width:
+        console = Console(file=stream, soft_wrap=True, width=min_width)
+    console.print(table)
+
+
+def schedules_table(rows):
+    """Schedules: name, function, when, next and last fire, the last result's status."""
+    table = Table(title="schedules", title_justify="left")
+    for column in ("name", "function", "when", "next fire", "last fire", "last status"):
+        table.add_column(column, no_wrap=column.endswith("fire"))
+    for row in rows:
+        table.add_row(cell(row["name"]), cell(row["function"]), cell(row["when"]),
+                      row["next"] or "", row["last"] or "-", cell(row["last_status"] or "-"))
+    return table
 
 
 def dead_table(letters):

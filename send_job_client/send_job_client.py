@@ -9,8 +9,11 @@ import argparse
 import datetime
 import json
 import os
+import logging
 import re
+import signal
 import sys
+import threading
 import time
 
 from gearman_frame import cli, tasks
@@ -25,6 +28,9 @@ from send_job_client.clients import OUTBOX, JobClient
 from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
 from send_job_client.progress import progress_display
 from send_job_client.quick import print_result, remember
+from send_job_client.scheduler import Scheduler
+
+log = logging.getLogger("send_job_client.scheduler")
 
 EPILOG = """values in key=value (and --arg):
   numbers (3, -1.5), true/false, null and JSON ([1,2], {"a":1}, "quoted") are typed;
@@ -44,7 +50,8 @@ examples:
   sendjob status ID                 # queued, running (with progress), done or unknown
   sendjob results --failed --since 2h
   sendjob results --follow --json   # each result as it arrives
-  sendjob flush"""
+  sendjob flush
+  sendjob scheduler                 # fire the config's schedules (one per host is fine)"""
 
 #: Seconds a background send or a plugin spends delivering older outbox jobs after its own.
 AUTO_FLUSH_BUDGET = 5.0
@@ -108,6 +115,8 @@ def build_parser():
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.add_argument("--follow", action="store_true",
                          help="collect the channel and print each result as it arrives")
+    commands.add_parser("scheduler", help="fire the config's schedules until stopped "
+                        "(run one on each of two hosts: each occurrence still fires once)")
     flush = commands.add_parser("flush", help="deliver what waits in the outbox")
     flush.add_argument("--any-server", action="store_true",
                        help="also send jobs in doubt (their server took the request but "
@@ -262,6 +271,21 @@ def cmd_flush(client, args):
     return EXIT_OK if report.remaining == 0 else EXIT_FAILED
 
 
+def cmd_scheduler(client, config):
+    if not config.schedules:
+        raise UsageError(f"{config.path or 'the defaults'}: no schedules to run (add a "
+                         "'schedules:' section)")
+    stop = threading.Event()
+
+    def stopping(signum, _frame):
+        log.info("scheduler: %s, stopping", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
+    Scheduler(client, config).run(stop)
+    return EXIT_OK
+
+
 def cmd_result(client, args):
     deadline = time.monotonic() + args.wait
     while True:
@@ -401,9 +425,11 @@ def main(argv=None):
         auto_collect(client)
         if args.command == "flush":
             return cmd_flush(client, args)
+        if args.command == "scheduler":
+            return cmd_scheduler(client, config)
         if args.command == "run":
             code = cmd_run(client, args)
-            if args.background:
+            if args.background or args.delay is not None or args.at is not None:
                 auto_flush(client)
             return code
         code = cmd_plugin(client, args, config)

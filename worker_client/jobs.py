@@ -418,6 +418,11 @@ class FunctionHandler:
             log.warning("task raised %s: %s", type(err).__name__, cut(str(err)))
             return self._result(STATUS_FAILED, f"{type(err).__name__}: {err}", stderr=tail)
         self._ended_in_time(running)
+        return self._value_result(value)
+
+    def _value_result(self, value):
+        """The Result of a value a task returned: ok, or failed if JSON cannot carry it
+        (None and bytes are refused: a task says what it did) or it is over the limit."""
         if value is None or isinstance(value, (bytes, bytearray)):
             kind = "None" if value is None else "bytes"
             return self._result(STATUS_FAILED, f"task returned {kind}; a task must return a "

@@ -238,9 +238,13 @@ class WireWorker(PollMixin, GearmanWorker):
                 readable, writable, failed = self.poll_connections_once(live, poll_timeout)
                 self.handle_connection_activity(readable, writable, failed)
                 self._write_now(readable)
-                self._wake_if_quiet(live, bool(readable))
+                self._after_poll(live, bool(readable))
         finally:
             self.shutdown()
+
+    def _after_poll(self, live, active):
+        """Called after every poll of the connections (``active``: some were readable)."""
+        self._wake_if_quiet(live, active)
 
     def _wake_if_quiet(self, live, active):
         """After DUE_POLL quiet seconds, ask one server (in turn) for a job as if it had

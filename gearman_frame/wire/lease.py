@@ -1,0 +1,161 @@
+"""A lease held in gearmand: the process holding the one job of a lease function is the
+active one; the others wait.
+
+gearmand hands a job to one worker at a time and hands it out again the moment that
+worker's connection closes (a crash, a SIGKILL: the kernel closes the socket) or its
+keepalive finds the host gone. So each contender keeps one connection to the first
+server it can reach, registered for the lease function, and on every ``try_take`` submits
+the lease job (a background job with a fixed unique: gearmand merges it with the one that
+exists, held or queued) and asks for it. Whoever gets it holds it, unanswered, for as long
+as it is active; ``release`` closes the connection. No server of our own, no clock
+agreement. If gearmand drops the job after ``--job-retries`` hand-outs, the next
+``try_take`` submits it again.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import struct
+
+from ..errors import ServerUnavailable
+from .connection import _as_bytes, open_socket
+from .status import _read_exactly
+
+CAN_DO, NO_JOB, SUBMIT_JOB_BG, JOB_CREATED = 1, 10, 18, 8
+SET_CLIENT_ID, GRAB_JOB_UNIQ, JOB_ASSIGN_UNIQ = 22, 30, 31
+GET_STATUS_UNIQUE, STATUS_RES_UNIQUE = 41, 42
+_HEADER = struct.Struct(">4sII")
+#: Seconds one exchange with gearmand may take before the lease server counts as gone.
+ANSWER_TIMEOUT = 5.0
+#: TCP keepalive on the lease connection: a silently vanished server is found in about
+#: IDLE + INTERVAL * COUNT seconds (a blocked recv would wait for ever).
+KEEPALIVE = (5, 2, 3)
+
+
+def _packet(kind, *fields):
+    body = b"\0".join(_as_bytes(f) for f in fields)
+    return _HEADER.pack(b"\0REQ", kind, len(body)) + body
+
+
+class Lease:
+    """One contender for the lease function ``function`` across ``servers`` (in order)."""
+
+    def __init__(self, servers, function: str, unique: str, client_id: str,
+                 connect_timeout: float = 1.0):
+        self.servers = list(servers)
+        self.function = function
+        #: The lease job's unique (GET_STATUS_UNIQUE asks by unique alone: make it unique
+        #: across lease functions).
+        self.unique = unique
+        self.client_id = client_id
+        self.connect_timeout = connect_timeout
+        self.sock: socket.socket | None = None
+        #: The server the connection goes to (None: not connected).
+        self.server = None
+        self.held = False
+
+    # -- the connection
+    def _connect(self):
+        """Connect to the first server that answers; ServerUnavailable if none does."""
+        problems = []
+        for server in self.servers:
+            try:
+                sock = open_socket(server, self.connect_timeout)
+            except ServerUnavailable as err:
+                problems.append(str(err))
+                continue
+            sock.settimeout(ANSWER_TIMEOUT)
+            _keepalive(sock)
+            try:
+                sock.sendall(_packet(SET_CLIENT_ID, self.client_id)
+                             + _packet(CAN_DO, self.function))
+            except OSError as err:
+                sock.close()
+                problems.append(f"{server}: {err}")
+                continue
+            self.sock, self.server = sock, server
+            return
+        raise ServerUnavailable("no job server reachable for the lease: "
+                                + "; ".join(problems), self.servers)
+
+    def release(self) -> None:
+        """Give the lease up (gearmand hands the job to another contender at once)."""
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock, self.server, self.held = None, None, False
+
+    # -- taking and keeping it
+    def try_take(self) -> bool:
+        """Hold the lease if no one else does; True while this contender holds it.
+        ServerUnavailable if no server can be reached."""
+        if self.held:
+            return self.still_held()
+        if self.sock is None:
+            self._connect()
+        try:
+            self._send(_packet(SUBMIT_JOB_BG, self.function, self.unique, b""),
+                       _packet(GRAB_JOB_UNIQ))
+            self._expect(JOB_CREATED)
+            kind, _body = self._read()
+        except OSError as err:
+            self.release()
+            raise ServerUnavailable(f"lease server lost: {err}", self.servers) from err
+        self.held = kind == JOB_ASSIGN_UNIQ
+        return self.held
+
+    def still_held(self) -> bool:
+        """False once the lease connection is gone (the job went back to gearmand)."""
+        if self.sock is None:
+            return False
+        try:
+            readable, _w, _x = select.select([self.sock], [], [], 0)
+            if readable and not self.sock.recv(4096, socket.MSG_PEEK):
+                self.release()
+        except OSError:
+            self.release()
+        return self.held
+
+    def held_elsewhere(self) -> bool:
+        """True if another contender holds the lease now (gearmand says it runs)."""
+        if self.held or self.sock is None:
+            return False
+        try:
+            self._send(_packet(GET_STATUS_UNIQUE, self.unique))
+            _kind, body = self._expect(STATUS_RES_UNIQUE)
+        except OSError:
+            self.release()
+            return False
+        fields = body.split(b"\0")
+        return len(fields) >= 3 and fields[1] == b"1" and fields[2] == b"1"
+
+    # -- packets
+    def _send(self, *packets):
+        assert self.sock is not None
+        self.sock.sendall(b"".join(packets))
+
+    def _read(self):
+        assert self.sock is not None
+        magic, kind, size = _HEADER.unpack(_read_exactly(self.sock, _HEADER.size))
+        body = _read_exactly(self.sock, size)
+        if magic != b"\0RES":
+            raise ConnectionError(f"not a response packet: {magic!r}")
+        return kind, body
+
+    def _expect(self, wanted):
+        kind, body = self._read()
+        if kind != wanted:
+            raise ConnectionError(f"expected packet {wanted}, got {kind}: {body[:100]!r}")
+        return kind, body
+
+
+def _keepalive(sock):
+    idle, interval, count = KEEPALIVE
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    except (OSError, AttributeError):  # a TLS wrapper or a platform without them
+        pass

@@ -1,15 +1,18 @@
-"""store_numbers: store numbers in files, in batches of at most 5 per file.
+"""store_numbers: many senders' numbers stored in files, at most 5 per file (a batch task).
 
-A batch job from our users' history: ``sendjob plugin store_numbers --upto 23 --dir out``
-writes the numbers 1..23 into files ``out/batch-NNN.txt``, at most 5 numbers per file,
-and 1 and 2 never in the same file. Each store is retried up to 3 times (see
-``functions.store_numbers`` in config.yaml); in the worker, the task's hooks log every
-retry, each success ("save [...] success") and roll a final failure back (no partial
-file is left); the sender logs each success and failure. ``--flaky`` makes every store
-fail once first, to show the retries at work.
+A storage service from our users' history: clients send numbers one per job, from many
+hosts at once; the service stores them in files of at most 5 numbers, and 1 and 2 must
+never be in the same file. ``sendjob plugin store_numbers --upto 23 --dir out`` sends
+the numbers 1..23 (a job each); the worker's batch task gets up to 5 queued jobs at once
+(whatever any sender queued within 2 s), splits the batch so 1 and 2 land in different
+files, writes each file, and tells every job which file holds its number. Each job is
+retried up to 3 times (``functions.store_numbers`` in config.yaml); in the worker, the
+hooks log every retry, each success and roll a final failure back; the sender logs each
+job's file. ``--flaky`` makes each number's first store fail, to show the retries.
 """
 import logging
 import os
+import time
 
 from gearman_frame.tasks import task
 from send_job_client import Job
@@ -37,41 +40,61 @@ def batches(numbers, size=BATCH_SIZE, apart=APART):
 
 
 def _stored(job, result):
-    """on_success: runs in the worker once the store is done for good."""
-    log.info("save %s success (%s)", job.kwargs["numbers"], job.kwargs["path"])
+    """on_success: runs in the worker once a number is stored for good."""
+    log.info("save %s success (%s)", job.kwargs["number"], result.value["file"])
 
 
 def _roll_back(job, result):
-    """on_failure: the store failed every attempt; leave no partial file behind."""
-    path = job.kwargs["path"]
-    for leftover in (f"{path}.tmp", f"{path}.tried"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
-    log.warning("save %s failed for good (%s): rolled back %s", job.kwargs["numbers"],
-                result.error, path)
+    """on_failure: a number failed every attempt; leave no marker behind."""
+    marker = _marker(job.kwargs)
+    if os.path.exists(marker):
+        os.remove(marker)
+    log.warning("save %s failed for good: %s", job.kwargs["number"], result.error)
 
 
 def _retrying(job, result):
     """on_retry: after each failed attempt that will be tried again."""
-    log.info("save %s: attempt %d failed (%s), retrying", job.kwargs["numbers"],
+    log.info("save %s: attempt %d failed (%s), retrying", job.kwargs["number"],
              result.attempts, result.error)
 
 
-@task("store_numbers", on_success=_stored, on_failure=_roll_back, on_retry=_retrying)
-def store_numbers(numbers, path, flaky=False):
-    """Write ``numbers`` to ``path``, one per line; with ``flaky``, fail the first try."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    marker = f"{path}.tried"
-    if flaky and not os.path.exists(marker):
-        open(marker, "w").close()
-        raise OSError(f"simulated failure storing {path} (first try)")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        handle.write("".join(f"{n}\n" for n in numbers))
-    os.replace(tmp, path)
-    if flaky:
-        os.remove(marker)
-    return {"path": path, "count": len(numbers)}
+def _marker(kwargs):
+    return os.path.join(kwargs["dir"], f".tried-{kwargs['number']}")
+
+
+@task("store_numbers", batch={"max": BATCH_SIZE, "wait": 2.0}, on_success=_stored,
+      on_failure=_roll_back, on_retry=_retrying)
+def store_numbers(jobs):
+    """Store the numbers of up to 5 jobs (each: ``number``, ``dir``, ``flaky``) in files
+    of their folder; return, per job, the file that holds its number (or the error)."""
+    outcomes = [None] * len(jobs)
+    ready = {}
+    for index, job in enumerate(jobs):
+        kwargs = job.kwargs
+        os.makedirs(kwargs["dir"], exist_ok=True)
+        if kwargs.get("flaky") and not os.path.exists(_marker(kwargs)):
+            open(_marker(kwargs), "w").close()
+            outcomes[index] = OSError(f"simulated failure storing {kwargs['number']} "
+                                      "(first try)")
+            continue
+        ready.setdefault(kwargs["dir"], {})[index] = kwargs["number"]
+    for folder, numbers in ready.items():
+        by_number = {}
+        for index, number in numbers.items():
+            by_number.setdefault(number, []).append(index)
+        for group in batches(list(dict.fromkeys(numbers.values()))):
+            path = os.path.join(folder, f"batch-{time.time_ns()}-{os.urandom(3).hex()}.txt")
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as handle:
+                handle.write("".join(f"{n}\n" for n in group))
+            os.replace(tmp, path)
+            for number in group:
+                for index in by_number[number]:
+                    outcomes[index] = {"file": path, "number": number}
+                    marker = _marker(jobs[index].kwargs)
+                    if os.path.exists(marker):
+                        os.remove(marker)
+    return outcomes
 
 
 def add_arguments(parser):
@@ -82,15 +105,14 @@ def add_arguments(parser):
 
 def jobs(args, config):
     folder = os.path.abspath(args.dir)
-    for index, batch in enumerate(batches(list(range(1, args.upto + 1)))):
-        path = os.path.join(folder, f"batch-{index:03d}.txt")
-        yield Job.of("store_numbers", numbers=batch, path=path, flaky=args.flaky)
+    for number in range(1, args.upto + 1):
+        yield Job.of("store_numbers", number=number, dir=folder, flaky=args.flaky)
 
 
 def on_result(job, result):
     if result.ok:
-        log.info("stored %s in %s (after %d attempt(s))", job.kwargs["numbers"],
-                 job.kwargs["path"], result.attempts)
+        log.info("stored %s in %s (after %d attempt(s))", job.kwargs["number"],
+                 os.path.basename(result.value["file"]), result.attempts)
     else:
-        log.error("storing %s in %s failed after %d attempt(s): %s", job.kwargs["numbers"],
-                  job.kwargs["path"], result.attempts, result.error)
+        log.error("storing %s failed after %d attempt(s): %s", job.kwargs["number"],
+                  result.attempts, result.error)

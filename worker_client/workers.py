@@ -33,6 +33,7 @@ from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit
 
 from .deadletters import DeadLetterSpool, SpoolSender, requeue_payload
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
+from .batches import BatchHandler
 from .jobs import FunctionHandler, WorkerContext
 from .stats import Stats, resident_mib
 from .supervisor import RETIRING, tell_supervisor
@@ -74,19 +75,27 @@ SENT, KEPT = "sent", "kept"
 
 #: Suffix of the control connection's client id (``NAME.ctl``).
 CONTROL_SUFFIX = "ctl"
+#: Label prefix of a batch task's thread (``NAME.batch-FUNCTION``).
+BATCH_PREFIX = "batch-"
 
 
 class ServingThread(threading.Thread):
     """One worker thread: a WireWorker connected to every server, serving ``tasks``."""
 
-    def __init__(self, pool, label, tasks):
+    def __init__(self, pool, label, tasks, batch=None):
         super().__init__(name=f"{pool.name}.{label}", daemon=True)
         self.pool = pool
         self.label = label
         #: True once the watchdog took over its hung task: nobody waits for it any more
         self.abandoned = False
-        self.wire = WireWorker(pool.servers, client_id=self.name,
-                               max_packet=pool.config.worker.max_payload)
+        if batch is None:
+            self.wire = WireWorker(pool.servers, client_id=self.name,
+                                   max_packet=pool.config.worker.max_payload)
+        else:
+            from gearman_frame.wire.batch import BatchWireWorker
+            self.wire = BatchWireWorker(pool.servers, batch.max, batch.wait,
+                                        client_id=self.name,
+                                        max_packet=pool.config.worker.max_payload)
         for function, handler in tasks.items():
             self.wire.register_task(function, handler)
 
@@ -149,8 +158,14 @@ class WorkerPool:
                                      gate=_gate(config.keyring), stats=self.stats,
                                      on_job=self._count_job if config.worker.max_jobs
                                      else None)
+        batched = {fn for fn in functions if getattr(tasks.get(fn), "batch", None)}
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
-                                             self.context) for fn in functions}
+                                             self.context) for fn in functions
+                         if fn not in batched}
+        #: Batch tasks: a thread each (label ``batch-FUNCTION``), holding what it gathers.
+        self.batches = {f"{BATCH_PREFIX}{fn}": (BatchHandler(fn, config.functions.get(fn),
+                                                             tasks[fn], self.context),
+                                                tasks[fn].batch) for fn in sorted(batched)}
         self.threads = []
         self.keeper = None
         self.spool = DeadLetterSpool(spool_dir) if spool_dir else None
@@ -176,17 +191,20 @@ class WorkerPool:
         for sender in (self.spool_sender, self.result_sender):
             if sender:
                 sender.start()  # also sends what a previous worker left waiting
-        for label in [CONTROL_SUFFIX, *range(self.thread_count)]:
+        for label in [CONTROL_SUFFIX, *range(self.thread_count), *self.batches]:
             if self.stop_requested.is_set():  # a signal during start-up: stop starting
                 break
             self.threads.append(self._spawn(label))
 
     def _spawn(self, label):
-        tasks = self.handlers
+        tasks, batch = self.handlers, None
         if label == CONTROL_SUFFIX:  # the worker's, and (one of several) this process's
             tasks = {control_function(name): self.control
                      for name in {self.fleet_name, self.name}}
-        thread = ServingThread(self, label, tasks)
+        elif label in self.batches:
+            handler, batch = self.batches[label]
+            tasks = {handler.name: handler}
+        thread = ServingThread(self, label, tasks, batch)
         thread.start()
         return thread
 

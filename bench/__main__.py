@@ -25,6 +25,8 @@ def build_parser():
     parser.add_argument("--quick", action="store_true",
                         help="smaller workloads, 1 repetition (a smoke run)")
     parser.add_argument("--no-scale", action="store_true", help="skip the 100,000-job run")
+    parser.add_argument("--only", choices=["batch"],
+                        help="run one workload: batch (a batch task against a plain one)")
     return parser
 
 
@@ -75,6 +77,14 @@ def run(args):
     with tempfile.TemporaryDirectory(prefix="gf-bench-") as folder:
         server = start_gearmand(folder)
         try:
+            n_batch = 2000 if args.quick else 10000
+            plain, batched = _paired(
+                reps, lambda rep: w.batch_store(server, n_batch, "store_one", folder),
+                lambda rep: w.batch_store(server, n_batch, "store_batch", folder))
+            table.add(f"Batches: {n_batch} one-number jobs, a `batch: {{max: 100}}` task vs "
+                      "a plain task (1 thread each)", "jobs/s", batched, plain, "report")
+            if args.only == "batch":
+                return table
             for threads in (1, 4):
                 ours, base, rss = [], [], []
                 for _ in range(reps):
@@ -210,7 +220,7 @@ def main(argv=None):
               "of the jobs.\n\n")
     text = header + table.markdown() + "\n"
     print(text)
-    if not args.quick:
+    if not args.quick and not args.only:  # only a whole run replaces the results file
         with open(RESULTS, "w") as handle:
             handle.write(text)
     return 0

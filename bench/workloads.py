@@ -1,6 +1,7 @@
 """The workloads: each runs once against a fresh set of workers and returns its figures."""
 import dataclasses
 import functools
+import os
 import statistics
 import subprocess
 import time
@@ -101,6 +102,28 @@ def w1_pair(server, count, block=500, key_file=None, metrics=False):
                     rates[name].append(_rate(block, time.perf_counter() - started))
                     assert all(r.ok for r in results), f"W1 pair ({name}): a job failed"
     return rates
+
+
+def batch_store(server, count, function, folder):
+    """``count`` one-number foreground jobs (many in flight) through ``function``
+    (store_one: a call and an append per job; store_batch: per 100 jobs), one worker
+    thread; jobs/s from the first submit to the last result."""
+    path = f"{folder}/{function}.txt"
+    if os.path.exists(path):
+        os.remove(path)
+    with runworkers(server, {}, 1, plugins=("bench.tasks",), serve=[function]), \
+            _client(server) as client:
+        wait_workers(server, function, 1)
+        client.submit_many([Job.of(function, number=-1, path=path) for _ in range(WARMUP)])
+        jobs = [Job.of(function, number=i, path=path) for i in range(count)]
+        started = time.perf_counter()
+        results = client.submit_many(jobs)
+        elapsed = time.perf_counter() - started
+        assert all(r.ok for r in results), f"batch store ({function}): a job failed"
+    with open(path) as handle:
+        stored = [int(n) for n in handle.read().split() if n != "-1"]
+    assert sorted(stored) == list(range(count)), f"batch store ({function}): lost numbers"
+    return {"jobs_s": _rate(count, elapsed)}
 
 
 def w1_raw(server, threads, count):

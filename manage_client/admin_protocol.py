@@ -214,6 +214,10 @@ def worker_name_of(client_id):
 
 def process_of(client_id):
     """The process part of a thread's client id (``web1.p2.3`` → ``web1.p2``, ``web1.3``
-    → ``web1``), or None if it is not shaped like one."""
+    → ``web1``, a batch task's ``web1.p2.batch-FUNCTION`` → ``web1.p2``), or None if it
+    is not shaped like one."""
+    process, batch, _function = client_id.partition(".batch-")
+    if batch and process:
+        return process
     process, _, index = client_id.rpartition(".")
     return process if process and (index.isdigit() or index == "ctl") else None

@@ -2,8 +2,9 @@
 # The whole pipeline on this machine: a local gearmand with its SQLite queue behind
 # stunnel (TLS), a signing key, a named worker of two supervised processes, a plugin
 # sending jobs, the status table, a background job's result looked up, what the worker
-# does (inspect), the dashboard's address, a hung command killed at its timeout, a
-# failing step retried until it succeeds, a job signed with the wrong key refused; then
+# does (inspect), a delayed job, a schedule fired once per occurrence by two schedulers
+# (one killed), the dashboard's address, a hung command killed at its timeout, a batch
+# task's flaky stores retried until they succeed, a job signed with the wrong key refused; then
 # everything is stopped gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ config = yaml.safe_load(open("config.yaml"))
 config.update(servers=[f"tls://127.0.0.1:{port}"], security={"key_file": "fleet.key"},
               tls={"ca_file": "gearmand/tls/ca.crt"})
 config.setdefault("client", {})["results"] = "demo"  # results come back on this channel
+config["schedules"] = {"heartbeat": {"function": "reverse", "args": ["tick"], "every": 2}}
 yaml.safe_dump(config, open(f"{data}/config.yaml", "w"))
 config["security"] = {"key_file": "intruder.key"}
 yaml.safe_dump(config, open(f"{data}/intruder.yaml", "w"))
@@ -77,6 +79,41 @@ echo "queued job $job_id"
 sendjob "${quiet[@]}" result "$job_id" --wait 20 && echo
 sendjob "${quiet[@]}" status "$job_id"
 
+step "a job held by gearmand for 2 s (sendjob run --in 2s), then its result"
+job_id=$(sendjob "${quiet[@]}" run reverse --arg "later" --in 2s --json \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+echo "job $job_id starts in 2 s"
+sendjob "${quiet[@]}" result "$job_id" --wait 20 && echo
+
+step "a schedule every 2 s and two schedulers; the active one is SIGKILLed at 5 s"
+sendjob scheduler >"$data/scheduler-a.log" 2>&1 &
+scheduler_a=$!
+sendjob scheduler >"$data/scheduler-b.log" 2>&1 &
+scheduler_b=$!
+sleep 5
+if grep -q "scheduler: active" "$data/scheduler-a.log"; then
+  active=$scheduler_a; survivor=$scheduler_b; echo "killed scheduler a (active)"
+else
+  active=$scheduler_b; survivor=$scheduler_a; echo "killed scheduler b (active)"
+fi
+kill -KILL "$active"; wait "$active" 2>/dev/null || true
+sleep 5
+grep -h "taking over" "$data"/scheduler-?.log | sed 's/^.*scheduler: /survivor: /'
+kill -TERM "$survivor"; wait "$survivor" 2>/dev/null || true
+stopped=$(date +%s)
+sleep 3
+sendjob "${quiet[@]}" results --function reverse --json | python3 -c '
+import json, sys
+stopped = int(sys.argv[1])
+ids = [json.loads(line)["id"] for line in sys.stdin if line.strip()]
+runs = sorted(int(i.rsplit(":", 1)[1]) for i in ids if i.startswith("sched:heartbeat:"))
+runs = [t for t in runs if t <= stopped]
+expected = list(range(runs[0], runs[-1] + 1, 2)) if runs else []
+print(f"heartbeat: {len(runs)} occurrences ran, "
+      + ("each once, none missing" if runs == expected else f"NOT once each: {runs}"))
+sys.exit(0 if runs and runs == expected else 1)' "$stopped"
+runadmin "${quiet[@]}" schedules
+
 step "what the worker's processes are doing and have done"
 runadmin "${quiet[@]}" inspect demo
 
@@ -94,11 +131,13 @@ else
   echo "(sendjob exit code $?: the job timed out, as configured)"
 fi
 
-step "a flaky batch: each store fails once and is retried (plugins/store_numbers.py)"
+step "a batch task: 12 numbers, a job each, stored at most 5 per file with 1 and 2 apart;
+   each store fails once first and is retried (plugins/store_numbers.py)"
 sendjob --log-level INFO plugin store_numbers --upto 12 --dir "$data/numbers" --flaky 2>&1 \
   | sed 's/^.* plugins.store_numbers: //'
+for file in "$data"/numbers/batch-*.txt; do echo "$(basename "$file"): $(tr '\n' ' ' <"$file")"; done
 grep -h -e "retrying in" -e "success (" "$data/worker.log" \
-  | sed -E 's/^.*(worker_client.jobs|plugins.store_numbers): /worker: /' | head -4
+  | sed -E 's/^.*(worker_client.(jobs|batches)|plugins.store_numbers): /worker: /' | head -4
 
 step "a job signed with another key runs nothing: the worker refuses it"
 if sendjob "${quiet[@]}" --config "$data/intruder.yaml" run disk_report mount=/; then

@@ -96,3 +96,6 @@ def test_worker_names_come_from_thread_client_ids():
     assert proto.worker_name_of("web.eu.ctl") == "web.eu"
     assert proto.worker_name_of("-") is None
     assert proto.worker_name_of("plain") == "plain"
+    assert proto.worker_name_of("web1.p2.3") == "web1"
+    assert proto.worker_name_of("web1.batch-store.v2") == "web1"  # a batch task's thread
+    assert proto.worker_name_of("web1.p2.batch-store") == "web1"

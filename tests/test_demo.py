@@ -20,7 +20,9 @@ def test_demo_runs_the_pipeline_and_leaves_nothing_behind():
     assert "eg: 20 sent, 20 ok, 0 failed" in out
     assert "gearmand status" in out and "demo" in out
     assert "timeout: timed out after 2." in proc.stderr and "process group killed" in proc.stderr
-    assert out.count("(after 2 attempt(s))") == 3 and "retrying in" in out
+    assert out.count("(after 2 attempt(s))") == 12 and "retrying in" in out
+    assert "heartbeat: " in out and "each once, none missing" in out
+    assert "retal" in out  # the delayed job's result
     assert "worker demo stopped" in out and "done: nothing left running" in out
     assert "queued job " in out and "desserts" in out and "state=done status=ok" in out
     assert "demo.p1: pid" in out and "demo.p2: pid" in out and "reverse: ok=" in out

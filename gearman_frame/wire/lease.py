@@ -109,9 +109,9 @@ class Lease:
         """False once the lease connection is gone (the job went back to gearmand)."""
         if self.sock is None:
             return False
-        try:
+        try:  # nothing is sent to a worker that never sleeps: readable means closed
             readable, _w, _x = select.select([self.sock], [], [], 0)
-            if readable and not self.sock.recv(4096, socket.MSG_PEEK):
+            if readable and not self.sock.recv(4096):
                 self.release()
         except OSError:
             self.release()

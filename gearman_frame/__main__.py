@@ -22,6 +22,7 @@ def main(argv=None):
         "functions": sorted(config.functions),
         "plugins": list(config.plugins),
         "worker": {"name": config.worker.name, "threads": config.worker.threads},
+        "schedules": {s.name: s.spec for s in config.schedules},
     }
     if args.json:
         print(json.dumps(summary))

@@ -92,13 +92,14 @@ def subcommands(parser):
                                  parser_class=SubcommandParser)
 
 
-def load(args, overrides=None, connect=True):
+def load(args, overrides=None, connect=True, cron=True):
     """Load the config for parsed ``args`` (CLI > env > file > defaults, one validator)
     and set up logs. ``overrides``: more ``{key path: (flag, value)}`` from the command;
-    ``connect=False`` for a command that opens no connection (no TLS files read)."""
+    ``connect=False`` for a command that opens no connection (no TLS files read);
+    ``cron=False`` for a worker, which fires no schedule (croniter costs 4 MiB)."""
     flags = {"servers": ("--servers", args.servers)} if getattr(args, "servers", None) else {}
     config = load_config(args.config, overrides={**flags, **(overrides or {})},
-                         connect=connect)
+                         connect=connect, cron=cron)
     settings = config.logging
     if settings.file:  # a relative file is beside the config, like every path in it
         settings = dataclasses.replace(settings, file=config.resolve(settings.file))

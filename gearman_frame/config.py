@@ -309,13 +309,14 @@ def config_path(explicit=None, environ=None):
 def load_config(explicit: str | os.PathLike | None = None,
                 environ: Mapping[str, str] | None = None,
                 overrides: Mapping[str, tuple[str, Any]] | None = None,
-                connect: bool = True) -> Config:
+                connect: bool = True, cron: bool = True) -> Config:
     """Load, validate and return the :class:`Config`: command-line ``overrides`` >
     environment > file > defaults, all through one validator.
 
     ``overrides`` maps a key path to ``(where, value)``, e.g. ``{"worker.threads":
     ("--threads", 8)}``; a bad value is a ConfigError naming ``where`` (the flag).
-    ``connect=False`` skips reading the TLS files (``runadmin server``, which makes them).
+    ``connect=False`` skips reading the TLS files (``runadmin server``, which makes them);
+    ``cron=False`` checks schedules' cron expressions for shape only (a worker).
     """
     environ = os.environ if environ is None else environ
     path = config_path(explicit, environ)
@@ -327,7 +328,7 @@ def load_config(explicit: str | os.PathLike | None = None,
         for key, (where, value) in layer.items():
             raw = _set(raw, key.split("."), value, path)
             sources[key] = where
-    return _Validator(path, sources, connect).config(raw)
+    return _Validator(path, sources, connect, cron).config(raw)
 
 
 def _set(raw, keys, value, path):
@@ -392,10 +393,12 @@ class _Validator:
     ``sources`` names where an overridden key came from (a flag, a variable), so its
     error names that instead of the file."""
 
-    def __init__(self, path, sources=None, connect=True):
+    def __init__(self, path, sources=None, connect=True, cron=True):
         self.path = path
         self.sources = sources or {}
         self.connect = connect
+        #: Check cron expressions with croniter (False: a string is enough).
+        self.cron = cron
 
     def error(self, key, expected, value=None, got=None):
         where = self.sources.get(key.split("[")[0]) if key else None

@@ -165,3 +165,20 @@ def test_a_bad_schedule_is_exit_2_naming_the_key(gearmand, tmp_path, entry, key)
     proc = sendjob(path, "scheduler", timeout=30)
     assert proc.returncode == 2 and f"{key}:" in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_worker_loads_schedules_without_croniter(gearmand, start_workers, tmp_path):
+    """runworkers fires no schedule: it reads the section without importing croniter (4
+    MiB a process), and a worker with schedules in its config serves as usual."""
+    path = write_config(tmp_path, gearmand, {"nightly": {"function": "f", "cron": "0 6 * * *"}})
+    code = ("import sys; from gearman_frame.config import load_config; "
+            f"c = load_config({str(path)!r}, cron=False); "
+            "print(len(c.schedules), 'croniter' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.stdout.split() == ["1", "False"], proc.stderr
+    ledger = tmp_path / "ledger"
+    worker = start_workers([gearmand.address], stamp_function(ledger),
+                           extra_config={"schedules": {"nightly": {
+                               "function": "stamp", "cron": "0 6 * * *"}}})
+    assert "ready" in worker.log()

@@ -89,7 +89,7 @@ def main(argv=None):
                   ("worker.processes", "--processes", args.processes),
                   ("worker.metrics", "--metrics", args.metrics),
                   ("worker.name", "--name", args.name)) if value is not None}
-    config = cli.load(args, overrides)
+    config = cli.load(args, overrides, cron=False)
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)
@@ -112,7 +112,7 @@ def main(argv=None):
 
     def reload():
         """The config (and plugins) read again, checked as at start; raises if bad."""
-        fresh = cli.load(args, overrides)
+        fresh = cli.load(args, overrides, cron=False)
         if fresh.worker.name != config.worker.name:
             raise UsageError("worker.name cannot change on a reload (restart the worker)")
         new_tasks = import_plugins(fresh.plugins, fresh.path, fresh=True)

@@ -1,5 +1,5 @@
 # Shortcuts; the scripts work without make.
-.PHONY: demo test bench soak
+.PHONY: demo test bench soak fleet
 demo:
 	bash scripts/demo.sh
 test:
@@ -8,3 +8,5 @@ bench:
 	bash scripts/setup.sh && .venv/bin/python -m bench
 soak:
 	bash scripts/setup.sh && .venv/bin/python -m bench.soak
+fleet:
+	bash scripts/fleet.sh

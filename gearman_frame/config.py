@@ -74,6 +74,8 @@ DEFAULT_FUNCTION_TIMEOUT = 300.0
 DEFAULT_JOB_RETRIES = 10
 #: Seconds a signed job stays acceptable after (and before) it was signed.
 DEFAULT_MAX_AGE = 300.0
+#: Seconds a worker gives a silent server before it drops the connection (keepalive).
+DEFAULT_DEAD_SERVER_AFTER = 15.0
 #: Seconds ahead a scheduler queues occurrences (gearmand holds them until their time).
 DEFAULT_SCHEDULER_LEAD = 20.0
 #: Largest function name gearmand handles (it drops the connection at 8192 bytes).
@@ -129,6 +131,10 @@ class WorkerConfig:
     pools: tuple = ()
     #: ``HOST:PORT`` where the supervisor serves Prometheus metrics (None: off).
     metrics: str | None = None
+    #: Seconds after which a server that stopped answering (a vanished host or link) is
+    #: given up: the connection is dropped and made again, and a command whose job came
+    #: through it is killed (gearmand hands the job to another worker).
+    dead_server_after: float = DEFAULT_DEAD_SERVER_AFTER
 
 
 @dataclass(frozen=True)
@@ -582,7 +588,8 @@ class _Validator:
         raw = self.mapping(raw, "worker", ("name", "threads", "grace", "startup_timeout",
                                            "progress_interval", "max_payload", "max_kwargs",
                                            "processes", "max_jobs", "max_lifetime",
-                                           "max_memory", "pools", "metrics"))
+                                           "max_memory", "pools", "metrics",
+                                           "dead_server_after"))
         name = self.string(raw.get("name", DEFAULT_WORKER_NAME), "worker.name")
         try:
             unknown = fields_of([name]) - {"hostname", "pid"}
@@ -611,6 +618,9 @@ class _Validator:
             max_memory=self.number(raw.get("max_memory", 0), "worker.max_memory"),
             pools=self.pools(raw.get("pools", {})),
             metrics=self.optional(self.listen_address, raw.get("metrics"), "worker.metrics"),
+            dead_server_after=self.number(raw.get("dead_server_after",
+                                                  DEFAULT_DEAD_SERVER_AFTER),
+                                          "worker.dead_server_after", 3.0),
         )
 
     def listen_address(self, value, key):

@@ -27,6 +27,7 @@ from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
 
 from manage_client.admin import AdminClient
+from manage_client.hosts import host_rows
 from manage_client.schedules_view import lease_holder, schedule_rows
 from manage_client.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
@@ -73,6 +74,9 @@ def build_parser():
     workers.add_argument("--json", action="store_true")
     workers.add_argument("--all", action="store_true", help="include connections that "
                                                             "serve nothing (clients, admins)")
+    workers.add_argument("--by-host", action="store_true",
+                         help="per IP: workers, connections, functions, running jobs; "
+                              "hosts seen before and gone now")
     clear = sub.add_parser("clear", help="drain FUNCTION's queued jobs into a dump file")
     clear.add_argument("function")
     clear.add_argument("--dump", required=True, metavar="FILE")
@@ -188,6 +192,13 @@ def _watch(admin, args):
 
 
 def cmd_workers(admin, config, args):
+    if args.by_host:
+        hosts = host_rows(config, admin.workers())
+        if args.json:
+            print(json.dumps(hosts, indent=2))
+        else:
+            views.print_table(views.hosts_table(hosts), min_width=120)
+        return EXIT_OK
     rows = views.visible_workers(admin.workers(), args.all)
     if args.json:
         print_json(rows)

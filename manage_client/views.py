@@ -88,6 +88,25 @@ def print_table(table, stream=None, min_width=None):
     console.print(table)
 
 
+def hosts_table(hosts):
+    """Per IP: state, workers, connections, functions, running jobs."""
+    import datetime
+    table = Table(title="workers by host", title_justify="left")
+    for column in ("ip", "state", "workers", "connections", "functions", "running"):
+        table.add_column(column, justify="right" if column == "connections" else "left")
+    for host in hosts:
+        state = host["state"]
+        if state == "gone":
+            seen = datetime.datetime.fromtimestamp(host["last_seen"]).isoformat(" ", "seconds")
+            state = f"gone (last seen {seen})"
+        elif host["not_answering"]:
+            state += f", {len(host['not_answering'])} process(es) not answering"
+        table.add_row(cell(host["ip"]), state, " ".join(cell(w) for w in host["workers"]),
+                      str(host["connections"]), " ".join(cell(f) for f in host["functions"]),
+                      " ".join(cell(j or "") for j in host["running"]) or "-")
+    return table
+
+
 def schedules_table(rows):
     """Schedules: name, function, when, next and last fire, the last result's status."""
     table = Table(title="schedules", title_justify="left")

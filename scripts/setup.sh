@@ -20,6 +20,8 @@ perl -MGearman::Client -e 1 >/dev/null 2>&1 || need_apt+=(libgearman-client-perl
 command -v stunnel4 >/dev/null 2>&1 || need_apt+=(stunnel4)  # TLS in front of gearmand
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)    # local and test certificates
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # verifies deploy/systemd
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)      # the fleet tests: hosts in namespaces
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)     # ... and their links cut
 # the dashboard's tests drive a real browser (selenium + Debian's chromium and its driver)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)

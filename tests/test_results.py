@@ -82,22 +82,44 @@ def test_a_published_result_survives_a_gearmand_restart(restartable_gearmand, st
 
 
 def test_a_result_no_server_takes_is_kept_and_published_when_one_is_back(
-        restartable_gearmand, start_workers, tmp_path):
+        restartable_gearmand, start_workers, plugin, tmp_path):
+    """A Python task (a command whose server goes away is killed instead: see
+    test_a_command_whose_server_goes_away_is_killed_and_runs_once_after_the_restart)."""
     server = restartable_gearmand
     path, _config = sender(tmp_path, [server.address])
-    worker = start_workers([server.address], FUNCTIONS)
-    job_id = background(path, "say", "secs=2", "word=late")
+    worker = start_workers([server.address], {}, plugins=["fleettasks"], pythonpath=plugin)
+    job_id = background(path, "nap", "seconds=2")
     wait_for(lambda: status(path, job_id)["state"] == "running", 10, "the job to run")
-    server.kill()  # every server is down when the command ends
+    server.kill()  # every server is down when the task ends
     wait_for(lambda: "no server took the result" in worker.log(), 15,
              "the worker to keep the result")
     assert list((worker.folder / "var" / "spool" / "results").iterdir())
     server.start()
     found = sendjob(path, "result", job_id, "--wait", "30", "--json")
     record = json.loads(found.stdout)
-    assert found.returncode == 0 and record["stdout"] == "late\n", found.stderr
+    assert found.returncode == 0 and record["status"] == "ok", found.stderr
     wait_for(lambda: not list((worker.folder / "var" / "spool" / "results").iterdir()), 15,
              "the spool to empty")
+
+
+def test_a_command_whose_server_goes_away_is_killed_and_runs_once_after_the_restart(
+        restartable_gearmand, start_workers, tmp_path):
+    """gearmand killed while a background command runs: the worker kills the command at
+    once (finishing it would run it twice: gearmand hands the job out again after its
+    restart), and the job runs to the end once, after the restart."""
+    server = restartable_gearmand
+    ledger = tmp_path / "ledger"
+    functions = {"slow": {"shell": f"echo start >> {ledger}; sleep 3; echo end >> {ledger}"}}
+    worker = start_workers([server.address], functions)
+    path, _config = sender(tmp_path, [server.address])
+    background(path, "slow")
+    wait_for(lambda: ledger.exists() and "start" in ledger.read_text(), 10, "the command")
+    server.kill()
+    wait_for(lambda: "is gone while job" in worker.log(), 5, "the command to be killed")
+    server.start()
+    wait_for(lambda: ledger.read_text().split().count("end") == 1, 20, "the rerun to end")
+    time.sleep(1)
+    assert ledger.read_text().split() == ["start", "start", "end"]
 
 
 def test_results_follow_prints_each_result_once(gearmand, start_workers, tmp_path):

@@ -88,7 +88,7 @@ class BatchHandler(FunctionHandler):
                     self._hook("on_retry", requests[index], result)
             if again:
                 delay = policy.delay_after(number) if policy else 0.0
-                log.warning("%d job(s) of the batch failed; retrying them in %.2fs",
+                log.warning("%d job(s) of the batch failed; retrying in %.2fs",
                             len(again), delay)
                 if self.ctx.stopping.wait(delay):
                     raise AbandonJob("worker stopping between attempts")

@@ -26,7 +26,7 @@ from gearman_frame.errors import EnvelopeError
 from gearman_frame.logs import cut, job_context
 from gearman_frame.tasks import reporting
 from gearman_frame.templates import TemplateError, render_argv, render_shell
-from gearman_frame.wire import AbandonJob, JobFailed, Oversized
+from gearman_frame.wire import AbandonJob, JobFailed, Oversized, connection_gone
 
 from .stats import Stats
 from .veryeasyprocess import TAIL_BYTES, Runner, quote
@@ -145,6 +145,10 @@ class FunctionHandler:
                     self.ctx.running[get_ident()] = RunningTask(self, wire_worker, job,
                                                                 request, started)
                 result = self._serve(wire_worker, job, request)
+                if self.task is None and connection_gone(job.connection):
+                    raise AbandonJob(f"gearmand {job.connection.address} went away while "
+                                     "it ran: no result here, gearmand hands the job to "
+                                     "another worker")
             except AbandonJob:
                 stats.forget()
                 if self.ctx.gate is not None:

@@ -61,6 +61,12 @@ class Stats:
                 kept = self._durations[function] = deque(maxlen=DURATIONS_KEPT)
             kept.append(seconds)
 
+    def running_in(self, thread_ident):
+        """The job the thread ``thread_ident`` runs now (a copy), or None."""
+        with self._lock:
+            entry = self._running.get(thread_ident)
+            return dict(entry) if entry is not None else None
+
     def forget(self):
         """The job in this thread ended without an outcome (left for gearmand)."""
         with self._lock:

@@ -29,7 +29,8 @@ from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_INSPECT, CONTROL_RELOA
                                   dead_letter_record, requeued_unique, requeues_of,
                                   result_record, results_function)
 from gearman_frame.delays import epoch_of
-from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
+from gearman_frame.wire import (JobFailed, Submit, WireClient, WireWorker, connection_gone,
+                                submit_on)
 
 from .deadletters import DeadLetterSpool, SpoolSender, requeue_payload
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
@@ -88,14 +89,16 @@ class ServingThread(threading.Thread):
         self.label = label
         #: True once the watchdog took over its hung task: nobody waits for it any more
         self.abandoned = False
+        settings = pool.config.worker
         if batch is None:
             self.wire = WireWorker(pool.servers, client_id=self.name,
-                                   max_packet=pool.config.worker.max_payload)
+                                   max_packet=settings.max_payload,
+                                   dead_after=settings.dead_server_after)
         else:
             from gearman_frame.wire.batch import BatchWireWorker
             self.wire = BatchWireWorker(pool.servers, batch.max, batch.wait,
-                                        client_id=self.name,
-                                        max_packet=pool.config.worker.max_payload)
+                                        client_id=self.name, max_packet=settings.max_payload,
+                                        dead_after=settings.dead_server_after)
         for function, handler in tasks.items():
             self.wire.register_task(function, handler)
 
@@ -129,6 +132,7 @@ class WorkerPool:
         self.retire_requested = None  # set by the supervisor's signal (a reload)
         self._jobs_lock = threading.Lock()
         self._after_timeout = []  # threads finishing jobs taken over from hung tasks
+        self._lost_pids: set = set()  # commands killed: their connection to gearmand died
         self.thread_count = threads or config.worker.threads
         self.grace = config.worker.grace
         self.servers = config.servers
@@ -239,10 +243,30 @@ class WorkerPool:
                 log.error("worker thread %s is dead; restarting it", thread.name)
                 self.threads[i] = self._spawn(thread.label)
         self._watch_tasks()
+        self._watch_connections()
         self._check_limits()
         self.stats.flush_metrics()
         if self.retire_requested:
             self.recycle(self.retire_requested)
+
+    def _watch_connections(self):
+        """Kill a command whose job came through a connection that is gone (the server
+        closed it, or stopped answering for worker.dead_server_after): gearmand hands
+        the job to another worker, and finishing it here would run it twice at once."""
+        killed = set()
+        for thread in self.threads:
+            job = thread.wire.job_in_hand
+            if job is None or not connection_gone(job.connection):
+                continue
+            entry = self.stats.running_in(thread.ident)
+            pid = entry["pid"] if entry else None
+            if pid and pid not in self._lost_pids and self.runner.cancel(pid):
+                log.warning("gearmand %s is gone while job %s (%s) ran here: its process "
+                            "group %d is killed; gearmand hands the job to another worker",
+                            job.connection.address, entry["job_id"], entry["function"], pid)
+            if pid:
+                killed.add(pid)
+        self._lost_pids = killed
 
     # -- recycling: this process is replaced, its jobs finished, none lost or rerun
     def _count_job(self):

@@ -26,7 +26,7 @@ from .client import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED,
                      JOB_UNKNOWN, PRIORITIES, WireClient, WireClientHandler, WireJobRequest)
 from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES,
                          READ_CHUNK, BytesEncoder, Oversized, PollMixin, WireConnection,
-                         check_request, open_socket)
+                         check_request, connection_gone, open_socket)
 from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL, Submit, submit_on,
                      AbandonJob, JobFailed, WireWorker, WireWorkerHandler)
 from .status import UniqueStatus, status_by_unique
@@ -34,6 +34,6 @@ from .status import UniqueStatus, status_by_unique
 __all__ = ["JOB_COMPLETE", "JOB_CREATED", "JOB_FAILED", "JOB_REFUSED", "JOB_UNKNOWN", "PRIORITIES",
            "WireClient", "WireClientHandler", "WireJobRequest", "CONNECT_TIMEOUT",
            "MAX_FUNCTION_BYTES", "MAX_UNIQUE_BYTES", "READ_CHUNK", "BytesEncoder", "Oversized",
-           "PollMixin", "WireConnection", "check_request", "open_socket", "RECONNECT_MAX", "RECONNECT_MIN",
+           "PollMixin", "WireConnection", "check_request", "connection_gone", "open_socket", "RECONNECT_MAX", "RECONNECT_MIN",
            "WORKER_POLL_INTERVAL", "Submit", "submit_on", "AbandonJob", "JobFailed", "WireWorker", "WireWorkerHandler",
            "UniqueStatus", "status_by_unique"]

@@ -24,8 +24,9 @@ class BatchWireWorker(WireWorker):
     one outcome per job, in order (bytes/str, or JobFailed)."""
 
     def __init__(self, servers, max_jobs: int, wait: float, client_id=None,
-                 max_packet=None):
-        super().__init__(servers, client_id=client_id, max_packet=max_packet)
+                 max_packet=None, dead_after=None):
+        super().__init__(servers, client_id=client_id, max_packet=max_packet,
+                         dead_after=dead_after)
         self.max_jobs, self.wait = max_jobs, wait
         self._held: list = []
         self._deadline: float | None = None

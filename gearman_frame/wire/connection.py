@@ -102,6 +102,11 @@ class WireConnection(GearmanConnection):
     protocol error (the connection is dropped)."""
 
     max_packet = None
+    #: Seconds after which a server that stopped answering (a vanished host or link:
+    #: nothing sent, no FIN, no RST) fails this connection (None: the kernel's hours).
+    dead_after = None
+    #: Seconds a connect may take (a worker's is shorter: its loop waits on it).
+    connect_timeout = CONNECT_TIMEOUT
     #: The server as configured (its str names it in messages, tls:// included).
     server = None
     #: The TlsClient for a tls:// server, else None (plain TCP).
@@ -121,16 +126,20 @@ class WireConnection(GearmanConnection):
     def _create_client_socket(self):
         if self.tls is not None:  # the handshake is done blocking, then the socket is not
             try:
-                sock = self.tls.connect(self.address, CONNECT_TIMEOUT)
+                sock = self.tls.connect(self.address, self.connect_timeout)
             except ServerUnavailable as err:
                 self.throw_exception(message=str(err).split(": ", 1)[-1])
+            if self.dead_after:
+                detect_dead_peer(sock, self.dead_after)
             self.set_socket(sock)
             return
         try:
             sock = socket.create_connection((self.gearman_host, self.gearman_port),
-                                            timeout=CONNECT_TIMEOUT)
+                                            timeout=self.connect_timeout)
         except OSError as err:
             self.throw_exception(exception=err)
+        if self.dead_after:
+            detect_dead_peer(sock, self.dead_after)
         self.set_socket(sock)
 
     def read_data_from_socket(self, bytes_to_read=READ_CHUNK):
@@ -357,6 +366,40 @@ class DispatchMixin:
         if callback is None:  # unknown or unhandled: the library raises its error
             return super().recv_command(cmd_type, **cmd_args)
         return callback(**cmd_args)
+
+
+def detect_dead_peer(sock, seconds):
+    """Make ``sock`` fail within about ``seconds`` once its peer stops answering: TCP
+    keepalive while it is idle (probes from a third of the time on), TCP_USER_TIMEOUT
+    while data waits unacknowledged (a keepalive never starts then)."""
+    idle = max(1, int(seconds / 3))
+    interval = max(1, int(seconds / 6))
+    count = max(1, math.ceil((seconds - idle) / interval))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+    except (OSError, AttributeError):  # not Linux: the kernel's defaults stay
+        pass
+
+
+_GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
+
+
+def connection_gone(conn) -> bool:
+    """True if ``conn``'s socket is closed, closed by the server, or in error (a failed
+    keepalive): checked without reading, so from any thread."""
+    sock = getattr(conn, "gearman_socket", None)
+    if not conn.connected or sock is None:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), _GONE)
+        return any(events & _GONE for _fd, events in poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 def open_socket(address, timeout=CONNECT_TIMEOUT):

@@ -18,7 +18,7 @@ import socket
 import struct
 
 from ..errors import ServerUnavailable
-from .connection import _as_bytes, open_socket
+from .connection import _as_bytes, detect_dead_peer, open_socket
 from .status import _read_exactly
 
 CAN_DO, NO_JOB, SUBMIT_JOB_BG, JOB_CREATED = 1, 10, 18, 8
@@ -27,9 +27,8 @@ GET_STATUS_UNIQUE, STATUS_RES_UNIQUE = 41, 42
 _HEADER = struct.Struct(">4sII")
 #: Seconds one exchange with gearmand may take before the lease server counts as gone.
 ANSWER_TIMEOUT = 5.0
-#: TCP keepalive on the lease connection: a silently vanished server is found in about
-#: IDLE + INTERVAL * COUNT seconds (a blocked recv would wait for ever).
-KEEPALIVE = (5, 2, 3)
+#: Seconds after which a silently vanished lease server fails the connection.
+DEAD_AFTER = 11.0
 
 
 def _packet(kind, *fields):
@@ -65,7 +64,7 @@ class Lease:
                 problems.append(str(err))
                 continue
             sock.settimeout(ANSWER_TIMEOUT)
-            _keepalive(sock)
+            detect_dead_peer(sock, DEAD_AFTER)
             try:
                 sock.sendall(_packet(SET_CLIENT_ID, self.client_id)
                              + _packet(CAN_DO, self.function))
@@ -148,14 +147,3 @@ class Lease:
         if kind != wanted:
             raise ConnectionError(f"expected packet {wanted}, got {kind}: {body[:100]!r}")
         return kind, body
-
-
-def _keepalive(sock):
-    idle, interval, count = KEEPALIVE
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-    except (OSError, AttributeError):  # a TLS wrapper or a platform without them
-        pass

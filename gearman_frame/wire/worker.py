@@ -27,6 +27,9 @@ RECONNECT_MAX = 5.0
 RECONNECT_BACKOFF = RetryPolicy(delay=RECONNECT_MIN, backoff=2.0, max_delay=RECONNECT_MAX)
 #: Seconds a worker's poll waits before checking whether it was asked to stop.
 WORKER_POLL_INTERVAL = 0.25
+#: Seconds a worker's connect to a server may take: the thread's loop (serving the other
+#: servers too) waits on it, so a server whose host vanished must not hold it long.
+WORKER_CONNECT_TIMEOUT = 2.0
 #: Seconds an idle worker waits before asking a server for a job again without a NOOP:
 #: gearmand (1.1.20) does not wake sleeping workers when a delayed job comes due.
 DUE_POLL = 1.0
@@ -180,11 +183,13 @@ class WireWorker(PollMixin, GearmanWorker):
 
     command_handler_class = WireWorkerHandler
 
-    def __init__(self, servers, client_id=None, max_packet=None):
+    def __init__(self, servers, client_id=None, max_packet=None, dead_after=None):
         super().__init__(host_list=[_pair(s) for s in servers])
         self.attach_servers(servers)
         for conn in self.connection_list:  # a job over it is dropped as it arrives
             conn.max_packet = max_packet
+            conn.dead_after = dead_after  # a server that vanished: a failed connection
+            conn.connect_timeout = WORKER_CONNECT_TIMEOUT
         self._stopping = threading.Event()
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
@@ -196,6 +201,12 @@ class WireWorker(PollMixin, GearmanWorker):
         self._answer_lock = threading.Lock()
         if client_id:
             self.set_client_id(client_id)
+
+    @property
+    def job_in_hand(self):
+        """The job whose callback runs now (None if none, or if it was taken over)."""
+        job = self._unanswered
+        return None if job is None or job is _TAKEN else job
 
     # -- life cycle
     def stop(self):

@@ -19,6 +19,7 @@ import sys
 import time
 
 import yaml
+from pathlib import Path
 
 BIN = os.path.dirname(sys.executable)
 GEARMAN_PORT = 4730
@@ -90,7 +91,7 @@ class Fleet:
     """Hosts in network namespaces on a bridge of their own (see the module's doc)."""
 
     def __init__(self, folder):
-        self.folder = folder
+        self.folder = Path(folder).resolve()
         self.tag = f"gf{os.getpid() % 10000:04d}{random.randrange(100):02d}"
         self.prefix = f"10.{random.randrange(200, 250)}.{random.randrange(1, 250)}"
         self.hub = f"{self.tag}-hub"
@@ -195,7 +196,6 @@ class Fleet:
 def demo(folder) -> int:
     """`make fleet`: 3 servers, 4 worker hosts and a sender host; 40 jobs sent; the
     status and the per-host view; one worker host cut off, the view again; all removed."""
-    from pathlib import Path
     why = missing_capability()
     if why:
         print(f"fleet: cannot make network namespaces here: {why}", file=sys.stderr)

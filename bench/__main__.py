@@ -17,6 +17,7 @@ from . import workloads as w
 from .processes import start_gearmand, start_tls_front
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+FLEET_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FLEET.md")
 
 
 def build_parser():
@@ -25,6 +26,9 @@ def build_parser():
     parser.add_argument("--quick", action="store_true",
                         help="smaller workloads, 1 repetition (a smoke run)")
     parser.add_argument("--no-scale", action="store_true", help="skip the 100,000-job run")
+    parser.add_argument("--fleet", action="store_true",
+                        help="only the fleet on one machine (hosts in network namespaces; "
+                             "needs root): throughput and a server host partitioned")
     parser.add_argument("--only", choices=["batch"],
                         help="run one workload: batch (a batch task against a plain one)")
     return parser
@@ -210,6 +214,18 @@ def main(argv=None):
         print("bench: gearmand is not installed (bash scripts/setup.sh installs it)",
               file=sys.stderr)
         return 3
+    if args.fleet:
+        from . import fleet
+        text = ("# Fleet benchmark\n\n3 gearmand hosts, 4 worker hosts (2 threads each), 2 "
+                "sender hosts, each a network namespace; all share this machine's "
+                f"{os.cpu_count()} cores (a correctness and recovery figure, not scaling). "
+                f"Last run: {datetime.datetime.now():%Y-%m-%d %H:%M}.\n\n"
+                + fleet.markdown(fleet.run(500 if args.quick else 2000)) + "\n")
+        print(text)
+        if not args.quick:
+            with open(FLEET_RESULTS, "w") as handle:
+                handle.write(text)
+        return 0
     table = run(args)
     header = (f"# Benchmark results\n\nLast run: {datetime.datetime.now():%Y-%m-%d %H:%M}, "
               f"{os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -254,8 +254,17 @@ class Dispatcher:
             # The earlier attempt stays in flight: the resend (same unique, same live
             # connection) coalesces with it, and whichever is answered ends the job.
             queued = "queued" if request.handle else "not queued"
+            stuck = request.connected and self.wire.unacknowledged(flight.server) > 0
             flight.history.append((str(self.servers[flight.server]),
-                                   f"timed out after {per_try:g}s ({queued})"))
+                                   f"timed out after {per_try:g}s ({queued}"
+                                   + (", not yet received: the link may be down)" if stuck
+                                      else ")")))
+            if stuck and len(flight.history) <= self.resend:
+                # The server has not even received it (its TCP has not acknowledged our
+                # bytes): a copy would only queue behind it and, once the link is back,
+                # arrive after the original ran, and run again. Wait again instead.
+                self._deadlines[request] = time.monotonic() + per_try
+                return
             self._retry_or_end(flight, waiting, on_done, move=not request.connected)
 
     # -- sending

@@ -1,6 +1,9 @@
 """The client side of the wire layer: resendable uniques, REFUSED requests, change lists."""
 import collections
+import fcntl
 import logging
+import struct
+import termios
 import time
 
 from python3_gearman import errors as gerrors
@@ -285,6 +288,19 @@ class WireClient(PollMixin, GearmanClient):
         if self.changed is None:
             self.changed = []
         return request
+
+    def unacknowledged(self, index):
+        """Bytes sent on the connection to server ``index`` that its TCP has not yet
+        acknowledged (0 if unknown or not connected): above 0 for long, the link is down."""
+        conn = self.connection_list[index]
+        sock = getattr(conn, "gearman_socket", None)
+        if not conn.connected or sock is None:
+            return 0
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                  b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            return 0
 
     def any_connected(self):
         return any(c.connected for c in self.connection_list)

@@ -219,6 +219,9 @@ def main(argv=None):
         text = ("# Fleet benchmark\n\n3 gearmand hosts, 4 worker hosts (2 threads each), 2 "
                 "sender hosts, each a network namespace; all share this machine's "
                 f"{os.cpu_count()} cores (a correctness and recovery figure, not scaling). "
+                "The servers run as `runadmin server start` does: SQLite queue, so every "
+                "background job is written to disk and deleted again (what makes background "
+                "jobs durable, and slower than foreground ones here). "
                 f"Last run: {datetime.datetime.now():%Y-%m-%d %H:%M}.\n\n"
                 + fleet.markdown(fleet.run(500 if args.quick else 2000)) + "\n")
         print(text)

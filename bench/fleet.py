@@ -53,7 +53,7 @@ def _wait_drained(fleet, sender, config, functions, timeout=300):
                 and (r.get("queued") or r.get("running"))]
         if proc.returncode == 0 and not busy:
             return time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(1.0)  # each look is a process: looking often would slow the drain
     raise RuntimeError(f"jobs of {functions} still queued after {timeout}s")
 
 

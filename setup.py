@@ -25,6 +25,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9", "mypy>=1.8",
                  "types-PyYAML", "selenium>=4.10"],
+        # `python -m bench --peers`: the same workloads through Celery and RQ
+        "peers": ["celery[redis]>=5.3", "rq>=1.15"],
     },
     entry_points={
         "console_scripts": [

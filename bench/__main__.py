@@ -17,6 +17,7 @@ from . import workloads as w
 from .processes import start_gearmand, start_tls_front
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+PEERS_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "PEERS.md")
 FLEET_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FLEET.md")
 
 
@@ -29,6 +30,9 @@ def build_parser():
     parser.add_argument("--fleet", action="store_true",
                         help="only the fleet on one machine (hosts in network namespaces; "
                              "needs root): throughput and a server host partitioned")
+    parser.add_argument("--peers", action="store_true",
+                        help="only gearman-frame against Celery+Redis, RQ and C libgearman "
+                             "(GF_PEERS=1 bash scripts/setup.sh installs them)")
     parser.add_argument("--only", choices=["batch"],
                         help="run one workload: batch (a batch task against a plain one)")
     return parser
@@ -214,6 +218,19 @@ def main(argv=None):
         print("bench: gearmand is not installed (bash scripts/setup.sh installs it)",
               file=sys.stderr)
         return 3
+    if args.peers:
+        from . import peers
+        text = ("# gearman-frame, Celery, RQ and C libgearman\n\nThe same workloads in one "
+                f"run, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                f"{datetime.datetime.now():%Y-%m-%d %H:%M}. Ratios: gearman-frame's "
+                "throughput over the other's, or the other's latency over gearman-frame's "
+                "(above 1: gearman-frame is ahead).\n\n" + peers.markdown(peers.run(args.quick))
+                + "\n")
+        print(text)
+        if not args.quick:
+            with open(PEERS_RESULTS, "w") as handle:
+                handle.write(text)
+        return 0
     if args.fleet:
         from . import fleet
         text = ("# Fleet benchmark\n\n3 gearmand hosts, 4 worker hosts (2 threads each), 2 "

@@ -253,18 +253,21 @@ class Dispatcher:
         if request is flight.request and flight.not_before <= flight.sent_at:
             # The earlier attempt stays in flight: the resend (same unique, same live
             # connection) coalesces with it, and whichever is answered ends the job.
-            queued = "queued" if request.handle else "not queued"
-            stuck = request.connected and self.wire.unacknowledged(flight.server) > 0
-            flight.history.append((str(self.servers[flight.server]),
-                                   f"timed out after {per_try:g}s ({queued}"
-                                   + (", not yet received: the link may be down)" if stuck
-                                      else ")")))
-            if stuck and len(flight.history) <= self.resend:
+            if request.connected and self.wire.unacknowledged(flight.server) > 0:
                 # The server has not even received it (its TCP has not acknowledged our
-                # bytes): a copy would only queue behind it and, once the link is back,
-                # arrive after the original ran, and run again. Wait again instead.
-                self._deadlines[request] = time.monotonic() + per_try
+                # bytes: the link is down). A copy on this connection would queue behind
+                # it and, once the link is back, arrive after the original ran and run it
+                # again; so the connection is dropped, its unsent bytes with it (a reset),
+                # and its jobs go to the next server as on any lost connection.
+                log.warning("gearmand %s has not received what was sent %gs ago (the link "
+                            "may be down): dropping the connection, its jobs go to the "
+                            "next server", self.servers[flight.server], per_try)
+                self.wire.abort(flight.server)
+                self._down_until[flight.server] = time.monotonic() + SERVER_RETRY_DELAY
                 return
+            queued = "queued" if request.handle else "not queued"
+            flight.history.append((str(self.servers[flight.server]),
+                                   f"timed out after {per_try:g}s ({queued})"))
             self._retry_or_end(flight, waiting, on_done, move=not request.connected)
 
     # -- sending

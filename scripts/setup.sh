@@ -25,6 +25,14 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)     # ... and their links
 # the dashboard's tests drive a real browser (selenium + Debian's chromium and its driver)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# `GF_PEERS=1 bash scripts/setup.sh` (make bench-peers): Celery, RQ, Redis and libgearman's
+# headers, for `python -m bench --peers` only
+peers="${GF_PEERS:-}"
+if [ -n "$peers" ]; then
+  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  [ -f /usr/include/libgearman/gearman.h ] || need_apt+=(libgearman-dev)
+  command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -44,4 +52,9 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' \
     --config-settings editable_mode=compat
   touch "$stamp"
+fi
+if [ -n "$peers" ] && ! .venv/bin/python -c 'import celery, rq' >/dev/null 2>&1; then
+  echo "setup: installing the peers extras (celery[redis], rq) into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[peers]' \
+    --config-settings editable_mode=compat
 fi

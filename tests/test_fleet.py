@@ -126,6 +126,23 @@ def test_a_sender_host_cut_off_mid_batch_loses_nothing(fleet, tmp_path):
     assert sorted(map(int, ran)) == list(range(500)), "a job was lost or ran twice"
 
 
+MID_JOB_SCRIPT = textwrap.dedent('''
+    import os, sys, time
+    from gearman_frame.config import load_config
+    from send_job_client import JobClient
+    config, flag = load_config(sys.argv[1]), sys.argv[2]
+    with JobClient(config) as client:
+        for number in (300, 301):  # one to each server: both connections are up
+            assert client.submit("rec", n=number).ok
+        print("connected", flush=True)
+        while not os.path.exists(flag):
+            time.sleep(0.05)
+        started = time.monotonic()
+        result = client.submit("rec", n=302)  # to the first server, whose link is cut
+        print(result.status, round(time.monotonic() - started, 1), flush=True)
+''')
+
+
 def test_a_server_host_cut_off_loses_no_queued_job(fleet, tmp_path):
     """Two servers; one's link cut while workers and senders use both: foreground jobs
     get results through the other; background jobs queued on the cut-off server (held
@@ -142,20 +159,31 @@ def test_a_server_host_cut_off_loses_no_queued_job(fleet, tmp_path):
         proc = sender.run(f"{BIN}/sendjob", "--config", only_first, "run", "rec",
                           f"n={number}", "--in", "6s")
         assert proc.returncode == 0, proc.stderr
-    first.cut()
     both = sender.folder / "both.yaml"
     both.write_text(only_first.read_text().replace(
-        f"- {first.address}", f"- {first.address}\n- {second.address}"))
+        f"- {first.address}", f"- {first.address}\n- {second.address}").replace(
+        "timeout: 5", "timeout: 3"))
+    flag = tmp_path / "cut"
+    script = sender.folder / "mid.py"
+    script.write_text(MID_JOB_SCRIPT)
+    mid_job = sender.start([f"{BIN}/python", script, both, flag], "mid.out")
+    wait_for(lambda: "connected" in fleet.log(sender, "mid.out"), 15, "the sender's connections")
+    first.cut()
+    flag.touch()
+    assert mid_job.wait(30) == 0, fleet.log(sender, "mid.out")
+    status, seconds = fleet.log(sender, "mid.out").split()[-2:]
+    assert status == "ok" and float(seconds) < 3 + 3, "no result through the other server"
     for number in range(100, 104):
         proc = sender.run(f"{BIN}/sendjob", "--config", both, "run", "rec", f"n={number}",
                           timeout=60)
         assert proc.returncode == 0, proc.stderr
-    assert sorted(map(int, lines(ledger))) == [100, 101, 102, 103]
+    assert sorted(map(int, lines(ledger))) == [100, 101, 102, 103, 300, 301, 302]
     time.sleep(4)
     first.restore()
-    wait_for(lambda: len(lines(ledger)) >= 14, 45, "the held jobs to run after the return")
+    wait_for(lambda: len(lines(ledger)) >= 17, 45, "the held jobs to run after the return")
     time.sleep(1)
-    assert sorted(map(int, lines(ledger))) == list(range(10)) + [100, 101, 102, 103]
+    assert sorted(map(int, lines(ledger))) == list(range(10)) + [100, 101, 102, 103, 300,
+                                                                 301, 302]
     worker_proc = fleet.procs[2]
     assert worker_proc.poll() is None and fleet.log(worker).count("ready:") == 1
     os.kill(worker_proc.pid, signal.SIGTERM)

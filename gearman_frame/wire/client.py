@@ -1,9 +1,6 @@
 """The client side of the wire layer: resendable uniques, REFUSED requests, change lists."""
 import collections
-import fcntl
 import logging
-import struct
-import termios
 import time
 
 from python3_gearman import errors as gerrors
@@ -16,7 +13,8 @@ from python3_gearman.job import GearmanJobRequest
 from python3_gearman.protocol import GEARMAN_COMMAND_OPTION_REQ
 
 from ..errors import BadRequest, ServerRefused, ServerUnavailable, SubmitTimeout
-from .connection import DispatchMixin, PollMixin, _as_bytes, _pair, check_request
+from .connection import (DispatchMixin, PollMixin, _as_bytes, _pair, abort_socket,
+                         check_request, unacknowledged)
 from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
@@ -293,14 +291,15 @@ class WireClient(PollMixin, GearmanClient):
         """Bytes sent on the connection to server ``index`` that its TCP has not yet
         acknowledged (0 if unknown or not connected): above 0 for long, the link is down."""
         conn = self.connection_list[index]
-        sock = getattr(conn, "gearman_socket", None)
-        if not conn.connected or sock is None:
-            return 0
-        try:
-            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
-                                                  b"\0\0\0\0"))[0]
-        except (OSError, ValueError):
-            return 0
+        return unacknowledged(conn) if conn.connected else 0
+
+    def abort(self, index):
+        """Drop the connection to server ``index`` at once, discarding what it has not
+        sent (a reset, not a close that would deliver it later); its requests are
+        reported lost."""
+        conn = self.connection_list[index]
+        abort_socket(conn)
+        self.handle_error(conn)
 
     def any_connected(self):
         return any(c.connected for c in self.connection_list)

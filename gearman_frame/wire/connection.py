@@ -4,12 +4,14 @@ python3-gearman counts packet lengths in characters, reads 4 KB at a time into
 re-copied bytes and polls with select(); the classes here fix that for both the client
 (``wire.client``) and the worker (``wire.worker``) side.
 """
+import fcntl
 import logging
 import math
 import select
 import socket
 import struct
 import sys
+import termios
 
 from python3_gearman import errors as gerrors
 from python3_gearman.connection import GearmanConnection
@@ -383,6 +385,30 @@ def detect_dead_peer(sock, seconds):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
     except (OSError, AttributeError):  # not Linux: the kernel's defaults stay
         pass
+
+
+def unacknowledged(conn) -> int:
+    """Bytes written on ``conn`` that the server's TCP has not acknowledged yet (0 if
+    unknown): above 0 for long, the link is down."""
+    sock = getattr(conn, "gearman_socket", None)
+    if sock is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                              b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return 0
+
+
+def abort_socket(conn) -> None:
+    """Make ``conn``'s close a reset that discards what it has not sent (a close would
+    still deliver it once the link is back)."""
+    sock = getattr(conn, "gearman_socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
 
 
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)

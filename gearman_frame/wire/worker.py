@@ -15,7 +15,8 @@ from python3_gearman.worker import GearmanWorker
 from python3_gearman.worker_handler import GearmanWorkerCommandHandler
 
 from ..retry import RetryPolicy
-from .connection import DispatchMixin, PollMixin, _as_bytes, _pair
+from .connection import (DispatchMixin, PollMixin, _as_bytes, _pair, abort_socket,
+                         unacknowledged)
 from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,13 @@ RECONNECT_MAX = 5.0
 RECONNECT_BACKOFF = RetryPolicy(delay=RECONNECT_MIN, backoff=2.0, max_delay=RECONNECT_MAX)
 #: Seconds a worker's poll waits before checking whether it was asked to stop.
 WORKER_POLL_INTERVAL = 0.25
-#: Seconds a worker's connect to a server may take: the thread's loop (serving the other
-#: servers too) waits on it, so a server whose host vanished must not hold it long.
-WORKER_CONNECT_TIMEOUT = 2.0
+#: Seconds a grab may wait unreceived (unacknowledged by the server's TCP) before its
+#: connection is dropped so that the other servers are served.
+STUCK_GRAB = 2.0
+#: Seconds a worker's TCP connect to a server may take (one round trip; a TLS handshake
+#: gets CONNECT_TIMEOUT): the thread's loop, serving the other servers too, waits on it,
+#: so a server whose host vanished must not hold it long.
+WORKER_CONNECT_TIMEOUT = 0.5
 #: Seconds an idle worker waits before asking a server for a job again without a NOOP:
 #: gearmand (1.1.20) does not wake sleeping workers when a delayed job comes due.
 DUE_POLL = 1.0
@@ -115,6 +120,7 @@ class WireWorkerHandler(DispatchMixin, GearmanWorkerCommandHandler):
         return self.connection_manager.handler_to_connection_map[self].address
 
     def _grab_job(self):
+        self.connection_manager.grab_sent_at = time.monotonic()
         old = REFUSED.has(self._address(), "GRAB_JOB_UNIQ")
         self._grab_sent = GEARMAN_COMMAND_GRAB_JOB if old else GEARMAN_COMMAND_GRAB_JOB_UNIQ
         self._queue(self._grab_sent)
@@ -189,11 +195,13 @@ class WireWorker(PollMixin, GearmanWorker):
         for conn in self.connection_list:  # a job over it is dropped as it arrives
             conn.max_packet = max_packet
             conn.dead_after = dead_after  # a server that vanished: a failed connection
-            conn.connect_timeout = WORKER_CONNECT_TIMEOUT
+            if conn.tls is None:
+                conn.connect_timeout = WORKER_CONNECT_TIMEOUT
         self._stopping = threading.Event()
         self._retry_at = {}
         self._skip_direct, self._skip_next, self._direct_pending = 0, 1, False
         self._quiet_since, self._wake_turn = time.monotonic(), 0
+        self.grab_sent_at = time.monotonic()
         self.busy = False
         #: The job whose callback runs, until its answer is queued (by this thread, or by
         #: another through answer_elsewhere while the callback hangs).
@@ -255,7 +263,25 @@ class WireWorker(PollMixin, GearmanWorker):
 
     def _after_poll(self, live, active):
         """Called after every poll of the connections (``active``: some were readable)."""
+        self._drop_stuck_grab()
         self._wake_if_quiet(live, active)
+
+    def _drop_stuck_grab(self):
+        """A grab the server has not even received (its TCP has not acknowledged it: the
+        link is down) holds the job lock, so no other server's job is taken: after
+        STUCK_GRAB seconds the connection is dropped (a reset: the grab is never
+        delivered later) and made again with backoff, and the other servers are served."""
+        holder = self.command_handler_holding_job_lock
+        if holder is None or time.monotonic() - self.grab_sent_at < STUCK_GRAB:
+            return
+        conn = self.handler_to_connection_map.get(holder)
+        if conn is None or not conn.connected or unacknowledged(conn) <= 0:
+            return
+        log.warning("gearmand %s has not received a grab sent %.1fs ago (the link may be "
+                    "down): dropping the connection; the other servers are served",
+                    conn.address, time.monotonic() - self.grab_sent_at)
+        abort_socket(conn)
+        self.handle_error(conn)
 
     def _wake_if_quiet(self, live, active):
         """After DUE_POLL quiet seconds, ask one server (in turn) for a job as if it had

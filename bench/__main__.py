@@ -252,7 +252,9 @@ def main(argv=None):
               f"{'quick' if args.quick else f'{args.reps} repetitions'}.\n"
               "Baselines: raw python3-gearman (W1, W2, W4, memory, 16 MB once), the C "
               "`gearman -w` CLI (W3; the W3 floor rows set bench/floor_worker.py, a Python worker "
-              "with none of the features, against it).\nIn the scale rows the baseline column holds the client's RSS at 10% "
+              "with none of the features, against it). Celery, RQ and a C client and worker: "
+              "bench/PEERS.md (`--peers`); the fleet in network namespaces: bench/FLEET.md "
+              "(`--fleet`).\nIn the scale rows the baseline column holds the client's RSS at 10% "
               "of the jobs.\n\n")
     text = header + table.markdown() + "\n"
     print(text)

@@ -160,7 +160,7 @@ def _rq_drain(url, function, count, workers, args=()):
 
 
 def rq_w2(url, count):
-    from .peer_tasks import noop
+    from .rq_tasks import noop
     queue = _queue(url)
     procs = rq_workers(url, 1, burst=False)
     try:
@@ -176,7 +176,7 @@ def rq_w2(url, count):
 
 
 def rq_w4(url, count):
-    from .peer_tasks import hang
+    from .rq_tasks import hang
     marker = "sleep 10.81"
     queue = _queue(url)
     procs = rq_workers(url, 4, burst=False)
@@ -238,7 +238,7 @@ def run(quick=False):
         redis_proc, url = start_redis()
         try:
             binary = build_c(folder)
-            from .peer_tasks import noop, true_command
+            from .rq_tasks import noop, true_command
             ours1 = w.w1_ours(server, 1, n1)["jobs_s"]
             c_rate, c_p50, c_p99 = c_figures(binary, server, n1, n2)
             rows.append((f"W1 {n1} no-op jobs, 1 worker", "jobs/s", ours1,

@@ -18,7 +18,7 @@ import socket
 import struct
 
 from ..errors import ServerUnavailable
-from .connection import _as_bytes, detect_dead_peer, open_socket
+from .connection import _as_bytes, _packet as packet, detect_dead_peer, open_socket
 from .status import _read_exactly
 
 CAN_DO, NO_JOB, SUBMIT_JOB_BG, JOB_CREATED = 1, 10, 18, 8
@@ -32,8 +32,7 @@ DEAD_AFTER = 11.0
 
 
 def _packet(kind, *fields):
-    body = b"\0".join(_as_bytes(f) for f in fields)
-    return _HEADER.pack(b"\0REQ", kind, len(body)) + body
+    return packet(kind, [_as_bytes(f) for f in fields])
 
 
 class Lease:

@@ -263,30 +263,30 @@ class WireWorker(PollMixin, GearmanWorker):
 
     def _after_poll(self, live, active):
         """Called after every poll of the connections (``active``: some were readable)."""
-        self._drop_stuck_grab()
-        self._wake_if_quiet(live, active)
+        now = time.monotonic()
+        self._drop_stuck_grab(now)
+        self._wake_if_quiet(live, active, now)
 
-    def _drop_stuck_grab(self):
+    def _drop_stuck_grab(self, now):
         """A grab the server has not even received (its TCP has not acknowledged it: the
         link is down) holds the job lock, so no other server's job is taken: after
         STUCK_GRAB seconds the connection is dropped (a reset: the grab is never
         delivered later) and made again with backoff, and the other servers are served."""
         holder = self.command_handler_holding_job_lock
-        if holder is None or time.monotonic() - self.grab_sent_at < STUCK_GRAB:
+        if holder is None or now - self.grab_sent_at < STUCK_GRAB:
             return
         conn = self.handler_to_connection_map.get(holder)
         if conn is None or not conn.connected or unacknowledged(conn) <= 0:
             return
         log.warning("gearmand %s has not received a grab sent %.1fs ago (the link may be "
                     "down): dropping the connection; the other servers are served",
-                    conn.address, time.monotonic() - self.grab_sent_at)
+                    conn.address, now - self.grab_sent_at)
         abort_socket(conn)
         self.handle_error(conn)
 
-    def _wake_if_quiet(self, live, active):
+    def _wake_if_quiet(self, live, active, now):
         """After DUE_POLL quiet seconds, ask one server (in turn) for a job as if it had
         sent NOOP, so a delayed job that came due is taken within about a second."""
-        now = time.monotonic()
         if active:
             self._quiet_since = now
             return

@@ -102,6 +102,40 @@ def test_a_result_no_server_takes_is_kept_and_published_when_one_is_back(
              "the spool to empty")
 
 
+def test_results_gearmand_refuses_are_kept_while_the_worker_grabs_ahead(gearmand,
+                                                                     start_workers,
+                                                                     tmp_path):
+    """A worker with jobs waiting asks for the next one ahead of the result it publishes
+    (gearmand hands the job out first, then files the result): gearmand's answers then
+    come grab first, and a result it refuses (its channel's queue is full) must still be
+    told from the grab's answer: kept in the spool, published once there is room, every
+    job answered and none run twice."""
+    from manage_client.admin import AdminClient
+    from gearman_frame.addresses import parse_address
+    channel = results_function("ch")
+    with AdminClient([parse_address(gearmand.address)]) as admin:
+        admin.create_function(channel)  # maxqueue applies only to a function gearmand knows
+        admin.maxqueue(channel, 3)
+    path, config = sender(tmp_path, [gearmand.address])
+    with JobClient(config) as client:
+        sent = client.submit_many([Job.of("reverse", f"w{i}") for i in range(12)],
+                                  background=True)
+    worker = start_workers([gearmand.address], {}, plugins=["plugins.eg"])
+    spool = worker.folder / "var" / "spool" / "results"
+    wait_for(lambda: queued_total([gearmand.address], "reverse") == 0, 15, "the jobs to run")
+    wait_for(lambda: spool.exists() and len(list(spool.iterdir())) == 9, 15,
+             "nine refused results in the spool")
+    assert queued_total([gearmand.address], channel) == 3
+    assert worker.log().count("refused it") == 9
+    with AdminClient([parse_address(gearmand.address)]) as admin:
+        admin.maxqueue(channel, 100)
+    wait_for(lambda: not list(spool.iterdir()), 20, "the spool to empty")
+    with JobClient(config) as client:
+        collected = {result.id for result in client.results("ch")}
+    assert collected == {delivery.id for delivery in sent}
+    assert "refused a grab" not in worker.log()
+
+
 def test_a_command_whose_server_goes_away_is_killed_and_runs_once_after_the_restart(
         restartable_gearmand, start_workers, tmp_path):
     """gearmand killed while a background command runs: the worker kills the command at

@@ -134,7 +134,9 @@ class SpoolSender(threading.Thread):
     def run(self):
         client, failures = None, 0
         while not self.stopped.is_set():
-            self.spool.wake.wait(SPOOL_BACKOFF.delay_after(failures + 1))
+            # woken by a new letter, a failed try does not lengthen the wait: a burst of
+            # letters refused at once (a full queue) must not put the next try 30 s off
+            woken = self.spool.wake.wait(SPOOL_BACKOFF.delay_after(failures + 1))
             self.spool.wake.clear()
             if self.stopped.is_set() or not self.spool.waiting():
                 failures = 0
@@ -145,7 +147,7 @@ class SpoolSender(threading.Thread):
             except Exception:  # never let housekeeping end; the files stay for next time
                 log.exception("sending spooled dead letters failed")
                 client, left = None, 1
-            failures = failures + 1 if left else 0
+            failures = 0 if not left else failures if woken else failures + 1
 
     def stop(self):
         self.stopped.set()

@@ -168,9 +168,10 @@ def w1_background(server, count, channel, block=500):
     return rates
 
 
-def store_lookup(folder, records=100_000, lookups=20):
-    """`sendjob result ID` (a whole process) against a store of ``records`` results:
-    p50 and p99 ms, and the same for `sendjob --help` (the process start alone)."""
+def store_lookup(folder, records=100_000, lookups=40):
+    """`sendjob result ID` (a whole process) against a store of ``records`` results, and
+    the interpreter importing what a lookup needs (the floor), in turn: p50 and p99 ms of
+    the lookups, p50 of the floor."""
     import os
     import random
     import sqlite3
@@ -192,21 +193,19 @@ def store_lookup(folder, records=100_000, lookups=20):
         handle.write(f"client: {{result_store: {path}}}\n")
     sendjob = os.path.join(os.path.dirname(sys.executable), "sendjob")
 
-    def timed(*args):
-        samples = []
-        for _ in range(lookups):
-            started = time.perf_counter()
-            subprocess.run([sendjob, "--config", config, *args], capture_output=True,
-                           check=False)
-            samples.append((time.perf_counter() - started) * 1000)
-        return samples
-    timed("result", ids[0])  # the first run loads the config and notes the store
-    lookup = timed("result", random.choice(ids))
-    floor = []
-    for _ in range(lookups):  # the interpreter with the two modules a lookup needs
+    def timed(argv):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import sqlite3, json"], check=False)
-        floor.append((time.perf_counter() - started) * 1000)
+        subprocess.run(argv, capture_output=True, check=False)
+        return (time.perf_counter() - started) * 1000
+    lookup_argv = [sendjob, "--config", config, "result"]
+    timed([*lookup_argv, ids[0]])  # the first run loads the config and notes the store
+    # the interpreter with the two modules a lookup needs, in turn with the lookups: the
+    # machine's drift (the floor moved 30 -> 45 ms within minutes) falls on both
+    floor_argv = [sys.executable, "-c", "import sqlite3, json"]
+    lookup, floor = [], []
+    for _ in range(lookups):
+        lookup.append(timed([*lookup_argv, random.choice(ids)]))
+        floor.append(timed(floor_argv))
     return {"p50_ms": _percentile(lookup, 0.5), "p99_ms": _percentile(lookup, 0.99),
             "floor_p50_ms": _percentile(floor, 0.5)}
 
@@ -267,6 +266,29 @@ def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=
                 _client(other_server, key_file=key_file, tls_ca=tls_ca) as other:
             wait_workers(plain_server, plain_fn, 1)
             wait_workers(plain_server, other_fn, 1)
+            _samples, half = _alternate(
+                {"plain": lambda: plain.submit(plain_fn, "x"),
+                 "other": lambda: other.submit(other_fn, "x")}, count // 2, block)
+        for side in p50s:
+            p50s[side] += half[side]
+    return p50s
+
+
+def w2_signed_pair(server, count, key_file, block=100):
+    """W2's latency with signed jobs against unsigned ones through one worker thread
+    (a key set; the unsigned side's function has ``allow_unsigned``, so it pays only the
+    look for a signature), a client per side, in alternating blocks: the two sides differ
+    in signing and verifying alone. Two workers, one a side, differed by their placement
+    on the machine: an A/A run of that spread +-0.07 ms, more than what signing costs.
+    Two halves swap which function each side uses."""
+    p50s = {"plain": [], "other": []}
+    for plain_fn, other_fn in (("reverse_a", "reverse_b"), ("reverse_b", "reverse_a")):
+        with runworkers(server, {plain_fn: {"allow_unsigned": True}}, 1,
+                        key_file=key_file, plugins=("bench.tasks",),
+                        serve=[plain_fn, other_fn]), \
+                _client(server) as plain, _client(server, key_file=key_file) as other:
+            wait_workers(server, plain_fn, 1)
+            wait_workers(server, other_fn, 1)
             _samples, half = _alternate(
                 {"plain": lambda: plain.submit(plain_fn, "x"),
                  "other": lambda: other.submit(other_fn, "x")}, count // 2, block)

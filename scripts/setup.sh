@@ -53,6 +53,11 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     --config-settings editable_mode=compat
   touch "$stamp"
 fi
+# Byte-compile the checkout, as pip does for a regular install: an editable install is
+# not compiled, and where PYTHONDONTWRITEBYTECODE is set every CLI start compiled its
+# modules again (`sendjob result` took 8 ms more than the interpreter with what it uses).
+.venv/bin/python -m compileall -q gearman_frame send_job_client worker_client \
+  manage_client plugins >/dev/null
 if [ -n "$peers" ] && ! .venv/bin/python -c 'import celery, rq' >/dev/null 2>&1; then
   echo "setup: installing the peers extras (celery[redis], rq) into .venv" >&2
   .venv/bin/pip install -q --disable-pip-version-check -e '.[peers]' \

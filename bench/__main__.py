@@ -117,8 +117,9 @@ def run(args):
                       check=lookup["p50_ms"] < 50)
             key_file = w.new_key_file(folder)
             rates = w.w1_pair(server, n1 * reps, key_file=key_file)
-            table.add(f"W1 signed: {n1 * reps} no-op jobs a side, 1 thread, a key set vs "
-                      "none, alternating blocks of 500", "jobs/s (of the blocks)",
+            table.add(f"W1 signed: {n1 * reps} no-op jobs a side, signed vs unsigned "
+                      "through one worker thread with a key, alternating blocks of 500",
+                      "jobs/s (of the blocks)",
                       rates["other"], rates["plain"], ">= 0.9")
             front, ca = start_tls_front(os.path.join(folder, "tls"), server)
             try:

@@ -1,4 +1,5 @@
 """The workloads: each runs once against a fresh set of workers and returns its figures."""
+import contextlib
 import dataclasses
 import functools
 import os
@@ -69,22 +70,32 @@ def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1,
 
 
 def w1_pair(server, count, block=500, key_file=None, metrics=False):
-    """W1 throughput plain and with a key (``key_file``) or ``metrics``, one worker of 1
-    thread a side, both up on one gearmand, in alternating blocks of ``block`` jobs (the
-    idle side costs nothing): the drift of a shared machine falls on both sides, which
-    back-to-back runs of a few seconds each did not manage (ranges of +-15%). Two halves
-    swap which function each side serves and which worker starts first (an A/A run
-    without that favoured one side by 13%). Returns each block's jobs/s per side."""
+    """W1 throughput plain and with a key (``key_file``) or ``metrics``, both up on one
+    gearmand, in alternating blocks of ``block`` jobs (the idle side costs nothing): the
+    drift of a shared machine falls on both sides, which back-to-back runs of a few
+    seconds each did not manage (ranges of +-15%). With ``metrics``, one worker of 1
+    thread a side; two halves swap which function each side serves and which worker
+    starts first (an A/A run without that favoured one side by 13%). With a key, signed
+    and unsigned jobs go through one worker thread (the unsigned side's function has
+    ``allow_unsigned``, so it pays only the look for a signature): the sides differ in
+    signing and checking alone (two workers spread 0.88-0.96 over runs). Returns each
+    block's jobs/s per side."""
     rates = {"plain": [], "other": []}
     for half, (plain_fn, other_fn) in enumerate((("reverse_a", "reverse_b"),
                                                  ("reverse_b", "reverse_a"))):
-        plain_worker = functools.partial(runworkers, server, {}, 1, plugins=("bench.tasks",),
-                                         serve=[plain_fn])
-        other_worker = functools.partial(runworkers, server, {}, 1, key_file=key_file,
-                                         metrics=metrics, plugins=("bench.tasks",),
-                                         name="bench-other", serve=[other_fn])
-        first, second = ((plain_worker, other_worker) if half == 0
-                         else (other_worker, plain_worker))  # start order swapped too
+        if key_file:
+            shared = functools.partial(runworkers, server, {plain_fn: {"allow_unsigned": True}},
+                                       1, key_file=key_file, plugins=("bench.tasks",),
+                                       serve=[plain_fn, other_fn])
+            first, second = shared, contextlib.nullcontext
+        else:
+            plain_worker = functools.partial(runworkers, server, {}, 1,
+                                             plugins=("bench.tasks",), serve=[plain_fn])
+            other_worker = functools.partial(runworkers, server, {}, 1, metrics=metrics,
+                                             plugins=("bench.tasks",), name="bench-other",
+                                             serve=[other_fn])
+            first, second = ((plain_worker, other_worker) if half == 0
+                             else (other_worker, plain_worker))  # start order swapped too
         with first(), second(), _client(server) as plain, \
                 _client(server, key_file=key_file) as other:
             wait_workers(server, plain_fn, 1)

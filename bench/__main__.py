@@ -123,7 +123,7 @@ def run(args):
                       rates["other"], rates["plain"], ">= 0.9")
             front, ca = start_tls_front(os.path.join(folder, "tls"), server)
             try:
-                p50s = w.w2_signed_pair(server, n2 * reps, key_file)
+                p50s = w.w2_pair(server, server, n2 * reps, key_file=key_file)
                 extra = (w.median_range(p50s["other"])[0] - w.median_range(p50s["plain"])[0])
                 table.add(f"W2 signed: {n2 * reps} sequential jobs a side, signed vs unsigned "
                           "through one worker thread with a key, alternating blocks of 100",

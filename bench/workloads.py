@@ -263,43 +263,32 @@ def w2(server, count, block=100):
 
 def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=None):
     """W2's latency plain and with signing (``key_file``) or TLS (``tls_ca``: then
-    ``other_server`` is a TLS front of the same gearmand), in alternating blocks: one
-    worker and client per side, all through one gearmand. Run in two halves that swap
-    which function (bench/tasks.py) each side serves, so a
-    bias of either falls on both sides (an A/A run without them showed +0.05 ms)."""
+    ``other_server`` is a TLS front of the same gearmand), in alternating blocks, all
+    through one gearmand. Run in two halves that swap which function (bench/tasks.py) each
+    side uses, so a bias of either falls on both sides (an A/A run without them showed
+    +0.05 ms). With TLS, one worker and client a side. With a key, signed and unsigned
+    jobs go through one worker thread (the unsigned side's function has
+    ``allow_unsigned``, so it pays only the look for a signature), a client a side: the
+    sides differ in signing and checking alone (a worker a side spread +-0.07 ms in an
+    A/A run, more than signing costs)."""
     p50s = {"plain": [], "other": []}
     for plain_fn, other_fn in (("reverse_a", "reverse_b"), ("reverse_b", "reverse_a")):
-        with runworkers(plain_server, {}, 1, plugins=("bench.tasks",), serve=[plain_fn]), \
-                _client(plain_server) as plain, \
-                runworkers(other_server, {}, 1, key_file=key_file, tls_ca=tls_ca,
-                           plugins=("bench.tasks",), name="bench-other",
-                           serve=[other_fn]), \
-                _client(other_server, key_file=key_file, tls_ca=tls_ca) as other:
+        start = functools.partial(runworkers, plugins=("bench.tasks",))
+        if key_file:
+            workers = [lambda: start(plain_server, {plain_fn: {"allow_unsigned": True}}, 1,
+                                     key_file=key_file, serve=[plain_fn, other_fn])]
+        else:
+            workers = [lambda: start(plain_server, {}, 1, serve=[plain_fn]),
+                       lambda: start(other_server, {}, 1, tls_ca=tls_ca, name="bench-other",
+                                     serve=[other_fn])]
+        with contextlib.ExitStack() as stack:
+            for worker in workers:
+                stack.enter_context(worker())
+            plain = stack.enter_context(_client(plain_server))
+            other = stack.enter_context(_client(other_server, key_file=key_file,
+                                                tls_ca=tls_ca))
             wait_workers(plain_server, plain_fn, 1)
             wait_workers(plain_server, other_fn, 1)
-            _samples, half = _alternate(
-                {"plain": lambda: plain.submit(plain_fn, "x"),
-                 "other": lambda: other.submit(other_fn, "x")}, count // 2, block)
-        for side in p50s:
-            p50s[side] += half[side]
-    return p50s
-
-
-def w2_signed_pair(server, count, key_file, block=100):
-    """W2's latency with signed jobs against unsigned ones through one worker thread
-    (a key set; the unsigned side's function has ``allow_unsigned``, so it pays only the
-    look for a signature), a client per side, in alternating blocks: the two sides differ
-    in signing and verifying alone. Two workers, one a side, differed by their placement
-    on the machine: an A/A run of that spread +-0.07 ms, more than what signing costs.
-    Two halves swap which function each side uses."""
-    p50s = {"plain": [], "other": []}
-    for plain_fn, other_fn in (("reverse_a", "reverse_b"), ("reverse_b", "reverse_a")):
-        with runworkers(server, {plain_fn: {"allow_unsigned": True}}, 1,
-                        key_file=key_file, plugins=("bench.tasks",),
-                        serve=[plain_fn, other_fn]), \
-                _client(server) as plain, _client(server, key_file=key_file) as other:
-            wait_workers(server, plain_fn, 1)
-            wait_workers(server, other_fn, 1)
             _samples, half = _alternate(
                 {"plain": lambda: plain.submit(plain_fn, "x"),
                  "other": lambda: other.submit(other_fn, "x")}, count // 2, block)

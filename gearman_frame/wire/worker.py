@@ -380,13 +380,12 @@ class WireWorker(PollMixin, GearmanWorker):
         the next job first, and files the result while this thread runs that job (measured:
         background jobs with a result channel 0.70-0.78 -> 0.80-0.89 of those without)."""
         self.on_job_execute(job)
-        if getattr(job, "grabbed_ahead", False):
-            pass
-        elif self.grab_directly():
-            handler._grab_job()
-        else:
-            handler._release_job_lock()
-            handler._sleep()
+        if not getattr(job, "grabbed_ahead", False):  # else the grab is queued already
+            if self.grab_directly():
+                handler._grab_job()
+            else:
+                handler._release_job_lock()
+                handler._sleep()
         self.send_answer(job)
 
     def send_answer(self, job):

@@ -147,7 +147,10 @@ class SpoolSender(threading.Thread):
             except Exception:  # never let housekeeping end; the files stay for next time
                 log.exception("sending spooled dead letters failed")
                 client, left = None, 1
-            failures = 0 if not left else failures if woken else failures + 1
+            if not left:
+                failures = 0
+            elif not woken:
+                failures += 1
 
     def stop(self):
         self.stopped.set()

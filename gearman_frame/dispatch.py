@@ -37,7 +37,8 @@ SERVER_RETRY_DELAY = 1.0
 POLL_SLICE = 0.05
 #: Wait before a job's next attempt: 0.1 s after the first, doubling, at most 1 s.
 RESEND_BACKOFF = RetryPolicy(delay=0.1, backoff=2.0, max_delay=1.0)
-#: Freed window slots are refilled once 1/REFILL_FRACTION of the window is free.
+#: Freed window slots are refilled once 1/REFILL_FRACTION of the window is free; a batch's
+#: first pass sends that many, so its first jobs run while the rest are encoded.
 REFILL_FRACTION = 8
 
 
@@ -145,7 +146,8 @@ class Dispatcher:
         them) and at those whose time is up: each attempt's deadline goes in a queue in
         the order they were sent (every attempt gets the same time), so no pass reads
         every request in flight. Freed slots are refilled in batches of ``refill`` jobs,
-        so requests go out many to a write."""
+        so requests go out many to a write. A batch starts with one such refill: its first
+        jobs run while the rest are encoded (a signed job takes twice as long to encode)."""
         self._eager = eager
         self._run(iter(enumerate(jobs)), on_done, self.timeout if timeout is None else timeout)
 
@@ -161,7 +163,9 @@ class Dispatcher:
         while True:
             room = self.window - len(waiting) - len(flying)
             if not exhausted and (room >= refill or not flying):
-                for _ in range(room):
+                # nothing in flight (a batch starts): one refill first, so gearmand hands
+                # the first jobs out while the rest are encoded
+                for _ in range(room if flying or waiting else min(room, refill)):
                     try:
                         index, job = next(source)
                     except StopIteration:

@@ -209,19 +209,44 @@ def test_the_keyring_signs_every_byte_that_decides_what_runs(tmp_path):
     assert keyring.check("f", short, loads(short)) == "bad signature"
 
 
-def test_a_signature_is_remembered_for_its_window_then_forgotten(tmp_path):
+def test_a_signature_is_the_stdlib_hmac_sha256_for_every_key_length():
+    """The Keyring computes HMAC from kept SHA-256 states: it must equal ``hmac.new``
+    for keys shorter than, as long as and longer than SHA-256's 64-byte block."""
+    import hashlib
+    import hmac
+    for size in (16, 63, 64, 65, 200):
+        secret = bytes((i * 7 + size) % 256 for i in range(size))
+        keyring = Keyring(secret)
+        for function in ("f", "ünï", "reverse_b"):
+            for number in range(3):  # the kept states are copied, never fed
+                payload = keyring.sign(function, {"v": 1, "id": f"{size}-{number}"})
+                body = payload[:payload.rindex(b',"sig":')] + b"}"
+                expected = hmac.new(secret, function.encode() + b"\0" + body,
+                                    hashlib.sha256).hexdigest()
+                assert loads(payload)["sig"] == expected, (size, function, number)
+                assert keyring.check(function, payload, loads(payload)) is None
+
+
+def test_a_signature_is_remembered_while_it_can_pass_then_forgotten(tmp_path):
     keyring = Keyring(read_key_file(str(make_key(tmp_path / "k")), None, "k"), max_age=60)
     first = loads(keyring.sign("f", {"v": 1, "id": "a"}, now=1000))
     assert keyring.claim(first, now=1000) and not keyring.claim(first, now=1059)
+    # A sender's clock may run up to max_age ahead: a ts of 1060 passes check() until
+    # 1120, so a replay of it is refused until then, whenever it was first claimed.
+    ahead = loads(keyring.sign("f", {"v": 1, "id": "b"}, now=1060))
+    assert keyring.claim(ahead, now=1000) and not keyring.claim(ahead, now=1119)
     later = [loads(keyring.sign("f", {"v": 1, "id": str(i)}, now=1000 + i)) for i in range(99)]
     assert all(keyring.claim(envelope, now=1000 + i) for i, envelope in enumerate(later))
-    # Its window over, the same signature is a new claim (check() refuses it as expired).
-    assert keyring.claim(first, now=1061)
+    assert not any(keyring.claim(envelope, now=1100) for envelope in later)
     # A released claim (its job went back to gearmand unanswered) may be claimed again.
     last = later[-1]
     assert not keyring.claim(last, now=1100)
     keyring.release(last)
     assert keyring.claim(last, now=1100) and not keyring.claim(last, now=1101)
+    # Once no check can pass it, the signature is forgotten (memory stays bounded).
+    newer = loads(keyring.sign("f", {"v": 1, "id": "c"}, now=1200))
+    assert keyring.claim(newer, now=1200)
+    assert keyring.claim(first, now=1201)
 
 
 def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):

@@ -183,6 +183,14 @@ class Keyring:
                 return EXPIRED
         return None
 
+    def admit(self, function: str, payload: bytes, envelope: dict) -> str | None:
+        """:meth:`check` then :meth:`claim`, as a worker does for each job before it
+        runs: None if the job may run, else why not (``REPLAYED`` for a replay)."""
+        why = self.check(function, payload, envelope)
+        if why is None and not self.claim(envelope):
+            return REPLAYED
+        return why
+
     def claim(self, envelope: dict, now: float | None = None) -> bool:
         """Note a checked envelope's signature as seen; False if it was seen already (a
         replay: refuse it). Signatures are kept by their ``ts``, in slots of max_age

@@ -3,7 +3,7 @@ configured, only jobs signed by an accepted key, fresh, and not seen before."""
 import logging
 import threading
 
-from gearman_frame.signing import REPLAYED, UNSIGNED
+from gearman_frame.signing import UNSIGNED
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,9 @@ class Gate:
         if request is None:
             why = None if allow_unsigned else UNSIGNED
         else:
-            why = self.keyring.check(function, payload, request.fields)
+            why = self.keyring.admit(function, payload, request.fields)
             if why == UNSIGNED and allow_unsigned:
                 why = None
-            elif why is None and not self.keyring.claim(request.fields):
-                why = REPLAYED
         if why is not None:
             with self._lock:
                 self.refused += 1

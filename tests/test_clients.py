@@ -30,6 +30,28 @@ def test_foreground_background_and_many(gearmand, start_workers, plugin_dir, tmp
     assert all(r.ok for r in results)
 
 
+def test_a_large_batch_is_on_its_way_before_it_is_all_encoded(gearmand, tmp_path):
+    """submit_many sends a batch's first jobs, then encodes the rest: a worker starts on
+    them at once instead of waiting for the whole batch to be encoded (and signed)."""
+    from .test_admin import queued_total
+    _path, config = client_config(tmp_path, [gearmand.address])
+    queued_when_encoding = []
+
+    def jobs():
+        for i in range(600):
+            if i == 400:
+                queued_when_encoding.append(wait_for(
+                    lambda: queued_total([gearmand.address], "later") or None, 5,
+                    "the batch's first jobs on gearmand"))
+            yield Job.of("later", i=i)
+
+    with JobClient(config) as client:
+        deliveries = client.submit_many(jobs(), background=True)
+    assert all(d.handle and not d.outbox for d in deliveries)
+    assert queued_when_encoding[0] and 0 < queued_when_encoding[0] < 400
+    assert queued_total([gearmand.address], "later") == 600
+
+
 def test_high_priority_overtakes_queued_normal_jobs(gearmand, start_workers, plugin_dir,
                                                     tmp_path):
     _path, config = client_config(tmp_path, [gearmand.address])

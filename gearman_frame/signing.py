@@ -92,7 +92,7 @@ def _pads(hashlib, secret: bytes) -> tuple:
 
 class Keyring:
     """The fleet's keys: one signs, every one (old keys during a rotation) verifies; and
-    the signatures seen in the last ``max_age`` seconds, to refuse a replay."""
+    the signatures run while they could still pass the time check, to refuse a replay."""
 
     def __init__(self, signing_key: bytes, accepted=(), max_age: float = DEFAULT_MAX_AGE):
         self.kid = key_id(signing_key)
@@ -217,10 +217,13 @@ class Keyring:
     def release(self, envelope: dict) -> None:
         """Forget a claimed signature: its job was left unanswered for gearmand to hand
         out again, and that copy must run."""
+        ts = envelope.get("ts")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+            return  # never claimed: check() refuses a job without a time
         with self._lock:
-            seen = self._seen.get(int(envelope["ts"] // self.max_age))
+            seen = self._seen.get(int(ts // self.max_age))
             if seen is not None:
-                seen.discard(str(envelope["sig"])[:32])
+                seen.discard(str(envelope.get("sig"))[:32])
 
 
 def keyring_from_files(config_path: str | None, key_file: str, accept_files=(),

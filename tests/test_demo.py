@@ -28,6 +28,11 @@ def test_demo_runs_the_pipeline_and_leaves_nothing_behind():
     assert "demo.p1: pid" in out and "demo.p2: pid" in out and "reverse: ok=" in out
     assert "dashboard: http://127.0.0.1:" in out
     demo_data = os.path.join(REPO, "var", "demo")
-    wait_for(lambda: not running(demo_data) and not running("runworkers --name demo")
-             and not running("sleep 30") and not running("runadmin --log-level WARNING web"),
-             10, "every demo process to be gone")
+    def left():
+        return [line for pattern in (demo_data, "runworkers --name demo", "sleep 30",
+                                     "runadmin --log-level WARNING web")
+                for line in running(pattern)]
+    try:
+        wait_for(lambda: not left(), 10, "every demo process to be gone")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {left()}") from None

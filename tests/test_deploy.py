@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
+from .helpers import wait_for
 from .test_supervisor import serving
 
 UNITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -59,5 +61,31 @@ def test_runworkers_notifies_ready_when_every_process_serves_and_stopping(
     assert len(serving(gearmand, "unit")) == 2  # both processes serve when READY comes
     worker.proc.send_signal(signal.SIGTERM)
     assert "STOPPING=1" in listener.recv(4096).decode().splitlines()
+    assert worker.proc.wait(10) == 0
+    listener.close()
+
+
+def test_ready_comes_when_the_processes_report_at_the_same_moment(
+        gearmand, start_workers, tmp_path, monkeypatch):
+    """Two processes that report "serving" while the supervisor is not looking (stopped
+    here) are both heard: their notices queue and are not merged into one."""
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(10)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    worker = start_workers([gearmand.address], {"echo": {"command": ["echo", "{w}"]}},
+                           name="pair", threads=1, ready=False,
+                           extra_args=["--processes", "2"])
+    wait_for(lambda: len(worker.worker_pids()) == 2, 10, "two processes forked")
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: worker.log().count(" ready: ") == 2
+                 and len(serving(gearmand, "pair")) == 2, 15, "both processes serving")
+        time.sleep(1.0)  # past their last step before they report
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    assert "READY=1" in listener.recv(4096).decode().splitlines()
+    worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(10) == 0
     listener.close()

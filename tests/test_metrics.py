@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,17 +53,23 @@ def test_worker_metrics_count_every_job_of_every_process(gearmand, start_workers
     assert value(samples, "gearman_frame_jobs_running", function="judge") == 0
     assert value(samples, "gearman_frame_refused_total") == 0
     assert ("gearman_frame_processes_killed_total", ()) in samples
-    # a job running now is counted as running, and no longer once it ended
-    import threading
-    sender = threading.Thread(target=send, args=([gearmand.address], "nap"))
-    sender.start()
-    wait_for(lambda: value(scrape(port), "gearman_frame_jobs_running", function="nap") == 1,
-             5, "the running gauge")
-    sender.join(10)
+    # jobs running now are counted as running, and no longer once they ended; two naps
+    # at once run one in each process (a thread each), so the gauge of 2 is a sum over
+    # both processes, not one of them
+    naps = []
+    senders = [threading.Thread(target=lambda: naps.append(send([gearmand.address], "nap")))
+               for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    wait_for(lambda: value(scrape(port), "gearman_frame_jobs_running", function="nap") == 2,
+             5, "the running gauge at 2")
+    for sender in senders:
+        sender.join(10)
+    assert len({r.worker for r in naps}) == 2 and all(r.ok for r in naps)
     wait_for(lambda: value(scrape(port), "gearman_frame_jobs_running", function="nap") == 0,
              5, "the running gauge back to 0")
-    # both processes served (the sum is over processes, not one of them)
-    assert len({r.worker for r in results}) == 2
+    wait_for(lambda: value(scrape(port), "gearman_frame_jobs_total", function="nap",
+                           status="ok") == 2, 5, "two naps counted")
     assert worker.proc.poll() is None
 
 

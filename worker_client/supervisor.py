@@ -4,7 +4,7 @@
 worker processes (each a WorkerPool of ``worker.threads`` threads) and keeps that many
 serving: a process that dies is replaced (its exit status or signal logged, with a
 growing pause when it keeps dying young); a process past a recycling limit, or whose
-Python task hung past its timeout, says so (SIGUSR1) as it stops taking jobs, and its
+Python task hung past its timeout, says so (RETIRING) as it stops taking jobs, and its
 replacement is started at once, while it finishes what it runs. SIGTERM/SIGINT are passed
 on to every process (they drain within ``worker.grace``; a second signal forces).
 
@@ -29,10 +29,15 @@ from .notify import sd_notify
 
 log = logging.getLogger("worker_client.supervisor")
 
+#: The supervisor tells a worker process: "the config was reloaded: retire".
+RETIRE = signal.SIGUSR1
+# What worker processes tell their supervisor goes by real-time signals: those queue, one
+# per sender, where two SIGUSR2 sent at the same moment would reach it as one (and a
+# process's "serving" would go unheard, so READY never came).
 #: A worker process tells its supervisor: "I stop taking jobs: start my replacement".
-RETIRING = signal.SIGUSR1
+RETIRING = signal.SIGRTMIN + 1
 #: A worker process tells its supervisor: "I am connected and serving".
-READY = signal.SIGUSR2
+READY = signal.SIGRTMIN + 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 WATCHED = {signal.SIGCHLD, signal.SIGHUP, RETIRING, READY, *STOP_SIGNALS}
 #: A process that dies sooner than this after its start counts toward a crash loop.
@@ -196,7 +201,7 @@ class Supervisor:
         for process in self.processes.values():
             if process.slot > len(fresh):  # a slot that is no more: just retire
                 process.successor, process.retiring = -1, True
-                self._signal(process.pid, RETIRING)
+                self._signal(process.pid, RETIRE)
         self.slots = fresh
         log.info("worker %s: config reloaded; replacing %d process(es) one by one",
                  self.name, len(self.processes))
@@ -219,7 +224,7 @@ class Supervisor:
             successor = self.processes.get(process.successor)
             if successor is not None and successor.ready:
                 process.retiring = True
-                self._signal(process.pid, RETIRING)
+                self._signal(process.pid, RETIRE)
                 return
             if successor is None and process.successor != -1:
                 process.successor = None  # it died: try again

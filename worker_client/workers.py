@@ -37,7 +37,7 @@ from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_o
 from .batches import BatchHandler
 from .jobs import FunctionHandler, WorkerContext
 from .stats import Stats, resident_mib
-from .supervisor import RETIRING, tell_supervisor
+from .supervisor import RETIRE, RETIRING, tell_supervisor
 from .veryeasyprocess import Runner
 
 log = logging.getLogger(__name__)
@@ -597,7 +597,7 @@ def install_signal_handlers(pool, supervised=False):
     if supervised:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(RETIRING, retire)
+        signal.signal(RETIRE, retire)
     else:
         signal.signal(signal.SIGINT, handler)
 

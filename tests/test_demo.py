@@ -1,5 +1,6 @@
 """The README's first command, run end to end: it works and leaves nothing running."""
 import os
+import re
 import subprocess
 
 from .helpers import wait_for
@@ -8,8 +9,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def running(pattern):
+    """The live processes whose command line holds ``pattern`` as whole words (so that
+    "sleep 30" is not a shell's "sleep 300")."""
     out = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if pattern in line and not line.startswith("Z")]
+    found = re.compile(re.escape(pattern) + r"\b")
+    return [line for line in out.splitlines()
+            if found.search(line) and not line.startswith("Z")]
 
 
 def test_demo_runs_the_pipeline_and_leaves_nothing_behind():

@@ -46,37 +46,40 @@ def test_the_units_verify(tmp_path):
     assert _verify(tmp_path, "broken.service").returncode != 0
 
 
-def test_runworkers_notifies_ready_when_every_process_serves_and_stopping(
-        gearmand, start_workers, tmp_path, monkeypatch):
+@pytest.fixture
+def notified(gearmand, start_workers, tmp_path, monkeypatch):
+    """``start(name)``: a `runworkers` of two processes, with $NOTIFY_SOCKET naming a
+    socket the test reads, as systemd's would be: returns (worker, the socket)."""
     path = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(path)
     listener.settimeout(20)
     monkeypatch.setenv("NOTIFY_SOCKET", path)
-    worker = start_workers([gearmand.address], {"echo": {"command": ["echo", "{w}"]}},
-                           name="unit", threads=1, ready=False,
-                           extra_args=["--processes", "2"])
+
+    def start(name):
+        worker = start_workers([gearmand.address], {"echo": {"command": ["echo", "{w}"]}},
+                               name=name, threads=1, ready=False,
+                               extra_args=["--processes", "2"])
+        return worker, listener
+    yield start
+    listener.close()
+
+
+def test_runworkers_notifies_ready_when_every_process_serves_and_stopping(gearmand,
+                                                                          notified):
+    worker, listener = notified("unit")
     ready = listener.recv(4096).decode()
     assert "READY=1" in ready.splitlines() and f"MAINPID={worker.proc.pid}" in ready
     assert len(serving(gearmand, "unit")) == 2  # both processes serve when READY comes
     worker.proc.send_signal(signal.SIGTERM)
     assert "STOPPING=1" in listener.recv(4096).decode().splitlines()
     assert worker.proc.wait(10) == 0
-    listener.close()
 
 
-def test_ready_comes_when_the_processes_report_at_the_same_moment(
-        gearmand, start_workers, tmp_path, monkeypatch):
+def test_ready_comes_when_the_processes_report_at_the_same_moment(gearmand, notified):
     """Two processes that report "serving" while the supervisor is not looking (stopped
     here) are both heard: their notices queue and are not merged into one."""
-    path = str(tmp_path / "notify.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(path)
-    listener.settimeout(10)
-    monkeypatch.setenv("NOTIFY_SOCKET", path)
-    worker = start_workers([gearmand.address], {"echo": {"command": ["echo", "{w}"]}},
-                           name="pair", threads=1, ready=False,
-                           extra_args=["--processes", "2"])
+    worker, listener = notified("pair")
     wait_for(lambda: len(worker.worker_pids()) == 2, 10, "two processes forked")
     worker.proc.send_signal(signal.SIGSTOP)
     try:
@@ -88,4 +91,3 @@ def test_ready_comes_when_the_processes_report_at_the_same_moment(
     assert "READY=1" in listener.recv(4096).decode().splitlines()
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(10) == 0
-    listener.close()

@@ -56,6 +56,7 @@ def test_worker_metrics_count_every_job_of_every_process(gearmand, start_workers
     # jobs running now are counted as running, and no longer once they ended; two naps
     # at once run one in each process (a thread each), so the gauge of 2 is a sum over
     # both processes, not one of them
+    wait_for(lambda: worker.log().count(" ready: ") == 2, 10, "both processes serving")
     naps = []
     senders = [threading.Thread(target=lambda: naps.append(send([gearmand.address], "nap")))
                for _ in range(2)]

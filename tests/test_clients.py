@@ -13,6 +13,7 @@ from send_job_client.outbox import Outbox
 from .client_helpers import (SENDJOB, client_config, fill_outbox_while_down, ledger_lines,
                              sendjob, start_recorder)
 from .helpers import wait_for
+from .test_admin import queued_total
 
 
 def test_foreground_background_and_many(gearmand, start_workers, plugin_dir, tmp_path):
@@ -33,7 +34,6 @@ def test_foreground_background_and_many(gearmand, start_workers, plugin_dir, tmp
 def test_a_large_batch_is_on_its_way_before_it_is_all_encoded(gearmand, tmp_path):
     """submit_many sends a batch's first jobs, then encodes the rest: a worker starts on
     them at once instead of waiting for the whole batch to be encoded (and signed)."""
-    from .test_admin import queued_total
     _path, config = client_config(tmp_path, [gearmand.address])
     queued_when_encoding = []
 

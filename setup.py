@@ -7,7 +7,7 @@ setup(
     description="Run shell-command and Python jobs across a fleet through gearmand",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=[
         "gearman_frame", "gearman_frame.*",
         "send_job_client", "worker_client", "manage_client", "plugins",

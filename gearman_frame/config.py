@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping
 
 import yaml
+from typing import Any
 
 from .addresses import (DEFAULT_PORT, ServerAddress, parse_address, parse_address_list,
                         parse_listen)
@@ -25,10 +26,6 @@ from .defaults import DEFAULT_CONFIG_FILE, DEFAULT_RESULT_STORE, ENV_CONFIG
 from .errors import ConfigError
 from .retry import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy
 from .templates import TemplateError, fields_of
-
-MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
-if MYPY:
-    from typing import Any
 
 #: Environment variable overriding ``servers`` (comma-separated ``host:port``).
 ENV_SERVERS = "GEARMAN_FRAME_SERVERS"

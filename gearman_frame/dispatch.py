@@ -15,6 +15,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from .delays import epoch_of
 from .envelope import Request, check_faithful, new_job_id
@@ -22,10 +23,6 @@ from .errors import JobTimeout, ServerUnavailable
 from .retry import RetryPolicy
 from .wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
                    WireClient, check_request)
-
-MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
-if MYPY:
-    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +128,12 @@ class Dispatcher:
         self._down_until = [0.0] * len(self.servers)
         self._eager = False
         self._next_server = 0
-        self._deadlines, self._ended, self._per_try = collections.OrderedDict(), [], timeout
+        self._deadlines: collections.OrderedDict = collections.OrderedDict()
+        self._ended: list = []
+        self._per_try = timeout
 
     def close(self):
-        self.wire.shutdown()
+        self.wire.close()
 
     # -- the loop
     def run(self, jobs, on_done, timeout=None, eager=False):
@@ -152,10 +151,12 @@ class Dispatcher:
         self._run(iter(enumerate(jobs)), on_done, self.timeout if timeout is None else timeout)
 
     def _run(self, source, on_done, per_try):
-        waiting, flying = collections.deque(), {}
+        waiting: collections.deque = collections.deque()
+        flying: dict = {}
         # request -> its deadline, in the order sent (every attempt gets the same time, so
         # also in deadline order); a request leaves it when it leaves ``flying``
-        self._deadlines = deadlines = collections.OrderedDict()
+        deadlines: collections.OrderedDict = collections.OrderedDict()
+        self._deadlines = deadlines
         self._per_try = per_try
         self._ended = []  # flights that ended since the last pass
         exhausted = False

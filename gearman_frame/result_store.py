@@ -121,7 +121,7 @@ class ResultStore:
         rows = self._run(lambda conn: conn.execute(
             f"SELECT id, function, status, {_RUNS}, received, record FROM results {clause} "
             "LIMIT ?", (*params, limit)).fetchall())
-        return [Stored(i, f, s, r, t, loads(bytes(rec))) for i, f, s, r, t, rec in rows]
+        return [Stored(i, f, s, r, t, _record(rec)) for i, f, s, r, t, rec in rows]
 
     def _run(self, action):
         import sqlite3  # senders only (1 MiB); workers import plugins that import us
@@ -149,3 +149,9 @@ class ResultStore:
             conn.close()
             raise
         return conn
+
+
+def _record(blob) -> dict:
+    """A stored result record (a JSON object; anything else is wrapped, never dropped)."""
+    record = loads(bytes(blob))
+    return record if isinstance(record, dict) else {"value": record}

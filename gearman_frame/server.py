@@ -215,32 +215,32 @@ class LocalGearmand:
         private_folder(self.data_dir)
         err = os.open(self.errfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:  # umask 077: the queue and the log hold job data, so they are owner-only
-            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                            stdout=err, stderr=err, start_new_session=True,
-                                            umask=0o077)
+            process = self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                start_new_session=True, umask=0o077)
         finally:
             os.close(err)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise ServerControlError(
                     f"gearmand on {self.address} exited at start (code "
-                    f"{self.process.returncode}): {self._failure_text()}", EXIT_UNREACHABLE)
+                    f"{process.returncode}): {self._failure_text()}", EXIT_UNREACHABLE)
             if accepts_connections(self.host, self.port, timeout=0.2):
-                self._wait_for_pidfile(deadline)
+                self._wait_for_pidfile(process.pid, deadline)
                 log.info("gearmand %s: started, pid %s, queue %s", self.address,
-                         self.process.pid, self.queue)
-                return self.process.pid
+                         process.pid, self.queue)
+                return process.pid
             time.sleep(0.02)
-        send_signal(self.process.pid, signal.SIGKILL)
+        send_signal(process.pid, signal.SIGKILL)
         raise ServerControlError(f"gearmand on {self.address} did not answer within {timeout}s",
                                  EXIT_UNREACHABLE)
 
-    def _wait_for_pidfile(self, deadline):
-        while self._read_pid() != self.process.pid and time.monotonic() < deadline:
+    def _wait_for_pidfile(self, pid, deadline):
+        while self._read_pid() != pid and time.monotonic() < deadline:
             time.sleep(0.01)
-        if self._read_pid() != self.process.pid:
-            self.pidfile.write_text(f"{self.process.pid}\n")
+        if self._read_pid() != pid:
+            self.pidfile.write_text(f"{pid}\n")
         self.pidfile.chmod(0o644)  # a pid is no secret; monitoring may read it
 
     def _failure_text(self):

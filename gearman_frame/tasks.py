@@ -15,12 +15,9 @@ import importlib
 import sys
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .errors import ConfigError, UsageError
-
-MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
-if MYPY:
-    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +119,7 @@ def task(name: str | Callable[..., Any] | None = None,
     optional hooks ``on_success``/``on_failure``/``on_retry(job, result)`` (see Task) and,
     for a batch task, ``batch={"max": N, "wait": SECONDS}``."""
     def register(func):
-        task_name = name or func.__name__
+        task_name = name if isinstance(name, str) and name else func.__name__
         if task_name in _registry and _registry[task_name].func is not func:
             log.warning("task %s registered again by %s", task_name, func)
         _registry[task_name] = Task(task_name, func, on_success, on_failure, on_retry,

@@ -179,7 +179,7 @@ class AdminClient:
 
 def totals(rows):
     """Sum FunctionStatus rows over servers: {function: FunctionStatus(server='all')}."""
-    summed = defaultdict(lambda: [0, 0, 0])
+    summed: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
         acc = summed[row.function]
         acc[0] += row.queued

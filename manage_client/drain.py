@@ -12,6 +12,8 @@ foreground jobs, whose senders were already told they were cleared (``--all`` in
 them); a dump of a dead-letter queue sends the original jobs to their original functions.
 A bad line is named with its number and left out (``--strict``: nothing is sent).
 """
+from __future__ import annotations
+
 import logging
 import os
 import threading
@@ -94,7 +96,7 @@ class Drainer:
         self.report = DrainReport(function)
         self._prio_admin = AdminClient(servers)
         self._snapshot = {}
-        self._dump = None
+        self._dump: DumpFile | None = None
 
     def run(self, timeout=600.0, on_warning=None):
         """Drain until nothing is queued (or ``timeout``, or a dump write fails); return a
@@ -154,14 +156,16 @@ class Drainer:
     def _take(self, wire_worker, job):
         if self.report.failure is not None:  # handed over before the stop took effect
             raise AbandonJob("the drain stopped: the dump could not be written")
-        server = str(job.connection.address)
+        server = str(job.server)
         priority = self._priority(server)
         background, envelope_id = _described(job.data)
         # no unique when grabbed with GRAB_JOB (a server without GRAB_JOB_UNIQ)
         unique = job.unique or envelope_id or uuid.uuid4().hex
-        line = dump_line(job.task, unique, priority, background, bytes(job.data),
+        line = dump_line(job.function, unique, priority, background, bytes(job.data),
                          server=server, cleared_at=time.time())
         try:
+            if self._dump is None:
+                raise OSError("the dump file is not open")
             self._dump.append(line)
         except OSError as err:
             self.report.failure = err
@@ -299,7 +303,7 @@ class ResendReport:
     unsent_path: str | None = None
 
     def reasons(self):
-        counts = {}
+        counts: dict[str, int] = {}
         for _job, why in self.unsent:
             counts[why] = counts.get(why, 0) + 1
         return "; ".join(f"{n} x {why}" for why, n in counts.items())
@@ -349,7 +353,7 @@ def send_control(servers, worker_name, command, keyring=None, timeout=None):
         request = client.submit(function, payload, priority="high",
                                 timeout=timeout or CONTROL_TIMEOUT)
     finally:
-        client.shutdown()
+        client.close()
     if request.state != JOB_COMPLETE:
         why = b"".join(bytes(d) for d in request.data_updates).decode("utf-8", "replace")
         raise FrameError(f"worker {worker_name} did not accept '{command.decode()}' "

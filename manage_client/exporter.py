@@ -31,7 +31,7 @@ class QueueCollector:
         with self._lock:
             if time.monotonic() - self._at < self.interval:
                 return self._last
-            answers = {}
+            answers: dict[str, list | None] = {}
             for server in self.servers:
                 try:
                     with AdminClient([server]) as admin:

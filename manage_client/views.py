@@ -1,5 +1,6 @@
 """Human views of admin data: tables for status and workers (JSON is printed as is)."""
 from collections import defaultdict
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -60,7 +61,8 @@ def visible_workers(connections, show_all=False):
 
 def workers_table(connections):
     """Connections grouped by server, IP and worker name (threads counted)."""
-    groups = defaultdict(lambda: {"threads": 0, "functions": set()})
+    groups: defaultdict[tuple, dict[str, Any]] = defaultdict(
+        lambda: {"threads": 0, "functions": set()})
     ours = {(c.server, c.client_id) for c in connections}
     for conn in connections:
         name = worker_name_of(conn.client_id)

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from gearman_frame import tasks
 from gearman_frame.addresses import parse_address
@@ -26,10 +27,6 @@ from gearman_frame.dispatch import DEFAULT_WINDOW, Dispatcher, Job
 from .collect import Collector
 from .outbox import Outbox
 from gearman_frame.result_store import ResultStore
-
-MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
-if MYPY:
-    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +279,8 @@ class JobClient:
 
     def _flush_batch(self, rows, any_server):
         """Send one batch; returns (delivered, how many are still waiting)."""
-        fresh, doubtful = [], {}
+        fresh: list = []
+        doubtful: dict = {}
         patience_over = time.time() - DOUBT_PATIENCE
         for row in rows:
             if row.doubt and not (any_server or row.created < patience_over):

@@ -17,51 +17,9 @@ import time
 from gearman_frame.envelope import loads
 from gearman_frame.errors import EnvelopeError
 from gearman_frame.queues import results_function
-from gearman_frame.wire import WireWorker, WireWorkerHandler
+from gearman_frame.wire import WireWorker
 
 log = logging.getLogger(__name__)
-
-
-class _Handler(WireWorkerHandler):
-    """Knows when its server has nothing for it: a NO_JOB answer, or an ECHO_RES after
-    the first PRE_SLEEP with no NOOP before it (gearmand wakes a sleeper at once if a job
-    waits)."""
-
-    woken = False
-
-    def initial_state(self, *args, **kwargs):
-        super().initial_state(*args, **kwargs)
-        self._echo()
-
-    def recv_noop(self):
-        self.woken = True
-        return super().recv_noop()
-
-    def recv_echo_res(self, data):
-        if not self.woken:
-            self.connection_manager.idle.add(self)
-        return True
-
-    def recv_no_job(self):
-        self.connection_manager.idle.add(self)
-        return super().recv_no_job()
-
-    def recv_job_assign_uniq(self, job_handle, task, unique, data):
-        self.connection_manager.idle.clear()
-        return super().recv_job_assign_uniq(job_handle, task, unique, data)
-
-
-class _CollectingWorker(WireWorker):
-    command_handler_class = _Handler
-
-    def __init__(self, servers):
-        super().__init__(servers, client_id=f"sendjob-results.{os.getpid()}")
-        self.idle = set()
-
-    def drained(self):
-        """True once every connected server answered NO_JOB since the last result."""
-        live = [h for c, h in self.connection_to_handler_map.items() if c.connected]
-        return bool(live) and all(h in self.idle for h in live) and not self.busy
 
 
 class Collector:
@@ -105,7 +63,8 @@ class Collector:
     def run(self, deadline: float | None = None, follow: bool = False) -> int:
         """Collect until drained (or ``deadline``, a monotonic time; or, with ``follow``,
         until stop()); return how many results were kept."""
-        worker = _CollectingWorker(self.servers)
+        worker = WireWorker(self.servers, client_id=f"sendjob-results.{os.getpid()}",
+                            watch_idle=True)
         worker.register_task(self.function, self._take)
         thread = threading.Thread(target=worker.work, name="collector", daemon=True)
         thread.start()

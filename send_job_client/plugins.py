@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from gearman_frame.errors import FrameError, UsageError
 
@@ -70,13 +71,18 @@ def parse_plugin_args(module, name, argv):
     """Parse ``argv`` with the plugin's ``add_arguments(parser)`` (plain list if none)."""
     if not hasattr(module, "add_arguments"):
         return list(argv)
-    parser = argparse.ArgumentParser(prog=f"sendjob plugin {name}",
-                                     description=(module.__doc__ or "").strip().splitlines()[0]
-                                     if module.__doc__ else None)
-    parser.error = lambda message: (_ for _ in ()).throw(
-        UsageError(f"plugin {name}: {message}"))
+    parser = _PluginParser(prog=f"sendjob plugin {name}",
+                           description=(module.__doc__ or "").strip().splitlines()[0]
+                           if module.__doc__ else None)
     module.add_arguments(parser)
     return parser.parse_args(argv)
+
+
+class _PluginParser(argparse.ArgumentParser):
+    """A plugin's argument parser: a bad argument is a UsageError (exit 2, one line)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"plugin {self.prog.rsplit(' ', 1)[-1]}: {message}")
 
 
 def run_plugin(module, name, args, config, client, progress=None, wait=None):
@@ -87,7 +93,7 @@ def run_plugin(module, name, args, config, client, progress=None, wait=None):
     report = PluginReport(name)
     background = bool(getattr(module, "background", False))
     on_result = getattr(module, "on_result", None)
-    waiting = {} if background and wait is not None else None
+    waiting: dict | None = {} if background and wait is not None else None
 
     def jobs():
         try:
@@ -99,7 +105,7 @@ def run_plugin(module, name, args, config, client, progress=None, wait=None):
             log.error("plugin %s raised %s: %s", name, type(err).__name__, err)
 
     def delivered(job, delivery):
-        if delivery.ok and not delivery.outbox:
+        if delivery.ok and not delivery.outbox and waiting is not None:
             waiting[delivery.id] = job  # its result comes later, from the channel
         else:
             finished(job, delivery)

@@ -37,7 +37,8 @@ def entry():
 def _parse(argv):
     """``(job id, json, config)`` for ``result ID [--json]`` with ``--config FILE``
     before or after, else None."""
-    words, as_json, config, rest = [], False, None, list(argv)
+    words: list[str] = []
+    as_json, config, rest = False, None, list(argv)
     while rest:
         word = rest.pop(0)
         if word == "--json":

@@ -78,7 +78,7 @@ def test_the_c_client_can_neither_stop_the_worker_nor_run_its_commands(fleet):
     assert worker.proc.poll() is None and "control job" in worker.log()
     proc = sendjob(path, "run", "touch", "name=signed")  # the sender has the key
     assert proc.returncode == 0 and runs(marks, "signed") == 1, proc.stderr
-    assert worker.log().count("worker_client.jobs: refused: unsigned") == 2
+    assert worker.log().count("worker_client.stages.admission: refused: unsigned") == 2
     assert runadmin(path, "shutdown", "w0").returncode == 0  # signed control works
     assert worker.proc.wait(20) == 0
 

@@ -157,7 +157,7 @@ def test_worker_thread_survives_server_death_and_serves_it_again(restartable_gea
     with WorkerThread([server.address], {func_name: echo}) as thread:
         assert WireClient([server.address]).submit(func_name, b"before", timeout=10).result
         server.kill()
-        wait_for(lambda: not thread.worker.connection_list[0].connected, 5, "the worker to notice")
+        wait_for(lambda: not thread.worker.connections[0].connected, 5, "the worker to notice")
         server.start()
         request = WireClient([server.address]).submit(func_name, b"after", timeout=10)
         assert request.result == b"after"
@@ -172,7 +172,7 @@ def test_worker_works_with_more_than_1024_open_descriptors(gearmand, func_name):
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
         with WorkerThread([gearmand.address], {func_name: echo}) as thread:
-            conn = thread.worker.connection_list[0]
+            conn = thread.worker.connections[0]
             wait_for(lambda: conn.connected, 5, "the worker to connect")
             assert conn.fileno() >= 1024
             request = WireClient([gearmand.address]).submit(func_name, b"high fd", timeout=10)

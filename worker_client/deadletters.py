@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import threading
+from typing import Any
 
 from gearman_frame.envelope import dumps, loads, parse_request
 from gearman_frame.errors import EnvelopeError, FrameError
@@ -92,7 +93,7 @@ class DeadLetterSpool:
             if not os.path.exists(path):  # sent by another worker before we locked it
                 return None
             try:
-                letter = loads(handle.read())
+                letter: Any = loads(handle.read())
                 function, unique, record = letter["function"], letter["unique"], letter["record"]
             except (EnvelopeError, KeyError, TypeError) as err:
                 _set_aside(path, f"unreadable spooled dead letter: {err}")

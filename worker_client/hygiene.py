@@ -101,7 +101,7 @@ def escaped_descendants(commands):
     candidates = range(first, last + 1) if first <= last <= first + 4096 else all_pids()
     stats = {pid: info for pid in candidates
              if (info := proc_stat(pid)) is not None and info[0] != "Z"}
-    children = {}
+    children: dict[int, list[int]] = {}
     for pid, info in stats.items():
         children.setdefault(info[1], []).append(pid)
     escaped = {}
@@ -180,9 +180,9 @@ class GroupLedger:
         self.path = path
         private_folder(path)
         self.lock = FileLock(os.path.join(path, "lock"))
-        self._map = None
-        self._slots = {}  # pgid -> slot offset
-        self._free = []
+        self._map: mmap.mmap | None = None
+        self._slots: dict[int, int] = {}  # pgid -> slot offset
+        self._free: list[int] = []
         self._lock = threading.Lock()
         self.previous_tags = None
 
@@ -225,19 +225,21 @@ class GroupLedger:
             if self._map is None:
                 self._grow(self.FIRST_SLOTS)
 
-    def _grow(self, slots):
-        """Map the groups file with room for ``slots`` (the lock is held). A replaced
-        mapping is left open: it maps the same pages, so a store through it still lands."""
+    def _grow(self, slots) -> mmap.mmap:
+        """Map the groups file with room for ``slots`` (the lock is held) and return the
+        map. A replaced mapping is left open: it maps the same pages, so a store through it
+        still lands."""
         old = len(self._map) if self._map is not None else 0
         fd = os.open(self.groups_file, os.O_RDWR | os.O_CREAT | (0 if old else os.O_TRUNC),
                      0o600)
         try:
             os.pwrite(fd, self.BLANK * (slots - old // self.SLOT), old)
-            self._map = mmap.mmap(fd, slots * self.SLOT)
+            self._map = new_map = mmap.mmap(fd, slots * self.SLOT)
         finally:
             os.close(fd)
         self._free.extend(range(old, slots * self.SLOT, self.SLOT))
         self._free.reverse()  # hand out the first slots first
+        return new_map
 
     def add(self, pgid, start_ticks, escaped=False):
         """Record a running group; ``start_ticks`` is the clock tick (since boot) just
@@ -247,18 +249,19 @@ class GroupLedger:
         mark = f" {ESCAPED}" if escaped else ""
         line = f"{pgid} {start_ticks} {pgid}{mark}".encode().ljust(self.SLOT - 1) + b"\n"
         with self._lock:
-            if self._map is None:
-                self._grow(self.FIRST_SLOTS)
+            groups = self._map
+            if groups is None:
+                groups = self._grow(self.FIRST_SLOTS)
             elif not self._free:
-                self._grow(2 * len(self._map) // self.SLOT)
+                groups = self._grow(2 * len(groups) // self.SLOT)
             offset = self._free.pop()
             self._slots[pgid] = offset
-            self._map[offset:offset + self.SLOT] = line
+            groups[offset:offset + self.SLOT] = line
 
     def remove(self, pgid):
         with self._lock:
             offset = self._slots.pop(pgid, None)
-            if offset is not None:
+            if offset is not None and self._map is not None:
                 self._map[offset:offset + self.SLOT] = self.BLANK
                 self._free.append(offset)
 
@@ -332,7 +335,8 @@ class Keeper:
     kill takes a process group; dash's does not)."""
 
     def __init__(self, ledger_path, tag_prefix):
-        read_end, self._write_end = os.pipe()  # both close on exec: commands never hold them
+        read_end, write_end = os.pipe()
+        self._write_end: int | None = write_end  # both close on exec: commands never hold them
         try:
             self.pid = os.posix_spawnp("bash", ["bash", "-c", KEEPER_SCRIPT,
                                                 "gearman-frame-keeper", ledger_path,

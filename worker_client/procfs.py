@@ -99,7 +99,7 @@ def children_since(first_pid, skip=frozenset(), reaped=frozenset(), others=froze
         return candidates
     last = last_pid()
     if first_pid < last <= first_pid + _PID_RANGE_LIMIT:
-        candidates = range(first_pid + 1, last + 1)
+        candidates = list(range(first_pid + 1, last + 1))
     elif last == first_pid:
         return []
     else:  # many processes since, or the pid counter wrapped

@@ -60,7 +60,7 @@ class _Libc:
             raise OSError(f"posix_spawn attributes could not be set up: {checks}")
 
 
-_libc = None
+_libc: "_Libc | bool | None" = None
 _libc_lock = threading.Lock()
 
 
@@ -170,7 +170,7 @@ def spawn(path, argv, env, extra=None, dup2=()):
     of (fd, target) pairs. Return the pid; raise OSError if it cannot run."""
     extra = extra or {}
     libc = _libc if _libc is not None else _load()
-    if not libc:
+    if not isinstance(libc, _Libc):
         return os.posix_spawn(path, argv, env.as_dict(extra), setsid=True,
                               setsigdef=RESTORED_SIGNALS,
                               file_actions=[(os.POSIX_SPAWN_DUP2, fd, target)

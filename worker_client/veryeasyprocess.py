@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
+from typing import Any
 
 from gearman_frame.config import DEFAULT_PROGRESS_INTERVAL as PROGRESS_INTERVAL
 
@@ -32,10 +33,6 @@ from .groups import (KILL_GRACE, Child, group_alive, kill_group, kill_with_group
                      wait_pid)
 from .procfs import boot_ticks, children_since, environ_of, group_members, proc_stat
 from .spawn import Environment, spawn
-
-MYPY = False  # true for the type checker only: typing costs a worker 0.7 MiB
-if MYPY:
-    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +328,7 @@ class Runner:
             argv = ["/bin/sh", "-c", argv]
         with self._lock:
             self.spawning += 1
-        proc = None
+        proc: Any = None
         try:
             if cwd is None:
                 dup2 = tuple((_fd(handle), target)

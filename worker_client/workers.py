@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 from gearman_frame.envelope import parse_request
 from gearman_frame.errors import EnvelopeError
@@ -29,13 +30,13 @@ from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_INSPECT, CONTROL_RELOA
                                   dead_letter_record, requeued_unique, requeues_of,
                                   result_record, results_function)
 from gearman_frame.delays import epoch_of
-from gearman_frame.wire import (JobFailed, Submit, WireClient, WireWorker, connection_gone,
-                                submit_on)
+from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
 
 from .deadletters import DeadLetterSpool, SpoolSender, requeue_payload
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .batches import BatchHandler
 from .jobs import FunctionHandler, WorkerContext
+from .stages import build as build_stages, encoded as encode_result
 from .stats import Stats, resident_mib
 from .supervisor import RETIRE, RETIRING, tell_supervisor
 from .veryeasyprocess import Runner
@@ -113,7 +114,7 @@ class ServingThread(threading.Thread):
 
     @property
     def connected(self):
-        return any(conn.connected for conn in self.wire.connection_list)
+        return self.wire.any_connected()
 
 
 class WorkerPool:
@@ -162,6 +163,7 @@ class WorkerPool:
                                      gate=_gate(config.keyring), stats=self.stats,
                                      on_job=self._count_job if config.worker.max_jobs
                                      else None)
+        build_stages(self.context)
         batched = {fn for fn in functions if getattr(tasks.get(fn), "batch", None)}
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
                                              self.context) for fn in functions
@@ -201,7 +203,8 @@ class WorkerPool:
             self.threads.append(self._spawn(label))
 
     def _spawn(self, label):
-        tasks, batch = self.handlers, None
+        tasks: dict[str, Any] = self.handlers
+        batch = None
         if label == CONTROL_SUFFIX:  # the worker's, and (one of several) this process's
             tasks = {control_function(name): self.control
                      for name in {self.fleet_name, self.name}}
@@ -256,14 +259,14 @@ class WorkerPool:
         killed = set()
         for thread in self.threads:
             job = thread.wire.job_in_hand
-            if job is None or not connection_gone(job.connection):
+            if job is None or not job.gone():
                 continue
             entry = self.stats.running_in(thread.ident)
             pid = entry["pid"] if entry else None
             if pid and pid not in self._lost_pids and self.runner.cancel(pid):
                 log.warning("gearmand %s is gone while job %s (%s) ran here: its process "
                             "group %d is killed; gearmand hands the job to another worker",
-                            job.connection.address, entry["job_id"], entry["function"], pid)
+                            job.server, entry["job_id"], entry["function"], pid)
             if pid:
                 killed.add(pid)
         self._lost_pids = killed
@@ -330,8 +333,8 @@ class WorkerPool:
             for thread in self.threads:
                 if thread.wire is running.wire_worker:
                     thread.abandoned = True
-        self.recycle(f"a task of {running.job.task} was cancelled" if cancel
-                     else f"a task of {running.job.task} ran past its timeout")
+        self.recycle(f"a task of {running.job.function} was cancelled" if cancel
+                     else f"a task of {running.job.function} ran past its timeout")
         finish = running.handler.after_cancel if cancel else running.handler.after_timeout
         helper = threading.Thread(target=finish,
                                   args=(running, self._finish_taken), daemon=True,
@@ -345,12 +348,12 @@ class WorkerPool:
         sender client, not the job's connection)."""
         job, request = running.job, running.request
         result.duration_s = round(time.monotonic() - running.started, 6)
-        result, encoded = handler._encoded(result)
-        self.stats.count(job.task, result.status)
+        result, encoded = encode_result(handler, result)
+        self.stats.count(job.function, result.status)
         if request.reply_to:
             self.publish_result(job, request, result, time.time() - result.duration_s,
                                 on_job_connection=False)
-        if not result.ok and request.background and self.dead_letter:
+        if not result.ok and request.background:
             self.dead_letter(job, result)
         running.wire_worker.answer_taken(job, encoded if result.ok else JobFailed(encoded))
 
@@ -368,7 +371,7 @@ class WorkerPool:
             self._grace_from = self._grace_from or time.monotonic()
         self.stop_requested.set()
 
-    _grace_from = None
+    _grace_from: float | None = None
 
     def _busy(self):
         """Jobs still to finish: a serving thread's, or a retry's after a timeout; a
@@ -421,10 +424,10 @@ class WorkerPool:
         if command == CONTROL_SHUTDOWN:
             if self.supervised:  # the supervisor stops every process, this one included
                 log.info("worker %s: shutdown job %s via %s: passed to the supervisor",
-                         self.name, job.unique, job.task)
+                         self.name, job.unique, job.function)
                 tell_supervisor(signal.SIGTERM)
             else:
-                self.request_stop(f"shutdown job {job.unique} via {job.task}")
+                self.request_stop(f"shutdown job {job.unique} via {job.function}")
             return b"ok: stopping"
         if command == CONTROL_INSPECT:
             return dumps(self.inspect())
@@ -433,7 +436,7 @@ class WorkerPool:
             return self.cancel(argument.strip().decode("utf-8", "replace"))
         if command == CONTROL_RELOAD and self.supervised:
             log.info("worker %s: reload job %s via %s: passed to the supervisor", self.name,
-                     job.unique, job.task)
+                     job.unique, job.function)
             tell_supervisor(signal.SIGHUP)
             return b"ok: reloading"
         return JobFailed(b"unknown control command: " + command[:100])
@@ -445,7 +448,7 @@ class WorkerPool:
         except EnvelopeError:
             request = None
         gate = self.context.gate
-        why = gate.why_refused(job.task, request, data) if gate is not None else None
+        why = gate.why_refused(job.function, request, data) if gate is not None else None
         if why is not None:
             log.warning("control job %s refused: %s", job.unique, why)
             return None
@@ -481,20 +484,20 @@ class WorkerPool:
         """Send a background job that failed for good to ``__dead__.FUNCTION``, or keep
         the letter in the spool when no server takes it; False only if both failed (the
         caller then leaves the job unanswered for gearmand to hand out again)."""
-        spec = self.config.functions.get(job.task)
+        spec = self.config.functions.get(job.function)
         base, requeues = requeues_of(job.unique)
         if spec is not None and requeues < spec.max_requeues:
             return self._requeue(job, spec, base, requeues + 1)
-        function = dead_letter_function(job.task)
+        function = dead_letter_function(job.function)
         try:
-            record = dead_letter_record(job.task, job.unique, job.data, result.to_dict(),
+            record = dead_letter_record(job.function, job.unique, job.data, result.to_dict(),
                                         requeues)
         except ValueError as err:  # cannot happen for a result that encoded; be safe
             log.error("could not encode the dead letter: %s", err)
             return False
         outcome = self._send(function, job.unique, record, self.spool, "the dead letter")
         if outcome is not None:
-            self.stats.count(job.task, "dead_lettered")
+            self.stats.count(job.function, "dead_lettered")
         if outcome == SENT:
             log.warning("dead-lettered to %s", function)
         return outcome is not None
@@ -503,13 +506,13 @@ class WorkerPool:
         """beanstalkd's kick: send a job that failed for good back to its function after
         ``requeue_after`` (held by gearmand), as requeue ``count`` (in its unique)."""
         at = time.time() + spec.requeue_after
-        payload = requeue_payload(job.data, at, self.config.keyring, job.task)
-        outcome = self._send(job.task, requeued_unique(base, count), payload, self.spool,
+        payload = requeue_payload(job.data, at, self.config.keyring, job.function)
+        outcome = self._send(job.function, requeued_unique(base, count), payload, self.spool,
                              "the requeued job", epoch=epoch_of(at))
         if outcome is not None:
-            self.stats.count(job.task, "requeued")
+            self.stats.count(job.function, "requeued")
             log.warning("failed for good: sent back to %s in %gs (requeue %d of %d)",
-                        job.task, spec.requeue_after, count, spec.max_requeues)
+                        job.function, spec.requeue_after, count, spec.max_requeues)
         return outcome is not None
 
     def _encoded(self, function, record):
@@ -524,7 +527,7 @@ class WorkerPool:
         connection drops; False only if it cannot be encoded (the caller then leaves the
         job unanswered)."""
         function = results_function(request.reply_to)
-        record = result_record(result, request, job.task, started_at, time.time())
+        record = result_record(result, request, job.function, started_at, time.time())
         try:
             payload = self._encoded(function, record)
         except ValueError as err:

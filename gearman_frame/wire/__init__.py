@@ -1,8 +1,14 @@
-"""The wire layer: python3-gearman, subclassed where it breaks.
+"""The wire layer: gearman-frame's one port to gearmand.
 
-Everything in gearman-frame talks to gearmand through this package. The library keeps
-doing what it does well (command handlers, request state, connection management); these
-subclasses fix what it gets wrong against gearmand 1.1.20:
+Everything in gearman-frame talks to gearmand through this package, and nothing of
+python3-gearman leaves it: the library gives the protocol's command numbers and fields
+(``packets``); the connections (``connection``), the client's requests (``client``) and
+the worker's serving loop (``worker``, ``answers``, ``batch``) are ours. What comes out
+are our own values: a :class:`Request` (a job sent, and its answer), a :class:`Job` (a job
+assigned to a worker: handle, function, unique, data; answerable, and asked whether its
+connection is gone), :class:`JobFailed`, :class:`AbandonJob` and :class:`Submit`.
+
+What this fixes against the library and gearmand 1.1.20:
 
 * payloads are bytes end to end and packet lengths are counted in bytes (the library
   counts characters, truncating 'héllo' to 'héll', and raises UnicodeDecodeError on
@@ -10,7 +16,7 @@ subclasses fix what it gets wrong against gearmand 1.1.20:
 * reads go into a growing bytearray in 32 KiB chunks (the library's 4 KB reads into
   re-copied bytes take 20+ s for 16 MB);
 * polling uses poll(2), which has no FD_SETSIZE limit, and a socket error becomes a
-  ConnectionError on that connection (the library's select() turns any OSError into
+  ConnectionLost on that connection (the library's select() turns any OSError into
   SystemExit, which silently ends a thread);
 * a client may resend the same unique key (the library raises KeyError when gearmand
   answers two requests with one handle);
@@ -18,22 +24,24 @@ subclasses fix what it gets wrong against gearmand 1.1.20:
   leaving it PENDING forever;
 * uniques over 63 bytes and function names gearmand would drop the connection for are
   refused before they are sent;
-* a worker never sends WORK_EXCEPTION, survives callbacks that raise or return the wrong
-  type, reconnects with capped backoff when a server goes away and comes back, and grabs
-  its next job without a PRE_SLEEP/NOOP round trip when it has one server.
+* a worker never sends WORK_EXCEPTION, runs a job outside of packet handling, survives
+  callbacks that raise or return the wrong type, reconnects with capped backoff when a
+  server goes away and comes back, and grabs its next job without a PRE_SLEEP/NOOP round
+  trip when it has one server.
 """
-from .client import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED,
-                     JOB_UNKNOWN, PRIORITIES, WireClient, WireClientHandler, WireJobRequest)
-from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES,
-                         READ_CHUNK, BytesEncoder, Oversized, PollMixin, WireConnection,
-                         check_request, connection_gone, open_socket)
-from .worker import (RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL, Submit, submit_on,
-                     AbandonJob, JobFailed, WireWorker, WireWorkerHandler)
+from .assignment import AbandonJob, Job, JobFailed, Submit, submit_on
+from .client import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING, JOB_REFUSED,
+                     JOB_UNKNOWN, PRIORITIES, Request, WireClient)
+from .connection import (CONNECT_TIMEOUT, MAX_FUNCTION_BYTES, MAX_UNIQUE_BYTES, READ_CHUNK,
+                         Connection, check_request, open_socket)
+from .packets import Oversized
 from .status import UniqueStatus, status_by_unique
+from .worker import RECONNECT_MAX, RECONNECT_MIN, WORKER_POLL_INTERVAL, WireWorker
 
-__all__ = ["JOB_COMPLETE", "JOB_CREATED", "JOB_FAILED", "JOB_REFUSED", "JOB_UNKNOWN", "PRIORITIES",
-           "WireClient", "WireClientHandler", "WireJobRequest", "CONNECT_TIMEOUT",
-           "MAX_FUNCTION_BYTES", "MAX_UNIQUE_BYTES", "READ_CHUNK", "BytesEncoder", "Oversized",
-           "PollMixin", "WireConnection", "check_request", "connection_gone", "open_socket", "RECONNECT_MAX", "RECONNECT_MIN",
-           "WORKER_POLL_INTERVAL", "Submit", "submit_on", "AbandonJob", "JobFailed", "WireWorker", "WireWorkerHandler",
-           "UniqueStatus", "status_by_unique"]
+__all__ = ["AbandonJob", "Job", "JobFailed", "Submit", "submit_on",
+           "JOB_COMPLETE", "JOB_CREATED", "JOB_FAILED", "JOB_PENDING", "JOB_REFUSED",
+           "JOB_UNKNOWN", "PRIORITIES", "Request", "WireClient",
+           "CONNECT_TIMEOUT", "MAX_FUNCTION_BYTES", "MAX_UNIQUE_BYTES", "READ_CHUNK",
+           "Connection", "check_request", "open_socket", "Oversized",
+           "UniqueStatus", "status_by_unique",
+           "RECONNECT_MAX", "RECONNECT_MIN", "WORKER_POLL_INTERVAL", "WireWorker"]

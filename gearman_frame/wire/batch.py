@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
-from python3_gearman import errors as gerrors
-
-from .worker import AbandonJob, JobFailed, WireWorker
+from . import packets as p
+from .answers import encode
+from .assignment import AbandonJob, JobFailed
+from .worker import WireWorker
 
 log = logging.getLogger(__name__)
 
@@ -29,26 +30,27 @@ class BatchWireWorker(WireWorker):
                          dead_after=dead_after)
         self.max_jobs, self.wait = max_jobs, wait
         self._held: list = []
-        self._deadline: float | None = None
+        self._deadline = 0.0
+        self._full = False
 
     def grab_directly(self):
         return False
 
-    def serve_job(self, handler, job):
+    def on_assign(self, link, job):
         """Hold the job; ask for the next one at once until the batch is full."""
-        self._held.append(job)
-        if self._deadline is None:
+        if not self._held:
             self._deadline = time.monotonic() + self.wait
+        self._held.append(job)
         if len(self._held) < self.max_jobs and not self.stopping:
-            handler._grab_job()  # keeps the job lock: the answer is the next job or NO_JOB
+            self._grab(link)  # keeps the job lock: the answer is the next job or NO_JOB
             return
-        handler._release_job_lock()
-        handler._sleep()
-        self._run_batch()
+        self._release(link)
+        link.conn.queue(p.PRE_SLEEP)
+        self._full = True
 
     def _after_poll(self, live, active):
         super()._after_poll(live, active)
-        if self._held and (self.stopping or time.monotonic() >= self._deadline):
+        if self._held and (self._full or self.stopping or time.monotonic() >= self._deadline):
             self._run_batch()
 
     def work(self, poll_timeout=None):
@@ -60,10 +62,10 @@ class BatchWireWorker(WireWorker):
             if self._held:  # gathered but not run: gearmand hands them out again
                 log.info("%d gathered job(s) left for gearmand to hand out again",
                          len(self._held))
-                self._held, self._deadline = [], None
+                self._held, self._full = [], False
 
     def _run_batch(self):
-        jobs, self._held, self._deadline = self._held, [], None
+        jobs, self._held, self._full = self._held, [], False
         self.busy = True
         try:
             outcomes = self._call_batch(jobs)
@@ -71,30 +73,26 @@ class BatchWireWorker(WireWorker):
                 return
             for job, outcome in zip(jobs, outcomes):
                 self._queue_answer(job, outcome)
-            for job in {job.connection: job for job in jobs}.values():
+            for job in {job.link.conn: job for job in jobs}.values():
                 self.send_answer(job)
         finally:
             self.busy = False
 
     def _call_batch(self, jobs):
-        callback = self.worker_abilities[jobs[0].task]
+        callback = self.abilities[jobs[0].function]
         try:
             outcomes = list(callback(self, jobs))
             if len(outcomes) != len(jobs):
                 raise ValueError(f"{len(outcomes)} outcomes for {len(jobs)} jobs")
+            return [o if isinstance(o, JobFailed) else encode(o) for o in outcomes]
         except AbandonJob as why:
             log.warning("a batch of %d job(s) left unanswered for gearmand to requeue: %s",
                         len(jobs), why)
-            for conn in {job.connection for job in jobs}:
-                try:
-                    conn.throw_exception(message="batch abandoned")
-                except gerrors.ConnectionError:
-                    self.handle_error(conn)
+            for conn in {job.link.conn for job in jobs if job.answerable}:
+                self.handle_error(conn)
             return None
         except Exception as err:  # never let a batch end the thread
             log.exception("batch of %d job(s) on %s: callback failed", len(jobs),
-                          jobs[0].task)
+                          jobs[0].function)
             failed = JobFailed(f"{type(err).__name__}: {err}".encode("utf-8", "replace"))
             return [failed] * len(jobs)
-        return [o if isinstance(o, JobFailed) else self.data_encoder.encode(o)
-                for o in outcomes]

@@ -1,339 +1,392 @@
-"""The client side of the wire layer: resendable uniques, REFUSED requests, change lists."""
+"""The client side of the port: requests and their answers, on our own connections.
+
+A WireClient holds one Connection per server and, per connection, the requests waiting
+for JOB_CREATED (in the order sent: gearmand answers in order) and those created, by
+handle (several may share one: a resent unique is coalesced by gearmand into the job it
+has). What a caller sees of a job is a Request: its state and what came back for it.
+"""
+from __future__ import annotations
+
 import collections
 import logging
+import random
 import time
+from typing import Callable
 
-from python3_gearman import errors as gerrors
-from python3_gearman.client import GearmanClient
-from python3_gearman.client_handler import GearmanClientCommandHandler
-from python3_gearman.constants import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_PENDING,
-                                       JOB_UNKNOWN,
-                                       PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NONE)
-from python3_gearman.job import GearmanJobRequest
-from python3_gearman.protocol import GEARMAN_COMMAND_OPTION_REQ
-
-from ..errors import BadRequest, ServerRefused, ServerUnavailable, SubmitTimeout
-from .connection import (DispatchMixin, PollMixin, _as_bytes, _pair, abort_socket,
-                         check_request, unacknowledged)
+from ..errors import BadRequest, ConnectionLost, ServerRefused, ServerUnavailable, SubmitTimeout
+from . import packets as p
+from .connection import Connection, Poller, check_request
 from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
 
-PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NONE, "low": PRIORITY_LOW}
-#: A background job gearmand holds until an epoch time (gearmand 1.1.20: on every queue).
-SUBMIT_JOB_EPOCH = 36
-#: Request state for a job gearmand answered with an ERROR packet.
-JOB_REFUSED = "REFUSED"
+#: A request's states: sent and waiting for JOB_CREATED; queued by gearmand; answered;
+#: failed; refused by gearmand (an ERROR); its connection lost before it was answered.
+JOB_PENDING, JOB_CREATED, JOB_COMPLETE = "PENDING", "CREATED", "COMPLETE"
+JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN = "FAILED", "REFUSED", "UNKNOWN"
+PRIORITIES = ("high", "normal", "low")
 #: What servers without parts of the protocol (the Perl job server) refused, per process.
 REFUSED = Refusals()
 #: Priority variants a server may lack, and what is sent instead: (background, priority)
 #: -> priority. The Perl job server has SUBMIT_JOB, SUBMIT_JOB_BG and SUBMIT_JOB_HIGH only.
 PRIORITY_VARIANTS = "SUBMIT_JOB_LOW, SUBMIT_JOB_HIGH_BG or SUBMIT_JOB_LOW_BG"
-PRIORITY_FALLBACK = {(False, PRIORITY_LOW): PRIORITY_NONE, (True, PRIORITY_HIGH): PRIORITY_NONE,
-                     (True, PRIORITY_LOW): PRIORITY_NONE}
+PRIORITY_FALLBACK = {(False, "low"): "normal", (True, "high"): "normal",
+                     (True, "low"): "normal"}
 
 
-class WireJobRequest(GearmanJobRequest):
-    """A request that can also end REFUSED (gearmand sent ERROR instead of JOB_CREATED)."""
+class Request:
+    """One job sent to one server, and what came back for it."""
 
-    def initialize_request(self):
-        super().initialize_request()
-        self.server_error = None
+    __slots__ = ("task", "unique", "data", "priority", "background", "epoch", "state",
+                 "handle", "result", "data_updates", "warning_updates", "exception",
+                 "status", "server_error", "timed_out", "_conn", "_sock")
+
+    def __init__(self, task, unique, data, priority="normal", background=False, epoch=None):
+        self.task, self.unique, self.data = task, unique, data
+        self.priority, self.background = priority, background
         #: Epoch second before which gearmand must not hand the job out (None: now).
-        self.epoch = None
+        self.epoch = epoch
+        self.state = JOB_UNKNOWN
+        #: gearmand's job handle, or None if the job was never queued.
+        self.handle: str | None = None
+        self.result: bytes | None = None
+        self.data_updates: list = []
+        self.warning_updates: list = []
+        self.exception: bytes | None = None
+        #: The last WORK_STATUS or STATUS_RES: {"numerator", "denominator", ...}.
+        self.status: dict = {}
+        self.server_error: ServerRefused | None = None
+        self.timed_out = False
+        self._conn: Connection | None = None
+        self._sock = None
 
     @property
-    def handle(self):
-        """gearmand's job handle, or None if the job was never queued."""
-        return self.job.handle
+    def complete(self) -> bool:
+        return self.state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
 
     @property
-    def complete(self):
-        return self.state == JOB_REFUSED or super().complete
-
-    @property
-    def connected(self):
+    def connected(self) -> bool:
         """True while the connection this request went out on is up."""
-        connection = self.job.connection
-        return connection is not None and connection.connected
+        return self._conn is not None and self._conn.sock is not None \
+            and self._conn.sock is self._sock
+
+    @property
+    def server(self):
+        return None if self._conn is None else self._conn.address
+
+    def __repr__(self):
+        return f"<Request {self.task} {self.unique} {self.state}>"
 
 
-def _status(job_handle, known, running, numerator, denominator):
-    """A request's ``status`` record, as the library keeps it."""
-    return {"handle": job_handle, "known": known, "running": running,
-            "numerator": int(numerator or 0), "denominator": int(denominator or 0),
-            "time_received": time.time()}
+class _Link:
+    """What one connection has in flight (made anew on each connect)."""
 
+    __slots__ = ("conn", "awaiting", "by_handle", "option_pending")
 
-class WireClientHandler(DispatchMixin, GearmanClientCommandHandler):
-    """Client state per connection; several requests may share a handle (same unique)."""
-
-    def __init__(self, connection_manager=None):
-        super().__init__(connection_manager=connection_manager)
-        self.handle_to_request_map = collections.defaultdict(list)
+    def __init__(self, conn):
+        self.conn = conn
+        self.awaiting: collections.deque = collections.deque()
+        self.by_handle: dict[str, list] = {}
         self.option_pending = False
 
-    def _connection(self):
-        return self.connection_manager.handler_to_connection_map[self]
 
-    def initial_state(self, *args, **kwargs):
-        """Ask for exceptions first thing: without it gearmand 1.1.20 turns a foreign
-        worker's WORK_EXCEPTION into a WORK_FAIL that drops the text."""
-        super().initial_state(*args, **kwargs)
-        self._connection().queue_packet(GEARMAN_COMMAND_OPTION_REQ, b"exceptions")
-        self.option_pending = True
+class WireClient:
+    """Sends jobs to gearmand and collects their answers; byte payloads both ways."""
 
-    def recv_option_res(self, option_name):
-        self.option_pending = False
-        return True
+    def __init__(self, servers):
+        self.connections = [Connection(s) for s in servers]
+        self.servers = [c.address for c in self.connections]
+        self._links: dict[Connection, _Link] = {}
+        self._poller = Poller()
+        #: Requests whose state changed since the last poll (sent with send()).
+        self._changed: list = []
 
-    def send_job_request(self, current_request):
-        """Send a delayed job as SUBMIT_JOB_EPOCH (no priority: gearmand has none for
-        it), and a priority variant the server refused before as its fallback."""
-        if current_request.epoch is not None:
-            job = current_request.job
-            self._connection().queue_packet(
-                SUBMIT_JOB_EPOCH, _as_bytes(job.task), _as_bytes(job.unique or ""),
-                str(current_request.epoch).encode(), self.encode_data(job.data))
-            current_request.state = JOB_PENDING
-            self.requests_awaiting_handles.append(current_request)
+    # -- connections
+    def _link(self, conn) -> _Link:
+        """The live link of ``conn``, connecting (and asking for exceptions) if needed;
+        ConnectionLost if it cannot be had."""
+        link = self._links.get(conn)
+        if link is not None and conn.sock is not None:
+            return link
+        conn.connect()
+        link = self._links[conn] = _Link(conn)
+        # without it gearmand 1.1.20 turns a foreign worker's WORK_EXCEPTION into a
+        # WORK_FAIL that drops the text
+        conn.queue(p.OPTION_REQ, b"exceptions")
+        link.option_pending = True
+        return link
+
+    def _lost(self, conn) -> None:
+        """``conn`` failed: close it; its requests are lost (state UNKNOWN)."""
+        link = self._links.pop(conn, None)
+        conn.close()
+        if link is None:
             return
-        variant = (current_request.background, current_request.priority)
-        if variant in PRIORITY_FALLBACK and REFUSED.has(self._connection().address,
-                                                        PRIORITY_VARIANTS):
-            current_request.priority = PRIORITY_FALLBACK[variant]
-        super().send_job_request(current_request)
-
-    def _register_request(self, current_request):
-        requests = self.handle_to_request_map[current_request.job.handle]
-        if current_request not in requests:
-            requests.append(current_request)
-
-    def _unregister_request(self, current_request):
-        requests = self.handle_to_request_map.get(current_request.job.handle, [])
-        if current_request in requests:
-            requests.remove(current_request)
-        if not requests:
-            self.handle_to_request_map.pop(current_request.job.handle, None)
-
-    def _changed(self, request):
-        """Tell the client (if it listens) that ``request`` changed state."""
-        changed = self.connection_manager.changed
-        if changed is not None:
-            changed.append(request)
-
-    def recv_job_created(self, job_handle):
-        request = self.requests_awaiting_handles[0] if self.requests_awaiting_handles else None
-        super().recv_job_created(job_handle)
-        self._changed(request)
-        return True
-
-    def on_io_error(self):
-        for request in self.requests_awaiting_handles:
-            request.state = JOB_UNKNOWN
-            self._changed(request)
-        for requests in self.handle_to_request_map.values():
+        for request in link.awaiting:
+            self._set(request, JOB_UNKNOWN)
+        for requests in link.by_handle.values():
             for request in requests:
-                request.state = JOB_UNKNOWN
-                self._changed(request)
+                self._set(request, JOB_UNKNOWN)
 
-    def _live(self, job_handle):
-        return [r for r in self.handle_to_request_map.get(job_handle, ())
-                if r.state == JOB_CREATED]
+    def _set(self, request, state):
+        request.state = state
+        self._changed.append(request)
 
-    def recv_work_data(self, job_handle, data):
-        for request in self._live(job_handle):
+    def any_connected(self) -> bool:
+        return any(c.sock is not None for c in self.connections)
+
+    def is_connected(self, index) -> bool:
+        """True while the connection to server ``index`` is up."""
+        return self.connections[index].sock is not None
+
+    def unacknowledged(self, index) -> int:
+        """Bytes sent to server ``index`` that its TCP has not acknowledged (0 if unknown or
+        not connected): above 0 for long, the link is down."""
+        return self.connections[index].unacknowledged()
+
+    def abort(self, index) -> None:
+        """Drop the connection to server ``index`` at once, discarding what it has not sent
+        (a reset, not a close that would deliver it later); its requests are lost."""
+        conn = self.connections[index]
+        conn.abort()
+        self._lost(conn)
+
+    def close(self) -> None:
+        for conn in self.connections:
+            self._lost(conn)
+
+    # -- sending
+    def send(self, index, task, data, unique, priority="normal", background=False,
+             flush=False, epoch=None) -> Request:
+        """Send one request to server ``index`` (connecting first if needed) and return it;
+        ``flush`` writes it to the socket at once; ``epoch`` (a background job) holds it at
+        gearmand until that epoch second. ServerUnavailable if that server cannot be
+        reached; BadRequest for a request gearmand would mishandle."""
+        request = self._request(task, data, unique, priority, background, epoch)
+        conn = self.connections[index]
+        try:
+            self._send(self._link(conn), request)
+            if flush:
+                conn.flush()
+        except ConnectionLost as err:
+            self._lost(conn)
+            reason = str(err).split(": ", 1)[-1]
+            raise ServerUnavailable(f"{conn.address}: {reason}", [conn.address]) from err
+        return request
+
+    @staticmethod
+    def _request(task, data, unique, priority, background, epoch) -> Request:
+        if unique == "-":
+            raise BadRequest("unique key '-' (use the data as unique) is not supported")
+        if data is None or not isinstance(data, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"job data must be bytes or str, got {type(data).__name__}")
+        if unique is None:  # gearmand coalesces nothing into a random key
+            unique = random.getrandbits(64).to_bytes(8, "big").hex()
+        check_request(task, unique)
+        if priority not in PRIORITIES:
+            raise BadRequest(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        return Request(task, unique, p.as_bytes(data), priority, background,
+                       epoch if background else None)
+
+    def _send(self, link, request) -> None:
+        """Queue ``request`` on ``link``: SUBMIT_JOB_EPOCH for a delayed job (no priority:
+        gearmand has none for it), else the priority variant (its fallback where the
+        server refused it before)."""
+        conn = link.conn
+        task, unique = p.as_bytes(request.task), p.as_bytes(request.unique or "")
+        if request.epoch is not None:
+            conn.queue(p.SUBMIT_JOB_EPOCH, task, unique, str(int(request.epoch)), request.data)
+        else:
+            variant = (request.background, request.priority)
+            if variant in PRIORITY_FALLBACK and REFUSED.has(conn.address, PRIORITY_VARIANTS):
+                request.priority = PRIORITY_FALLBACK[variant]
+            conn.queue(p.SUBMIT_COMMANDS[(request.background, request.priority)], task,
+                       unique, request.data)
+        request.state, request._conn, request._sock = JOB_PENDING, conn, conn.sock
+        link.awaiting.append(request)
+
+    # -- receiving
+    def poll(self, timeout) -> list:
+        """Wait up to ``timeout`` seconds for answers; return the requests whose state
+        changed since the last call (answered, refused, or lost with their connection)."""
+        live = [c for c in self.connections if c.sock is not None]
+        if live:
+            self._poll_once(live, timeout)
+        elif timeout:
+            time.sleep(timeout)
+        changed, self._changed = self._changed, []
+        return changed
+
+    def _poll_once(self, live, timeout) -> None:
+        readable, writable, failed = self._poller.poll(live, timeout)
+        for conn in live:
+            if conn in failed:
+                self._lost(conn)
+                continue
+            try:
+                if conn in readable:
+                    link = self._links[conn]
+                    for cmd, fields in conn.read():
+                        self._on_packet(link, cmd, fields)
+                if conn.out and conn.sock is not None:
+                    conn.flush()
+            except ConnectionLost as err:
+                log.debug("gearmand %s: %s", conn.address, err)
+                self._lost(conn)
+
+    def _on_packet(self, link, cmd, fields) -> None:
+        if cmd == p.JOB_CREATED:
+            if link.awaiting:
+                request = link.awaiting.popleft()
+                request.handle = fields[0]
+                request.state = JOB_CREATED
+                link.by_handle.setdefault(fields[0], []).append(request)
+                self._changed.append(request)
+        elif cmd in _BY_HANDLE:
+            _BY_HANDLE[cmd](self, link, *fields)
+        elif cmd == p.ERROR:
+            self._on_error(link, *fields)
+        elif cmd == p.OPTION_RES:
+            link.option_pending = False
+
+    def _live(self, link, handle):
+        return [r for r in link.by_handle.get(handle, ()) if r.state == JOB_CREATED]
+
+    def _on_data(self, link, handle, data):
+        for request in self._live(link, handle):
             request.data_updates.append(data)
-        return True
 
-    def recv_work_warning(self, job_handle, data):
-        for request in self._live(job_handle):
+    def _on_warning(self, link, handle, data):
+        for request in self._live(link, handle):
             request.warning_updates.append(data)
-            self._changed(request)  # streamed output: the caller shows it as it comes
-        return True
+            self._changed.append(request)  # streamed output: the caller shows it as it comes
 
-    def recv_work_status(self, job_handle, numerator, denominator):
-        for request in self._live(job_handle):
-            request.status = _status(job_handle, True, True, numerator, denominator)
-        return True
+    def _on_status(self, link, handle, numerator, denominator):
+        for request in self._live(link, handle):
+            request.status = _status(handle, True, True, numerator, denominator)
 
-    def _finish(self, job_handle, state, result=None):
-        for request in self._live(job_handle):
+    def _on_status_res(self, link, handle, known, running, numerator, denominator):
+        for request in link.by_handle.get(handle, ()):
+            request.status = _status(handle, known == "1", running == "1", numerator,
+                                     denominator)
+
+    def _finish(self, link, handle, state, result=None):
+        for request in self._live(link, handle):
             request.result = result
-            request.state = state
-            self._unregister_request(request)
-            self._changed(request)
-        return True
+            self._set(request, state)
+            self._unregister(link, request)
 
-    def recv_work_complete(self, job_handle, data):
-        return self._finish(job_handle, JOB_COMPLETE, data)
+    def _on_complete(self, link, handle, data):
+        self._finish(link, handle, JOB_COMPLETE, data)
 
-    def recv_work_fail(self, job_handle):
-        return self._finish(job_handle, JOB_FAILED)
+    def _on_fail(self, link, handle):
+        self._finish(link, handle, JOB_FAILED)
 
-    def recv_work_exception(self, job_handle, data):
+    def _on_exception(self, link, handle, data):
         """An exception ends the job as failed, with its text: gearmand 1.1.20 sends it
         alone; the Perl job server sends a WORK_FAIL after it, which then finds no one."""
-        for request in self._live(job_handle):
+        for request in self._live(link, handle):
             request.exception = data
-        return self._finish(job_handle, JOB_FAILED)
+        self._finish(link, handle, JOB_FAILED)
 
-    def recv_status_res(self, job_handle, known, running, numerator, denominator):
-        for request in list(self.handle_to_request_map.get(job_handle, ())):
-            request.status = _status(job_handle, known == "1", running == "1", numerator,
-                                     denominator)
-        return True
+    @staticmethod
+    def _unregister(link, request):
+        requests = link.by_handle.get(request.handle, [])
+        if request in requests:
+            requests.remove(request)
+        if not requests:
+            link.by_handle.pop(request.handle, None)
 
-    def recv_error(self, error_code, error_text):
+    def _on_error(self, link, code, text):
         """An ERROR answers the oldest request still waiting: the exceptions option (a
         server without it just does not send exceptions), or a job: refused for good,
         or, for a priority variant the server lacks, sent again as its fallback."""
-        server = self._connection().address
-        if self.option_pending:
-            self.option_pending = False
-            log.info("gearmand %s has no exceptions option: %s: %s", server, error_code,
-                     error_text)
-            return True
-        if not self.requests_awaiting_handles:
-            log.error("gearmand %s sent ERROR %s: %s", server, error_code, error_text)
-            return True
-        request = self.requests_awaiting_handles.popleft()
+        server = link.conn.address
+        if link.option_pending:
+            link.option_pending = False
+            log.info("gearmand %s has no exceptions option: %s: %s", server, code, text)
+            return
+        if not link.awaiting:
+            log.error("gearmand %s sent ERROR %s: %s", server, code, text)
+            return
+        request = link.awaiting.popleft()
         variant = (request.background, request.priority)
-        if variant in PRIORITY_FALLBACK and refused_command(error_text) is not None:
-            REFUSED.note(server, PRIORITY_VARIANTS, "high/low background and low foreground jobs "
-                                             "are sent with normal priority")
-            request.state = JOB_UNKNOWN
-            self.send_job_request(request)
-            return True
-        request.state = JOB_REFUSED
-        request.server_error = ServerRefused(error_code, error_text, server)
-        self._changed(request)
-        log.warning("gearmand %s refused job %s: %s: %s", server, request.job.unique,
-                    error_code, error_text)
-        return True
+        if variant in PRIORITY_FALLBACK and refused_command(text) is not None:
+            REFUSED.note(server, PRIORITY_VARIANTS, "high/low background and low foreground "
+                                                    "jobs are sent with normal priority")
+            self._send(link, request)
+            return
+        request.server_error = ServerRefused(code, text, server)
+        self._set(request, JOB_REFUSED)
+        log.warning("gearmand %s refused job %s: %s: %s", server, request.unique, code, text)
 
+    def forget(self, request) -> None:
+        """Drop what is kept for a request that needs no more answers."""
+        link = self._links.get(request._conn) if request._conn is not None else None
+        if link is not None and request.handle:
+            self._unregister(link, request)
 
-class WireClient(PollMixin, GearmanClient):
-    """GearmanClient with byte payloads, resendable uniques and surfaced server errors."""
-
-    command_handler_class = WireClientHandler
-    job_request_class = WireJobRequest
-
-    def __init__(self, servers):
-        #: A list to collect requests whose state changed (set by a caller that wants to
-        #: look only at those, not at every request in flight); None: not collected.
-        self.changed = None
-        self._epoch = None
-        super().__init__(host_list=[_pair(s) for s in servers])
-        self.attach_servers(servers)
-
-    def _create_request_from_dictionary(self, job_info, background=False, max_retries=0):
-        if job_info.get("unique") == "-":
-            raise BadRequest("unique key '-' (use the data as unique) is not supported")
-        check_request(job_info["task"], job_info.get("unique"))
-        request = super()._create_request_from_dictionary(job_info, background, max_retries)
-        request.epoch = self._epoch if background else None
-        return request
-
+    # -- one job, blocking
     def submit(self, task, data, unique=None, priority="normal", background=False,
-               timeout=None, wait=True, epoch=None):
-        """Submit one job; return its request, raising ServerRefused / SubmitTimeout.
-        ``epoch`` (a background job) holds it at gearmand until that epoch second.
-
-        A SubmitTimeout carries ``handle``: None if gearmand never queued the job.
-        """
-        self._epoch = epoch  # taken by the request submit_job creates
-        try:
-            request = self.submit_job(task, data, unique=unique, priority=PRIORITIES[priority],
-                                      background=background, wait_until_complete=wait,
-                                      poll_timeout=timeout)
-        finally:
-            self._epoch = None
+               timeout=None, wait=True, epoch=None) -> Request:
+        """Submit one job to any server (tried in random order) and return its request:
+        answered (``wait``) or queued. Raises ServerRefused, SubmitTimeout (``handle``:
+        None if gearmand never queued the job) and ServerUnavailable."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        request = self._submit_somewhere(task, data, unique, priority, background, epoch)
+        self._wait(request, deadline, until=lambda r: r.state != JOB_PENDING)
+        if request.state == JOB_UNKNOWN:
+            raise ServerUnavailable(f"{request.server}: connection lost before the job was "
+                                    "queued", self.servers)
+        waits = wait and not background
+        if waits and request.state == JOB_CREATED:
+            self._wait(request, deadline, until=lambda r: r.state != JOB_CREATED)
+        self._changed.clear()  # nothing polls these
+        unanswered = (JOB_PENDING, JOB_CREATED, JOB_UNKNOWN) if waits else (JOB_PENDING,)
+        request.timed_out = request.state in unanswered
         if request.complete or (background and request.handle):
             self.forget(request)  # nothing more will come for it: do not keep its data
-        if request.state == JOB_REFUSED:
+        if request.server_error is not None:
             raise request.server_error
         if request.timed_out:
-            raise SubmitTimeout(f"job {request.job.unique} on '{task}' timed out after "
+            raise SubmitTimeout(f"job {request.unique} on '{task}' timed out after "
                                 f"{timeout}s ({'queued' if request.handle else 'not queued'})",
                                 handle=request.handle)
         return request
 
-    # -- the surface the dispatcher uses: send, poll for changes, forget
-    def send(self, index, task, data, unique, priority="normal", background=False,
-             flush=False, epoch=None):
-        """Send one request on the connection to server ``index`` (connecting first if
-        needed) and return it; ``flush`` writes it to the socket at once; ``epoch`` (a
-        background job) holds it at gearmand until that epoch second. Raises
-        ServerUnavailable if that server cannot be reached. Only requests sent this way
-        are listed by :meth:`poll`."""
-        conn = self.connection_list[index]
-        request = self._create_request_from_dictionary(
-            {"task": task, "data": data, "unique": unique, "priority": PRIORITIES[priority]},
-            background=background)
-        request.epoch = epoch
-        self.request_to_rotating_connection_queue[request] = collections.deque([conn])
-        try:
-            self.establish_connection(conn)
-            self.send_job_request(request)
-            if flush:
-                conn.send_commands_to_buffer()
-                conn.send_data_to_socket()
-        except (gerrors.ServerUnavailable, gerrors.ConnectionError) as err:
-            self.forget(request)
-            reason = str(err).split("> ", 1)[-1]
-            raise ServerUnavailable(f"{conn.address}: {reason}", [conn.address]) from err
-        if self.changed is None:
-            self.changed = []
-        return request
+    def _submit_somewhere(self, task, data, unique, priority, background, epoch):
+        order = list(range(len(self.connections)))
+        random.shuffle(order)
+        problems = []
+        for index in order:
+            try:
+                return self.send(index, task, data, unique, priority, background,
+                                 flush=True, epoch=epoch)
+            except ServerUnavailable as err:
+                problems.append(str(err))
+        raise ServerUnavailable("no job server reachable: " + "; ".join(problems),
+                                self.servers)
 
-    def unacknowledged(self, index):
-        """Bytes sent on the connection to server ``index`` that its TCP has not yet
-        acknowledged (0 if unknown or not connected): above 0 for long, the link is down."""
-        conn = self.connection_list[index]
-        return unacknowledged(conn) if conn.connected else 0
+    def _wait(self, request, deadline, until) -> None:
+        while not until(request) and request.state != JOB_UNKNOWN:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            self.poll(0.25 if left is None else min(left, 0.25))
 
-    def abort(self, index):
-        """Drop the connection to server ``index`` at once, discarding what it has not
-        sent (a reset, not a close that would deliver it later); its requests are
-        reported lost."""
-        conn = self.connection_list[index]
-        abort_socket(conn)
-        self.handle_error(conn)
 
-    def any_connected(self):
-        return any(c.connected for c in self.connection_list)
+_BY_HANDLE: dict[int, Callable[..., None]] = {p.WORK_DATA: WireClient._on_data, p.WORK_WARNING: WireClient._on_warning,
+              p.WORK_STATUS: WireClient._on_status, p.STATUS_RES: WireClient._on_status_res,
+              p.WORK_COMPLETE: WireClient._on_complete, p.WORK_FAIL: WireClient._on_fail,
+              p.WORK_EXCEPTION: WireClient._on_exception}
 
-    def is_connected(self, index):
-        """True while the connection to server ``index`` is up."""
-        return self.connection_list[index].connected
 
-    def poll(self, timeout):
-        """Wait up to ``timeout`` seconds for answers; return the requests sent with
-        :meth:`send` whose state changed since the last call (answered, refused, or lost
-        with their connection)."""
-        live = [c for c in self.connection_list if c.connected]
-        if live:
-            readable, writable, failed = self.poll_connections_once(live, timeout)
-            self.handle_connection_activity(readable, writable, failed)
-        elif timeout:
-            time.sleep(timeout)
-        changed, self.changed = self.changed or [], []
-        return changed
+def _status(handle, known, running, numerator, denominator):
+    """A request's ``status`` record."""
+    return {"handle": handle, "known": known, "running": running,
+            "numerator": _count(numerator), "denominator": _count(denominator),
+            "time_received": time.time()}
 
-    def forget(self, request):
-        """Drop the library's bookkeeping for a request that needs no more answers (it
-        would otherwise keep every request, and its data, for the client's life)."""
-        self.request_to_rotating_connection_queue.pop(request, None)
-        handler = self.connection_to_handler_map.get(request.job.connection)
-        if handler is not None and request.job.handle:
-            handler._unregister_request(request)
 
-    def submit_multiple_requests(self, job_requests, wait_until_complete=True,
-                                 poll_timeout=None):
-        try:
-            return super().submit_multiple_requests(job_requests, wait_until_complete,
-                                                    poll_timeout)
-        except (gerrors.ServerUnavailable, gerrors.ExceededConnectionAttempts) as err:
-            raise ServerUnavailable(f"no job server reachable: {err}",
-                                    [c.address for c in self.connection_list]) from err
+def _count(text) -> int:
+    return int(text) if isinstance(text, str) and text.isdigit() else 0

@@ -18,7 +18,8 @@ import socket
 import struct
 
 from ..errors import ServerUnavailable
-from .connection import _as_bytes, _packet as packet, detect_dead_peer, open_socket
+from .connection import detect_dead_peer, open_socket
+from .packets import as_bytes, packet
 from .status import _read_exactly
 
 CAN_DO, NO_JOB, SUBMIT_JOB_BG, JOB_CREATED = 1, 10, 18, 8
@@ -32,7 +33,7 @@ DEAD_AFTER = 11.0
 
 
 def _packet(kind, *fields):
-    return packet(kind, [_as_bytes(f) for f in fields])
+    return packet(kind, [as_bytes(f) for f in fields])
 
 
 class Lease:

@@ -11,7 +11,8 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import ConnectionLost, ProtocolError
-from .connection import CONNECT_TIMEOUT, _as_bytes, open_socket
+from .connection import CONNECT_TIMEOUT, open_socket
+from .packets import as_bytes
 
 GET_STATUS_UNIQUE = 41
 STATUS_RES_UNIQUE = 42
@@ -51,7 +52,7 @@ def status_by_unique(address, uniques, timeout: float = 5.0) -> dict[str, Unique
 
 
 def _request(unique):
-    body = _as_bytes(unique)
+    body = as_bytes(unique)
     return _HEADER.pack(b"\0REQ", GET_STATUS_UNIQUE, len(body)) + body
 
 

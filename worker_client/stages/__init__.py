@@ -1,0 +1,29 @@
+"""Every concern of a job as a stage (see ``base``); ``build`` wires them for a pool."""
+from __future__ import annotations
+
+from .admission import Accounting, Batched, Limits, Recycling, Signatures
+from .answer import Answer, encoded
+from .base import Pipeline, Rejected, Run, Stage, TakenOver, job_id_of
+from .running import Hooks, LostConnection, Output, Retries, StartNotice, Watchdog
+
+__all__ = ["Pipeline", "Rejected", "Run", "Stage", "TakenOver", "job_id_of", "build",
+           "encoded", "Retries"]
+
+
+def build(ctx) -> Pipeline:
+    """The stages of a worker process, outermost first (``ctx``: its WorkerContext); sets
+    ``ctx.pipeline`` and ``ctx.retries``. A stage a setting turns off is not there."""
+    retries = Retries(lambda run: ctx.pipeline.attempt(run), ctx.stats, ctx.stopping)
+    stages: list[Stage] = []
+    if ctx.on_job is not None:
+        stages.append(Recycling(ctx.on_job))
+    stages += [Accounting(ctx.stats), Answer(ctx.publish, ctx.dead_letter, ctx.stopping),
+               Limits(ctx.max_kwargs, ctx.max_payload), Batched()]
+    if ctx.gate is not None:
+        stages.append(Signatures(ctx.gate))
+    stages.append(LostConnection())
+    if ctx.notice is not None:
+        stages.append(StartNotice(ctx.notice))
+    stages += [Watchdog(ctx.running), Hooks(), Output(), retries]
+    ctx.pipeline, ctx.retries = Pipeline(stages), retries
+    return ctx.pipeline

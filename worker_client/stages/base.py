@@ -1,0 +1,179 @@
+"""The worker's pipeline: every concern of a job (limits, the gate, retries, hooks, the
+result channel, dead letters, stats, recycling) is a Stage, and a job goes through them.
+
+The model is dramatiq's middleware: each stage has a ``before`` (which may end the job
+with a result, skipping the stages after it and the attempt), an ``after`` (which may
+replace the result: retries run the attempt again there), and ``unwind`` for a job left
+unanswered (AbandonJob: gearmand hands it out again) or answered elsewhere (TakenOver).
+``after`` and ``unwind`` run in reverse order, only for the stages whose ``before`` ran.
+A single job, a raw payload and each job of a batch take the same path; a handler only
+runs an attempt.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from gearman_frame.envelope import STATUS_ERROR, Request, Result
+from gearman_frame.logs import job_context
+from gearman_frame.wire import AbandonJob, Job
+
+if TYPE_CHECKING:
+    from ..jobs import FunctionHandler
+
+log = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """Raised when a job cannot run at all (bad fields): it fails without any attempt."""
+
+
+class TakenOver(Exception):
+    """Raised in a task's thread when its attempt returns after the watchdog timed it out:
+    the job is answered elsewhere, and nothing more is done for it here."""
+
+
+def job_id_of(job) -> str:
+    """A job's id as logs, results and commands see it: its unique key, or gearmand's
+    handle for a job that came without one (sent without a unique, or grabbed with
+    GRAB_JOB from a server that has no GRAB_JOB_UNIQ)."""
+    return job.unique or str(job.handle)
+
+
+class Run:
+    """One job on its way through the stages."""
+
+    __slots__ = ("job", "handler", "wire", "worker", "started", "request", "raw", "batch",
+                 "refused", "attempts", "outcome", "progress", "follower", "answer")
+
+    def __init__(self, job: Job, handler: FunctionHandler, wire: Any, worker: str,
+                 batch: bool = False):
+        self.job, self.handler, self.wire, self.worker = job, handler, wire, worker
+        self.started = time.monotonic()
+        #: The job's envelope, or (a payload that is not one) its raw bytes.
+        self.request: Request | None = None
+        self.raw: bytes | None = None
+        #: One of a batch: the batch handler runs the attempts (and their retries).
+        self.batch = batch
+        #: Why the gate refused it (None: it was let in).
+        self.refused: str | None = None
+        #: Attempts made so far; the last command's ProcessOutcome (a raw job's answer).
+        self.attempts = 0
+        self.outcome: Any = None
+        #: A command's progress reporter and output follower (None for tasks).
+        self.progress: Any = None
+        self.follower: Any = None
+        #: What goes back to gearmand: bytes (done) or JobFailed.
+        self.answer: Any = None
+
+    @property
+    def function(self) -> str:
+        return self.job.function
+
+    @property
+    def job_id(self) -> str:
+        return self.request.id if self.request is not None else job_id_of(self.job)
+
+    @property
+    def is_command(self) -> bool:
+        return self.handler.task is None
+
+    def context(self):
+        """The log context of this job: worker, function and job id on every line."""
+        return job_context(worker=self.worker, function=self.function, job_id=self.job_id)
+
+
+class Stage:
+    """One concern of a job; override what it needs."""
+
+    def before(self, run: Run) -> Result | None:
+        return None
+
+    def after(self, run: Run, result: Result) -> Result:
+        return result
+
+    def unwind(self, run: Run, why: BaseException) -> None:
+        """The job leaves without an answer from here (AbandonJob, TakenOver)."""
+
+
+class Pipeline:
+    """The stages, outermost first, and the one way through them."""
+
+    def __init__(self, stages: list[Stage]):
+        self.stages = stages
+
+    def serve(self, run: Run):
+        """A whole job: admitted, attempted, finished; returns its answer."""
+        with run.context():
+            done: list[Stage] = []
+            try:
+                result = self._admit(run, done)
+                if result is None:
+                    result = self.attempt(run)
+                return self._finish(run, done, result)
+            except (AbandonJob, TakenOver) as why:
+                self._unwind(run, done, why)
+                if isinstance(why, TakenOver):
+                    return None
+                raise
+
+    def admit(self, run: Run) -> tuple[list[Stage], Result | None]:
+        """The stages' befores (a batch's jobs, one by one): ``(stages done, a result if
+        the job ended there)``."""
+        done: list[Stage] = []
+        with run.context():
+            return done, self._admit(run, done)
+
+    def finish(self, run: Run, done: list[Stage], result: Result):
+        """The afters of ``done`` for a job a batch ran; its answer."""
+        with run.context():
+            return self._finish(run, done, result)
+
+    def unwind(self, run: Run, done: list[Stage], why: BaseException) -> None:
+        with run.context():
+            self._unwind(run, done, why)
+
+    def attempt(self, run: Run) -> Result:
+        """One attempt by the handler; a job that cannot run at all (Rejected) or a
+        failure of the worker itself (EMFILE ...) is still a result, never tried again."""
+        try:
+            return run.handler.attempt(run)
+        except Rejected as why:
+            return run.handler.result(STATUS_ERROR, str(why), attempts=0)
+        except (AbandonJob, TakenOver):
+            raise
+        except Exception as err:  # the system's (EMFILE ...) or ours: still a result
+            log.exception("job could not be handled")
+            return run.handler.result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
+                                                    f"{err}", attempts=0)
+
+    def _admit(self, run, done):
+        try:
+            for stage in self.stages:
+                done.append(stage)
+                result = stage.before(run)
+                if result is not None:
+                    return result
+        except (AbandonJob, TakenOver, Rejected):
+            raise
+        except Exception as err:  # the system's (EMFILE ...) or ours: still a result
+            log.exception("job could not be handled")
+            return run.handler.result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
+                                                    f"{err}", attempts=0)
+        return None
+
+    @staticmethod
+    def _finish(run, done, result):
+        for stage in reversed(done):
+            result = stage.after(run, result)
+        return run.answer
+
+    @staticmethod
+    def _unwind(run, done, why):
+        for stage in reversed(done):
+            stage.unwind(run, why)
+
+
+#: A stage's view of the pool: ``(job, result) -> bool`` and the like.
+Callback = Callable[..., Any]

@@ -11,13 +11,16 @@ import platform
 import sys
 import tempfile
 
-from gearman_frame.server import find_gearmand
+from gearman_frame.daemons.gearmand import find_gearmand
 
 from . import workloads as w
 from .processes import start_gearmand, start_tls_front
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 PEERS_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "PEERS.md")
+#: A worker process's memory budget (peak RSS, MiB): typed, readable code over a few
+#: hundred KiB of lazy imports (the architecture issue).
+WORKER_RSS_MIB = 24
 FLEET_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "FLEET.md")
 
 
@@ -104,8 +107,8 @@ def run(args):
                           ours, base, ">= 1.0")
                 if threads == 4:
                     table.add("Memory: worker, 4 threads, through W1", "peak RSS MiB",
-                              [r[0] for r in rss], [r[1] for r in rss], "<= 20 MiB",
-                              check=max(r[0] for r in rss) <= 20)
+                              [r[0] for r in rss], [r[1] for r in rss], f"<= {WORKER_RSS_MIB} MiB",
+                              check=max(r[0] for r in rss) <= WORKER_RSS_MIB)
             rates = w.w1_background(server, n1 * reps, "bench")
             table.add(f"W1 results: {n1 * reps} background no-op jobs a side, 1 thread, a "
                       "result channel vs none, alternating blocks of 500",
@@ -177,8 +180,8 @@ def run(args):
                           figures["floor"], figures["c"])
                 if threads == 4:
                     table.add("Memory: worker, 4 threads, through W3", "peak RSS MiB",
-                              [figures["rss"]], target="<= 20 MiB",
-                              check=figures["rss"] <= 20)
+                              [figures["rss"]], target=f"<= {WORKER_RSS_MIB} MiB",
+                              check=figures["rss"] <= WORKER_RSS_MIB)
                     measured = w.w3(server, 4, n3 * reps, metrics=True)
                     table.add(f"W3 metrics: {n3 * reps} `true` jobs, 4 threads, --metrics vs "
                               "none (each as a share of its blocks' gearman -w rate)",
@@ -202,8 +205,8 @@ def run(args):
                 table.add("Scale", "client RSS MiB at 10% / 100%",
                           [s["client_rss_100pct"]], [s["client_rss_10pct"]], "flat",
                           check=s["client_rss_100pct"] - s["client_rss_10pct"] < 20)
-                table.add("Scale", "worker peak RSS MiB", [s["worker_rss"]], target="<= 20 MiB",
-                          check=s["worker_rss"] <= 20)
+                table.add("Scale", "worker peak RSS MiB", [s["worker_rss"]], target=f"<= {WORKER_RSS_MIB} MiB",
+                          check=s["worker_rss"] <= WORKER_RSS_MIB)
             # last: its baseline leaves this process holding copies of 16 MB strings
             ours = [w.big_ours(server)["seconds"] for _ in range(reps)]
             base = [w.big_raw(server)["seconds"]] if not args.quick else None

@@ -1,4 +1,4 @@
-"""`python -m bench --fleet`: the fleet on one machine (tests/fleet.py): 3 gearmand hosts,
+"""`python -m bench --fleet`: the fleet on one machine (gearman_frame/daemons/fleet.py): 3 gearmand hosts,
 4 worker hosts, 2 sender hosts, each a network namespace with its own address.
 
 Throughput of no-op Python jobs and `true` commands, foreground and background, from
@@ -15,7 +15,7 @@ import tempfile
 import textwrap
 import time
 
-from tests.fleet import BIN, Fleet, missing_capability
+from gearman_frame.daemons.fleet import BIN, Fleet, missing_capability
 
 #: The job each sender host runs (a script: the senders run inside their namespaces).
 SENDER = textwrap.dedent('''

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from gearman_frame.server import free_port
+from gearman_frame.daemons.gearmand import free_port
 from send_job_client import Job
 
 from . import workloads as w

@@ -9,8 +9,8 @@ import time
 
 import yaml
 
-from gearman_frame.tls_front import TlsFront
-from gearman_frame.server import QUEUE_BUILTIN, LocalGearmand, free_port
+from gearman_frame.daemons.tls_front import TlsFront
+from gearman_frame.daemons.gearmand import QUEUE_BUILTIN, LocalGearmand, free_port
 from manage_client.admin import AdminClient
 
 BIN = os.path.dirname(sys.executable)

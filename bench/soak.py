@@ -23,7 +23,7 @@ import yaml
 
 from gearman_frame.addresses import parse_address
 from gearman_frame.config import load_config
-from gearman_frame.server import QUEUE_SQLITE, LocalGearmand, free_port
+from gearman_frame.daemons.gearmand import QUEUE_SQLITE, LocalGearmand, free_port
 from gearman_frame.queues import dead_letter_function
 from manage_client.admin import AdminClient
 from manage_client.drain import Drainer, read_dump

@@ -188,7 +188,7 @@ def store_lookup(folder, records=100_000, lookups=40):
     import sqlite3
     import sys
 
-    from gearman_frame.result_store import ResultStore
+    from gearman_frame.sending.result_store import ResultStore
     path = os.path.join(folder, "results.sqlite")
     store = ResultStore(path, 7 * 86400)
     store.add(b'{"id":"first","status":"ok"}')  # creates the file and its schema

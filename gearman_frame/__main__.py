@@ -1,11 +1,14 @@
 """``python -m gearman_frame check``: load and validate a config, print what it says."""
+from __future__ import annotations
+
+import argparse
 import json
 import sys
 
 from . import cli
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = cli.build_parser("python -m gearman_frame", __doc__,
                               "example:\n  python -m gearman_frame check --config config.yaml")
     parser.add_argument("command", choices=["check"], help="what to do")
@@ -13,7 +16,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = cli.load(args)
     summary = {

@@ -3,7 +3,13 @@
 ``host:port`` is plain TCP; ``tls://host:port`` is TLS (the config's ``tls`` section says
 how to verify the server and which client certificate to show).
 """
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tls import TlsClient
 
 #: gearmand's IANA port, used when an address names only a host.
 DEFAULT_PORT = 4730
@@ -18,25 +24,25 @@ class ServerAddress:
     port: int = DEFAULT_PORT
     tls: bool = False
     #: The TlsClient that opens connections to it (set by the config for tls:// servers).
-    tls_client: object = field(default=None, compare=False, repr=False)
+    tls_client: TlsClient | None = field(default=None, compare=False, repr=False)
 
-    def __str__(self):
+    def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{TLS_SCHEME if self.tls else ''}{host}:{self.port}"
 
     @property
-    def is_loopback(self):
+    def is_loopback(self) -> bool:
         """True for 127.0.0.0/8, ::1 and localhost: a server only this host can reach."""
         return (self.host == "localhost" or self.host == "::1"
                 or self.host.startswith("127."))
 
     @property
-    def pair(self):
+    def pair(self) -> tuple[str, int]:
         """``(host, port)``, the form socket and the wire library take."""
         return (self.host, self.port)
 
 
-def parse_address(text):
+def parse_address(text: object) -> ServerAddress:
     """Parse ``host``, ``host:port`` or ``[v6addr]:port``, each optionally after
     ``tls://``; raise ValueError saying why."""
     if not isinstance(text, str) or not text.strip():
@@ -65,7 +71,7 @@ def parse_address(text):
     return ServerAddress(host, int(port_text), tls)
 
 
-def parse_address_list(text):
+def parse_address_list(text: str | None) -> tuple[ServerAddress, ...]:
     """Parse a comma-separated list (the form of ``GEARMAN_FRAME_SERVERS`` and ``--servers``)."""
     parts = [p for p in (text or "").split(",") if p.strip()]
     if not parts:
@@ -73,7 +79,7 @@ def parse_address_list(text):
     return tuple(parse_address(p) for p in parts)
 
 
-def parse_listen(text):
+def parse_listen(text: str) -> tuple[str, int]:
     """``(host, port)`` of a ``HOST:PORT`` to listen on (``[v6]:port`` too); ValueError
     naming what was expected."""
     host, _, port = str(text).rpartition(":")

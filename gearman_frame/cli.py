@@ -1,13 +1,16 @@
 """What the three command-line tools share: the common flags, config loading with CLI
 precedence, logging set-up, and the mapping of every error to one line and an exit code."""
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import math
 import logging
 import sys
+from typing import Any, Callable, NoReturn
 
 from .addresses import parse_listen
-from .config import ENV_CONFIG, load_config
+from .config import ENV_CONFIG, Config, load_config
 from .errors import EXIT_FAILED, EXIT_USAGE, FrameError
 from .logs import setup_logging
 
@@ -23,11 +26,11 @@ EXIT_CODES_EPILOG = """exit codes:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose usage errors exit 2 with one line (argparse's own code is 2 too)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def port(text):
+def port(text: str) -> int:
     """argparse type: a TCP port number, 1 to 65535."""
     try:
         value = int(text)
@@ -38,7 +41,7 @@ def port(text):
     return value
 
 
-def seconds(text):
+def seconds(text: str) -> float:
     """argparse type: a finite number of seconds > 0."""
     try:
         value = float(text)
@@ -49,7 +52,7 @@ def seconds(text):
     return value
 
 
-def listen(text):
+def listen(text: str) -> tuple[str, int]:
     """argparse type: ``HOST:PORT`` to listen on, as ``(host, port)``."""
     try:
         return parse_listen(text)
@@ -57,7 +60,7 @@ def listen(text):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def build_parser(prog, description, epilog=""):
+def build_parser(prog: str, description: str, epilog: str = "") -> ArgumentParser:
     """A parser with the flags every command takes."""
     parser = ArgumentParser(prog=prog, description=description,
                             epilog=f"{epilog}\n\n{EXIT_CODES_EPILOG}".strip(),
@@ -66,7 +69,7 @@ def build_parser(prog, description, epilog=""):
     return parser
 
 
-def _add_common_flags(parser, default=None):
+def _add_common_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
     parser.add_argument("--config", metavar="FILE", default=default,
                         help=f"config file (default: ${ENV_CONFIG}, then ./config.yaml)")
     parser.add_argument("--servers", metavar="HOST:PORT,...", default=default,
@@ -81,18 +84,19 @@ class SubcommandParser(ArgumentParser):
     after the subcommand (``sendjob run f --config c.yaml``); given before, they are kept
     unless given again after."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _add_common_flags(self, default=argparse.SUPPRESS)
 
 
-def subcommands(parser):
+def subcommands(parser: argparse.ArgumentParser) -> Any:
     """``parser.add_subparsers`` for a command with subcommands (see SubcommandParser)."""
     return parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                  parser_class=SubcommandParser)
 
 
-def load(args, overrides=None, connect=True, cron=True):
+def load(args: argparse.Namespace, overrides: dict | None = None, connect: bool = True,
+         cron: bool = True) -> Config:
     """Load the config for parsed ``args`` (CLI > env > file > defaults, one validator)
     and set up logs. ``overrides``: more ``{key path: (flag, value)}`` from the command;
     ``connect=False`` for a command that opens no connection (no TLS files read);
@@ -107,7 +111,8 @@ def load(args, overrides=None, connect=True, cron=True):
     return config
 
 
-def run(main, argv=None, prog=None):
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
+        prog: str | None = None) -> int:
     """Call ``main(argv)``; turn any gearman-frame error into one line and its exit code."""
     prog = prog or sys.argv[0]
     try:

@@ -21,7 +21,7 @@ _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 
 DURATION_HELP = "a duration: seconds (90) or a number with s, m, h, d or w (30s, 10m, 2h)"
 
 
-def parse_duration(value: str | float | int) -> float:
+def parse_duration(value: object) -> float:
     """Seconds from ``90``, ``1.5``, ``30s``, ``10m``, ``2h``, ``7d``; ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError(DURATION_HELP)

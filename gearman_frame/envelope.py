@@ -23,6 +23,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import EnvelopeError
 
@@ -41,7 +42,7 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_ERROR, STATUS_REFUS
             STATUS_CANCELLED)
 
 
-def _to_json(value):
+def _to_json(value: object) -> object:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {_B64: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (set, frozenset, tuple)):
@@ -49,7 +50,7 @@ def _to_json(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _from_json(obj):
+def _from_json(obj: dict) -> object:
     if len(obj) == 1 and _B64 in obj:
         return base64.b64decode(obj[_B64])
     return obj
@@ -95,7 +96,7 @@ def loads(data: bytes | str) -> object:
 _SCALARS = (str, int, bool, type(None), bytes, bytearray)
 
 
-def check_faithful(value, where="kwargs"):
+def check_faithful(value: object, where: str = "kwargs") -> None:
     """Raise ValueError if JSON would carry ``value`` back as something else: a set, a
     key that is not a string, a NaN or infinity (bytes are fine: they travel as base64)."""
     kind = type(value)
@@ -119,7 +120,7 @@ def check_faithful(value, where="kwargs"):
         raise ValueError(f"{where}: a {kind.__name__} is not JSON")
 
 
-def new_job_id():
+def new_job_id() -> str:
     """A fresh job id: 32 hex characters, safely under gearmand's 63-byte unique limit."""
     return os.urandom(16).hex()
 
@@ -142,7 +143,7 @@ class Request:
     #: A delayed job's start time (epoch seconds); a signature is dated from it.
     at: float | None = None
 
-    def encode(self, signer=None, function=None):
+    def encode(self, signer: Any = None, function: str | None = None) -> bytes:
         """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
         obj = {"v": VERSION, "id": self.id, "args": list(self.args), "kwargs": self.kwargs,
                "sent_at": self.sent_at}
@@ -159,15 +160,15 @@ class Request:
         return dumps(obj)
 
     @classmethod
-    def decode(cls, data):
+    def decode(cls, data: bytes | str) -> Request:
         """Decode an envelope; raise EnvelopeError if ``data`` is not one."""
         obj = loads(data)
-        if not _is_envelope_object(obj):
+        if not isinstance(obj, dict) or not _is_envelope_object(obj):
             raise EnvelopeError("not a v1 job envelope (needs 'v': 1 and an 'id')")
         return cls.from_object(obj)
 
     @classmethod
-    def from_object(cls, obj):
+    def from_object(cls, obj: dict) -> Request:
         """The Request of a decoded envelope object; EnvelopeError if its args or kwargs
         are not a list and an object (an empty ``[]`` counts as no kwargs: PHP's
         ``json_encode([])`` writes that)."""
@@ -183,25 +184,25 @@ class Request:
                    follow=obj.get("follow") is True, at=_number_or_none(obj.get("at")))
 
 
-def _number_or_none(value):
+def _number_or_none(value: object) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
 
 
-def looks_like_object(data):
+def looks_like_object(data: bytes) -> bool:
     """Cheap test: does ``data`` start like a JSON object (the only thing that can be an
     envelope)?"""
     return _OBJECT_START.match(data) is not None
 
 
-def _is_envelope_object(obj):
-    version = obj.get("v") if isinstance(obj, dict) else None
+def _is_envelope_object(obj: dict) -> bool:
+    version = obj.get("v")
     return type(version) is int and version == VERSION and isinstance(obj.get("id"), str)
 
 
-def parse_request(data):
+def parse_request(data: bytes) -> tuple[Request | None, bytes | None]:
     """Return ``(Request, None)`` for an envelope or ``(None, data)`` for a raw payload.
 
     An envelope is JSON whose top level is an object with ``"v": 1`` and a string
@@ -215,12 +216,12 @@ def parse_request(data):
         obj = loads(data)
     except EnvelopeError:
         return None, data
-    if not _is_envelope_object(obj):
+    if not isinstance(obj, dict) or not _is_envelope_object(obj):
         return None, data
     return Request.from_object(obj), None
 
 
-def why_raw(data):
+def why_raw(data: bytes) -> str:
     """Why ``data`` is not an envelope, in a few words (for a refusal)."""
     if not looks_like_object(data):
         return "it is not a JSON object"

@@ -5,7 +5,10 @@ attributes, and knows the exit code the command-line contract gives it, so each 
 any of them to one line and one code without a traceback.
 """
 
+from __future__ import annotations
+
 import reprlib
+from typing import Iterable
 
 #: Exit codes of the command-line contract (README: Commands).
 EXIT_OK = 0
@@ -22,7 +25,7 @@ _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
 SHOWN_VALUE = 120
 
 
-def short_repr(value):
+def short_repr(value: object) -> str:
     """A repr of at most SHOWN_VALUE characters, whatever ``value`` is (a YAML alias
     bomb's nested lists have a repr of billions of characters)."""
     text = _REPR.repr(value)
@@ -43,7 +46,8 @@ class ConfigError(FrameError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, path, key, expected, value=None, *, got=None):
+    def __init__(self, path: object, key: str | None, expected: str, value: object = None, *,
+                 got: str | None = None) -> None:
         self.path = str(path) if path is not None else "<config>"
         self.key = key
         self.expected = expected
@@ -65,7 +69,7 @@ class OutboxError(FrameError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, path, problem, advice):
+    def __init__(self, path: object, problem: str, advice: str) -> None:
         self.path = str(path)
         self.problem = problem
         super().__init__(f"outbox {path}: {problem}; {advice}")
@@ -74,7 +78,7 @@ class OutboxError(FrameError):
 class ResultStoreError(OutboxError):
     """Raised when the result store cannot be used; names the file and what to do."""
 
-    def __init__(self, path, problem, advice):
+    def __init__(self, path: object, problem: str, advice: str) -> None:
         self.path = str(path)
         self.problem = problem
         FrameError.__init__(self, f"result store {path}: {problem}; {advice}")
@@ -93,7 +97,7 @@ class ServerUnavailable(WireError):
 
     exit_code = EXIT_UNREACHABLE
 
-    def __init__(self, message, servers=()):
+    def __init__(self, message: str, servers: Iterable[object] = ()) -> None:
         self.servers = tuple(servers)
         super().__init__(message)
 
@@ -112,7 +116,7 @@ class BadRequest(WireError):
 class ServerRefused(WireError):
     """Raised when gearmand answers a request with an ERROR packet (e.g. QUEUE_FULL)."""
 
-    def __init__(self, code, text, server=None):
+    def __init__(self, code: str, text: str, server: object = None) -> None:
         self.code = code
         self.text = text
         self.server = server
@@ -123,7 +127,8 @@ class ServerRefused(WireError):
 class SubmitTimeout(WireError):
     """Raised when a submit ran out of time; ``handle`` says whether gearmand queued it."""
 
-    def __init__(self, message, handle=None, attempts=()):
+    def __init__(self, message: str, handle: str | None = None,
+                 attempts: Iterable[tuple[str, str]] = ()) -> None:
         self.handle = handle
         self.attempts = tuple(attempts)
         super().__init__(message)
@@ -133,7 +138,7 @@ class JobTimeout(WireError):
     """Raised when a foreground job got no result after every resend; ``attempts`` lists
     ``(server, what happened)`` for each try."""
 
-    def __init__(self, function, job_id, attempts):
+    def __init__(self, function: str, job_id: str, attempts: Iterable[tuple[str, str]]) -> None:
         self.function = function
         self.job_id = job_id
         self.attempts = tuple(attempts)
@@ -149,7 +154,7 @@ class ProtocolError(WireError):
 class AdminError(FrameError):
     """Raised when gearmand answers an admin command with ``ERR CODE message``."""
 
-    def __init__(self, code, message, server=None):
+    def __init__(self, code: str, message: str, server: object = None) -> None:
         self.code = code
         self.message = message
         self.server = server
@@ -161,10 +166,10 @@ class AdminUnsupported(AdminError):
     """Raised when no server that answered has an admin command (the Perl job server has
     only status, workers, jobs, clients, maxqueue, shutdown and version)."""
 
-    def __init__(self, command, servers):
+    def __init__(self, command: str, servers: Iterable[object]) -> None:
         self.command = command
         self.servers = list(servers)
-        FrameError.__init__(self, f"{', '.join(self.servers)}: '{command}' is not supported "
+        FrameError.__init__(self, f"{', '.join(map(str, self.servers))}: '{command}' is not supported "
                                   "by this job server")
         self.code, self.message, self.server = "unknown_command", "", self.servers[0]
 
@@ -172,6 +177,6 @@ class AdminUnsupported(AdminError):
 class ServerControlError(FrameError):
     """Raised when the local gearmand cannot be started, stopped or inspected."""
 
-    def __init__(self, message, exit_code=EXIT_FAILED):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         self.exit_code = exit_code
         super().__init__(message)

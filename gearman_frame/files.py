@@ -12,7 +12,7 @@ FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def private_folder(path) -> str:
+def private_folder(path: str | os.PathLike) -> str:
     """Create ``path`` and every missing parent owner-only (``os.makedirs`` gives parents
     the umask's mode); an existing folder is left as it is (it may be shared on purpose).
     Returns ``path``."""
@@ -80,7 +80,7 @@ class FileLock:
     """An exclusive ``flock`` on a lock file, held until ``release`` (or the process
     ends: the kernel drops it, so a killed holder never leaves a stale lock)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
 
@@ -105,7 +105,7 @@ class FileLock:
         return self._fd is not None
 
 
-def _unlink(path):
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

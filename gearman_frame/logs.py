@@ -10,13 +10,20 @@ A line is one line: control characters in the message and in every field are esc
 at MAX_MESSAGE characters. Job values are logged only at DEBUG, cut with :func:`cut`.
 A log file and its folder are owner-only.
 """
+from __future__ import annotations
+
 import contextvars
 import json
 import logging
 import os
+from logging.handlers import RotatingFileHandler
 import sys
+from typing import IO, TYPE_CHECKING, Any
 
 from .files import private_folder
+
+if TYPE_CHECKING:
+    from .config import LoggingConfig
 
 logging.getLogger("gearman_frame").addHandler(logging.NullHandler())
 
@@ -43,21 +50,21 @@ class job_context:  # noqa: N801 - used like a function: ``with job_context(...)
 
     __slots__ = ("fields", "token")
 
-    def __init__(self, **fields):
+    def __init__(self, **fields: str | None) -> None:
         self.fields = fields
 
-    def __enter__(self):
+    def __enter__(self) -> job_context:
         self.token = _context.set({**_context.get(), **self.fields})
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         _context.reset(self.token)
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _escape(char):
+def _escape(char: str) -> str:
     if char in _ESCAPES:
         return _ESCAPES[char]
     code = ord(char)
@@ -65,7 +72,7 @@ def _escape(char):
         else f"\\U{code:08x}"
 
 
-def printable(text):
+def printable(text: str) -> str:
     """``text`` with every character that is not printable escaped (``\\n``, ``\\x1b``,
     ``\\u2028``, a lone surrogate), for a log line or a table cell."""
     text = str(text)
@@ -74,7 +81,7 @@ def printable(text):
     return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
-def cut(text, limit=VALUE_PREFIX):
+def cut(text: str, limit: int = VALUE_PREFIX) -> str:
     """The first ``limit`` characters of ``text``, saying how many more there were."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more)"
 
@@ -83,7 +90,7 @@ class ContextFilter(logging.Filter):
     """Copies the calling thread's job context onto each record ('-' where unknown) and
     makes the message and every field one bounded, printable line."""
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         ctx = _context.get()
         for name in _CONTEXT_FIELDS:
             value = getattr(record, name, None)
@@ -98,7 +105,7 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the job context as fields."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
@@ -113,13 +120,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _private_rotating_handler(path):
+def _private_rotating_handler(path: str) -> RotatingFileHandler:
     """A rotating file handler whose files are created 0600 (they name jobs and, at
     DEBUG, hold their values)."""
-    from logging.handlers import RotatingFileHandler  # only when logging to a file
 
     class PrivateRotatingFileHandler(RotatingFileHandler):
-        def _open(self):
+        def _open(self) -> Any:
             fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                          0o600)
             return open(fd, "a", encoding=self.encoding, errors=self.errors)
@@ -128,7 +134,8 @@ def _private_rotating_handler(path):
                                       backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
 
 
-def setup_logging(settings, level=None, stream=None):
+def setup_logging(settings: LoggingConfig, level: str | None = None,
+                  stream: IO[str] | None = None) -> logging.Handler:
     """Install gearman-frame's handler on the root logger (idempotent).
 
     ``settings`` is a :class:`~gearman_frame.config.LoggingConfig`; ``level`` (a CLI's

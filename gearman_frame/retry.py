@@ -1,4 +1,6 @@
 """Retry policy: the one place that decides whether to try again and how long to wait."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 #: Re-runs after a failed command unless a function says otherwise (like RQ: none).
@@ -20,7 +22,7 @@ class RetryPolicy:
     backoff: float = DEFAULT_BACKOFF
     max_delay: float = DEFAULT_MAX_DELAY
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ValueError("retries: please give a whole number >= 0")
         if self.delay < 0:
@@ -31,15 +33,15 @@ class RetryPolicy:
             raise ValueError("max_delay: please give a number of seconds >= 0")
 
     @property
-    def attempts(self):
+    def attempts(self) -> int:
         """How many times a job runs at most."""
         return self.retries + 1
 
-    def should_retry(self, attempt):
+    def should_retry(self, attempt: int) -> bool:
         """True if a job whose ``attempt``-th run (1-based) failed may run again."""
         return attempt < self.attempts
 
-    def delay_after(self, attempt):
+    def delay_after(self, attempt: int) -> float:
         """Seconds to wait after the ``attempt``-th failed run (1-based); every backoff
         in gearman-frame (retries, resends, reconnects, the dead-letter spool) is one."""
         try:

@@ -15,8 +15,9 @@ import os
 import stat
 import threading
 import time
+from typing import Any, Iterable
 
-from .config import DEFAULT_MAX_AGE
+from .defaults import DEFAULT_MAX_AGE
 from .envelope import dumps, parse_request
 from .errors import ConfigError, EnvelopeError
 
@@ -36,7 +37,7 @@ _BLOCK = 64
 _SIG_MEMBER = len(',"sig":""}') + 64
 
 
-def _crypto():
+def _crypto() -> tuple[Any, Any]:
     """hashlib and hmac, imported when a key is used: they load OpenSSL's libcrypto,
     3.7 MiB that a worker without a key does not carry."""
     import hashlib
@@ -53,12 +54,12 @@ def key_id(secret: bytes) -> str:
 def read_key_file(path: str, config_path: str | None, key: str) -> bytes:
     """The secret in ``path``; ConfigError (naming the config file and ``key``) when the
     file is missing, not a regular file, readable by group or others, or too short."""
-    def refuse(expected, got):
+    def refuse(expected: str, got: str) -> ConfigError:
         return ConfigError(config_path, key, expected, got=f"{path}: {got}")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
-        raise refuse("a readable key file", err.strerror) from err
+        raise refuse("a readable key file", err.strerror or str(err)) from err
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -80,7 +81,7 @@ def new_key_text() -> bytes:
     return os.urandom(32).hex().encode("ascii") + b"\n"
 
 
-def _pads(hashlib, secret: bytes) -> tuple:
+def _pads(hashlib: Any, secret: bytes) -> tuple:
     """HMAC's two starting states for ``secret`` (RFC 2104): SHA-256 fed the key, padded
     to the 64-byte block (hashed first if longer), XOR 0x36 (inner) and XOR 0x5c (outer)."""
     if len(secret) > _BLOCK:
@@ -94,7 +95,8 @@ class Keyring:
     """The fleet's keys: one signs, every one (old keys during a rotation) verifies; and
     the signatures run while they could still pass the time check, to refuse a replay."""
 
-    def __init__(self, signing_key: bytes, accepted=(), max_age: float = DEFAULT_MAX_AGE):
+    def __init__(self, signing_key: bytes, accepted: Iterable[bytes] = (),
+                 max_age: float = DEFAULT_MAX_AGE) -> None:
         self.kid = key_id(signing_key)
         self.max_age = float(max_age)
         #: Signatures claimed, by slot (``ts // max_age``): see :meth:`claim`.
@@ -106,7 +108,7 @@ class Keyring:
         #: Per (key, function), the inner state fed ``FUNCTION NUL`` too (a fleet has few).
         self._prefixed: dict[tuple[str, str], tuple] = {}
 
-    def _mac(self, kid, function, body):
+    def _mac(self, kid: str, function: str, body: bytes) -> str:
         """HMAC-SHA256 (RFC 2104) of ``FUNCTION NUL BODY`` under key ``kid``, as hex.
         Computed on hashlib states kept keyed: copying two SHA-256 states costs a third
         of what copying OpenSSL 3's HMAC context does (0.9 against 3.0 µs a job, measured);
@@ -208,7 +210,7 @@ class Keyring:
             seen.add(sig)
         return True
 
-    def _drop_slots(self, now):
+    def _drop_slots(self, now: float) -> None:
         """Forget the slots whose every ts is more than max_age before ``now``."""
         ended = [slot for slot in self._seen if (slot + 2) * self.max_age < now]
         for slot in ended:
@@ -226,7 +228,7 @@ class Keyring:
                 seen.discard(str(envelope.get("sig"))[:32])
 
 
-def keyring_from_files(config_path: str | None, key_file: str, accept_files=(),
+def keyring_from_files(config_path: str | None, key_file: str, accept_files: Iterable[str] = (),
                        max_age: float = DEFAULT_MAX_AGE) -> Keyring:
     """The Keyring of a config's ``security`` section (paths already resolved)."""
     signing = read_key_file(key_file, config_path, "security.key_file")

@@ -14,7 +14,7 @@ import contextvars
 import importlib
 import sys
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import ConfigError, UsageError
@@ -44,7 +44,7 @@ class Task:
                  on_success: Callable[[Any, Any], Any] | None = None,
                  on_failure: Callable[[Any, Any], Any] | None = None,
                  on_retry: Callable[[Any, Any], Any] | None = None,
-                 batch: dict | None = None):
+                 batch: dict | None = None) -> None:
         self.name = name
         self.func = func
         #: A batch task (``batch={"max": N, "wait": SECONDS}``) is called with a list of
@@ -58,10 +58,10 @@ class Task:
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
-    def _client(self):
+    def _client(self) -> Any:
         client = _current_client.get()
         if client is None:
             raise UsageError(f"task {self.name}: put() and submit() send through an open job "
@@ -79,7 +79,7 @@ class Task:
         return self._client().submit(self.name, *args, priority=priority, timeout=timeout,
                                      **kwargs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
 
@@ -89,14 +89,14 @@ class BatchPolicy:
 
     __slots__ = ("max", "wait")
 
-    def __init__(self, max: int, wait: float):
+    def __init__(self, max: int, wait: float) -> None:
         self.max, self.wait = max, wait
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"BatchPolicy(max={self.max}, wait={self.wait})"
 
 
-def _batch_policy(name, batch):
+def _batch_policy(name: str, batch: dict | None) -> BatchPolicy | None:
     if batch is None:
         return None
     size, wait = (batch.get("max"), batch.get("wait", 1.0)) if isinstance(batch, dict) \
@@ -118,7 +118,7 @@ def task(name: str | Callable[..., Any] | None = None,
     """Decorator registering a Python function as the Gearman function ``name``, with
     optional hooks ``on_success``/``on_failure``/``on_retry(job, result)`` (see Task) and,
     for a batch task, ``batch={"max": N, "wait": SECONDS}``."""
-    def register(func):
+    def register(func: Callable[..., Any]) -> Task:
         task_name = name if isinstance(name, str) and name else func.__name__
         if task_name in _registry and _registry[task_name].func is not func:
             log.warning("task %s registered again by %s", task_name, func)
@@ -160,7 +160,8 @@ def registered() -> dict[str, Task]:
     return dict(_registry)
 
 
-def import_plugins(modules, config_path=None, fresh=False):
+def import_plugins(modules: Iterable[str], config_path: str | None = None,
+                   fresh: bool = False) -> dict[str, Task]:
     """Import the plugin modules named in config; a failure is a ConfigError naming it.
     ``fresh`` (a worker's reload): forget every task, then import each plugin anew, so
     what its code registers now is what is served."""

@@ -9,9 +9,12 @@ may not begin with ``-``: the program would read it as an option (``ls {path}`` 
 ``path=--version``, ``sort {file}`` with ``file=--output=/etc/x``). A function lets
 chosen fields through with ``allow_options: [field, ...]``.
 """
+from __future__ import annotations
+
 import functools
 import shlex
 import string
+from typing import Iterable, Sequence
 
 _FORMATTER = string.Formatter()
 
@@ -21,7 +24,7 @@ class TemplateError(ValueError):
 
 
 @functools.lru_cache(maxsize=256)  # templates come from the config: a handful, used per job
-def template_fields(template):
+def template_fields(template: str) -> tuple[str, ...]:
     """Return the field names of one template string, in order of first use."""
     fields = []
     try:
@@ -38,15 +41,15 @@ def template_fields(template):
     return tuple(fields)
 
 
-def fields_of(templates):
+def fields_of(templates: Iterable[str]) -> set[str]:
     """Return the set of field names used across several template strings."""
-    found = set()
+    found: set[str] = set()
     for template in templates:
         found.update(template_fields(template))
     return found
 
 
-def check_kwargs(needed, kwargs):
+def check_kwargs(needed: Iterable[str], kwargs: dict) -> None:
     """Raise TemplateError unless ``kwargs`` supplies exactly the ``needed`` fields."""
     if kwargs.keys() == set(needed):
         return
@@ -63,7 +66,7 @@ _WORD_BREAKS = " \t\n;&|()<>"
 
 
 @functools.lru_cache(maxsize=256)
-def leading_fields(templates, shell):
+def leading_fields(templates: Iterable[str], shell: bool) -> frozenset[str]:
     """The fields that begin an argument: at the start of an argv entry, or (``shell``)
     at the start of the template or after a word break."""
     breaks = _WORD_BREAKS if shell else ""
@@ -76,7 +79,8 @@ def leading_fields(templates, shell):
     return frozenset(leading)
 
 
-def check_options(values, leading, allowed):
+def check_options(values: dict[str, str], leading: Iterable[str],
+                  allowed: Iterable[str]) -> None:
     """Raise TemplateError for a value that begins an argument with ``-``."""
     for name in leading:
         if name not in allowed and values[name].startswith("-"):
@@ -85,7 +89,7 @@ def check_options(values, leading, allowed):
                 f"be read as an option); list it in allow_options to permit that")
 
 
-def _text(value):
+def _text(value: object) -> str:
     if isinstance(value, (dict, list, tuple, set)) or value is None:
         raise TemplateError(f"template values must be text or numbers, got {type(value).__name__}")
     text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
@@ -95,7 +99,8 @@ def _text(value):
     return text
 
 
-def render_argv(argv, kwargs, allow_options=()):
+def render_argv(argv: Sequence[str], kwargs: dict, allow_options: Iterable[str] = (),
+                ) -> list[str]:
     """Fill an argv template; each value stays exactly one literal argument.
 
     (``str.format_map`` is safe here: ``fields_of`` has checked that every field of
@@ -106,7 +111,7 @@ def render_argv(argv, kwargs, allow_options=()):
     return [part.format_map(values) for part in argv]
 
 
-def render_shell(template, kwargs, allow_options=()):
+def render_shell(template: str, kwargs: dict, allow_options: Iterable[str] = ()) -> str:
     """Fill a shell template with every value shell-quoted."""
     check_kwargs(fields_of([template]), kwargs)
     texts = {k: _text(v) for k, v in kwargs.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import ssl
 
+from .addresses import ServerAddress
 from .errors import ConfigError, ServerUnavailable
 
 
@@ -19,7 +20,7 @@ class TlsClient:
 
     def __init__(self, ca_file: str | None = None, cert_file: str | None = None,
                  key_file: str | None = None, verify_hostname: bool = True,
-                 config_path: str | None = None):
+                 config_path: str | None = None) -> None:
         try:
             self.context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as err:
@@ -34,7 +35,7 @@ class TlsClient:
                                   "and its key (tls.key_file)",
                                   got=f"{cert_file}: {_reason(err)}") from err
 
-    def connect(self, address, timeout: float) -> ssl.SSLSocket:
+    def connect(self, address: ServerAddress, timeout: float) -> ssl.SSLSocket:
         """A connected, verified TLS socket to ``address``; ServerUnavailable (one line
         naming the server and why) when it cannot be had."""
         try:
@@ -43,7 +44,7 @@ class TlsClient:
             raise ServerUnavailable(f"{address}: {err.strerror or err}", [address]) from err
         return self.wrap(sock, address)
 
-    def wrap(self, sock, address) -> ssl.SSLSocket:
+    def wrap(self, sock: socket.socket, address: ServerAddress) -> ssl.SSLSocket:
         """Do the handshake on a connected socket (blocking, within its timeout)."""
         try:
             return self.context.wrap_socket(sock, server_hostname=address.host)
@@ -63,5 +64,5 @@ class TlsClient:
         return isinstance(err, (ssl.SSLWantReadError, ssl.SSLWantWriteError))
 
 
-def _reason(err):
+def _reason(err: BaseException) -> str:
     return getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err)

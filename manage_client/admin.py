@@ -7,9 +7,11 @@ skipped; if none can be reached the call raises ServerUnavailable.
 """
 from __future__ import annotations
 
+import getpass
 import logging
+import socket
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import AdminError, AdminUnsupported, ConnectionLost, ServerUnavailable
@@ -19,6 +21,9 @@ from . import admin_protocol as proto
 
 log = logging.getLogger(__name__)
 
+#: Who an action that changes state is logged under.
+WHO = f"{getpass.getuser()}@{socket.gethostname()}"
+
 #: Seconds to wait for a reply to one admin command.
 REPLY_TIMEOUT = 10.0
 
@@ -26,27 +31,28 @@ REPLY_TIMEOUT = 10.0
 class AdminConnection:
     """One admin text-protocol connection to one gearmand."""
 
-    def __init__(self, address, timeout=REPLY_TIMEOUT):
+    def __init__(self, address: ServerAddress, timeout: float = REPLY_TIMEOUT) -> None:
         self.address = address
         self.timeout = timeout
-        self._sock = None
+        self._sock: socket.socket | None = None
         self._buffer = proto.ReplyBuffer()
 
-    def _connect(self):
+    def _connect(self) -> socket.socket:
         if self._sock is None:
             try:
-                self._sock = open_socket(self.address, CONNECT_TIMEOUT)
+                sock = open_socket(self.address, CONNECT_TIMEOUT)
             except ServerUnavailable as err:
                 raise ConnectionLost(str(err)) from err
-            self._sock.settimeout(self.timeout)
+            sock.settimeout(self.timeout)
+            self._sock = sock
         return self._sock
 
-    def close(self):
+    def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
 
-    def command(self, text):
+    def command(self, text: str) -> Any:
         """Send one command (CRLF-ended: gearmand drops the last character of a line ended
         by a bare LF) and return its reply: a list of lines, or one line."""
         multi = text in proto.MULTI_LINE
@@ -73,7 +79,7 @@ class AdminConnection:
 class AdminClient:
     """Admin commands over all ``servers`` (ServerAddress objects)."""
 
-    def __init__(self, servers: Sequence[ServerAddress], timeout: float = REPLY_TIMEOUT):
+    def __init__(self, servers: Sequence[ServerAddress], timeout: float = REPLY_TIMEOUT) -> None:
         self.connections = [AdminConnection(s, timeout) for s in servers]
         self.unreachable: dict[str, str] = {}
         #: servers that answered the last command with ``unknown_command``
@@ -81,17 +87,17 @@ class AdminClient:
         #: ``(server, line)`` for each reply line that could not be parsed and was left out.
         self.skipped: list[tuple[str, str]] = []
 
-    def close(self):
+    def close(self) -> None:
         for conn in self.connections:
             conn.close()
 
     def __enter__(self) -> "AdminClient":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _fan_out(self, text, parse):
+    def _fan_out(self, text: str, parse: Callable[[Any, str], Any]) -> list:
         """Run ``text`` on every server; return parse(reply, server) results, flattened.
         A server without the command is left out (listed in ``unsupported``); if no
         server that answered has it, AdminUnsupported."""
@@ -121,10 +127,10 @@ class AdminClient:
             raise AdminUnsupported(text, self.unsupported)
         return results
 
-    def _lenient(self, parse):
+    def _lenient(self, parse: Callable[..., Any]) -> Callable[[Any, str], Any]:
         return lambda lines, server: parse(lines, server, self.skipped)
 
-    def _each_ok(self, text):
+    def _each_ok(self, text: str) -> list[tuple[str, str]]:
         return self._fan_out(text, lambda line, server: (server, proto.parse_ok(line, server)))
 
     # -- one method per admin command
@@ -145,14 +151,14 @@ class AdminClient:
                              lambda lines, server: [(server, u) for u in
                                                     proto.parse_uniques(lines, server)])
 
-    def version(self):
+    def version(self) -> list[tuple[str, str]]:
         return self._fan_out("version", lambda line, server: (server, proto.parse_version(
             line, server)))
 
-    def getpid(self):
+    def getpid(self) -> list[tuple[str, int]]:
         return [(server, int(pid)) for server, pid in self._each_ok("getpid")]
 
-    def verbose(self):
+    def verbose(self) -> list[tuple[str, str]]:
         return self._each_ok("verbose")
 
     def cancel_job(self, handle: str) -> list[tuple[str, object]]:
@@ -165,9 +171,9 @@ class AdminClient:
     def create_function(self, function: str) -> list[tuple[str, str]]:
         return self._each_ok(f"create function {function}")
 
-    def _tolerant(self, text):
+    def _tolerant(self, text: str) -> list:
         """Like _each_ok, but an ERR from one server is a result, not an exception."""
-        def parse(line, server):
+        def parse(line: str, server: str) -> tuple[str, object]:
             try:
                 return server, proto.parse_ok(line, server) or "OK"
             except AdminError as err:
@@ -177,7 +183,7 @@ class AdminClient:
         return self._fan_out(text, parse)
 
 
-def totals(rows):
+def totals(rows: Iterable[proto.FunctionStatus]) -> dict[str, proto.FunctionStatus]:
     """Sum FunctionStatus rows over servers: {function: FunctionStatus(server='all')}."""
     summed: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
@@ -186,3 +192,14 @@ def totals(rows):
         acc[1] += row.running
         acc[2] += row.workers
     return {fn: proto.FunctionStatus("all", fn, *acc) for fn, acc in sorted(summed.items())}
+
+
+def set_maxqueue(admin: AdminClient, function: str, size: int) -> None:
+    """Limit ``function``'s queue to ``size`` jobs on every server of ``admin``."""
+    try:  # gearmand's maxqueue only applies to a function it knows
+        admin.create_function(function)
+    except AdminUnsupported:  # the Perl job server: maxqueue works without it
+        pass
+    admin.maxqueue(function, size)
+    log.info("maxqueue: %s set %s to %d on %s", WHO, function, size,
+             [str(c.address) for c in admin.connections])

@@ -61,7 +61,7 @@ def describe(payload) -> dict:
     except EnvelopeError as err:
         return {"function": None, "job_id": None, "status": None,
                 "reason": f"not a dead-letter record: {err}"}
-    result = letter.get("result") if isinstance(letter.get("result"), dict) else {}
+    result: dict = letter["result"] if isinstance(letter.get("result"), dict) else {}
     data = letter["data"] if isinstance(letter["data"], bytes) else b""
     try:
         request, _raw = parse_request(data)

@@ -21,12 +21,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from gearman_frame.dispatch import Dispatcher, Job
+from gearman_frame.sending.dispatch import Dispatcher, Job
 from gearman_frame.envelope import STATUS_ERROR, Request, Result, dumps, loads, parse_request
 from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, FrameError,
                                   ServerRefused, UsageError)
 from gearman_frame.files import open_private
-from gearman_frame.limits import MAX_PAYLOAD_BYTES
+from .limits import MAX_PAYLOAD_BYTES
 from gearman_frame.queues import DEAD_PREFIX, read_dead_letter, requeues_of
 from gearman_frame.files import write_private_file
 from gearman_frame.queues import control_function

@@ -43,6 +43,7 @@ class QueueCollector:
             return answers
 
     def collect(self):
+        # prometheus_client: 7.7 MiB and 41 ms, only for `runadmin exporter`
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         answers = self._poll()
         jobs = GaugeMetricFamily("gearman_frame_queue_jobs",

@@ -5,154 +5,32 @@ Reports queues and workers across every configured server, clears a queue into a
 file (nothing is lost: `resend` brings it back), stops workers by name, and runs the local
 gearmand. Every action that changes state is logged with who did it and how many jobs.
 """
-import getpass
 import json
 import logging
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict
 
 from gearman_frame import cli
-from gearman_frame.addresses import ServerAddress
-from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, AdminError,
-                                  AdminUnsupported, FrameError, ServerControlError,
-                                  UsageError)
+from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError, UsageError
 from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_RELOAD, CONTROL_SHUTDOWN, control_function
-from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, free_port
-from gearman_frame.tls_front import TlsFront
 from gearman_frame.signing import key_id, new_key_text, read_key_file
 
-from manage_client.admin import AdminClient
+from manage_client.admin import WHO, AdminClient, set_maxqueue
+from manage_client.local_server import cmd_server
+from manage_client.runadmin_args import build_parser
 from manage_client.hosts import host_rows
 from manage_client.schedules_view import lease_holder, schedule_rows
 from manage_client.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
 from manage_client.dead_letters import dead_functions, read_queue
-from manage_client.inspect_workers import (INSPECT_WAIT, cancel_running, inspect, render,
-                                           worker_processes)
+from manage_client.inspect_workers import cancel_running, inspect, render, worker_processes
 from manage_client import views
 
 log = logging.getLogger("manage_client.runadmin")
-
-#: Where ``runadmin server`` keeps gearmand's pidfile, log and queue (relative to the config).
-DEFAULT_DATA_DIR = "var/gearmand"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-#: Seconds ``shutdown`` waits for the worker's connections to go away.
-SHUTDOWN_WAIT = 60.0
-WHO = f"{getpass.getuser()}@{socket.gethostname()}"
-
-EPILOG = """examples:
-  runadmin status                       # queued / running / workers per function and server
-  runadmin status --json
-  runadmin status --watch 2
-  runadmin workers
-  runadmin clear compress --dump compress.jsonl
-  runadmin resend compress.jsonl
-  runadmin shutdown web1
-  runadmin web                          # the dashboard on http://127.0.0.1:8088/
-  runadmin exporter --listen 127.0.0.1:9465   # queues for Prometheus
-  runadmin dead compress                # its dead letters, decoded; left queued
-  runadmin inspect web1                 # running jobs, counters, durations, memory
-  runadmin reload web1                  # read its config again, processes replaced one by one
-  runadmin server start                 # local gearmand, SQLite queue under var/gearmand
-  runadmin apply                        # maxqueue limits from the config"""
-
-
-def build_parser():
-    parser = cli.build_parser("runadmin", __doc__.splitlines()[0], EPILOG)
-    sub = cli.subcommands(parser)
-    status = sub.add_parser("status", help="queued, running and workers per function")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--all", action="store_true", help="include control functions")
-    status.add_argument("--watch", nargs="?", type=cli.seconds, const=2.0, metavar="SECONDS",
-                        help="refresh every SECONDS (default 2) until Ctrl-C")
-    workers = sub.add_parser("workers", help="connected workers: name, IP, functions")
-    workers.add_argument("--json", action="store_true")
-    workers.add_argument("--all", action="store_true", help="include connections that "
-                                                            "serve nothing (clients, admins)")
-    workers.add_argument("--by-host", action="store_true",
-                         help="per IP: workers, connections, functions, running jobs; "
-                              "hosts seen before and gone now")
-    clear = sub.add_parser("clear", help="drain FUNCTION's queued jobs into a dump file")
-    clear.add_argument("function")
-    clear.add_argument("--dump", required=True, metavar="FILE")
-    clear.add_argument("--timeout", type=cli.seconds, default=600.0)
-    resend = sub.add_parser("resend", help="submit the jobs of a dump again (background)")
-    resend.add_argument("file")
-    resend.add_argument("--all", action="store_true",
-                        help="also resend foreground jobs (their senders were told they "
-                             "were cleared)")
-    resend.add_argument("--strict", action="store_true",
-                        help="send nothing if any line is bad (default: send the good ones, "
-                             "name the bad ones, exit 1)")
-    web = sub.add_parser("web", help="a dashboard of queues, workers, results and dead "
-                                     "letters in the browser")
-    web.add_argument("--listen", type=cli.listen, default="127.0.0.1:8088",
-                     metavar="HOST:PORT")
-    web.add_argument("--token-file", metavar="FILE",
-                     help="an owner-only file holding the token every request must carry "
-                          "(needed off loopback; default: web.token_file)")
-    exporter = sub.add_parser("exporter", help="serve gearmand's queues and workers as "
-                                               "Prometheus metrics")
-    exporter.add_argument("--listen", type=cli.listen, default="127.0.0.1:9465",
-                          metavar="HOST:PORT")
-    exporter.add_argument("--interval", type=cli.seconds, default=5.0,
-                          help="ask each server at most once per SECONDS (default 5)")
-    dead = sub.add_parser("dead", help="list the dead letters (decoded) without removing "
-                                       "them; `resend` is the way back")
-    dead.add_argument("function", nargs="?", help="only this function's dead letters")
-    dead.add_argument("--json", action="store_true")
-    schedules = sub.add_parser("schedules", help="each schedule's next and last fire, and "
-                                                 "the last result's status")
-    schedules.add_argument("--json", action="store_true")
-    inspect = sub.add_parser("inspect", help="what each worker process is doing: running "
-                                             "jobs, counters, durations, memory")
-    inspect.add_argument("names", nargs="*", metavar="NAME")
-    inspect.add_argument("--all", action="store_true", help="every worker connected")
-    inspect.add_argument("--json", action="store_true")
-    inspect.add_argument("--timeout", type=cli.seconds, default=INSPECT_WAIT,
-                         help="seconds to wait for the answers (default %(default)s)")
-    reload = sub.add_parser("reload", help="have the worker NAME read its config again "
-                                           "(as SIGHUP: a bad one is refused, in its log)")
-    reload.add_argument("name")
-    shutdown = sub.add_parser("shutdown", help="stop the worker NAME gracefully")
-    shutdown.add_argument("name")
-    shutdown.add_argument("--timeout", type=cli.seconds, default=SHUTDOWN_WAIT)
-    for name in ("version", "getpid", "verbose"):
-        sub.add_parser(name, help=f"gearmand's '{name}' on every server")
-    jobs = sub.add_parser("jobs", help="gearmand's 'show jobs' on every server")
-    jobs.add_argument("--json", action="store_true")
-    cancel = sub.add_parser("cancel", help="stop a running job by its id, or cancel a queued "
-                                           "one by its gearmand handle (H:...)")
-    cancel.add_argument("handle", metavar="JOB_ID|HANDLE")
-    maxqueue = sub.add_parser("maxqueue", help="limit FUNCTION's queue to N jobs")
-    maxqueue.add_argument("function")
-    maxqueue.add_argument("size", type=int)
-    sub.add_parser("apply", help="apply the config's per-function maxqueue limits")
-    keygen = sub.add_parser("keygen", help="write a new signing key to FILE (owner-only); "
-                                           "name it in security.key_file")
-    keygen.add_argument("file")
-    server = sub.add_parser("server", help="start, stop or inspect the local gearmand")
-    server.add_argument("action", choices=["start", "stop", "status"])
-    server.add_argument("--port", type=cli.port, help="port (default: the first configured "
-                                                 "loopback server's, else 4730)")
-    server.add_argument("--data-dir", help=f"pidfile, log and queue folder "
-                                           f"(default: {DEFAULT_DATA_DIR} beside the config)")
-    server.add_argument("--queue", choices=[QUEUE_SQLITE, QUEUE_BUILTIN], default=QUEUE_SQLITE,
-                        help="persistent SQLite queue (default) or gearmand's in-memory one")
-    server.add_argument("--tls", action="store_true",
-                        help="gearmand on loopback only and stunnel taking TLS on the port")
-    server.add_argument("--tls-cert", metavar="FILE", help="the server certificate (PEM; "
-                        "default: one made once in the data dir by a local CA)")
-    server.add_argument("--tls-key", metavar="FILE", help="its key (default: --tls-cert)")
-    server.add_argument("--tls-client-ca", metavar="FILE",
-                        help="require client certificates signed by this CA")
-    return parser
-
 
 def print_json(rows):
     print(json.dumps([asdict(r) if hasattr(r, "__dataclass_fields__") else r for r in rows]))
@@ -172,7 +50,7 @@ def cmd_status(admin, config, args):
 
 
 def _watch(admin, args):
-    from rich.live import Live
+    from rich.live import Live  # 29 ms of imports: only with --watch
     interval = max(0.2, args.watch)
 
     def table():
@@ -250,26 +128,16 @@ def _cancel_running(admin, config, job_id):
 
 
 def cmd_maxqueue(admin, config, args):
-    _limit(admin, args.function, args.size)
+    set_maxqueue(admin, args.function, args.size)
     print(f"maxqueue {args.function} = {args.size} on {len(admin.connections)} server(s)")
     return EXIT_OK
-
-
-def _limit(admin, function, size):
-    try:  # gearmand's maxqueue only applies to a function it knows
-        admin.create_function(function)
-    except AdminUnsupported:  # the Perl job server: maxqueue works without it
-        pass
-    admin.maxqueue(function, size)
-    log.info("maxqueue: %s set %s to %d on %s", WHO, function, size,
-             [str(c.address) for c in admin.connections])
 
 
 def cmd_apply(admin, config, args):
     limited = {name: fn.maxqueue for name, fn in config.functions.items()
                if fn.maxqueue is not None}
     for function, size in sorted(limited.items()):
-        _limit(admin, function, size)
+        set_maxqueue(admin, function, size)
         print(f"maxqueue {function} = {size}")
     if not limited:
         print("no function in the config sets maxqueue")
@@ -331,7 +199,7 @@ def _controllable(admin, config, name):
 
 
 def cmd_exporter(admin, config, args):
-    from manage_client.exporter import serve
+    from manage_client.exporter import serve  # prometheus_client: 7.7 MiB, 41 ms
     host, port = args.listen
     try:
         serve(config.servers, host, port, args.interval)
@@ -341,7 +209,7 @@ def cmd_exporter(admin, config, args):
 
 
 def cmd_web(admin, config, args):
-    from manage_client.web import serve
+    from manage_client.web import serve  # http.server and the dashboard: only here
     host, port = args.listen
     token_file = args.token_file or config.web.token_file
     token = (read_key_file(token_file, None, "--token-file").decode("utf-8", "replace")
@@ -445,103 +313,6 @@ def cmd_keygen(args):
         raise UsageError(f"keygen: cannot write {args.file}: {err.strerror}") from err
     kid = key_id(read_key_file(args.file, None, "keygen"))
     print(f"wrote a new key to {args.file} (key id {kid})")
-    return EXIT_OK
-
-
-# --- the local gearmand -------------------------------------------------------------------
-
-def local_server(config, args, port=None, host=None):
-    """The LocalGearmand that ``runadmin server`` controls for this config and flags."""
-    local = [s for s in config.servers if s.host in LOOPBACK_HOSTS]
-    port = port or args.port or (local[0].port if local else 4730)
-    host = host or (local[0].host if local and local[0].host != "localhost" else "127.0.0.1")
-    data_dir = args.data_dir or config.resolve(DEFAULT_DATA_DIR)
-    return LocalGearmand(data_dir, port=port, host=host, queue=args.queue,
-                         job_retries=config.server.job_retries)
-
-
-def cmd_server(config, args):
-    server = local_server(config, args)
-    front = TlsFront(server.data_dir, server.host, server.port)
-    backend = front.saved_backend_port()
-    if args.action == "start":
-        return _start_tls(config, server, front, args) if args.tls else _start(config, server)
-    if backend is not None:  # a TLS front runs (or ran) on this port
-        behind = local_server(config, args, port=backend, host="127.0.0.1")
-        if args.action == "stop":
-            stopped = front.stop()
-            stopped = behind.stop() or stopped
-            front.forget()
-            log.info("server stop: %s: gearmand %s behind %s %s", WHO, behind.address,
-                     front.address, "stopped" if stopped else "was not running")
-            print(f"gearmand {'stopped' if stopped else 'was not running'} on "
-                  f"{front.address} (stunnel) and {behind.address}")
-            return EXIT_OK
-        status, pid = behind.status(), front.running_pid()
-        print(status.describe() + "; " + (f"stunnel running: pid {pid}, {front.address}"
-                                          if pid else f"stunnel not running on {front.address}"))
-        return EXIT_OK if status.running and pid else EXIT_FAILED
-    if args.action == "stop":
-        stopped = server.stop()
-        log.info("server stop: %s: gearmand %s %s", WHO, server.address,
-                 "stopped" if stopped else "was not running")
-        print(f"gearmand {'stopped' if stopped else 'was not running'} on {server.address}")
-        return EXIT_OK
-    status = server.status()
-    print(status.describe())
-    return EXIT_OK if status.running else EXIT_FAILED
-
-
-def _reapply_limits(config, server):
-    """gearmand keeps maxqueue limits in memory only: set the config's again on the
-    server just started (a restart would otherwise drop them without a word)."""
-    limited = {name: fn.maxqueue for name, fn in config.functions.items()
-               if fn.maxqueue is not None}
-    if not limited:
-        return
-    with AdminClient([ServerAddress(server.host, server.port)]) as admin:
-        for function, size in sorted(limited.items()):
-            _limit(admin, function, size)
-    print("maxqueue limits from the config applied: "
-          + ", ".join(f"{f}={n}" for f, n in sorted(limited.items())))
-
-
-def _start(config, server):
-    pid = server.start()
-    log.info("server start: %s started gearmand %s pid %s queue %s", WHO, server.address,
-             pid, server.queue)
-    print(f"gearmand started: pid {pid}, {server.address}, data {server.data_dir}")
-    _reapply_limits(config, server)
-    return EXIT_OK
-
-
-def _start_tls(config, server, front, args):
-    """gearmand on a free loopback port, stunnel on the configured one."""
-    if front.running_pid() is not None:
-        raise ServerControlError(f"stunnel already runs on {front.address}", EXIT_USAGE)
-    if args.tls_cert:
-        cert, key, ca = args.tls_cert, args.tls_key or args.tls_cert, None
-    else:
-        cert, key, ca = front.local_certificates()
-    behind = LocalGearmand(server.data_dir, port=free_port(), host="127.0.0.1",
-                           queue=server.queue, job_retries=server.job_retries)
-    front.backend_port, front.cert, front.key = behind.port, cert, key
-    front.client_ca = args.tls_client_ca
-    gearmand_pid = behind.start()
-    try:
-        stunnel_pid = front.start()
-    except ServerControlError:
-        behind.stop()
-        front.forget()
-        raise
-    log.info("server start: %s started gearmand %s pid %s behind stunnel %s pid %s", WHO,
-             behind.address, gearmand_pid, front.address, stunnel_pid)
-    print(f"gearmand started: pid {gearmand_pid}, {behind.address} (loopback only), data "
-          f"{server.data_dir}; stunnel pid {stunnel_pid} takes TLS on {front.address}"
-          + (f"; clients need a certificate from {args.tls_client_ca}"
-             if args.tls_client_ca else "")
-          + (f"; CA for tls.ca_file: {ca}" if ca else ""))
-    _reapply_limits(config, behind)
     return EXIT_OK
 
 

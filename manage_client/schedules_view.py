@@ -6,8 +6,8 @@ import os
 import time
 
 from gearman_frame.errors import FrameError, WireError
-from gearman_frame.result_store import ResultStore
-from gearman_frame.schedules import ScheduleState, lease_unique
+from gearman_frame.sending.result_store import ResultStore
+from gearman_frame.sending.schedules import ScheduleState, lease_unique
 from gearman_frame.wire import status_by_unique
 
 

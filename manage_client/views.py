@@ -1,4 +1,5 @@
 """Human views of admin data: tables for status and workers (JSON is printed as is)."""
+import datetime
 from collections import defaultdict
 from typing import Any
 
@@ -92,7 +93,6 @@ def print_table(table, stream=None, min_width=None):
 
 def hosts_table(hosts):
     """Per IP: state, workers, connections, functions, running jobs."""
-    import datetime
     table = Table(title="workers by host", title_justify="left")
     for column in ("ip", "state", "workers", "connections", "functions", "running"):
         table.add_column(column, justify="right" if column == "connections" else "left")
@@ -122,7 +122,6 @@ def schedules_table(rows):
 
 def dead_table(letters):
     """Dead letters: function, job id, how it ended, why, attempts, when, kwargs."""
-    import datetime
     table = Table(title="dead letters", title_justify="left")
     for column in ("function", "job id", "status", "reason", "attempts", "dead at",
                    "kwargs"):

@@ -23,7 +23,7 @@ from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import FrameError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX, DEAD_PREFIX, dead_letter_function
-from gearman_frame.result_store import ResultStore
+from gearman_frame.sending.result_store import ResultStore
 
 from .admin import AdminClient
 from .dead_letters import read_queue

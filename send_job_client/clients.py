@@ -15,18 +15,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gearman_frame import tasks
-from gearman_frame.addresses import parse_address
+from gearman_frame.addresses import ServerAddress, parse_address
 from gearman_frame.config import Config, load_config
 from gearman_frame.delays import due_at
 from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result, dumps
 from gearman_frame.errors import (EnvelopeError, ProtocolError, ServerRefused, ServerUnavailable,
                                   UsageError, WireError)
-from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, status_by_unique
+from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, Request as WireRequest, status_by_unique
 
-from gearman_frame.dispatch import DEFAULT_WINDOW, Dispatcher, Job
+from gearman_frame.sending.dispatch import DEFAULT_WINDOW, Dispatcher, Job, Outcome
 from .collect import Collector
-from .outbox import Outbox
-from gearman_frame.result_store import ResultStore
+from .outbox import Kept, Outbox
+from gearman_frame.sending.result_store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Delivery:
     server: str | None = None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.error is None
 
 
@@ -69,7 +69,7 @@ class JobClient:
 
     def __init__(self, config: Config | None = None, timeout: float | None = None,
                  resend: int | None = None, outbox: Outbox | None = None,
-                 window: int = DEFAULT_WINDOW):
+                 window: int = DEFAULT_WINDOW) -> None:
         self.config = config or load_config()
         client = self.config.client
         self.timeout = client.timeout if timeout is None else timeout
@@ -84,7 +84,7 @@ class JobClient:
         self.dispatcher.close()
         self._closed = True
 
-    def _check_open(self):
+    def _check_open(self) -> None:
         if self._closed:
             raise UsageError("this JobClient is closed; make a new one")
 
@@ -94,7 +94,7 @@ class JobClient:
         self._bound.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._bound.__exit__(*exc)
         self.close()
 
@@ -132,7 +132,7 @@ class JobClient:
             raise outcome.error
         return self._deliver(job, outcome)
 
-    def _one(self, job, timeout):
+    def _one(self, job: Job, timeout: float | None) -> Outcome:
         self._check_open()
         job.validate()
         outcomes = []
@@ -159,7 +159,7 @@ class JobClient:
 
         channel = self.config.client.results if background else None
 
-        def prepared():
+        def prepared() -> Iterator[Job]:
             for job in jobs:
                 job.background = background
                 if channel and job.reply_to is None and job.data is None:
@@ -167,7 +167,7 @@ class JobClient:
                 job.validate()
                 yield job
 
-        def finished(index, outcome):
+        def finished(index: int, outcome: Outcome) -> None:
             value = self._deliver(outcome.job, outcome) if background else result_of(outcome)
             if collect:
                 results[index] = value
@@ -180,9 +180,10 @@ class JobClient:
         self.dispatcher.run(prepared(), finished, timeout)
         return [results[i] for i in range(len(results))] if collect else None  # in order
 
-    def _deliver(self, job, outcome):
+    def _deliver(self, job: Job, outcome: Outcome) -> Delivery:
         if outcome.error is None:
-            return Delivery(job.id, handle=outcome.request.handle, server=outcome.server)
+            handle = outcome.request.handle if outcome.request is not None else None
+            return Delivery(job.id, handle=handle, server=outcome.server)
         if isinstance(outcome.error, ServerRefused):
             return Delivery(job.id, error=str(outcome.error))
         self.outbox.put(job, outcome.error, doubt=in_doubt_at(outcome))
@@ -277,7 +278,7 @@ class JobClient:
         finally:
             lock.release()
 
-    def _flush_batch(self, rows, any_server):
+    def _flush_batch(self, rows: list[Kept], any_server: bool) -> tuple[int, int]:
         """Send one batch; returns (delivered, how many are still waiting)."""
         fresh: list = []
         doubtful: dict = {}
@@ -295,7 +296,7 @@ class JobClient:
         sent, unsent = self._flush_rows(fresh, self.dispatcher)
         return delivered + sent, waiting + unsent
 
-    def _flush_in_doubt(self, server, rows):
+    def _flush_in_doubt(self, server: str, rows: list[Kept]) -> tuple[int, int]:
         """Jobs that ``server`` may hold: the ones it knows stay with it; the others are
         sent to it alone, so it coalesces a late copy instead of a second server running
         one. While it is unreachable they wait."""
@@ -323,7 +324,7 @@ class JobClient:
             pinned.close()
         return len(held) + sent, unsent
 
-    def _flush_rows(self, rows, dispatcher):
+    def _flush_rows(self, rows: list[Kept], dispatcher: Dispatcher) -> tuple[int, int]:
         jobs = [Job(r.function, data=r.data, priority=r.priority, background=True, id=r.id,
                     at=due_at(r.at) if r.at else None) for r in rows]
         if not jobs:
@@ -335,21 +336,22 @@ class JobClient:
         for outcome in outcomes:
             if outcome.error is None:
                 log.info("outbox: delivered job %s on %s as %s", outcome.job.id,
-                         outcome.job.function, outcome.request.handle)
+                         outcome.job.function,
+                         outcome.request.handle if outcome.request else None)
             else:
                 self.outbox.put(outcome.job, outcome.error, doubt=in_doubt_at(outcome))
                 log.warning("outbox: job %s on %s still undeliverable: %s", outcome.job.id,
                             outcome.job.function, outcome.error)
         return len(queued), len(outcomes) - len(queued)
 
-    def _address(self, server):
+    def _address(self, server: str) -> ServerAddress:
         for address in self.config.servers:
             if str(address) == server:
                 return address
         return parse_address(server)
 
 
-def in_doubt_at(outcome):
+def in_doubt_at(outcome: Outcome) -> str | None:
     """The server that may have queued a job no server acknowledged: the last one whose
     live connection took the request and never answered (None if there is none)."""
     for server, what in reversed(outcome.attempts or ()):
@@ -358,7 +360,7 @@ def in_doubt_at(outcome):
     return None
 
 
-def result_of(outcome):
+def result_of(outcome: Outcome) -> Result:
     """The Result of a finished foreground job (errors become status 'error').
 
     A raw job's answer is whatever the worker sent: WORK_DATA chunks (a foreign worker
@@ -366,9 +368,9 @@ def result_of(outcome):
     stderr on failure; WORK_WARNING texts go to stderr. An envelope job's answer is our
     result object (on failure the last WORK_DATA, or the WORK_EXCEPTION)."""
     job, request = outcome.job, outcome.request
-    if outcome.error is not None:
-        return Result(status=STATUS_ERROR, error=str(outcome.error), id=job.id,
-                      attempts=len(outcome.attempts))
+    if outcome.error is not None or request is None:
+        return Result(status=STATUS_ERROR, error=str(outcome.error or "no request was sent"),
+                      id=job.id, attempts=len(outcome.attempts))
     if job.data is not None:
         return _raw_result(request, job.id)
     if request.state == JOB_COMPLETE:
@@ -380,7 +382,7 @@ def result_of(outcome):
     return Result(status=STATUS_FAILED, id=job.id, error=NO_DETAILS)
 
 
-def _exception_result(text, job_id):
+def _exception_result(text: bytes, job_id: str) -> Result:
     """A WORK_EXCEPTION: our result object (from a worker on a server without WORK_DATA)
     or a foreign worker's exception text."""
     try:
@@ -396,7 +398,7 @@ NO_DETAILS = ("no result: gearmand dropped the job (a worker died on every one o
               "(bare WORK_FAIL, or an exception)")
 
 
-def _raw_result(request, job_id):
+def _raw_result(request: WireRequest, job_id: str) -> Result:
     data = b"".join(bytes(chunk) for chunk in request.data_updates)
     warnings = b"".join(bytes(w) for w in request.warning_updates)
     if request.state == JOB_COMPLETE:
@@ -408,9 +410,9 @@ def _raw_result(request, job_id):
                   error=error)
 
 
-def _decode(data, job_id):
+def _decode(data: bytes | None, job_id: str) -> Result:
     try:
-        return Result.decode(data)
+        return Result.decode(data or b"")
     except EnvelopeError as err:
         return Result(status=STATUS_ERROR, id=job_id, error=f"undecodable result: {err}",
                       stdout=data)

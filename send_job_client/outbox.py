@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from contextlib import closing
@@ -119,7 +120,6 @@ class Outbox:
             self._guard(run, recover)
 
     def _guard(self, action, recover):
-        import sqlite3  # only senders that keep jobs need it (1 MiB); workers import plugins
         try:
             with closing(self._connect()) as conn:
                 return action(conn)
@@ -144,7 +144,6 @@ class Outbox:
         except OSError as err:
             raise OutboxError(self.path, f"cannot create it ({err.strerror})",
                               "make its folder writable or set client.outbox") from err
-        import sqlite3
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")

@@ -27,9 +27,9 @@ import socket
 import threading
 import time
 
-from gearman_frame.dispatch import Job
+from gearman_frame.sending.dispatch import Job
 from gearman_frame.errors import FrameError, ServerUnavailable
-from gearman_frame.schedules import ScheduleState, lease_function, lease_unique
+from gearman_frame.sending.schedules import ScheduleState, lease_function, lease_unique
 from gearman_frame.wire.lease import Lease
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from gearman_frame.wire import PRIORITIES, status_by_unique
 from send_job_client.clients import OUTBOX, JobClient
 from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
 from send_job_client.progress import progress_display
-from send_job_client.quick import print_result, remember
+from send_job_client.lookup import print_result, remember
 from send_job_client.scheduler import Scheduler
 
 log = logging.getLogger("send_job_client.scheduler")

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from gearman_frame.errors import ServerControlError
-from gearman_frame.server import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, find_gearmand, free_port
+from gearman_frame.daemons.gearmand import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGearmand, find_gearmand, free_port
 
 _PORT_TRIES = 5
 

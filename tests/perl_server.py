@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from gearman_frame.server import free_port, is_c_gearmand
+from gearman_frame.daemons.gearmand import free_port, is_c_gearmand
 
 PERL_SERVER_MODULE = "/usr/share/perl5/Gearman/Server.pm"
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from gearman_frame.dispatch import Job
+from gearman_frame.sending.dispatch import Job
 from send_job_client import JobClient
 
 from .client_helpers import client_config

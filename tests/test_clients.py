@@ -6,7 +6,7 @@ import time
 import pytest
 
 from gearman_frame.errors import JobTimeout, ServerUnavailable, UsageError
-from gearman_frame.server import free_port
+from gearman_frame.daemons.gearmand import free_port
 from send_job_client import OUTBOX, Job, JobClient
 from send_job_client.outbox import Outbox
 

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import yaml
 
-from gearman_frame.server import free_port
+from gearman_frame.daemons.gearmand import free_port
 
 from .helpers import queued, wait_for
 from .worker_helpers import send_background

@@ -1,5 +1,5 @@
 """Faults across hosts: links cut without a word (no FIN, no RST) between hosts in
-network namespaces (tests/fleet.py), with the real gearmand, runworkers, sendjob and
+network namespaces (gearman_frame/daemons/fleet.py), with the real gearmand, runworkers, sendjob and
 runadmin inside them. Slow (each waits out a detection bound): marked ``fleet``; never
 skipped under CI=true (a missing capability fails there)."""
 import json
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .fleet import BIN, Fleet, missing_capability
+from gearman_frame.daemons.fleet import BIN, Fleet, missing_capability
 from .helpers import wait_for
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(240)]

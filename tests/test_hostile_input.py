@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from gearman_frame.server import free_port
+from gearman_frame.daemons.gearmand import free_port
 from gearman_frame.wire import WireClient
 from send_job_client import Job, JobClient
 

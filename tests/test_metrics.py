@@ -10,7 +10,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gearman_frame.server import free_port
+from gearman_frame.daemons.gearmand import free_port
 
 from .helpers import wait_for
 from .worker_helpers import send, send_background

@@ -256,7 +256,7 @@ def test_result_lookups_answer_the_same_from_the_short_way_and_see_an_edited_con
     import json as _json
     import subprocess
 
-    from gearman_frame.result_store import ResultStore
+    from gearman_frame.sending.result_store import ResultStore
 
     def store(name, records):
         path = tmp_path / name

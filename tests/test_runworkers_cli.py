@@ -1,7 +1,7 @@
 """The installed `runworkers` command: exit codes, one-line errors, traceable log lines."""
 import subprocess
 
-from gearman_frame.server import free_port
+from gearman_frame.daemons.gearmand import free_port
 
 from .worker_helpers import RUNWORKERS, WorkerProcess, send
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from gearman_frame.errors import ServerControlError
-from gearman_frame.server import LocalGearmand, accepts_connections, free_port
+from gearman_frame.daemons.gearmand import LocalGearmand, accepts_connections, free_port
 
 from .helpers import queued, wait_for
 
@@ -95,7 +95,7 @@ def test_missing_binary_is_reported(tmp_path):
 
 def test_a_perl_gearmand_script_is_named_and_never_run(tmp_path, monkeypatch):
     from gearman_frame.errors import ServerControlError
-    from gearman_frame.server import LocalGearmand, find_gearmand
+    from gearman_frame.daemons.gearmand import LocalGearmand, find_gearmand
     fake = tmp_path / "bin" / "gearmand"
     fake.parent.mkdir()
     marker = tmp_path / "ran"

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from gearman_frame.processes import is_alive
-from gearman_frame.server import free_port
-from gearman_frame.tls_front import find_stunnel
+from gearman_frame.daemons.gearmand import free_port
+from gearman_frame.daemons.tls_front import find_stunnel
 
 from .client_helpers import sendjob
 from .helpers import wait_for

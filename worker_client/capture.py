@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import tempfile
 
 #: Bytes read from a pipe at a time.
 READ_CHUNK = 64 * 1024
@@ -144,3 +145,31 @@ class Pump:
         for fd in self.streams:
             os.close(fd)
         self.streams.clear()
+
+
+def anonymous_file(folder=None):
+    """An unnamed temporary file (O_TMPFILE: nothing to clean up, even after a SIGKILL) in
+    ``folder`` (default: $TMPDIR or /tmp); a tempfile one where the filesystem lacks
+    O_TMPFILE."""
+    folder = folder or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        return open(os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
+    except (OSError, AttributeError):
+        return tempfile.TemporaryFile(prefix="gf-", dir=folder)
+
+
+def file_tail(handle, limit):
+    """The last ``limit`` bytes of a file written by a command, and its size."""
+    fd = handle.fileno()
+    size = os.fstat(fd).st_size
+    if not size:
+        return b"", 0
+    offset = max(0, size - limit)
+    chunks = []
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks), size

@@ -28,7 +28,9 @@ from gearman_frame.wire import AbandonJob, JobFailed
 
 from .gate import Gate
 from .stages.base import Pipeline, Rejected, Run, TakenOver, job_id_of
-from .stages.running import Retries, call_hook
+from .follow import INTERVAL as FOLLOW_INTERVAL
+from .reports import TaskProgress
+from .stages.running import Retries, RunningTask, call_hook
 from .stats import Stats
 from .veryeasyprocess import TAIL_BYTES, Runner, quote
 
@@ -41,24 +43,6 @@ JOB_ID_VARIABLE = "GEARMAN_FRAME_JOB_ID"
 
 
 _JSON_SCALARS = (str, int, float, bool)
-@dataclass
-class RunningTask:
-    """A Python task's attempt in progress, watched for its timeout by the process's
-    watchdog (WorkerPool): a thread cannot be killed, so past its deadline the job is
-    answered from outside and the process is replaced."""
-
-    handler: "FunctionHandler"
-    wire_worker: Any
-    job: Any
-    request: Any
-    started: float
-    deadline: float = float("inf")
-    attempt: int = 0
-    timed_out: bool = False
-    #: run by after_timeout's thread (the job was taken over), not the serving thread
-    retry: bool = False
-
-
 #: Decides, once, whether an attempt ended in time or was timed out by the watchdog.
 _EXPIRY_LOCK = Lock()
 
@@ -153,7 +137,6 @@ class FunctionHandler:
         if follower is None:
             return {"on_tick": on_tick, "tick": self.ctx.progress_interval} if on_tick else {}
         # a followed job: its stream is flushed every tick, progress at its own pace
-        from .follow import INTERVAL
         every, last = self.ctx.progress_interval, [0.0]
 
         def tick(elapsed):
@@ -161,7 +144,7 @@ class FunctionHandler:
             if on_tick is not None and elapsed - last[0] >= every:
                 last[0] = elapsed
                 on_tick(elapsed)
-        return {"on_tick": tick, "tick": INTERVAL, "on_output": follower.add}
+        return {"on_tick": tick, "tick": FOLLOW_INTERVAL, "on_output": follower.add}
 
     # -- Python tasks past their timeout (called by the process's watchdog)
     def expire(self, running) -> bool:
@@ -243,7 +226,7 @@ class FunctionHandler:
             if running is None:
                 value = self.task(*args, **kwargs)
             else:
-                with reporting(_TaskProgress(running.wire_worker, running.job)):
+                with reporting(TaskProgress(running.wire_worker, running.job)):
                     value = self.task(*args, **kwargs)
         except Exception as err:
             self._ended_in_time(running)
@@ -352,38 +335,6 @@ class FunctionHandler:
             result.stdout = ""  # what was kept is cut short: no use, and large
             return result
         return self._from_process(outcome)
-
-
-class _TaskProgress:
-    """A task's ``progress(done, total)``: WORK_STATUS, at most one per PACE seconds but
-    the last (done == total) always."""
-
-    PACE = 0.1
-
-    def __init__(self, wire_worker, job):
-        self.wire_worker, self.job = wire_worker, job
-        self.sent_at = float("-inf")
-
-    def __call__(self, done, total):
-        now = time.monotonic()
-        if now - self.sent_at >= self.PACE or done >= total:
-            self.sent_at = now
-            self.wire_worker.report_progress(self.job, done, total)
-
-
-class Progress:
-    """Sends WORK_STATUS (seconds elapsed of the timeout) while a long command runs."""
-
-    def __init__(self, wire_worker, job, timeout):
-        self.wire_worker = wire_worker
-        self.job = job
-        self.timeout = int(timeout or 0)
-        self.lost = False
-
-    def __call__(self, elapsed):
-        if not self.lost:  # once its server is gone, the rest would fail the same way
-            self.lost = not self.wire_worker.report_progress(self.job, int(elapsed),
-                                                             self.timeout)
 
 
 def _sleep(seconds) -> bool:

@@ -18,6 +18,7 @@ class Metrics:
     the process's health loop (Stats.flush_metrics), not by each job."""
 
     def __init__(self):
+        # prometheus_client: 7.7 MiB and 41 ms, only with --metrics
         from prometheus_client import Counter, Gauge, Histogram
         self.jobs = Counter("gearman_frame_jobs", "Jobs ended, by function and status",
                             ["function", "status"])

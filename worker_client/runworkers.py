@@ -17,6 +17,7 @@ from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
 
+from worker_client import metrics
 from worker_client.hygiene import limit_malloc_arenas
 from worker_client.supervisor import READY, Supervisor, tell_supervisor
 from worker_client.workers import WorkerPool, install_signal_handlers, worker_name
@@ -123,7 +124,6 @@ def main(argv=None):
         return layout(fresh), serving(fresh, chosen, new_tasks)
     side = on_gone = None
     if config.worker.metrics:
-        from worker_client import metrics
         metrics.prepare_folder(os.path.join(state_dir, f"metrics-{name}"))
         side = functools.partial(metrics.serve, *parse_listen(config.worker.metrics))
         on_gone = metrics.process_gone

@@ -19,20 +19,22 @@ import itertools
 import logging
 import os
 import shlex
-import signal
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
 from gearman_frame.config import DEFAULT_PROGRESS_INTERVAL as PROGRESS_INTERVAL
 
-from .capture import Capture, Pump, ThreadPipes
-from .groups import (KILL_GRACE, Child, group_alive, kill_group, kill_with_group, wait_gone,
-                     wait_pid)
+from .capture import Capture, Pump, ThreadPipes, anonymous_file, file_tail
+from .groups import KILL_GRACE, Child, group_alive, kill_group, kill_with_group, wait_gone
 from .procfs import boot_ticks, children_since, environ_of, group_members, proc_stat
+from .process_result import ProcessResult
 from .spawn import Environment, spawn
+from .waiter import Waiter
 
 log = logging.getLogger(__name__)
 
@@ -49,67 +51,12 @@ ESCAPE_PASSES = 4
 _TAG_PREFIX = f"{TAG_VARIABLE}=".encode()
 
 
-@dataclass
-class ProcessResult:
-    """How a command ended. ``exit_code`` is None when a signal ended it."""
-
-    argv: object
-    exit_code: int | None
-    signal: int | None
-    timed_out: bool
-    duration_s: float
-    stdout: bytes = b""
-    stderr: bytes = b""
-    stdout_size: int = 0
-    stderr_size: int = 0
-    stdout_path: str | None = None
-    stderr_path: str | None = None
-    killed_leftovers: int = 0
-    escaped: tuple = ()
-    cancelled: bool = False
-    #: killed on request (`runadmin cancel`), not because the worker stops
-    user_cancelled: bool = False
-    pid: int | None = None
-    #: Why the command could not be started (``E2BIG: Argument list too long``), or None.
-    start_error: str | None = None
-
-    @property
-    def ok(self):
-        return self.exit_code == 0 and not self.timed_out
-
-    def describe(self):
-        """One line saying how the command ended."""
-        if self.timed_out:
-            return f"timed out after {self.duration_s:.2f}s (process group killed)"
-        if self.user_cancelled:
-            return "cancelled (runadmin cancel): process group killed"
-        if self.cancelled:
-            return "killed: the worker is stopping"
-        if self.start_error:
-            return f"could not start the command: {self.start_error} (exit code 127)"
-        if self.signal is not None:
-            text = f"killed by signal {self.signal} ({_signal_name(self.signal)})"
-        else:
-            text = f"exit code {self.exit_code}"
-        if self.escaped:
-            text += f"; killed {len(self.escaped)} process(es) that escaped its group"
-        return text
-
-
-def _signal_name(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "unknown"
-
-
 _DEVNULL_FD = None
 #: Marks "no input" for a command (like subprocess.DEVNULL, without importing subprocess).
 DEVNULL = object()
 
 
 def _popen_io(handle):
-    import subprocess
     return subprocess.DEVNULL if handle is DEVNULL else handle
 
 
@@ -124,38 +71,6 @@ def _fd(handle):
             _DEVNULL_FD = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         return _DEVNULL_FD
     return handle.fileno()
-
-
-def anonymous_file(folder=None):
-    """An unnamed temporary file (O_TMPFILE: nothing to clean up, even after a SIGKILL) in
-    ``folder`` (default: $TMPDIR or /tmp).
-
-    The ``tempfile`` module costs the worker 1.4 MiB of memory, so it is only imported
-    where the filesystem lacks O_TMPFILE.
-    """
-    folder = folder or os.environ.get("TMPDIR") or "/tmp"
-    try:
-        return open(os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
-    except (OSError, AttributeError):
-        import tempfile
-        return tempfile.TemporaryFile(prefix="gf-", dir=folder)
-
-
-def _tail(handle, limit):
-    """The last ``limit`` bytes of a file written by a command, and its size."""
-    fd = handle.fileno()
-    size = os.fstat(fd).st_size
-    if not size:
-        return b"", 0
-    offset = max(0, size - limit)
-    chunks = []
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks), size
 
 
 class Runner:
@@ -337,7 +252,6 @@ class Runner:
                 proc = Child(spawn(self._executable(argv[0], extra), argv, self._environment,
                                    extra, dup2))
             else:
-                import subprocess  # 1 MiB of imports, only for commands with a cwd
                 proc = subprocess.Popen(argv, cwd=cwd, env=self._environment.as_dict(extra),
                                         stdin=_popen_io(stdin),
                                         stdout=stdout, stderr=stderr, start_new_session=True,
@@ -357,7 +271,6 @@ class Runner:
         key = (name, path)
         found = self._executables.get(key)
         if found is None:
-            import shutil
             found = name if "/" in name else shutil.which(name, path=path)
             if found is None:
                 raise FileNotFoundError(2, "No such file or directory", name)
@@ -384,7 +297,7 @@ class Runner:
         """Wait for the deadline, calling ``on_tick`` between slices (and reading the
         command's output meanwhile); True if it exited."""
         deadline = None if timeout is None else started + timeout
-        waiter = _Waiter(proc, pump)
+        waiter = Waiter(proc, pump)
         try:
             while True:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -407,7 +320,6 @@ class Runner:
 
     def _named_files(self):
         """Two named files for stdout/stderr that the caller keeps."""
-        import tempfile
         return [tempfile.NamedTemporaryFile(prefix="gf-out-", delete=False, dir=self.spool_dir)
                 for _ in range(2)]
 
@@ -477,47 +389,11 @@ class Runner:
 
     def _collect_files(self, result, files, limit):
         out, err = files
-        result.stdout, result.stdout_size = _tail(out, limit)
-        result.stderr, result.stderr_size = _tail(err, limit)
+        result.stdout, result.stdout_size = file_tail(out, limit)
+        result.stderr, result.stderr_size = file_tail(err, limit)
         result.stdout_path, result.stderr_path = out.name, err.name
         out.close()
         err.close()
-
-
-class _Waiter:
-    """Waits for one child to exit, waking at once when it does (a pidfd), reading its
-    output pipes (a Pump) meanwhile."""
-
-    def __init__(self, proc, pump):
-        self.proc, self.pump = proc, pump
-        self.pidfd = None
-        if pump is not None:
-            try:
-                self.pidfd = os.pidfd_open(proc.pid)
-                pump.watch(self.pidfd)
-            except (AttributeError, OSError):
-                self.pidfd = None
-
-    def wait(self, timeout):
-        """True if the child exited within ``timeout`` seconds (None: no limit)."""
-        if self.pump is None:
-            return wait_pid(self.proc, timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return self.proc.poll() is not None
-            ms = -1 if left is None else int(left * 1000) + 1
-            if self.pidfd is None:  # no pidfd: look every 10 ms
-                ms = 10 if ms < 0 else min(ms, 10)
-            ready = self.pump.wait(ms)
-            if (self.pidfd is None or ready) and self.proc.poll() is not None:
-                return True
-
-    def close(self):
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
 
 
 #: The runner the module-level helpers use.

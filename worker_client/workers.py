@@ -20,22 +20,18 @@ import threading
 import time
 from typing import Any
 
-from gearman_frame.envelope import parse_request
-from gearman_frame.errors import EnvelopeError
-from gearman_frame import __version__
-from gearman_frame.envelope import dumps
-from gearman_frame.queues import (CONTROL_CANCEL, CONTROL_INSPECT, CONTROL_RELOAD,
-                                  CONTROL_SHUTDOWN,
-                                  control_function, dead_letter_function,
-                                  dead_letter_record, requeued_unique, requeues_of,
-                                  result_record, results_function)
-from gearman_frame.delays import epoch_of
-from gearman_frame.wire import JobFailed, Submit, WireClient, WireWorker, submit_on
+from gearman_frame.queues import control_function
+from gearman_frame.wire import JobFailed, WireWorker
+from gearman_frame.wire.batch import BatchWireWorker
 
-from .deadletters import DeadLetterSpool, SpoolSender, requeue_payload
+from .deadletters import DeadLetterSpool, SpoolSender
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
 from .batches import BatchHandler
+from .control import Control
+from .gate import Gate
 from .jobs import FunctionHandler, WorkerContext
+from .metrics import Metrics
+from .outgoing import Outgoing
 from .stages import build as build_stages, encoded as encode_result
 from .stats import Stats, resident_mib
 from .supervisor import RETIRE, RETIRING, tell_supervisor
@@ -50,30 +46,21 @@ JOIN_TIMEOUT = 5.0
 
 
 def _gate(keyring):
-    """The signature gate, when a key is configured (imported then only: it brings
-    hashlib's OpenSSL, 3.7 MiB)."""
-    if keyring is None:
-        return None
-    from .gate import Gate
-    return Gate(keyring)
+    """The signature gate, when a key is configured (the keyring loads hashlib's
+    OpenSSL, 3.7 MiB, only then)."""
+    return None if keyring is None else Gate(keyring)
 
 
 def _metrics(listen):
-    """The Prometheus metrics of this process, when they are on (imported then only)."""
-    if not listen:
-        return None
-    from .metrics import Metrics
-    return Metrics()
+    """The Prometheus metrics of this process, when they are on (prometheus_client, 7.7
+    MiB, is imported then only: see metrics.py)."""
+    return Metrics() if listen else None
 
 
 def worker_name(template):
     """Fill ``{hostname}`` and ``{pid}`` in a worker-name template."""
     return template.format(hostname=socket.gethostname(), pid=os.getpid())
 
-
-HOST = socket.gethostname()
-#: What became of a dead letter or a result: queued by a server, or kept in a spool.
-SENT, KEPT = "sent", "kept"
 
 #: Suffix of the control connection's client id (``NAME.ctl``).
 CONTROL_SUFFIX = "ctl"
@@ -96,7 +83,6 @@ class ServingThread(threading.Thread):
                                    max_packet=settings.max_payload,
                                    dead_after=settings.dead_server_after)
         else:
-            from gearman_frame.wire.batch import BatchWireWorker
             self.wire = BatchWireWorker(pool.servers, batch.max, batch.wait,
                                         client_id=self.name, max_packet=settings.max_payload,
                                         dead_after=settings.dead_server_after)
@@ -149,14 +135,21 @@ class WorkerPool:
             self.stats.command_started(pgid)
             if self.ledger:
                 self.ledger.add(pgid, start_ticks)
+        spool = DeadLetterSpool(spool_dir) if spool_dir else None
+        #: Results no server took when their jobs ended wait here (beside dead letters).
+        result_spool = (DeadLetterSpool(os.path.join(os.path.dirname(spool_dir), "results"))
+                        if spool_dir else None)
+        self.outgoing = Outgoing(config, self.name, self.stats, spool, result_spool)
+        self.spool_sender = SpoolSender(spool, self.servers) if spool else None
+        self.result_sender = SpoolSender(result_spool, self.servers) if result_spool else None
         self.runner = Runner(on_start=started,
                              on_end=self.ledger.remove if self.ledger else None,
                              spool_dir=ledger_path)
         self.context = WorkerContext(name=self.name, runner=self.runner,
                                      stopping=self.stop_requested,
-                                     dead_letter=self.dead_letter,
-                                     publish=self.publish_result,
-                                     notice=self.notice_start,
+                                     dead_letter=self.outgoing.dead_letter,
+                                     publish=self.outgoing.publish_result,
+                                     notice=self.outgoing.notice_start,
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,
@@ -174,15 +167,9 @@ class WorkerPool:
                                                 tasks[fn].batch) for fn in sorted(batched)}
         self.threads = []
         self.keeper = None
-        self.spool = DeadLetterSpool(spool_dir) if spool_dir else None
-        self.spool_sender = SpoolSender(self.spool, self.servers) if self.spool else None
-        #: Results no server took when their jobs ended wait here (beside dead letters).
-        self.result_spool = (DeadLetterSpool(os.path.join(os.path.dirname(spool_dir),
-                                                          "results")) if spool_dir else None)
-        self.result_sender = (SpoolSender(self.result_spool, self.servers)
-                              if self.result_spool else None)
         self.reaper = OrphanReaper(self.runner, ledger=self.ledger)
-        self._local = threading.local()
+        #: Answers ``__ctl__.NAME``: shutdown, inspect, cancel, reload.
+        self.control = Control(self)
 
     # -- start
     def start(self):
@@ -351,10 +338,11 @@ class WorkerPool:
         result, encoded = encode_result(handler, result)
         self.stats.count(job.function, result.status)
         if request.reply_to:
-            self.publish_result(job, request, result, time.time() - result.duration_s,
+            self.outgoing.publish_result(job, request, result,
+                                         time.time() - result.duration_s,
                                 on_job_connection=False)
         if not result.ok and request.background:
-            self.dead_letter(job, result)
+            self.outgoing.dead_letter(job, result)
         running.wire_worker.answer_taken(job, encoded if result.ok else JobFailed(encoded))
 
     def request_stop(self, reason, force=False):
@@ -413,177 +401,6 @@ class WorkerPool:
             self.keeper.release()
         reap_orphans(self.runner)
         log.info("worker %s: stopped", self.name)
-
-    # -- control and dead letters (called from worker threads)
-    def control(self, wire_worker, job):
-        """A control job: ``shutdown``, raw or as the first arg of an envelope; with a key
-        configured, only a signed envelope (anything else is a log line and a refusal)."""
-        command = self._control_command(job)
-        if command is None:
-            return JobFailed(b"refused: unauthenticated job")
-        if command == CONTROL_SHUTDOWN:
-            if self.supervised:  # the supervisor stops every process, this one included
-                log.info("worker %s: shutdown job %s via %s: passed to the supervisor",
-                         self.name, job.unique, job.function)
-                tell_supervisor(signal.SIGTERM)
-            else:
-                self.request_stop(f"shutdown job {job.unique} via {job.function}")
-            return b"ok: stopping"
-        if command == CONTROL_INSPECT:
-            return dumps(self.inspect())
-        verb, _, argument = command.partition(b" ")
-        if verb == CONTROL_CANCEL and argument.strip():
-            return self.cancel(argument.strip().decode("utf-8", "replace"))
-        if command == CONTROL_RELOAD and self.supervised:
-            log.info("worker %s: reload job %s via %s: passed to the supervisor", self.name,
-                     job.unique, job.function)
-            tell_supervisor(signal.SIGHUP)
-            return b"ok: reloading"
-        return JobFailed(b"unknown control command: " + command[:100])
-
-    def _control_command(self, job):
-        data = bytes(job.data)
-        try:
-            request, _raw = parse_request(data)
-        except EnvelopeError:
-            request = None
-        gate = self.context.gate
-        why = gate.why_refused(job.function, request, data) if gate is not None else None
-        if why is not None:
-            log.warning("control job %s refused: %s", job.unique, why)
-            return None
-        if request is None:
-            return data.strip()
-        first = request.args[0] if request.args else ""
-        return (first if isinstance(first, bytes) else str(first).encode()).strip()
-
-    def inspect(self):
-        """This process's live state: what `runadmin inspect` shows."""
-        counters, durations = self.stats.snapshot()
-        return {"worker": self.fleet_name, "process": self.name, "pid": os.getpid(),
-                "host": HOST, "version": __version__, "config_hash": self.config_hash,
-                "uptime_s": round(time.monotonic() - self.started, 1),
-                "rss_mib": round(resident_mib(), 1), "threads": self.thread_count,
-                "recycling": self.recycling, "running": self.stats.running(),
-                "counters": counters, "durations_s": durations}
-
-    @property
-    def config_hash(self):
-        """16 hex characters of a hash of the config file's bytes (which config runs)."""
-        if getattr(self, "_config_hash", None) is None:
-            try:
-                with open(self.config.path, "rb") as handle:
-                    data = handle.read()
-            except (OSError, TypeError):
-                data = b""
-            from _blake2 import blake2b  # not hashlib: that loads OpenSSL (3.7 MiB)
-            self._config_hash = blake2b(data, digest_size=8).hexdigest()
-        return self._config_hash
-
-    def dead_letter(self, job, result):
-        """Send a background job that failed for good to ``__dead__.FUNCTION``, or keep
-        the letter in the spool when no server takes it; False only if both failed (the
-        caller then leaves the job unanswered for gearmand to hand out again)."""
-        spec = self.config.functions.get(job.function)
-        base, requeues = requeues_of(job.unique)
-        if spec is not None and requeues < spec.max_requeues:
-            return self._requeue(job, spec, base, requeues + 1)
-        function = dead_letter_function(job.function)
-        try:
-            record = dead_letter_record(job.function, job.unique, job.data, result.to_dict(),
-                                        requeues)
-        except ValueError as err:  # cannot happen for a result that encoded; be safe
-            log.error("could not encode the dead letter: %s", err)
-            return False
-        outcome = self._send(function, job.unique, record, self.spool, "the dead letter")
-        if outcome is not None:
-            self.stats.count(job.function, "dead_lettered")
-        if outcome == SENT:
-            log.warning("dead-lettered to %s", function)
-        return outcome is not None
-
-    def _requeue(self, job, spec, base, count):
-        """beanstalkd's kick: send a job that failed for good back to its function after
-        ``requeue_after`` (held by gearmand), as requeue ``count`` (in its unique)."""
-        at = time.time() + spec.requeue_after
-        payload = requeue_payload(job.data, at, self.config.keyring, job.function)
-        outcome = self._send(job.function, requeued_unique(base, count), payload, self.spool,
-                             "the requeued job", epoch=epoch_of(at))
-        if outcome is not None:
-            self.stats.count(job.function, "requeued")
-            log.warning("failed for good: sent back to %s in %gs (requeue %d of %d)",
-                        job.function, spec.requeue_after, count, spec.max_requeues)
-        return outcome is not None
-
-    def _encoded(self, function, record):
-        """A record's JSON, signed for ``function`` when a key is configured."""
-        keyring = self.config.keyring
-        return dumps(record) if keyring is None else keyring.sign(function, record)
-
-    def publish_result(self, job, request, result, started_at, on_job_connection=True):
-        """Publish a job's final result to ``__results__.CHANNEL`` (signed when a key is
-        set) on the job's connection (or, for a job whose own thread hangs, through this
-        process's sender client), kept in the result spool if gearmand refuses it or the
-        connection drops; False only if it cannot be encoded (the caller then leaves the
-        job unanswered)."""
-        function = results_function(request.reply_to)
-        record = result_record(result, request, job.function, started_at, time.time())
-        try:
-            payload = self._encoded(function, record)
-        except ValueError as err:
-            log.error("could not encode the result: %s", err)
-            return False
-        unique = f"{request.id[:40]}.{os.urandom(4).hex()}"  # each run's result arrives
-        if not on_job_connection:
-            return self._send(function, unique, payload, self.result_spool,
-                              "the result") is not None
-
-        def keep(why):
-            self._keep(self.result_spool, function, unique, payload, why, "the result")
-        # on the job's own connection, just before its answer: gearmand queues the result
-        # first, with no round trip; if it refuses it or the connection drops, it is kept
-        submit_on(job, Submit(function, unique, payload, on_lost=keep))
-        log.info("result published to %s", function)
-        return True
-
-    def notice_start(self, job, request):
-        """Tell the job's channel that a command's run began (its runs are counted from
-        these: a run whose worker died leaves its notice). Commands only: they are the
-        long runs a worker's death can cut; a notice per no-op task would cost a quarter of
-        a background task's throughput (one more job in gearmand each)."""
-        function = results_function(request.reply_to)
-        record = {"id": request.id, "event": "started", "worker": self.name, "host": HOST,
-                  "started_at": time.time()}
-        unique = f"{request.id[:40]}.s{os.urandom(4).hex()}"
-        submit_on(job, Submit(function, unique, self._encoded(function, record),
-                              on_lost=lambda why: log.info("start notice lost: %s", why)),
-                  now=True)
-
-    def _send(self, function, unique, record, spool, what, epoch=None):
-        """Queue ``record`` on ``function`` (SENT; held until ``epoch`` if given), or
-        keep it in ``spool`` to be sent once a server takes it (KEPT); None if neither
-        could be done."""
-        client = getattr(self._local, "client", None)
-        try:
-            if client is None:
-                client = self._local.client = WireClient(self.servers)
-            client.submit(function, record, unique=unique, background=True, timeout=10,
-                          epoch=epoch)
-            return SENT
-        except Exception as err:  # refused (queue full), no server, EMFILE ...
-            return self._keep(spool, function, unique, record, err, what, epoch)
-
-    def _keep(self, spool, function, unique, record, why, what, epoch=None):
-        if spool is None:
-            log.error("could not send %s (%s) and no spool is configured", what, why)
-            return None
-        try:
-            path = spool.keep(function, unique, record, epoch)
-        except OSError as err:
-            log.error("could not send %s (%s) nor spool it (%s)", what, why, err)
-            return None
-        log.warning("no server took %s (%s); kept in %s until one does", what, why, path)
-        return KEPT
 
 
 def install_signal_handlers(pool, supervised=False):

@@ -7,12 +7,15 @@ thread runs it.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import threading
 
 from ..errors import ConnectionLost
 from . import packets as p
 from .assignment import AbandonJob, Job, JobFailed
+from .connection import Connection
 from .refusals import Refusals
 
 log = logging.getLogger(__name__)
@@ -23,7 +26,7 @@ REFUSED = Refusals()
 _TAKEN = object()
 
 
-def encode(outcome) -> bytes:
+def encode(outcome: object) -> bytes:
     """A callback's answer as bytes (text as UTF-8); TypeError for anything else."""
     if isinstance(outcome, (bytes, bytearray, memoryview, str)):
         return p.as_bytes(outcome)
@@ -42,13 +45,13 @@ class JobAnswers:
     def grab_directly(self) -> bool:
         raise NotImplementedError
 
-    def _grab(self, link, ahead: bool = False) -> None:
+    def _grab(self, link: Any, ahead: bool = False) -> None:
         raise NotImplementedError
 
-    def _release(self, link) -> None:
+    def _release(self, link: Any) -> None:
         raise NotImplementedError
 
-    def handle_error(self, conn) -> None:
+    def handle_error(self, conn: Connection) -> None:
         raise NotImplementedError
 
     def serve_job(self, job: Job) -> None:
@@ -95,7 +98,7 @@ class JobAnswers:
             self._unanswered = None
             self.busy = False
 
-    def _call(self, job: Job):
+    def _call(self, job: Job) -> bytes | JobFailed:
         try:
             outcome = self.abilities[job.function](self, job)
             return outcome if isinstance(outcome, JobFailed) else encode(outcome)
@@ -105,7 +108,8 @@ class JobAnswers:
             log.exception("job %s on %s: callback failed", job.unique, job.function)
             return JobFailed(f"{type(err).__name__}: {err}".encode("utf-8", "replace"))
 
-    def _queue_answer(self, job: Job, outcome, serving: bool = False) -> None:
+    def _queue_answer(self, job: Job, outcome: bytes | JobFailed,
+                      serving: bool = False) -> None:
         """Queue the job's held submits, then its answer; ``serving``: from the thread that
         serves the connection, which then sends its next grab ahead of held submits."""
         held = _publications(job)
@@ -141,7 +145,7 @@ class JobAnswers:
                       job.unique, job.handle, conn.address, err)
             self.handle_error(conn)  # what was submitted on it is reported lost
 
-    def _update(self, job: Job, cmd: int, *fields) -> bool:
+    def _update(self, job: Job, cmd: int, *fields: bytes | str) -> bool:
         if not job.answerable:
             return False
         try:
@@ -151,7 +155,7 @@ class JobAnswers:
         except ConnectionLost:
             return False
 
-    def report_progress(self, job: Job, numerator, denominator) -> bool:
+    def report_progress(self, job: Job, numerator: int, denominator: int) -> bool:
         """Send WORK_STATUS for a running job; False (and nothing raised) if the job's
         server went away: progress is best effort, the job goes on."""
         if self._update(job, p.WORK_STATUS, str(numerator), str(denominator)):
@@ -160,7 +164,7 @@ class JobAnswers:
                     job.unique, job.handle, job.server)
         return False
 
-    def send_output(self, job: Job, data) -> bool:
+    def send_output(self, job: Job, data: bytes | str) -> bool:
         """Stream a piece of a running job's output to its sender (WORK_WARNING); False
         (nothing raised) if the job's server went away."""
         if self._update(job, p.WORK_WARNING, p.as_bytes(data)):
@@ -180,7 +184,7 @@ class JobAnswers:
             self._unanswered = _TAKEN
             return True
 
-    def answer_taken(self, job: Job, outcome) -> None:
+    def answer_taken(self, job: Job, outcome: object) -> None:
         """Answer a job taken over with ``outcome`` (bytes, or JobFailed). The hung thread
         writes nothing meanwhile, so the socket is the caller's."""
         with self._answer_lock:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
+from ..addresses import ServerAddress
 from ..errors import ConnectionLost
 
 log = logging.getLogger(__name__)
@@ -14,7 +16,7 @@ class JobFailed:
 
     __slots__ = ("data",)
 
-    def __init__(self, data=b""):
+    def __init__(self, data: bytes = b"") -> None:
         self.data = data
 
 
@@ -33,10 +35,11 @@ class Submit:
 
     __slots__ = ("function", "unique", "data", "on_lost")
 
-    def __init__(self, function, unique, data, on_lost=None):
+    def __init__(self, function: str, unique: str, data: bytes,
+                 on_lost: Callable[[str], None] | None = None) -> None:
         self.function, self.unique, self.data, self.on_lost = function, unique, data, on_lost
 
-    def lost(self, why):
+    def lost(self, why: str) -> None:
         if self.on_lost is not None:
             try:
                 self.on_lost(why)
@@ -52,7 +55,8 @@ class Job:
     __slots__ = ("handle", "function", "unique", "data", "link", "sock", "publications",
                  "grabbed_ahead")
 
-    def __init__(self, link, handle: str, function: str, unique: str | None, data: bytes):
+    def __init__(self, link: Any, handle: str, function: str, unique: str | None,
+                 data: bytes) -> None:
         self.handle, self.function, self.unique, self.data = handle, function, unique, data
         #: The connection state it came on, and that connection's socket then (a job
         #: can only be answered on the socket it came on).
@@ -62,7 +66,7 @@ class Job:
         self.grabbed_ahead = False
 
     @property
-    def server(self):
+    def server(self) -> ServerAddress:
         """The server it came from (its str names it in messages)."""
         return self.link.conn.address
 
@@ -76,7 +80,7 @@ class Job:
     def answerable(self) -> bool:
         return self.sock is not None and self.link.conn.sock is self.sock
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Job {self.function} {self.unique or self.handle}>"
 
 

@@ -9,12 +9,15 @@ each job is answered on its own (its sender gets its own result).
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import logging
 import time
 
 from . import packets as p
 from .answers import encode
-from .assignment import AbandonJob, JobFailed
+from .assignment import AbandonJob, Job, JobFailed
+from .connection import Connection
 from .worker import WireWorker
 
 log = logging.getLogger(__name__)
@@ -24,8 +27,9 @@ class BatchWireWorker(WireWorker):
     """A WireWorker whose callback (``register_task``) takes ``(worker, jobs)`` and returns
     one outcome per job, in order (bytes/str, or JobFailed)."""
 
-    def __init__(self, servers, max_jobs: int, wait: float, client_id=None,
-                 max_packet=None, dead_after=None):
+    def __init__(self, servers: Sequence, max_jobs: int, wait: float,
+                 client_id: str | None = None, max_packet: int | None = None,
+                 dead_after: float | None = None) -> None:
         super().__init__(servers, client_id=client_id, max_packet=max_packet,
                          dead_after=dead_after)
         self.max_jobs, self.wait = max_jobs, wait
@@ -33,10 +37,10 @@ class BatchWireWorker(WireWorker):
         self._deadline = 0.0
         self._full = False
 
-    def grab_directly(self):
+    def grab_directly(self) -> bool:
         return False
 
-    def on_assign(self, link, job):
+    def on_assign(self, link: Any, job: Job) -> None:
         """Hold the job; ask for the next one at once until the batch is full."""
         if not self._held:
             self._deadline = time.monotonic() + self.wait
@@ -48,12 +52,12 @@ class BatchWireWorker(WireWorker):
         link.conn.queue(p.PRE_SLEEP)
         self._full = True
 
-    def _after_poll(self, live, active):
+    def _after_poll(self, live: list[Connection], active: bool) -> None:
         super()._after_poll(live, active)
         if self._held and (self._full or self.stopping or time.monotonic() >= self._deadline):
             self._run_batch()
 
-    def work(self, poll_timeout=None):
+    def work(self, poll_timeout: float | None = None) -> None:
         """Serve until stop(); a batch being gathered is run before the thread ends."""
         try:
             super().work(poll_timeout=min(0.25, self.wait / 4 or 0.01)
@@ -64,7 +68,7 @@ class BatchWireWorker(WireWorker):
                          len(self._held))
                 self._held, self._full = [], False
 
-    def _run_batch(self):
+    def _run_batch(self) -> None:
         jobs, self._held, self._full = self._held, [], False
         self.busy = True
         try:
@@ -78,7 +82,7 @@ class BatchWireWorker(WireWorker):
         finally:
             self.busy = False
 
-    def _call_batch(self, jobs):
+    def _call_batch(self, jobs: list[Job]) -> list | None:
         callback = self.abilities[jobs[0].function]
         try:
             outcomes = list(callback(self, jobs))

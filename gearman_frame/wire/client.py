@@ -10,12 +10,14 @@ from __future__ import annotations
 import collections
 import logging
 import random
+import socket
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..errors import BadRequest, ConnectionLost, ServerRefused, ServerUnavailable, SubmitTimeout
 from . import packets as p
-from .connection import Connection, Poller, check_request
+from ..addresses import ServerAddress
+from .connection import Connection, Poller, ServerLike, check_request
 from .refusals import Refusals, refused_command
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ class Request:
                  "handle", "result", "data_updates", "warning_updates", "exception",
                  "status", "server_error", "timed_out", "_conn", "_sock")
 
-    def __init__(self, task, unique, data, priority="normal", background=False, epoch=None):
+    def __init__(self, task: str, unique: str | None, data: bytes, priority: str = "normal",
+                 background: bool = False, epoch: int | None = None) -> None:
         self.task, self.unique, self.data = task, unique, data
         self.priority, self.background = priority, background
         #: Epoch second before which gearmand must not hand the job out (None: now).
@@ -58,7 +61,7 @@ class Request:
         self.server_error: ServerRefused | None = None
         self.timed_out = False
         self._conn: Connection | None = None
-        self._sock = None
+        self._sock: socket.socket | None = None
 
     @property
     def complete(self) -> bool:
@@ -71,10 +74,10 @@ class Request:
             and self._conn.sock is self._sock
 
     @property
-    def server(self):
+    def server(self) -> ServerAddress | None:
         return None if self._conn is None else self._conn.address
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Request {self.task} {self.unique} {self.state}>"
 
 
@@ -83,7 +86,7 @@ class _Link:
 
     __slots__ = ("conn", "awaiting", "by_handle", "option_pending")
 
-    def __init__(self, conn):
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.awaiting: collections.deque = collections.deque()
         self.by_handle: dict[str, list] = {}
@@ -93,7 +96,7 @@ class _Link:
 class WireClient:
     """Sends jobs to gearmand and collects their answers; byte payloads both ways."""
 
-    def __init__(self, servers):
+    def __init__(self, servers: Iterable[ServerLike]) -> None:
         self.connections = [Connection(s) for s in servers]
         self.servers = [c.address for c in self.connections]
         self._links: dict[Connection, _Link] = {}
@@ -102,7 +105,7 @@ class WireClient:
         self._changed: list = []
 
     # -- connections
-    def _link(self, conn) -> _Link:
+    def _link(self, conn: Connection) -> _Link:
         """The live link of ``conn``, connecting (and asking for exceptions) if needed;
         ConnectionLost if it cannot be had."""
         link = self._links.get(conn)
@@ -116,7 +119,7 @@ class WireClient:
         link.option_pending = True
         return link
 
-    def _lost(self, conn) -> None:
+    def _lost(self, conn: Connection) -> None:
         """``conn`` failed: close it; its requests are lost (state UNKNOWN)."""
         link = self._links.pop(conn, None)
         conn.close()
@@ -128,23 +131,23 @@ class WireClient:
             for request in requests:
                 self._set(request, JOB_UNKNOWN)
 
-    def _set(self, request, state):
+    def _set(self, request: Request, state: str) -> None:
         request.state = state
         self._changed.append(request)
 
     def any_connected(self) -> bool:
         return any(c.sock is not None for c in self.connections)
 
-    def is_connected(self, index) -> bool:
+    def is_connected(self, index: int) -> bool:
         """True while the connection to server ``index`` is up."""
         return self.connections[index].sock is not None
 
-    def unacknowledged(self, index) -> int:
+    def unacknowledged(self, index: int) -> int:
         """Bytes sent to server ``index`` that its TCP has not acknowledged (0 if unknown or
         not connected): above 0 for long, the link is down."""
         return self.connections[index].unacknowledged()
 
-    def abort(self, index) -> None:
+    def abort(self, index: int) -> None:
         """Drop the connection to server ``index`` at once, discarding what it has not sent
         (a reset, not a close that would deliver it later); its requests are lost."""
         conn = self.connections[index]
@@ -156,8 +159,9 @@ class WireClient:
             self._lost(conn)
 
     # -- sending
-    def send(self, index, task, data, unique, priority="normal", background=False,
-             flush=False, epoch=None) -> Request:
+    def send(self, index: int, task: str, data: bytes | str, unique: str | None,
+             priority: str = "normal", background: bool = False, flush: bool = False,
+             epoch: int | None = None) -> Request:
         """Send one request to server ``index`` (connecting first if needed) and return it;
         ``flush`` writes it to the socket at once; ``epoch`` (a background job) holds it at
         gearmand until that epoch second. ServerUnavailable if that server cannot be
@@ -175,7 +179,8 @@ class WireClient:
         return request
 
     @staticmethod
-    def _request(task, data, unique, priority, background, epoch) -> Request:
+    def _request(task: str, data: bytes | str, unique: str | None, priority: str,
+                 background: bool, epoch: int | None) -> Request:
         if unique == "-":
             raise BadRequest("unique key '-' (use the data as unique) is not supported")
         if data is None or not isinstance(data, (bytes, bytearray, memoryview, str)):
@@ -188,7 +193,7 @@ class WireClient:
         return Request(task, unique, p.as_bytes(data), priority, background,
                        epoch if background else None)
 
-    def _send(self, link, request) -> None:
+    def _send(self, link: _Link, request: Request) -> None:
         """Queue ``request`` on ``link``: SUBMIT_JOB_EPOCH for a delayed job (no priority:
         gearmand has none for it), else the priority variant (its fallback where the
         server refused it before)."""
@@ -206,7 +211,7 @@ class WireClient:
         link.awaiting.append(request)
 
     # -- receiving
-    def poll(self, timeout) -> list:
+    def poll(self, timeout: float) -> list[Request]:
         """Wait up to ``timeout`` seconds for answers; return the requests whose state
         changed since the last call (answered, refused, or lost with their connection)."""
         live = [c for c in self.connections if c.sock is not None]
@@ -217,7 +222,7 @@ class WireClient:
         changed, self._changed = self._changed, []
         return changed
 
-    def _poll_once(self, live, timeout) -> None:
+    def _poll_once(self, live: list[Connection], timeout: float) -> None:
         readable, writable, failed = self._poller.poll(live, timeout)
         for conn in live:
             if conn in failed:
@@ -234,7 +239,7 @@ class WireClient:
                 log.debug("gearmand %s: %s", conn.address, err)
                 self._lost(conn)
 
-    def _on_packet(self, link, cmd, fields) -> None:
+    def _on_packet(self, link: _Link, cmd: int, fields: tuple) -> None:
         if cmd == p.JOB_CREATED:
             if link.awaiting:
                 request = link.awaiting.popleft()
@@ -249,40 +254,41 @@ class WireClient:
         elif cmd == p.OPTION_RES:
             link.option_pending = False
 
-    def _live(self, link, handle):
+    def _live(self, link: _Link, handle: str) -> list[Request]:
         return [r for r in link.by_handle.get(handle, ()) if r.state == JOB_CREATED]
 
-    def _on_data(self, link, handle, data):
+    def _on_data(self, link: _Link, handle: str, data: bytes) -> None:
         for request in self._live(link, handle):
             request.data_updates.append(data)
 
-    def _on_warning(self, link, handle, data):
+    def _on_warning(self, link: _Link, handle: str, data: bytes) -> None:
         for request in self._live(link, handle):
             request.warning_updates.append(data)
             self._changed.append(request)  # streamed output: the caller shows it as it comes
 
-    def _on_status(self, link, handle, numerator, denominator):
+    def _on_status(self, link: _Link, handle: str, numerator: str, denominator: str) -> None:
         for request in self._live(link, handle):
             request.status = _status(handle, True, True, numerator, denominator)
 
-    def _on_status_res(self, link, handle, known, running, numerator, denominator):
+    def _on_status_res(self, link: _Link, handle: str, known: str, running: str,
+                       numerator: str, denominator: str) -> None:
         for request in link.by_handle.get(handle, ()):
             request.status = _status(handle, known == "1", running == "1", numerator,
                                      denominator)
 
-    def _finish(self, link, handle, state, result=None):
+    def _finish(self, link: _Link, handle: str, state: str, result: bytes | None = None) -> None:
         for request in self._live(link, handle):
             request.result = result
             self._set(request, state)
             self._unregister(link, request)
 
-    def _on_complete(self, link, handle, data):
+    def _on_complete(self, link: _Link, handle: str, data: bytes) -> None:
         self._finish(link, handle, JOB_COMPLETE, data)
 
-    def _on_fail(self, link, handle):
+    def _on_fail(self, link: _Link, handle: str) -> None:
         self._finish(link, handle, JOB_FAILED)
 
-    def _on_exception(self, link, handle, data):
+    def _on_exception(self, link: _Link, handle: str, data: bytes) -> None:
         """An exception ends the job as failed, with its text: gearmand 1.1.20 sends it
         alone; the Perl job server sends a WORK_FAIL after it, which then finds no one."""
         for request in self._live(link, handle):
@@ -290,14 +296,16 @@ class WireClient:
         self._finish(link, handle, JOB_FAILED)
 
     @staticmethod
-    def _unregister(link, request):
+    def _unregister(link: _Link, request: Request) -> None:
+        if request.handle is None:
+            return
         requests = link.by_handle.get(request.handle, [])
         if request in requests:
             requests.remove(request)
         if not requests:
             link.by_handle.pop(request.handle, None)
 
-    def _on_error(self, link, code, text):
+    def _on_error(self, link: _Link, code: str, text: str) -> None:
         """An ERROR answers the oldest request still waiting: the exceptions option (a
         server without it just does not send exceptions), or a job: refused for good,
         or, for a priority variant the server lacks, sent again as its fallback."""
@@ -320,15 +328,17 @@ class WireClient:
         self._set(request, JOB_REFUSED)
         log.warning("gearmand %s refused job %s: %s: %s", server, request.unique, code, text)
 
-    def forget(self, request) -> None:
+    def forget(self, request: Request) -> None:
         """Drop what is kept for a request that needs no more answers."""
         link = self._links.get(request._conn) if request._conn is not None else None
         if link is not None and request.handle:
             self._unregister(link, request)
 
     # -- one job, blocking
-    def submit(self, task, data, unique=None, priority="normal", background=False,
-               timeout=None, wait=True, epoch=None) -> Request:
+    def submit(self, task: str, data: bytes | str, unique: str | None = None,
+               priority: str = "normal", background: bool = False,
+               timeout: float | None = None, wait: bool = True,
+               epoch: int | None = None) -> Request:
         """Submit one job to any server (tried in random order) and return its request:
         answered (``wait``) or queued. Raises ServerRefused, SubmitTimeout (``handle``:
         None if gearmand never queued the job) and ServerUnavailable."""
@@ -354,7 +364,8 @@ class WireClient:
                                 handle=request.handle)
         return request
 
-    def _submit_somewhere(self, task, data, unique, priority, background, epoch):
+    def _submit_somewhere(self, task: str, data: bytes | str, unique: str | None,
+                          priority: str, background: bool, epoch: int | None) -> Request:
         order = list(range(len(self.connections)))
         random.shuffle(order)
         problems = []
@@ -367,7 +378,8 @@ class WireClient:
         raise ServerUnavailable("no job server reachable: " + "; ".join(problems),
                                 self.servers)
 
-    def _wait(self, request, deadline, until) -> None:
+    def _wait(self, request: Request, deadline: float | None,
+              until: Callable[[Request], bool]) -> None:
         while not until(request) and request.state != JOB_UNKNOWN:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -381,12 +393,13 @@ _BY_HANDLE: dict[int, Callable[..., None]] = {p.WORK_DATA: WireClient._on_data, 
               p.WORK_EXCEPTION: WireClient._on_exception}
 
 
-def _status(handle, known, running, numerator, denominator):
+def _status(handle: str, known: bool, running: bool, numerator: str,
+            denominator: str) -> dict:
     """A request's ``status`` record."""
     return {"handle": handle, "known": known, "running": running,
             "numerator": _count(numerator), "denominator": _count(denominator),
             "time_received": time.time()}
 
 
-def _count(text) -> int:
+def _count(text: object) -> int:
     return int(text) if isinstance(text, str) and text.isdigit() else 0

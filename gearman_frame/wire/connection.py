@@ -15,6 +15,7 @@ import struct
 import sys
 import termios
 import time
+from typing import Iterable, Union
 
 from ..addresses import ServerAddress, parse_address
 from ..errors import BadRequest, ConnectionLost, ServerUnavailable
@@ -34,10 +35,12 @@ CONNECT_COOLDOWN = 1.0
 _SHRINK_ABOVE = 1024 * 1024
 _POLL_R = select.POLLIN | select.POLLPRI
 _POLL_RW = _POLL_R | select.POLLOUT
+#: What a server may be given as: an address, ``host:port``, or ``(host, port)``.
+ServerLike = Union[ServerAddress, str, tuple]
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
 
 
-def server_address(server) -> ServerAddress:
+def server_address(server: ServerLike) -> ServerAddress:
     """A ServerAddress from one (kept), a ``host:port`` string or a ``(host, port)`` pair."""
     if isinstance(server, ServerAddress):
         return server
@@ -49,8 +52,9 @@ def server_address(server) -> ServerAddress:
 class Connection:
     """A connection to one server; ``connect()`` again after it failed."""
 
-    def __init__(self, server, connect_timeout: float = CONNECT_TIMEOUT,
-                 dead_after: float | None = None, max_packet: int | None = None):
+    def __init__(self, server: ServerLike,
+                 connect_timeout: float = CONNECT_TIMEOUT,
+                 dead_after: float | None = None, max_packet: int | None = None) -> None:
         #: The server as configured (its str names it in messages, tls:// included).
         self.address = server_address(server)
         self.connect_timeout = connect_timeout
@@ -70,7 +74,7 @@ class Connection:
     def connected(self) -> bool:
         return self.sock is not None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Connection {self.address} connected={self.connected}>"
 
     # -- life cycle
@@ -122,7 +126,7 @@ class Connection:
         return ConnectionLost(f"{self.address}: {why}")
 
     # -- bytes
-    def queue(self, cmd: int, *fields) -> None:
+    def queue(self, cmd: int, *fields: object) -> None:
         """Append a request packet (its fields bytes, str or numbers) to what is sent."""
         self.out += packet(cmd, [as_bytes(f) for f in fields])
 
@@ -202,7 +206,7 @@ class Connection:
 
     def _tls_wants_io(self, err: OSError) -> bool:
         tls = self.address.tls_client
-        return tls is not None and tls.wants_io(err)  # type: ignore[attr-defined]
+        return tls is not None and tls.wants_io(err)
 
     # -- what the kernel knows
     def unacknowledged(self) -> int:
@@ -234,11 +238,12 @@ class Poller:
     """poll(2) over connections: no 1024-descriptor limit, errors stay per connection.
     The poll object is kept from call to call (most polls watch the same sockets)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._poll = select.poll()
         self._masks: dict[int, int] = {}
 
-    def poll(self, connections, timeout: float | None):
+    def poll(self, connections: Iterable[Connection], timeout: float | None,
+             ) -> tuple[set[Connection], set[Connection], set[Connection]]:
         """``(readable, writable, failed)`` sets of ``connections`` (connected ones)."""
         readable: set = set()
         writable: set = set()
@@ -268,7 +273,7 @@ class Poller:
                 failed.add(conn)
         return readable, writable, failed
 
-    def _register(self, masks):
+    def _register(self, masks: dict[int, int]) -> None:
         registered = self._masks
         if registered == masks:
             return
@@ -281,7 +286,7 @@ class Poller:
                 registered[fd] = mask
 
 
-def detect_dead_peer(sock, seconds):
+def detect_dead_peer(sock: socket.socket, seconds: float) -> None:
     """Make ``sock`` fail within about ``seconds`` once its peer stops answering: TCP
     keepalive while it is idle (probes from a third of the time on), TCP_USER_TIMEOUT
     while data waits unacknowledged (a keepalive never starts then)."""
@@ -298,10 +303,10 @@ def detect_dead_peer(sock, seconds):
         pass
 
 
-def open_socket(address, timeout=CONNECT_TIMEOUT):
+def open_socket(address: ServerAddress, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     """A blocking socket connected to ``address`` (a ServerAddress), through TLS for a
     tls:// one; ServerUnavailable naming the server and why when it cannot be had."""
-    if getattr(address, "tls_client", None) is not None:
+    if address.tls_client is not None:
         return address.tls_client.connect(address, timeout)
     try:
         return socket.create_connection(address.pair, timeout=timeout)
@@ -309,7 +314,7 @@ def open_socket(address, timeout=CONNECT_TIMEOUT):
         raise ServerUnavailable(f"{address}: {err.strerror or err}", [address]) from err
 
 
-def check_request(task, unique):
+def check_request(task: object, unique: object) -> None:
     """Raise BadRequest for a function name or unique key gearmand would mishandle."""
     task_bytes = as_bytes(task)
     if not task_bytes or b"\0" in task_bytes or len(task_bytes) > MAX_FUNCTION_BYTES:

@@ -13,6 +13,10 @@ agreement. If gearmand drops the job after ``--job-retries`` hand-outs, the next
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+from ..addresses import ServerAddress
+
 import select
 import socket
 import struct
@@ -32,15 +36,15 @@ ANSWER_TIMEOUT = 5.0
 DEAD_AFTER = 11.0
 
 
-def _packet(kind, *fields):
+def _packet(kind: int, *fields: str | bytes) -> bytes:
     return packet(kind, [as_bytes(f) for f in fields])
 
 
 class Lease:
     """One contender for the lease function ``function`` across ``servers`` (in order)."""
 
-    def __init__(self, servers, function: str, unique: str, client_id: str,
-                 connect_timeout: float = 1.0):
+    def __init__(self, servers: Sequence[ServerAddress], function: str, unique: str, client_id: str,
+                 connect_timeout: float = 1.0) -> None:
         self.servers = list(servers)
         self.function = function
         #: The lease job's unique (GET_STATUS_UNIQUE asks by unique alone: make it unique
@@ -50,11 +54,11 @@ class Lease:
         self.connect_timeout = connect_timeout
         self.sock: socket.socket | None = None
         #: The server the connection goes to (None: not connected).
-        self.server = None
+        self.server: ServerAddress | None = None
         self.held = False
 
     # -- the connection
-    def _connect(self):
+    def _connect(self) -> None:
         """Connect to the first server that answers; ServerUnavailable if none does."""
         problems = []
         for server in self.servers:
@@ -130,11 +134,11 @@ class Lease:
         return len(fields) >= 3 and fields[1] == b"1" and fields[2] == b"1"
 
     # -- packets
-    def _send(self, *packets):
+    def _send(self, *packets: bytes) -> None:
         assert self.sock is not None
         self.sock.sendall(b"".join(packets))
 
-    def _read(self):
+    def _read(self) -> tuple[int, bytes]:
         assert self.sock is not None
         magic, kind, size = _HEADER.unpack(_read_exactly(self.sock, _HEADER.size))
         body = _read_exactly(self.sock, size)
@@ -142,7 +146,7 @@ class Lease:
             raise ConnectionError(f"not a response packet: {magic!r}")
         return kind, body
 
-    def _expect(self, wanted):
+    def _expect(self, wanted: int) -> tuple[int, bytes]:
         kind, body = self._read()
         if kind != wanted:
             raise ConnectionError(f"expected packet {wanted}, got {kind}: {body[:100]!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from typing import Sequence
 
 from python3_gearman import protocol as _gp
 
@@ -73,7 +74,7 @@ def command_name(cmd: int) -> str:
     return _gp.get_command_name(cmd).replace("GEARMAN_COMMAND_", "")
 
 
-def as_bytes(value) -> bytes:
+def as_bytes(value: object) -> bytes:
     """A field as bytes: text goes as UTF-8 (lone surrogates kept as the bytes they stand
     for), numbers as their decimal text."""
     if isinstance(value, bytes):
@@ -83,7 +84,7 @@ def as_bytes(value) -> bytes:
     return str(value).encode("utf-8", "surrogateescape")
 
 
-def packet(cmd: int, fields=()) -> bytes:
+def packet(cmd: int, fields: Sequence[bytes] = ()) -> bytes:
     """A request packet: the header, then the fields (bytes) joined by NUL."""
     payload = b"\0".join(fields)
     return HEADER.pack(MAGIC_REQ, cmd, len(payload)) + payload
@@ -128,7 +129,7 @@ class Parser:
     handed on as a job whose data is :class:`Oversized`; any other packet over it is a
     protocol error."""
 
-    def __init__(self, max_packet: int | None = None):
+    def __init__(self, max_packet: int | None = None) -> None:
         self.max_packet = max_packet
         self.buffer = bytearray()
         self._skipping: list | None = None  # [command, bytes left, kept prefix, size]

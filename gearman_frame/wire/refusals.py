@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 _MISSING_METHOD = re.compile(r'object method "CMD_(\w*)"')
 
 
-def refused_command(error_text) -> "str | None":
+def refused_command(error_text: str | bytes | None) -> str | None:
     """The command a server's ERROR says it lacks ('' for one it does not know at all),
     or None when the ERROR is about something else (a full queue, a bad argument)."""
     if isinstance(error_text, (bytes, bytearray)):
@@ -27,15 +27,15 @@ def refused_command(error_text) -> "str | None":
 class Refusals:
     """Per server address, the protocol parts it refused; each noted (and logged) once."""
 
-    def __init__(self):
-        self._seen = set()
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def has(self, address, part) -> bool:
+    def has(self, address: object, part: str) -> bool:
         # asked per grab: free while no server refused anything (the C gearmand never does)
         return bool(self._seen) and (str(address), part) in self._seen
 
-    def note(self, address, part, fallback) -> None:
+    def note(self, address: object, part: str, fallback: str) -> None:
         key = (str(address), part)
         with self._lock:
             if key in self._seen:

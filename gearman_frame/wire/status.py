@@ -7,6 +7,11 @@ running, numerator, denominator, waiting clients``.
 """
 from __future__ import annotations
 
+import socket
+from typing import Iterable
+
+from ..addresses import ServerAddress
+
 import struct
 from dataclasses import dataclass
 
@@ -31,7 +36,7 @@ class UniqueStatus:
     denominator: int = 0
 
 
-def status_by_unique(address, uniques, timeout: float = 5.0) -> dict[str, UniqueStatus]:
+def status_by_unique(address: ServerAddress, uniques: Iterable[str], timeout: float = 5.0) -> dict[str, UniqueStatus]:
     """Ask the server at ``address`` (a ServerAddress) about each unique key.
 
     Raises ServerUnavailable if it cannot be reached, ConnectionLost if it stops
@@ -51,12 +56,12 @@ def status_by_unique(address, uniques, timeout: float = 5.0) -> dict[str, Unique
             raise ConnectionLost(f"{address}: no status answer: {err}") from err
 
 
-def _request(unique):
+def _request(unique: str) -> bytes:
     body = as_bytes(unique)
     return _HEADER.pack(b"\0REQ", GET_STATUS_UNIQUE, len(body)) + body
 
 
-def _read_answer(sock):
+def _read_answer(sock: socket.socket) -> UniqueStatus:
     magic, kind, size = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
     body = _read_exactly(sock, size)
     if magic != b"\0RES" or kind != STATUS_RES_UNIQUE:
@@ -70,7 +75,7 @@ def _read_answer(sock):
                         fields[2] == b"1", progress[0], progress[1])
 
 
-def _read_exactly(sock, size):
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
     chunks, left = [], size
     while left:
         chunk = sock.recv(left)

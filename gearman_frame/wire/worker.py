@@ -13,13 +13,14 @@ import collections
 import logging
 import threading
 import time
+from typing import Callable, Iterable
 
 from ..errors import ConnectionLost
 from ..retry import RetryPolicy
 from . import packets as p
 from .answers import REFUSED, JobAnswers
 from .assignment import Job, Submit
-from .connection import CONNECT_TIMEOUT, Connection, Poller
+from .connection import CONNECT_TIMEOUT, Connection, Poller, ServerLike
 from .refusals import refused_command
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class _Link:
     __slots__ = ("conn", "submits", "grab_sent", "grab_ahead", "before_grab", "woken",
                  "idle")
 
-    def __init__(self, conn):
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         #: Submits sent on this connection, oldest first, waiting for JOB_CREATED.
         self.submits: collections.deque = collections.deque()
@@ -76,8 +77,9 @@ class WireWorker(JobAnswers):
     ``register_task(name, callback)``: ``callback(worker, job)`` returns the answer (bytes
     or str), or JobFailed, or raises AbandonJob."""
 
-    def __init__(self, servers, client_id=None, max_packet=None, dead_after=None,
-                 watch_idle=False):
+    def __init__(self, servers: Iterable[ServerLike], client_id: str | None = None,
+                 max_packet: int | None = None, dead_after: float | None = None,
+                 watch_idle: bool = False) -> None:
         self.connections = [Connection(s, dead_after=dead_after, max_packet=max_packet)
                             for s in servers]
         for conn in self.connections:
@@ -106,19 +108,19 @@ class WireWorker(JobAnswers):
         self._answer_lock = threading.Lock()
 
     # -- what it serves
-    def register_task(self, task, callback):
+    def register_task(self, task: str, callback: Callable) -> str:
         self.abilities[task] = callback
         for link in self._links.values():
             link.conn.queue(p.CAN_DO, task)
         return task
 
-    def unregister_task(self, task):
+    def unregister_task(self, task: str) -> str:
         self.abilities.pop(task, None)
         for link in self._links.values():
             self._announce(link)
         return task
 
-    def _announce(self, link):
+    def _announce(self, link: _Link) -> None:
         conn = link.conn
         conn.queue(p.RESET_ABILITIES)
         for task in self.abilities:
@@ -140,15 +142,15 @@ class WireWorker(JobAnswers):
         return bool(live) and all(link.idle for link in live) and not self.busy
 
     # -- life cycle
-    def stop(self):
+    def stop(self) -> None:
         """Stop taking jobs; work() returns after the job in hand (if any) is answered."""
         self._stopping.set()
 
     @property
-    def stopping(self):
+    def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def work(self, poll_timeout=WORKER_POLL_INTERVAL):
+    def work(self, poll_timeout: float | None = WORKER_POLL_INTERVAL) -> None:
         """Serve jobs until stop(); never exits because servers are down."""
         try:
             while not self.stopping:
@@ -166,12 +168,12 @@ class WireWorker(JobAnswers):
         finally:
             self.shutdown()
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         for conn in self.connections:
             self._drop(conn, quiet=True)
         self._holder = None
 
-    def connect_due(self):
+    def connect_due(self) -> list[Connection]:
         """Return the live connections, reconnecting those whose backoff has passed."""
         now, live = time.monotonic(), []
         for conn in self.connections:
@@ -199,7 +201,7 @@ class WireWorker(JobAnswers):
             live.append(conn)
         return live
 
-    def _connect(self, conn):
+    def _connect(self, conn: Connection) -> None:
         conn.connect()
         link = self._links[conn] = _Link(conn)
         if self.client_id:
@@ -209,19 +211,19 @@ class WireWorker(JobAnswers):
         if self.watch_idle:
             conn.queue(p.ECHO_REQ)  # its answer before any NOOP: nothing waits here
 
-    def _seconds_to_next_try(self):
+    def _seconds_to_next_try(self) -> float:
         now = time.monotonic()
         waits = [due - now for due, _ in self._retry_at.values()]
         return max(0.01, min(waits, default=RECONNECT_MIN))
 
-    def handle_error(self, conn):
+    def handle_error(self, conn: Connection) -> None:
         """``conn`` failed: close it (its job lock and submits go), reconnect later."""
         if conn.sock is not None or conn in self._links:
             log.warning("gearmand %s: connection lost", conn.address)
         self._retry_at.setdefault(conn, (time.monotonic(), 0))
         self._drop(conn)
 
-    def _drop(self, conn, quiet=False):
+    def _drop(self, conn: Connection, quiet: bool = False) -> None:
         link = self._links.pop(conn, None)
         conn.close()
         if link is not None:
@@ -230,7 +232,8 @@ class WireWorker(JobAnswers):
             link.lost()
 
     # -- packets
-    def _handle(self, live, readable, failed):
+    def _handle(self, live: list[Connection], readable: set[Connection],
+                failed: set[Connection]) -> None:
         for conn in live:
             if conn in failed:
                 self.handle_error(conn)
@@ -243,7 +246,7 @@ class WireWorker(JobAnswers):
                     log.debug("gearmand %s: %s", conn.address, err)
                     self.handle_error(conn)
 
-    def _on_packet(self, link: _Link, cmd, fields):
+    def _on_packet(self, link: _Link, cmd: int, fields: tuple) -> None:
         if cmd == p.NOOP:
             link.woken, link.idle = True, False
             self._wake(link)
@@ -271,11 +274,11 @@ class WireWorker(JobAnswers):
         elif cmd == p.ERROR:
             self._on_error(link, *fields)
 
-    def on_assign(self, link, job):
+    def on_assign(self, link: _Link, job: Job) -> None:
         """A job came: it runs once the packets in hand are handled."""
         self._assigned = job
 
-    def _wake(self, link):
+    def _wake(self, link: _Link) -> None:
         """NOOP: grab a job if no other connection has a grab out, else sleep again."""
         if self._holder is link:
             return
@@ -285,18 +288,18 @@ class WireWorker(JobAnswers):
         else:
             link.conn.queue(p.PRE_SLEEP)
 
-    def _grab(self, link, ahead=False):
+    def _grab(self, link: _Link, ahead: bool = False) -> None:
         link.grab_ahead, link.before_grab = ahead, len(link.submits) if ahead else 0
         self.grab_sent_at = time.monotonic()
         old = REFUSED.has(link.conn.address, "GRAB_JOB_UNIQ")
         link.grab_sent = p.GRAB_JOB if old else p.GRAB_JOB_UNIQ
         link.conn.queue(link.grab_sent)
 
-    def _release(self, link):
+    def _release(self, link: _Link) -> None:
         if self._holder is link:
             self._holder = None
 
-    def _on_error(self, link: _Link, code, text):
+    def _on_error(self, link: _Link, code: str, text: str) -> None:
         """An ERROR never leaves this connection holding the job lock: a refused
         GRAB_JOB_UNIQ is asked again as GRAB_JOB (remembered for the server); a refused
         WORK_DATA is remembered (failure details then go as WORK_EXCEPTION, which such a
@@ -326,13 +329,13 @@ class WireWorker(JobAnswers):
         log.error("gearmand %s sent ERROR %s: %s", address, code, text)
 
     # -- after each poll
-    def _after_poll(self, live, active):
+    def _after_poll(self, live: list[Connection], active: bool) -> None:
         """Called after every poll of the connections (``active``: some were readable)."""
         now = time.monotonic()
         self._drop_stuck_grab(now)
         self._wake_if_quiet(live, active, now)
 
-    def _drop_stuck_grab(self, now):
+    def _drop_stuck_grab(self, now: float) -> None:
         """A grab the server has not even received (its TCP has not acknowledged it: the
         link is down) holds the job lock, so no other server's job is taken: after
         STUCK_GRAB seconds the connection is dropped (a reset: the grab is never
@@ -349,7 +352,7 @@ class WireWorker(JobAnswers):
         conn.abort()
         self.handle_error(conn)
 
-    def _wake_if_quiet(self, live, active, now):
+    def _wake_if_quiet(self, live: list[Connection], active: bool, now: float) -> None:
         """After DUE_POLL quiet seconds, ask one server (in turn) for a job as if it had
         sent NOOP, so a delayed job that came due is taken within about a second."""
         if active:
@@ -365,7 +368,7 @@ class WireWorker(JobAnswers):
             self._wake(link)
             self._write_now([conn])
 
-    def _write_now(self, connections):
+    def _write_now(self, connections: Iterable[Connection]) -> None:
         """Send what handling queued (a grab after a NOOP, an answer) without polling for
         it first: the socket almost always takes it."""
         for conn in connections:
@@ -376,7 +379,7 @@ class WireWorker(JobAnswers):
                     self.handle_error(conn)
 
     # -- grabbing straight after a job
-    def grab_directly(self):
+    def grab_directly(self) -> bool:
         """Ask for the next job right after one is done (saving the PRE_SLEEP/NOOP round
         trip) while that keeps finding jobs; after it finds none, skip it for 1, 2, 4 ...
         up to 64 jobs, so an idle-ish worker does not pay a wasted round trip per job."""
@@ -388,7 +391,7 @@ class WireWorker(JobAnswers):
         self._direct_pending = True
         return True
 
-    def note_grab(self, empty):
+    def note_grab(self, empty: bool) -> None:
         if self._direct_pending:
             self._direct_pending = False
             if empty:

@@ -205,7 +205,7 @@ def test_a_refused_dead_letter_waits_on_disk_and_the_job_runs_once(gearmand, sta
 
 
 def test_server_start_passes_job_retries_from_the_config(tmp_path):
-    from gearman_frame.server import free_port
+    from gearman_frame.daemons.gearmand import free_port
     port = free_port()
     path = tmp_path / "config.yaml"
     path.write_text(f"servers: ['127.0.0.1:{port}']\nserver: {{job_retries: 3}}\n")

@@ -6,6 +6,7 @@ import time
 
 from gearman_frame.envelope import STATUS_ERROR, STATUS_REFUSED, looks_like_object, parse_request
 from gearman_frame.errors import EnvelopeError
+from gearman_frame.signing import REFUSED_REASON
 from gearman_frame.wire import AbandonJob, Oversized
 
 from ..gate import Gate
@@ -105,7 +106,6 @@ class Signatures(Stage):
                                     spec is not None and spec.allow_unsigned)
         if why is None:
             return None
-        from gearman_frame.signing import REFUSED_REASON  # only with a key set
         log.warning("refused: %s", why)
         run.refused = why
         return run.handler.result(STATUS_REFUSED, REFUSED_REASON, attempts=0)

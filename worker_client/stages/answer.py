@@ -6,6 +6,7 @@ import logging
 import time
 
 from gearman_frame.envelope import STATUS_CANCELLED, STATUS_ERROR, Result, dumps
+from gearman_frame.signing import EXPIRED
 from gearman_frame.wire import AbandonJob, JobFailed
 
 from .base import Callback, Stage
@@ -76,7 +77,6 @@ class Answer(Stage):
         """Only a job whose signature was good but whose time had passed (it waited in a
         queue too long) is dead-lettered, so an admin can resend it: the rest are not ours
         to keep."""
-        from gearman_frame.signing import EXPIRED  # only with a key set
         return run.refused == EXPIRED and run.request is not None and run.request.background
 
     @staticmethod

@@ -3,12 +3,16 @@ command's progress and followed output, retries, hooks, and the lost connection.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from threading import get_ident
+from typing import Any
 
 from gearman_frame.envelope import STATUS_CANCELLED
 from gearman_frame.logs import cut
 from gearman_frame.wire import AbandonJob
 
+from ..follow import Follower
+from ..reports import Progress
 from ..stats import Stats
 from .base import Callback, Run, Stage
 
@@ -67,6 +71,24 @@ def call_hook(task, name, request, result):
                   getattr(hook, "__name__", hook), type(err).__name__, cut(str(err)))
 
 
+@dataclass
+class RunningTask:
+    """A Python task's attempt in progress, watched for its timeout by the process's
+    watchdog (WorkerPool): a thread cannot be killed, so past its deadline the job is
+    answered from outside and the process is replaced."""
+
+    handler: Any
+    wire_worker: Any
+    job: Any
+    request: Any
+    started: float
+    deadline: float = float("inf")
+    attempt: int = 0
+    timed_out: bool = False
+    #: run by after_timeout's thread (the job was taken over), not the serving thread
+    retry: bool = False
+
+
 class Watchdog(Stage):
     """Shows a Python task's attempts to the process's watchdog, which answers a task past
     its timeout from outside (a thread cannot be killed)."""
@@ -76,7 +98,6 @@ class Watchdog(Stage):
 
     def before(self, run):
         if not run.is_command and run.request is not None and not run.batch:
-            from ..jobs import RunningTask
             self.running[get_ident()] = RunningTask(run.handler, run.wire, run.job,
                                                     run.request, run.started)
         return None
@@ -95,10 +116,8 @@ class Output(Stage):
 
     def before(self, run):
         if run.is_command and not run.batch:
-            from ..jobs import Progress
             run.progress = Progress(run.wire, run.job, run.handler.spec.timeout)
             if run.request is not None and run.request.follow:
-                from ..follow import Follower  # only for a sender that follows the output
                 run.follower = Follower(run.wire, run.job)
         return None
 

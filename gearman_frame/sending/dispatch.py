@@ -15,14 +15,19 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from .delays import epoch_of
-from .envelope import Request, check_faithful, new_job_id
-from .errors import JobTimeout, ServerUnavailable
-from .retry import RetryPolicy
-from .wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
+from ..delays import epoch_of
+from ..envelope import Request, check_faithful, new_job_id
+from ..errors import JobTimeout, ServerUnavailable, WireError
+from ..retry import RetryPolicy
+from ..wire import (JOB_COMPLETE, JOB_CREATED, JOB_FAILED, JOB_REFUSED, JOB_UNKNOWN, PRIORITIES,
                    WireClient, check_request)
+
+if TYPE_CHECKING:
+    from ..signing import Keyring
+    from ..wire.client import Request as WireRequest
+    from ..wire.connection import ServerLike
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ class Job:
         """``Job.of("compress", path="/x")``: the short way to build one."""
         return cls(function, args, kwargs)
 
-    def payload(self, signer=None) -> bytes:
+    def payload(self, signer: Keyring | None = None) -> bytes:
         """The bytes to send; with a Keyring ``signer``, an envelope is signed (a raw
         payload holding one, as the outbox and a resent dump do, is signed anew)."""
         if self.data is not None:
@@ -92,7 +97,7 @@ class Outcome:
     """How one job ended: the request (with result/handle) or an error."""
 
     job: Job
-    request: object = None
+    request: WireRequest | None = None
     error: Exception | None = None
     server: str | None = None
     attempts: list = field(default_factory=list)
@@ -105,19 +110,29 @@ class _Flight:
     __slots__ = ("index", "job", "payload", "server", "request", "sent_at", "not_before",
                  "history", "done", "attempts")
 
-    def __init__(self, index, job, server, signer=None):
+    def __init__(self, index: int, job: Job, server: int, signer: Keyring | None = None,
+                 ) -> None:
         self.index, self.job, self.server = index, job, server
         self.payload = job.payload(signer)
-        self.request, self.sent_at, self.not_before = None, 0.0, 0.0
-        self.history = []
+        self.request: WireRequest | None = None
+        self.sent_at, self.not_before = 0.0, 0.0
+        self.history: list[tuple[str, str]] = []
         self.done = False
-        self.attempts = []  # every request sent for it (earlier ones may still be in flight)
+        self.attempts: list = []  # every request sent for it (earlier ones may still be in flight)
 
+
+#: ``on_done(index, outcome)``: a job of the batch ended.
+OnDone = Callable[[int, "Outcome"], None]
+#: The attempts in flight (request -> its job's flight), and the flights waiting to be
+#: sent (a resend's backoff, or room in the window).
+Flying = dict
+Waiting = collections.deque
 
 class Dispatcher:
     """Sends jobs through one WireClient (a connection per server) and tracks them."""
 
-    def __init__(self, servers, timeout, resend, window=DEFAULT_WINDOW, signer=None):
+    def __init__(self, servers: Iterable[ServerLike], timeout: float, resend: int,
+                 window: int = DEFAULT_WINDOW, signer: Keyring | None = None) -> None:
         self.servers = list(servers)
         #: The Keyring that signs every envelope sent (None: unsigned).
         self.signer = signer
@@ -132,11 +147,12 @@ class Dispatcher:
         self._ended: list = []
         self._per_try = timeout
 
-    def close(self):
+    def close(self) -> None:
         self.wire.close()
 
     # -- the loop
-    def run(self, jobs, on_done, timeout=None, eager=False):
+    def run(self, jobs: Iterable[Job], on_done: OnDone, timeout: float | None = None,
+            eager: bool = False) -> None:
         """Send every job of the iterable ``jobs``; call ``on_done(index, Outcome)`` as
         each ends. At most ``window`` jobs are in flight. ``eager`` writes each request at
         once (one job: lower latency) instead of batching writes (many jobs).
@@ -150,7 +166,7 @@ class Dispatcher:
         self._eager = eager
         self._run(iter(enumerate(jobs)), on_done, self.timeout if timeout is None else timeout)
 
-    def _run(self, source, on_done, per_try):
+    def _run(self, source: Iterator[tuple[int, Job]], on_done: OnDone, per_try: float) -> None:
         waiting: collections.deque = collections.deque()
         flying: dict = {}
         # request -> its deadline, in the order sent (every attempt gets the same time, so
@@ -198,7 +214,7 @@ class Dispatcher:
                     self._check_timeout(request, flight, waiting, on_done, per_try)
 
     @staticmethod
-    def _stream(flight, request):
+    def _stream(flight: _Flight, request: WireRequest) -> None:
         """Hand the output a worker streamed (WORK_WARNING: ``1``/``2`` then the bytes of
         stdout/stderr) to the job's ``on_output``; another client's warning (no such
         mark) goes as stderr."""
@@ -210,7 +226,7 @@ class Dispatcher:
             else:
                 flight.job.on_output(2, chunk)
 
-    def _drop_ended(self, flying):
+    def _drop_ended(self, flying: Flying) -> None:
         """Forget the attempts still in flight of the jobs that ended: no answer to them
         is needed any more."""
         for flight in self._ended:
@@ -219,7 +235,7 @@ class Dispatcher:
                     self._forget(request)
         self._ended.clear()
 
-    def _send_waiting(self, waiting, flying, on_done):
+    def _send_waiting(self, waiting: Waiting, flying: Flying, on_done: OnDone) -> None:
         now = time.monotonic()
         for _ in range(len(waiting)):
             flight = waiting.popleft()
@@ -230,7 +246,8 @@ class Dispatcher:
             elif not self._send(flight, flying, now):
                 self._retry_or_end(flight, waiting, on_done, move=True)
 
-    def _settle(self, request, flight, flying, waiting, on_done):
+    def _settle(self, request: WireRequest, flight: _Flight, flying: Flying,
+                waiting: Waiting, on_done: OnDone) -> bool:
         """Act on an attempt that was answered or lost; True if it left ``flying``."""
         state = request.state
         answered = (state in (JOB_COMPLETE, JOB_FAILED, JOB_REFUSED)
@@ -252,7 +269,8 @@ class Dispatcher:
             self._retry_or_end(flight, waiting, on_done, move=True)
         return True
 
-    def _check_timeout(self, request, flight, waiting, on_done, per_try):
+    def _check_timeout(self, request: WireRequest, flight: _Flight, waiting: Waiting,
+                       on_done: OnDone, per_try: float) -> None:
         """``request`` is past its deadline: resend its job, unless a newer attempt
         replaced it or a resend is already scheduled."""
         if request is flight.request and flight.not_before <= flight.sent_at:
@@ -276,14 +294,14 @@ class Dispatcher:
             self._retry_or_end(flight, waiting, on_done, move=not request.connected)
 
     # -- sending
-    def _pick_server(self, key=None):
+    def _pick_server(self, key: str | None = None) -> int:
         if key is not None:  # the same server for every sender (crc32: not salted)
             return zlib.crc32(key.encode("utf-8", "surrogateescape")) % len(self.servers)
         index = self._next_server
         self._next_server = (index + 1) % len(self.servers)
         return index
 
-    def _send(self, flight, flying, now):
+    def _send(self, flight: _Flight, flying: Flying, now: float) -> bool:
         if not self.wire.is_connected(flight.server) and self._down_until[flight.server] > now:
             flight.history.append((str(self.servers[flight.server]), "unreachable (skipped)"))
             return False
@@ -303,7 +321,8 @@ class Dispatcher:
         self._deadlines[request] = now + self._per_try
         return True
 
-    def _retry_or_end(self, flight, waiting, on_done, move):
+    def _retry_or_end(self, flight: _Flight, waiting: Waiting, on_done: OnDone,
+                      move: bool) -> None:
         if len(flight.history) > self.resend:
             flight.done = True
             self._ended.append(flight)
@@ -318,14 +337,14 @@ class Dispatcher:
                  self.servers[flight.server])
         waiting.append(flight)
 
-    def _give_up(self, flight):
+    def _give_up(self, flight: _Flight) -> WireError:
         if all(what.startswith("unreachable") for _server, what in flight.history):
             return ServerUnavailable(
                 f"no job server reachable for job {flight.job.id} on '{flight.job.function}': "
                 + "; ".join(f"{s}: {w}" for s, w in flight.history), self.servers)
         return JobTimeout(flight.job.function, flight.job.id, flight.history)
 
-    def _forget(self, request):
+    def _forget(self, request: WireRequest) -> None:
         """Drop the library's bookkeeping for a finished request (no leak over 100k jobs)."""
         self._deadlines.pop(request, None)
         self.wire.forget(request)

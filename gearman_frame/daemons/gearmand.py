@@ -18,23 +18,23 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
-from .addresses import DEFAULT_PORT
-from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
-from .files import private_folder
-from .processes import cmdline, escalate, is_alive, send_signal, wait_until
+from ..addresses import DEFAULT_PORT
+from ..errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
+from ..files import private_folder
+from ..processes import cmdline, is_alive, send_signal, wait_until
+from .base import STOP_TIMEOUT, PidfileDaemon
 
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for a started gearmand to accept connections.
 START_TIMEOUT = 10.0
-#: Seconds to wait for gearmand to exit after SIGTERM before SIGKILL.
-STOP_TIMEOUT = 10.0
 QUEUE_SQLITE = "sqlite"
 QUEUE_BUILTIN = "builtin"
 
 
-def find_gearmand():
+def find_gearmand() -> str | None:
     """Path of the C gearmand (Debian puts it in /usr/sbin), or None. Debian's
     ``gearman-server`` installs the Perl job server as ``gearmand`` too, a script that
     ignores our flags: a binary is preferred wherever it is; a script is returned only
@@ -48,7 +48,7 @@ def find_gearmand():
     return next((c for c in found if is_c_gearmand(c)), found[0] if found else None)
 
 
-def is_c_gearmand(path):
+def is_c_gearmand(path: str) -> bool:
     """True if ``path`` is a compiled program (the C gearmand), not a script."""
     try:
         with open(path, "rb") as handle:
@@ -57,7 +57,7 @@ def is_c_gearmand(path):
         return False
 
 
-def port_is_free(host, port):
+def port_is_free(host: str, port: int) -> bool:
     """True if nothing listens on host:port (checked by binding it, as gearmand does, with
     SO_REUSEADDR, so connections of a killed server in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -69,14 +69,14 @@ def port_is_free(host, port):
     return True
 
 
-def free_port(host="127.0.0.1"):
+def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel just found free on ``host`` (bind to port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def accepts_connections(host, port, timeout=0.5):
+def accepts_connections(host: str, port: int, timeout: float = 0.5) -> bool:
     """True if gearmand answers the admin 'version' command on host:port."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -98,7 +98,7 @@ class ServerStatus:
     queue: str
     stale_pidfile: bool = False
 
-    def describe(self):
+    def describe(self) -> str:
         if self.running:
             return (f"gearmand running: pid {self.pid}, {self.host}:{self.port}, "
                     f"queue {self.queue}, data {self.data_dir}")
@@ -112,45 +112,37 @@ class ServerStatus:
 KEEPALIVE = {"idle": 5, "interval": 2, "count": 5}
 
 
-class LocalGearmand:
+class LocalGearmand(PidfileDaemon):
     """One gearmand on ``host:port`` with its files in ``data_dir``."""
 
-    def __init__(self, data_dir, port=DEFAULT_PORT, host="127.0.0.1", queue=QUEUE_SQLITE,
-                 extra_args=(), binary=None, job_retries=None):
+    kind = "gearmand"
+
+    def __init__(self, data_dir: str | os.PathLike, port: int = DEFAULT_PORT,
+                 host: str = "127.0.0.1", queue: str = QUEUE_SQLITE,
+                 extra_args: Iterable[str] = (), binary: str | None = None,
+                 job_retries: int | None = None) -> None:
         if queue not in (QUEUE_SQLITE, QUEUE_BUILTIN):
             raise ServerControlError(f"queue must be '{QUEUE_SQLITE}' or '{QUEUE_BUILTIN}', "
                                      f"got {queue!r}", EXIT_USAGE)
-        self.data_dir = Path(data_dir).resolve()
+        self.data_dir = self.folder = Path(data_dir).resolve()
         self.port = int(port)
         self.host = host
         self.queue = queue
         self.extra_args = tuple(extra_args)
         self.job_retries = job_retries
         self.binary = binary if binary is not None else find_gearmand()
-        self.process = None
+        self.process: subprocess.Popen | None = None
 
     @property
-    def pidfile(self):
-        return self.data_dir / f"gearmand-{self.port}.pid"
-
-    @property
-    def logfile(self):
-        return self.data_dir / f"gearmand-{self.port}.log"
-
-    @property
-    def errfile(self):
+    def errfile(self) -> Path:
         """gearmand's own stdout/stderr (start-up errors land here, not in the log)."""
         return self.data_dir / f"gearmand-{self.port}.err"
 
     @property
-    def queue_file(self):
+    def queue_file(self) -> Path:
         return self.data_dir / f"queue-{self.port}.sqlite"
 
-    @property
-    def address(self):
-        return f"{self.host}:{self.port}"
-
-    def command(self):
+    def command(self) -> list[str]:
         binary = self.binary
         if not binary or not os.access(binary, os.X_OK):
             raise ServerControlError(
@@ -171,39 +163,20 @@ class LocalGearmand:
         argv += ["--keepalive", *(f"--keepalive-{k}={v}" for k, v in KEEPALIVE.items())]
         return argv + list(self.extra_args)
 
-    # -- pidfile
-    def _read_pid(self):
-        try:
-            return int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def _is_ours(self, pid):
+    def _is_ours(self, pid: int) -> bool:
         argv = cmdline(pid)
         return (bool(argv) and os.path.basename(argv[0]) == b"gearmand"
                 and str(self.pidfile).encode() in argv and is_alive(pid))
 
-    def running_pid(self):
-        """The pid of our gearmand if it runs; a stale pidfile is removed."""
-        pid = self._read_pid()
-        if pid is None:
-            return None
-        if self._is_ours(pid):
-            return pid
-        log.warning("gearmand %s: removing stale pidfile %s (pid %s is not ours)",
-                    self.address, self.pidfile, pid)
-        self.pidfile.unlink(missing_ok=True)
-        return None
-
     # -- control
-    def status(self):
+    def status(self) -> ServerStatus:
         had_pidfile = self.pidfile.exists()
         pid = self.running_pid()
         return ServerStatus(running=pid is not None, pid=pid, host=self.host, port=self.port,
                             data_dir=str(self.data_dir), queue=self.queue,
                             stale_pidfile=had_pidfile and pid is None)
 
-    def start(self, timeout=START_TIMEOUT):
+    def start(self, timeout: float = START_TIMEOUT) -> int:
         """Start gearmand and wait until it answers; return its pid."""
         pid = self.running_pid()
         if pid is not None:
@@ -236,35 +209,21 @@ class LocalGearmand:
         raise ServerControlError(f"gearmand on {self.address} did not answer within {timeout}s",
                                  EXIT_UNREACHABLE)
 
-    def _wait_for_pidfile(self, pid, deadline):
+    def _wait_for_pidfile(self, pid: int, deadline: float) -> None:
         while self._read_pid() != pid and time.monotonic() < deadline:
             time.sleep(0.01)
         if self._read_pid() != pid:
             self.pidfile.write_text(f"{pid}\n")
         self.pidfile.chmod(0o644)  # a pid is no secret; monitoring may read it
 
-    def _failure_text(self):
+    def _failure_text(self) -> str:
         text = ""
         for path in (self.errfile, self.logfile):
             if path.exists():
                 text += path.read_text(errors="replace")[-500:]
         return " ".join(text.split())[-300:] or "no message"
 
-    def stop(self, timeout=STOP_TIMEOUT, sig=signal.SIGTERM):
-        """Stop our gearmand (SIGTERM, SIGKILL after ``timeout``); False if none ran."""
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        if not escalate(lambda s: send_signal(pid, s), lambda: self._exited(pid), timeout,
-                        first=sig):
-            log.warning("gearmand %s: pid %s ignored SIGTERM for %ss, killed", self.address,
-                        pid, timeout)
-            self._wait_exit(pid, timeout)
-        self.pidfile.unlink(missing_ok=True)
-        log.info("gearmand %s: stopped (pid %s)", self.address, pid)
-        return True
-
-    def kill(self):
+    def kill(self) -> int | None:
         """SIGKILL our gearmand, as a crash would (fault tests); the pidfile stays."""
         pid = self.running_pid()
         if pid is not None:
@@ -272,18 +231,18 @@ class LocalGearmand:
             self._wait_exit(pid, STOP_TIMEOUT)
         return pid
 
-    def signal(self, sig):
+    def signal(self, sig: int) -> None:
         """Send ``sig`` (e.g. SIGSTOP/SIGCONT) to our gearmand."""
         pid = self.running_pid()
         if pid is None:
             raise ServerControlError(f"gearmand not running on {self.address}")
         send_signal(pid, sig)
 
-    def _exited(self, pid):
+    def _exited(self, pid: int) -> bool:
         if self.process is not None and self.process.pid == pid:
             return self.process.poll() is not None
         return not is_alive(pid)
 
-    def _wait_exit(self, pid, timeout):
+    def _wait_exit(self, pid: int, timeout: float) -> bool:
         """True once ``pid`` exited (within ``timeout``)."""
         return wait_until(lambda: self._exited(pid), timeout)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 from pathlib import Path
 
-from .errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
-from .files import private_folder
-from .processes import cmdline, escalate, is_alive, send_signal, wait_until
+from ..errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
+from ..files import private_folder
+from ..processes import cmdline, is_alive, wait_until
+from .base import PidfileDaemon, accepts
 
 log = logging.getLogger(__name__)
 
@@ -29,50 +29,46 @@ START_TIMEOUT = 10.0
 LOCAL_CERT_DAYS = 825
 
 
-def find_stunnel():
+def find_stunnel() -> str | None:
     return shutil.which("stunnel4") or shutil.which("stunnel")
 
 
-class TlsFront:
+class TlsFront(PidfileDaemon):
     """stunnel accepting TLS on ``host:port`` and passing the bytes to gearmand on
     ``127.0.0.1:backend_port``; its files in ``data_dir/tls``."""
 
-    def __init__(self, data_dir, host, port, backend_port=None, cert=None, key=None,
-                 client_ca=None):
+    kind = "stunnel"
+
+    def __init__(self, data_dir: str | os.PathLike, host: str, port: int,
+                 backend_port: int | None = None, cert: str | os.PathLike | None = None,
+                 key: str | os.PathLike | None = None,
+                 client_ca: str | os.PathLike | None = None) -> None:
         self.folder = Path(data_dir).resolve() / "tls"
         self.host, self.port = host, int(port)
         self.backend_port = backend_port
         self.cert, self.key, self.client_ca = cert, key, client_ca
 
     @property
-    def address(self):
+    def address(self) -> str:
         return f"tls://{self.host}:{self.port}"
 
     @property
-    def pidfile(self):
-        return self.folder / f"stunnel-{self.port}.pid"
-
-    @property
-    def conf(self):
+    def conf(self) -> Path:
         return self.folder / f"stunnel-{self.port}.conf"
 
     @property
-    def logfile(self):
-        return self.folder / f"stunnel-{self.port}.log"
-
-    @property
-    def backend_file(self):
+    def backend_file(self) -> Path:
         """Names the loopback port of the gearmand behind this front (for stop/status)."""
         return self.folder / f"backend-{self.port}"
 
-    def saved_backend_port(self):
+    def saved_backend_port(self) -> int | None:
         try:
             return int(self.backend_file.read_text().strip())
         except (OSError, ValueError):
             return None
 
     # -- certificates
-    def local_certificates(self):
+    def local_certificates(self) -> tuple[Path, Path, Path]:
         """(cert, key, ca) made once in the data dir: a CA, and a server certificate it
         signs for this host name, localhost and 127.0.0.1."""
         private_folder(self.folder)
@@ -96,17 +92,10 @@ class TlsFront:
         return cert, key, ca_cert
 
     # -- the process
-    def running_pid(self):
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if is_alive(pid) and str(self.conf).encode() in cmdline(pid):
-            return pid
-        self.pidfile.unlink(missing_ok=True)
-        return None
+    def _is_ours(self, pid: int) -> bool:
+        return is_alive(pid) and str(self.conf).encode() in cmdline(pid)
 
-    def start(self, timeout=START_TIMEOUT):
+    def start(self, timeout: float = START_TIMEOUT) -> int | None:
         binary = find_stunnel()
         if binary is None:
             raise ServerControlError("stunnel not found: install the 'stunnel4' package "
@@ -127,7 +116,7 @@ class TlsFront:
                                      f"{_last_line(proc.stderr or self._log())}",
                                      EXIT_UNREACHABLE)
         listening = wait_until(lambda: self.running_pid() is not None
-                               and _accepts(self.host, self.port), timeout)
+                               and accepts(self.host, self.port), timeout)
         if not listening:
             self.stop()
             raise ServerControlError(f"stunnel on {self.address} did not listen within "
@@ -135,7 +124,7 @@ class TlsFront:
                                      EXIT_UNREACHABLE)
         return self.running_pid()
 
-    def _config(self):
+    def _config(self) -> str:
         lines = [f"pid = {self.pidfile}", f"output = {self.logfile}", "foreground = no",
                  "debug = notice", "", "[gearmand]", f"accept = {self.host}:{self.port}",
                  f"connect = 127.0.0.1:{self.backend_port}", f"cert = {self.cert}",
@@ -144,27 +133,17 @@ class TlsFront:
             lines += [f"CAfile = {self.client_ca}", "verifyChain = yes", "requireCert = yes"]
         return "\n".join(lines) + "\n"
 
-    def _log(self):
+    def _log(self) -> str:
         try:
             return self.logfile.read_text(errors="replace")
         except OSError:
             return ""
 
-    def stop(self, timeout=10.0):
-        """Stop our stunnel (SIGTERM, SIGKILL after ``timeout``); False if none ran."""
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        escalate(lambda s: send_signal(pid, s), lambda: not is_alive(pid), timeout,
-                 first=signal.SIGTERM)
-        self.pidfile.unlink(missing_ok=True)
-        return True
-
-    def forget(self):
+    def forget(self) -> None:
         self.backend_file.unlink(missing_ok=True)
 
 
-def _openssl(*args):
+def _openssl(*args: object) -> None:
     try:
         proc = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True,
                               timeout=60)
@@ -177,7 +156,7 @@ def _openssl(*args):
                                  EXIT_UNREACHABLE)
 
 
-def _is_ip(host):
+def _is_ip(host: str) -> bool:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         return True
@@ -185,14 +164,6 @@ def _is_ip(host):
         return False
 
 
-def _accepts(host, port):
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _last_line(text):
+def _last_line(text: str | None) -> str:
     lines = [line for line in (text or "").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no message"

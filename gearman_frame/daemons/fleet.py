@@ -20,6 +20,9 @@ import time
 
 import yaml
 from pathlib import Path
+from typing import Iterable, Sequence
+
+from .gearmand import QUEUE_SQLITE, LocalGearmand
 
 BIN = os.path.dirname(sys.executable)
 GEARMAN_PORT = 4730
@@ -40,7 +43,7 @@ def missing_capability() -> str | None:
     return None
 
 
-def _run(*argv, check=True):
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
@@ -50,7 +53,7 @@ def _run(*argv, check=True):
 class Host:
     """One host: a namespace with an address on the fleet's bridge."""
 
-    def __init__(self, fleet, name, index):
+    def __init__(self, fleet: Fleet, name: str, index: int) -> None:
         self.fleet, self.name = fleet, name
         self.ns = f"{fleet.tag}-{name}"
         self.ip = f"{fleet.prefix}.{index}"
@@ -58,7 +61,8 @@ class Host:
         self.folder = fleet.folder / name
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def start(self, argv, log_name, env=None, cwd=None):
+    def start(self, argv: Sequence[object], log_name: str, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
         """Run ``argv`` inside this host; stopped (its group killed) at teardown."""
         out = open(self.folder / log_name, "ab")
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns, *map(str, argv)],
@@ -69,28 +73,29 @@ class Host:
         self.fleet.procs.append(proc)
         return proc
 
-    def run(self, *argv, timeout=120, env=None):
+    def run(self, *argv: object, timeout: int = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command inside this host and wait for it."""
         return subprocess.run(["ip", "netns", "exec", self.ns, *map(str, argv)],
                               capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})}, cwd=self.folder)
 
-    def cut(self):
+    def cut(self) -> None:
         """Drop every packet to and from this host at its bridge port, saying nothing."""
         self.fleet.nft(f"add element bridge gf cut {{ {self.port} }}")
 
-    def restore(self):
+    def restore(self) -> None:
         self.fleet.nft(f"delete element bridge gf cut {{ {self.port} }}")
 
     @property
-    def address(self):
+    def address(self) -> str:
         return f"{self.ip}:{GEARMAN_PORT}"
 
 
 class Fleet:
     """Hosts in network namespaces on a bridge of their own (see the module's doc)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).resolve()
         self.tag = f"gf{os.getpid() % 10000:04d}{random.randrange(100):02d}"
         self.prefix = f"10.{random.randrange(200, 250)}.{random.randrange(1, 250)}"
@@ -99,7 +104,7 @@ class Fleet:
         self.procs: list[subprocess.Popen] = []
 
     # -- making and removing it
-    def __enter__(self):
+    def __enter__(self) -> Fleet:
         try:
             _run("ip", "netns", "add", self.hub)
             self._hub("link", "add", "br0", "type", "bridge")
@@ -115,10 +120,10 @@ class Fleet:
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, name) -> Host:
+    def add(self, name: str) -> Host:
         host = Host(self, name, len(self.hosts) + 1)
         _run("ip", "netns", "add", host.ns)
         _run("ip", "link", "add", host.port, "netns", self.hub, "type", "veth", "peer", "name",
@@ -130,7 +135,7 @@ class Fleet:
         self.hosts[name] = host
         return host
 
-    def close(self):
+    def close(self) -> None:
         """Stop every process started here and delete every namespace (and so every link)."""
         for proc in self.procs:
             try:
@@ -151,17 +156,16 @@ class Fleet:
                     pass
             _run("ip", "netns", "del", ns, check=False)
 
-    def _hub(self, *argv):
+    def _hub(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return _run("ip", "-n", self.hub, *argv)
 
-    def nft(self, rule):
+    def nft(self, rule: str) -> subprocess.CompletedProcess[str]:
         return _run("ip", "netns", "exec", self.hub, "nft", rule)
 
     # -- what runs on the hosts
-    def gearmand(self, host: Host):
+    def gearmand(self, host: Host) -> subprocess.Popen:
         """The C gearmand on ``host`` (SQLite queue), as `runadmin server start` runs it
         (its keepalive settings included), in the foreground."""
-        from gearman_frame.server import QUEUE_SQLITE, LocalGearmand
         server = LocalGearmand(host.folder / "gearmand", port=GEARMAN_PORT, host=host.ip,
                                queue=QUEUE_SQLITE, job_retries=10)
         (host.folder / "gearmand").mkdir(exist_ok=True)
@@ -175,25 +179,27 @@ class Fleet:
             time.sleep(0.1)
         return proc
 
-    def config(self, host: Host, servers, **sections):
+    def config(self, host: Host, servers: Iterable[Host], **sections: object) -> Path:
         """A config file on ``host`` naming ``servers`` (Hosts running gearmand)."""
         path = host.folder / "config.yaml"
         path.write_text(yaml.safe_dump({"servers": [s.address for s in servers],
                                         **sections}))
         return path
 
-    def runworkers(self, host: Host, servers, functions, name=None, threads=2, **worker):
+    def runworkers(self, host: Host, servers: Iterable[Host], functions: dict,
+                   name: str | None = None, threads: int = 2,
+                   **worker: object) -> subprocess.Popen:
         path = self.config(host, servers, functions=functions,
                            worker={"name": name or host.name, "threads": threads,
                                    "grace": 5, **worker})
         return host.start([f"{BIN}/runworkers", "--config", path], "worker.log")
 
-    def log(self, host: Host, name="worker.log"):
+    def log(self, host: Host, name: str = "worker.log") -> str:
         path = host.folder / name
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def demo(folder) -> int:
+def demo(folder: str | Path) -> int:
     """`make fleet`: 3 servers, 4 worker hosts and a sender host; 40 jobs sent; the
     status and the per-host view; one worker host cut off, the view again; all removed."""
     why = missing_capability()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from typing import Any, Callable
 
-from .envelope import Result, dumps, loads
-from .errors import EnvelopeError, ResultStoreError
-from .files import ensure_private_file
+from ..envelope import Result, dumps, loads
+from ..errors import EnvelopeError, ResultStoreError
+from ..files import ensure_private_file
 from .store_schema import RUNS as _RUNS, SCHEMA
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class Stored:
 class ResultStore:
     """The SQLite file of results (see the module docstring)."""
 
-    def __init__(self, path: str, ttl: float):
+    def __init__(self, path: str, ttl: float) -> None:
         self.path = path
         self.ttl = ttl
         self._lock = threading.Lock()
@@ -74,7 +76,7 @@ class ResultStore:
         ended = record.get("ended_at") if isinstance(record.get("ended_at"), (int, float)) \
             else None
 
-        def write(conn):
+        def write(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute(
                     "INSERT INTO results (id, function, status, runs, received, ended, "
@@ -115,7 +117,7 @@ class ResultStore:
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._select(clause + " ORDER BY received DESC", tuple(params), limit)
 
-    def _select(self, clause, params, limit):
+    def _select(self, clause: str, params: tuple, limit: int) -> list[Stored]:
         if not os.path.exists(self.path):
             return []
         rows = self._run(lambda conn: conn.execute(
@@ -123,17 +125,16 @@ class ResultStore:
             "LIMIT ?", (*params, limit)).fetchall())
         return [Stored(i, f, s, r, t, _record(rec)) for i, f, s, r, t, rec in rows]
 
-    def _run(self, action):
-        import sqlite3  # senders only (1 MiB); workers import plugins that import us
+    def _run(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
             try:
-                with closing(self._connect(sqlite3)) as conn:
+                with closing(self._connect()) as conn:
                     return action(conn)
             except sqlite3.DatabaseError as err:
                 raise ResultStoreError(self.path, str(err), "check the file, or set "
                                        "client.result_store") from err
 
-    def _connect(self, sqlite3):
+    def _connect(self) -> sqlite3.Connection:
         try:
             ensure_private_file(self.path)
         except OSError as err:
@@ -151,7 +152,7 @@ class ResultStore:
         return conn
 
 
-def _record(blob) -> dict:
+def _record(blob: bytes) -> dict:
     """A stored result record (a JSON object; anything else is wrapped, never dropped)."""
     record = loads(bytes(blob))
     return record if isinstance(record, dict) else {"value": record}

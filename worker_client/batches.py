@@ -30,18 +30,17 @@ class BatchHandler(FunctionHandler):
         pipeline, stats = self.ctx.pipeline, self.ctx.stats
         stats.begin(self.name, f"{job_id_of(jobs[0])} (+{len(jobs) - 1})", self.timeout)
         runs = [Run(job, self, wire_worker, worker, batch=True) for job in jobs]
-        admitted = []
         try:
-            for run in runs:
-                admitted.append(pipeline.admit(run))
-            live = [i for i, (_done, result) in enumerate(admitted) if result is None]
+            ended = [pipeline.admit(run) for run in runs]
+            live = [i for i, result in enumerate(ended) if result is None]
             log.info("batch of %d job(s) on %s (%d to run)", len(jobs), self.name, len(live))
             ran = dict(zip(live, self._with_batch_retries([runs[i].request for i in live])))
-            return [pipeline.finish(run, done, ran.get(i, result))
-                    for i, (run, (done, result)) in enumerate(zip(runs, admitted))]
+            return [pipeline.finish(run, ran[i] if i in ran else ended[i])
+                    for i, run in enumerate(runs)]
         except AbandonJob as why:
-            for run, (done, _result) in zip(runs, admitted):
-                pipeline.unwind(run, done, why)
+            for run in runs:
+                if run.reached >= 0:
+                    pipeline.unwind(run, why)
             raise
 
     def _with_batch_retries(self, requests):

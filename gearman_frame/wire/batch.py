@@ -23,9 +23,20 @@ from .worker import WireWorker
 log = logging.getLogger(__name__)
 
 
+#: Grabs a gathering batch worker keeps out at once: gearmand answers each with a job or
+#: NO_JOB, in order, so gathering 100 jobs takes a few round trips instead of 100.
+GRAB_DEPTH = 16
+
+
 class BatchWireWorker(WireWorker):
     """A WireWorker whose callback (``register_task``) takes ``(worker, jobs)`` and returns
-    one outcome per job, in order (bytes/str, or JobFailed)."""
+    one outcome per job, in order (bytes/str, or JobFailed).
+
+    While it gathers, it keeps up to GRAB_DEPTH grabs out (once the server has answered
+    one: a server that refuses our grab command is asked one at a time). A batch is run
+    only when no grab is out, so the submits its answers carry (results to channels) are
+    never sent between grabs and their answers: every ERROR is still known to be a
+    submit's or a grab's by its order."""
 
     def __init__(self, servers: Sequence, max_jobs: int, wait: float,
                  client_id: str | None = None, max_packet: int | None = None,
@@ -36,25 +47,50 @@ class BatchWireWorker(WireWorker):
         self._held: list = []
         self._deadline = 0.0
         self._full = False
+        #: Grabs sent and not answered yet.
+        self._out = 0
 
     def grab_directly(self) -> bool:
         return False
 
+    def _grab(self, link: Any, ahead: bool = False) -> None:
+        """Top the grabs out up: one on a link whose server has not answered a grab yet,
+        else as many as the batch has room for, at most GRAB_DEPTH."""
+        room = self.max_jobs - len(self._held)
+        want = min(GRAB_DEPTH, room) if link.grab_ok else min(1, room)
+        while self._out < want:
+            super()._grab(link)
+            self._out += 1
+
+    def _grab_answered(self, link: Any) -> None:
+        self._out = max(0, self._out - 1)
+
+    def on_no_job(self, link: Any) -> None:
+        if self._out == 0:  # the last grab out: nothing more is queued
+            super().on_no_job(link)
+
     def on_assign(self, link: Any, job: Job) -> None:
-        """Hold the job; ask for the next one at once until the batch is full."""
+        """Hold the job; ask for more at once until the batch is full."""
         if not self._held:
             self._deadline = time.monotonic() + self.wait
         self._held.append(job)
         if len(self._held) < self.max_jobs and not self.stopping:
-            self._grab(link)  # keeps the job lock: the answer is the next job or NO_JOB
+            self._grab(link)  # keeps the job lock: the answers are jobs or NO_JOB
             return
-        self._release(link)
-        link.conn.queue(p.PRE_SLEEP)
-        self._full = True
+        if self._out == 0:
+            self._release(link)
+            link.conn.queue(p.PRE_SLEEP)
+        self._full = len(self._held) >= self.max_jobs
+
+    def _drop(self, conn: Connection, quiet: bool = False) -> None:
+        if conn in self._links:
+            self._out = 0  # what was out on it is gearmand's again
+        super()._drop(conn, quiet)
 
     def _after_poll(self, live: list[Connection], active: bool) -> None:
         super()._after_poll(live, active)
-        if self._held and (self._full or self.stopping or time.monotonic() >= self._deadline):
+        if (self._held and self._out == 0
+                and (self._full or self.stopping or time.monotonic() >= self._deadline)):
             self._run_batch()
 
     def work(self, poll_timeout: float | None = None) -> None:

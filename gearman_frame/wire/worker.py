@@ -48,7 +48,7 @@ class _Link:
     """One connection's worker state (made anew on each connect)."""
 
     __slots__ = ("conn", "submits", "grab_sent", "grab_ahead", "before_grab", "woken",
-                 "idle")
+                 "idle", "grab_ok")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -60,6 +60,9 @@ class _Link:
         self.grab_ahead, self.before_grab = False, 0
         #: NOOP seen since connecting; NO_JOB (or nothing to wake for) since the last job.
         self.woken, self.idle = False, False
+        #: The server answered a grab of ours (with a job or NO_JOB, not an ERROR): grabs
+        #: may be sent several at once (a batch worker gathering).
+        self.grab_ok = False
 
     def queue_submit(self, submit: Submit) -> None:
         self.conn.queue(p.SUBMIT_JOB_BG, submit.function, submit.unique, submit.data)
@@ -251,10 +254,10 @@ class WireWorker(JobAnswers):
             link.woken, link.idle = True, False
             self._wake(link)
         elif cmd == p.NO_JOB:
-            link.grab_ahead, link.idle = False, True
+            link.grab_ahead, link.idle, link.grab_ok = False, True, True
             self.note_grab(empty=True)
-            self._release(link)
-            link.conn.queue(p.PRE_SLEEP)
+            self._grab_answered(link)
+            self.on_no_job(link)
         elif cmd in p.JOB_ASSIGNS:
             handle, function, unique, data = (fields if cmd == p.JOB_ASSIGN_UNIQ
                                               else (fields[0], fields[1], None, fields[2]))
@@ -264,6 +267,8 @@ class WireWorker(JobAnswers):
             self.note_grab(empty=False)
             if self._holder is not link:
                 raise link.conn.fail("protocol error: a job we did not ask for")
+            link.grab_ok = True
+            self._grab_answered(link)
             self.on_assign(link, Job(link, handle, function, unique or None, data))
         elif cmd == p.JOB_CREATED:
             if link.submits:
@@ -273,6 +278,14 @@ class WireWorker(JobAnswers):
             link.idle = link.idle or not link.woken
         elif cmd == p.ERROR:
             self._on_error(link, *fields)
+
+    def on_no_job(self, link: _Link) -> None:
+        """The server has nothing: give the job lock up and sleep until it says NOOP."""
+        self._release(link)
+        link.conn.queue(p.PRE_SLEEP)
+
+    def _grab_answered(self, link: _Link) -> None:
+        """A grab of ours was answered (a job, NO_JOB, or refused)."""
 
     def on_assign(self, link: _Link, job: Job) -> None:
         """A job came: it runs once the packets in hand are handled."""
@@ -315,6 +328,7 @@ class WireWorker(JobAnswers):
             REFUSED.note(address, "WORK_DATA", "failure details go as WORK_EXCEPTION")
             return
         if self._holder is link and refused in ("", "grab_job_uniq", "grab_job"):
+            self._grab_answered(link)
             if link.grab_sent == p.GRAB_JOB_UNIQ:
                 REFUSED.note(address, "GRAB_JOB_UNIQ",
                              "grabbing with GRAB_JOB (raw jobs get the handle as job id)")

@@ -45,7 +45,8 @@ class Run:
     """One job on its way through the stages."""
 
     __slots__ = ("job", "handler", "wire", "worker", "started", "request", "raw", "batch",
-                 "refused", "attempts", "outcome", "progress", "follower", "answer")
+                 "refused", "attempts", "outcome", "progress", "follower", "answer",
+                 "reached")
 
     def __init__(self, job: Job, handler: FunctionHandler, wire: Any, worker: str,
                  batch: bool = False):
@@ -66,6 +67,9 @@ class Run:
         self.follower: Any = None
         #: What goes back to gearmand: bytes (done) or JobFailed.
         self.answer: Any = None
+        #: The index of the last stage whose ``before`` ran (its ``after`` and those of
+        #: the stages outside it run).
+        self.reached = -1
 
     @property
     def function(self) -> str:
@@ -98,41 +102,48 @@ class Stage:
 
 
 class Pipeline:
-    """The stages, outermost first, and the one way through them."""
+    """The stages, outermost first, and the one way through them. Only the hooks a stage
+    overrides are called (a job pays for what its stages do, not for their count)."""
 
     def __init__(self, stages: list[Stage]):
         self.stages = stages
+        self._befores = [(i, s.before) for i, s in enumerate(stages)
+                         if type(s).before is not Stage.before]
+        #: (index, hook), innermost first: run for the stages up to ``run.reached``.
+        self._afters = [(i, s.after) for i, s in reversed(list(enumerate(stages)))
+                        if type(s).after is not Stage.after]
+        self._unwinds = [(i, s.unwind) for i, s in reversed(list(enumerate(stages)))
+                         if type(s).unwind is not Stage.unwind]
 
-    def serve(self, run: Run):
-        """A whole job: admitted, attempted, finished; returns its answer."""
+    def serve(self, run: Run) -> Any:
+        """A whole job: admitted, attempted, finished; returns its answer (None: it was
+        answered elsewhere)."""
         with run.context():
-            done: list[Stage] = []
             try:
-                result = self._admit(run, done)
+                result = self._admit(run)
                 if result is None:
                     result = self.attempt(run)
-                return self._finish(run, done, result)
+                return self._finish(run, result)
             except (AbandonJob, TakenOver) as why:
-                self._unwind(run, done, why)
+                self._unwind(run, why)
                 if isinstance(why, TakenOver):
                     return None
                 raise
 
-    def admit(self, run: Run) -> tuple[list[Stage], Result | None]:
-        """The stages' befores (a batch's jobs, one by one): ``(stages done, a result if
-        the job ended there)``."""
-        done: list[Stage] = []
+    def admit(self, run: Run) -> Result | None:
+        """The stages' befores (a batch's jobs, one by one): a result if the job ended
+        there, else None (it is to be attempted)."""
         with run.context():
-            return done, self._admit(run, done)
+            return self._admit(run)
 
-    def finish(self, run: Run, done: list[Stage], result: Result):
-        """The afters of ``done`` for a job a batch ran; its answer."""
+    def finish(self, run: Run, result: Result) -> Any:
+        """The afters for a job a batch ran (or that ended in ``admit``); its answer."""
         with run.context():
-            return self._finish(run, done, result)
+            return self._finish(run, result)
 
-    def unwind(self, run: Run, done: list[Stage], why: BaseException) -> None:
+    def unwind(self, run: Run, why: BaseException) -> None:
         with run.context():
-            self._unwind(run, done, why)
+            self._unwind(run, why)
 
     def attempt(self, run: Run) -> Result:
         """One attempt by the handler; a job that cannot run at all (Rejected) or a
@@ -144,35 +155,41 @@ class Pipeline:
         except (AbandonJob, TakenOver):
             raise
         except Exception as err:  # the system's (EMFILE ...) or ours: still a result
-            log.exception("job could not be handled")
-            return run.handler.result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
-                                                    f"{err}", attempts=0)
+            return _worker_error(run, err)
 
-    def _admit(self, run, done):
+    def _admit(self, run: Run) -> Result | None:
+        run.reached = len(self.stages) - 1
         try:
-            for stage in self.stages:
-                done.append(stage)
-                result = stage.before(run)
+            for index, before in self._befores:
+                result = before(run)
                 if result is not None:
+                    run.reached = index
                     return result
         except (AbandonJob, TakenOver, Rejected):
             raise
         except Exception as err:  # the system's (EMFILE ...) or ours: still a result
-            log.exception("job could not be handled")
-            return run.handler.result(STATUS_ERROR, f"worker error: {type(err).__name__}: "
-                                                    f"{err}", attempts=0)
+            run.reached = index
+            return _worker_error(run, err)
         return None
 
-    @staticmethod
-    def _finish(run, done, result):
-        for stage in reversed(done):
-            result = stage.after(run, result)
+    def _finish(self, run: Run, result: Result) -> Any:
+        reached = run.reached
+        for index, after in self._afters:
+            if index <= reached:
+                result = after(run, result)
         return run.answer
 
-    @staticmethod
-    def _unwind(run, done, why):
-        for stage in reversed(done):
-            stage.unwind(run, why)
+    def _unwind(self, run: Run, why: BaseException) -> None:
+        reached = run.reached
+        for index, unwind in self._unwinds:
+            if index <= reached:
+                unwind(run, why)
+
+
+def _worker_error(run: Run, err: Exception) -> Result:
+    log.exception("job could not be handled")
+    return run.handler.result(STATUS_ERROR, f"worker error: {type(err).__name__}: {err}",
+                              attempts=0)
 
 
 #: A stage's view of the pool: ``(job, result) -> bool`` and the like.

@@ -26,7 +26,7 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9", "mypy>=1.8",
                  "types-PyYAML", "selenium>=4.10"],
         # `python -m bench --peers`: the same workloads through Celery and RQ
-        "peers": ["celery[redis]>=5.3", "rq>=1.15"],
+        "peers": ["celery[redis]>=5.3", "rq>=1.15", "dramatiq[redis]>=1.17", "huey>=2.5"],
     },
     entry_points={
         "console_scripts": [

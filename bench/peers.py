@@ -1,5 +1,6 @@
 """`python -m bench --peers`: the same workloads through gearman-frame, Celery (Redis
-broker and result backend), RQ and a C client and worker on libgearman, in one run.
+broker and result backend), RQ, Dramatiq, Huey (bench/peer_queues.py) and a C client and
+worker on libgearman, in one run.
 
 W1: no-op Python jobs, many in flight, one worker (1 thread / `-c 1` / 1 RQ worker).
 W2: sequential foreground latency (a result awaited per job).
@@ -8,7 +9,7 @@ W4: a hung `sh -c 'sleep & sleep'` with a 0.5 s timeout: time until the sender s
 timeout, and processes left behind (RQ's timeouts are whole seconds: 1 s there).
 The C client and worker (bench/c/gearman_bench.c, built here against Debian's
 libgearman-dev) give W1 and W2 a ceiling: how far the Python side is from C.
-Needs the `peers` extras (celery[redis], rq) and Debian's redis-server and
+Needs the `peers` extras (celery[redis], rq, dramatiq[redis], huey) and Debian's redis-server and
 libgearman-dev; the bench starts its own redis-server on a free loopback port.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from gearman_frame.daemons.gearmand import free_port
 from send_job_client import Job
 
+from . import peer_queues as q
 from . import workloads as w
 from .processes import BIN, Proc, runworkers, start_gearmand, wait_workers
 
@@ -30,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def missing() -> str | None:
-    for module in ("celery", "rq", "redis"):
+    for module in ("celery", "rq", "redis", "dramatiq", "huey"):
         try:
             __import__(module)
         except ImportError:
@@ -116,20 +118,10 @@ def celery_w3(url, count):
 
 def celery_w4(url, count):
     tasks = _celery(url)
-    marker = "sleep 10.71"
-    with celery_worker(url, 4):
-        tasks.celery_noop.delay("warm").get(timeout=60)
-
-        def hung():
-            try:
-                tasks.celery_hang.delay(marker).get(timeout=60)
-            except Exception:  # TimeLimitExceeded (or a lost worker): the timeout, seen
-                pass
-        figures = w._latencies(hung, count)
-        time.sleep(0.3)
-        figures["orphans"] = w._count_procs(marker)
-    w._kill_procs(marker)
-    return figures
+    return q.hung_commands(celery_worker(url, 4),
+                           lambda: tasks.celery_noop.delay("warm").get(timeout=60),
+                           lambda marker: tasks.celery_hang.delay(marker).get(timeout=60),
+                           "sleep 10.71", count)
 
 
 # --- RQ ---------------------------------------------------------------------------------
@@ -227,7 +219,7 @@ def c_figures(binary, server, w1_count, w2_count):
 
 
 def run(quick=False):
-    """Rows of (workload, metric, gearman-frame, celery, rq, c) figures."""
+    """Rows of (workload, metric, gearman-frame, celery, rq, dramatiq, huey, c) figures."""
     why = missing()
     if why:
         raise SystemExit(f"bench --peers needs {why}")
@@ -242,21 +234,28 @@ def run(quick=False):
             ours1 = w.w1_ours(server, 1, n1)["jobs_s"]
             c_rate, c_p50, c_p99 = c_figures(binary, server, n1, n2)
             rows.append((f"W1 {n1} no-op jobs, 1 worker", "jobs/s", ours1,
-                         celery_w1(url, n1), _rq_drain(url, noop, n1, 1, ("x",)), c_rate))
+                         celery_w1(url, n1), _rq_drain(url, noop, n1, 1, ("x",)),
+                         q.dramatiq_rate(url, "noop", n1, ("x",)),
+                         q.huey_rate(url, "noop", n1, ("x",)), c_rate))
             ours2 = ours_w2(server, n2)
             celery2, rq2 = celery_w2(url, n2), rq_w2(url, n2)
+            dramatiq2, huey2 = q.dramatiq_w2(url, n2), q.huey_w2(url, n2)
             rows.append((f"W2 {n2} sequential jobs", "p50 ms", ours2["p50_ms"],
-                         celery2["p50_ms"], rq2["p50_ms"], c_p50))
+                         celery2["p50_ms"], rq2["p50_ms"], dramatiq2["p50_ms"],
+                         huey2["p50_ms"], c_p50))
             rows.append(("W2", "p99 ms", ours2["p99_ms"], celery2["p99_ms"], rq2["p99_ms"],
-                         c_p99))
+                         dramatiq2["p99_ms"], huey2["p99_ms"], c_p99))
             rows.append((f"W3 {n3} `true` jobs, 4 workers", "jobs/s", ours_w3(server, n3),
-                         celery_w3(url, n3), _rq_drain(url, true_command, n3, 4), None))
+                         celery_w3(url, n3), _rq_drain(url, true_command, n3, 4),
+                         q.dramatiq_rate(url, "true_command", n3),
+                         q.huey_rate(url, "true_command", n3), None))
             ours4, celery4, rq4 = w.w4_ours(server, n4), celery_w4(url, n4), rq_w4(url, n4)
+            dramatiq4 = q.dramatiq_w4(url, n4)
             rows.append((f"W4 {n4} hung commands, 0.5 s timeout (RQ: 1 s, its least)",
                          "ms to see it, p50", ours4["p50_ms"], celery4["p50_ms"],
-                         rq4["p50_ms"], None))
+                         rq4["p50_ms"], dramatiq4["p50_ms"], None, None))
             rows.append(("W4", "processes left", ours4["orphans"], celery4["orphans"],
-                         rq4["orphans"], None))
+                         rq4["orphans"], dramatiq4["orphans"], None, None))
         finally:
             redis_proc.stop()
             server.stop()
@@ -273,12 +272,15 @@ def markdown(rows):
         if not other or not ours:
             return "-"
         return f"{(other / ours if lower_better else ours / other):.2f}x"
-    lines = ["| workload | metric | gearman-frame | Celery+Redis | RQ | C libgearman | "
-             "vs Celery | vs RQ | of C |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, metric, ours, celery, rq, c in rows:
+    lines = ["| workload | metric | gearman-frame | Celery+Redis | RQ | Dramatiq | Huey | "
+             "C libgearman | vs Celery | vs RQ | vs Dramatiq | vs Huey | of C |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, metric, ours, celery, rq, dramatiq, huey, c in rows:
         lower = "ms" in metric or "left" in metric
         lines.append(f"| {name} | {metric} | {fmt(ours)} | {fmt(celery)} | {fmt(rq)} | "
-                     f"{fmt(c)} | {ratio(ours, celery, lower)} | {ratio(ours, rq, lower)} | "
+                     f"{fmt(dramatiq)} | {fmt(huey)} | {fmt(c)} | "
+                     f"{ratio(ours, celery, lower)} | {ratio(ours, rq, lower)} | "
+                     f"{ratio(ours, dramatiq, lower)} | {ratio(ours, huey, lower)} | "
                      f"{ratio(ours, c, lower)} |")
     return "\n".join(lines)
 

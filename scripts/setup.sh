@@ -58,8 +58,8 @@ fi
 # modules again (`sendjob result` took 8 ms more than the interpreter with what it uses).
 .venv/bin/python -m compileall -q gearman_frame send_job_client worker_client \
   manage_client plugins >/dev/null
-if [ -n "$peers" ] && ! .venv/bin/python -c 'import celery, rq' >/dev/null 2>&1; then
-  echo "setup: installing the peers extras (celery[redis], rq) into .venv" >&2
+if [ -n "$peers" ] && ! .venv/bin/python -c 'import celery, rq, dramatiq, huey' >/dev/null 2>&1; then
+  echo "setup: installing the peers extras (celery[redis], rq, dramatiq, huey) into .venv" >&2
   .venv/bin/pip install -q --disable-pip-version-check -e '.[peers]' \
     --config-settings editable_mode=compat
 fi

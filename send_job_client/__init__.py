@@ -5,12 +5,10 @@ without the client (send_job_client/lookup.py), which with YAML, the wire layer 
 dispatcher is 230 ms of imports; and a worker imports plugins, which import ``Job``
 from here, without the sender's outbox, result store and collector.
 """
-from typing import Any
-
 __all__ = ["JobClient", "Job", "Delivery", "OUTBOX"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "Job":
         from gearman_frame.sending.dispatch import Job
         return Job

@@ -126,6 +126,8 @@ def test_results_gearmand_refuses_are_kept_while_the_worker_grabs_ahead(gearmand
     wait_for(lambda: spool.exists() and len(list(spool.iterdir())) == 9, 15,
              "nine refused results in the spool")
     assert queued_total([gearmand.address], channel) == 3
+    # a result is in the spool before the line saying why is written: wait for the lines
+    wait_for(lambda: worker.log().count("refused it") >= 9, 10, "nine refusals logged")
     assert worker.log().count("refused it") == 9
     with AdminClient([parse_address(gearmand.address)]) as admin:
         admin.maxqueue(channel, 100)

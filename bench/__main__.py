@@ -238,7 +238,8 @@ def main(argv=None):
         return 3
     if args.peers:
         from . import peers
-        text = ("# gearman-frame, Celery, RQ and C libgearman\n\nThe same workloads in one "
+        text = ("# gearman-frame, Celery, RQ, Dramatiq, Huey and C libgearman\n\nThe same "
+                "workloads in one "
                 f"run, {os.cpu_count()} cores, Python {platform.python_version()}, "
                 f"{datetime.datetime.now():%Y-%m-%d %H:%M}. Ratios: gearman-frame's "
                 "throughput over the other's, or the other's latency over gearman-frame's "

@@ -25,21 +25,26 @@ def visible_status(rows, show_all=False):
 def status_table(rows, unreachable=None):
     """One table: a section per server, then the totals over servers."""
     table = Table(title="gearmand status", title_justify="left")
-    for column in ("server", "function", "queued", "running", "workers", ""):
+    # the note column only when there is something to note (no workers, unreachable)
+    notes = bool(unreachable) or any(_mark(row) for row in rows)
+    for column in ("server", "function", "queued", "running", "workers",
+                   *(("note",) if notes else ())):
         table.add_column(column, justify="right" if column in ("queued", "running", "workers")
                          else "left")
     by_server = defaultdict(list)
     for row in rows:
         by_server[row.server].append(row)
+
+    def add(server: str, row: Any) -> None:
+        table.add_row(server, cell(row.function), str(row.queued), str(row.running),
+                      str(row.workers), *((_mark(row),) if notes else ()))
     for server in sorted(by_server):
         for row in sorted(by_server[server], key=lambda r: r.function):
-            table.add_row(server, cell(row.function), str(row.queued), str(row.running),
-                          str(row.workers), _mark(row))
+            add(server, row)
         table.add_section()
     if len(by_server) > 1:
         for row in totals(rows).values():
-            table.add_row("[bold]all", cell(row.function), str(row.queued), str(row.running),
-                          str(row.workers), _mark(row))
+            add("[bold]all", row)
     for server, error in sorted((unreachable or {}).items()):
         table.add_row(server, "[red]unreachable", "", "", "", error[:40])
     return table
@@ -68,7 +73,8 @@ def workers_table(connections):
     for conn in connections:
         name = worker_name_of(conn.client_id)
         process = process_of(conn.client_id)
-        if name != conn.client_id and (conn.server, f"{process}.ctl") not in ours:
+        if (name is not None and name != conn.client_id
+                and (conn.server, f"{process}.ctl") not in ours):
             name = conn.client_id  # NAME.N is a gearman-frame thread only beside NAME.ctl
         key = (conn.server, conn.ip, name or f"- (fd {conn.fd})")  # no id: one each
         groups[key]["threads"] += 1

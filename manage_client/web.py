@@ -20,7 +20,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gearman_frame.addresses import ServerAddress
-from gearman_frame.errors import FrameError
+from gearman_frame.errors import FrameError, UsageError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX, DEAD_PREFIX, dead_letter_function
 from gearman_frame.sending.result_store import ResultStore
@@ -220,7 +220,7 @@ def serve(config, host, port, token=None, cancel=None):
     """Serve the dashboard until interrupted. On loopback without a token, one is made."""
     loopback = ServerAddress(host, port).is_loopback
     if not loopback and not token:
-        raise FrameError(f"runadmin web on {host} (not loopback) needs --token-file or "
+        raise UsageError(f"runadmin web on {host} (not loopback) needs --token-file or "
                          "web.token_file: every request must carry it")
     fleet = Fleet(config)
     sampler = threading.Thread(target=fleet.run, name="sampler", daemon=True)

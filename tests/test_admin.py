@@ -59,6 +59,41 @@ def test_status_json_matches_gearadmin_on_two_servers(make_gearmand, tmp_path):
     assert "all" in table and "no workers" in table
 
 
+@pytest.mark.skipif(shutil.which("gearman") is None, reason="gearman-tools not installed")
+def test_workers_table_shows_a_row_per_foreign_connection_without_an_id(gearmand, tmp_path):
+    """Two `gearman -w` workers that set no client id are two rows, each named by its
+    connection, not one merged '-' row."""
+    host, port = gearmand.address.rsplit(":", 1)
+    foreign = [subprocess.Popen(["gearman", "-h", host, "-p", port, "-w", "-f", function,
+                                 "--", "cat"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+               for function in ("noid_a", "noid_b")]
+    try:
+        path, _config = client_config(tmp_path, [gearmand.address])
+        wait_for(lambda: {"noid_a", "noid_b"} <= set().union(
+            *(r["functions"] for r in json.loads(runadmin(path, "workers", "--json").stdout))),
+            10, "both foreign workers")
+        table = runadmin(path, "workers").stdout
+        rows = [line for line in table.splitlines() if "noid_" in line]
+        assert len(rows) == 2, table
+        assert all("(fd " in row for row in rows), table
+    finally:
+        for proc in foreign:
+            proc.kill()
+            proc.wait()
+
+
+def test_status_table_has_no_empty_column_when_all_is_well(gearmand, start_workers,
+                                                          tmp_path):
+    """The note column (no workers, unreachable) is there only when there is a note."""
+    start_workers([gearmand.address], {"echo": {"command": ["echo", "x"]}}, name="tidy")
+    path, _config = client_config(tmp_path, [gearmand.address])
+    table = runadmin(path, "status").stdout
+    header = next(line for line in table.splitlines() if "server" in line)
+    assert [c.strip() for c in header.strip().strip("┃").split("┃")] == [
+        "server", "function", "queued", "running", "workers"], table
+
+
 def test_workers_json_lists_a_worker_by_name(gearmand, start_workers, tmp_path):
     start_workers([gearmand.address], {"echo": {"command": ["echo", "{w}"]}}, name="lister",
                   threads=2)

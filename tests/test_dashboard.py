@@ -114,4 +114,7 @@ def test_the_dashboard_needs_a_token_off_loopback(gearmand, tmp_path):
     out = subprocess.run([os.path.join(BIN, "runadmin"), "--servers", gearmand.address,
                           "web", "--listen", "0.0.0.0:8088"], capture_output=True, text=True,
                          timeout=30, cwd=tmp_path)
-    assert out.returncode == 1 and "needs --token-file" in out.stderr
+    # a usage error (exit 2, one line), refused before anything listens
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1 and "needs --token-file" in lines[0], \
+        out.stderr

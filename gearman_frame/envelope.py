@@ -177,11 +177,25 @@ class Request:
             kwargs = {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise EnvelopeError("'args' must be a list and 'kwargs' an object")
+        _check_id(obj["id"])
         reply_to = obj.get("reply_to")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
                    sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
                    fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None,
                    follow=obj.get("follow") is True, at=_number_or_none(obj.get("at")))
+
+
+def _check_id(job_id: str) -> None:
+    """A job id becomes a unique key, a log field and a command's environment: text
+    without NUL or control characters, that UTF-8 can carry, of at most 63 bytes."""
+    try:
+        size = len(job_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise EnvelopeError("the job id is not text UTF-8 can carry (a lone surrogate)") \
+            from None
+    if size > 63 or any(ord(c) < 32 or c == "\x7f" for c in job_id):
+        raise EnvelopeError("the job id must be at most 63 bytes of text without control "
+                            "characters or NUL")
 
 
 def _number_or_none(value: object) -> float | None:

@@ -93,6 +93,11 @@ def _text(value: object) -> str:
     if isinstance(value, (dict, list, tuple, set)) or value is None:
         raise TemplateError(f"template values must be text or numbers, got {type(value).__name__}")
     text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+    try:  # a command argument is bytes: a lone surrogate ("\ud800") has none
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise TemplateError("template values must be text UTF-8 can carry (a lone "
+                            "surrogate cannot be a command argument)") from None
     if "\0" in text:
         raise TemplateError("template values cannot contain a NUL byte (a command argument "
                             "ends at the first one)")

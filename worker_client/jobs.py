@@ -125,8 +125,15 @@ class FunctionHandler:
         request = run.request
         argv, shell = self._command(request.kwargs)
         stdin = request.args[0] if self.spec.stdin == "data" and request.args else None
+        if stdin is not None and not isinstance(stdin, (str, bytes)):
+            raise Rejected(f"function {self.name} takes its input (stdin: data) as text or "
+                           f"bytes in its first argument, got {type(stdin).__name__}")
         if isinstance(stdin, str):
-            stdin = stdin.encode("utf-8")
+            try:
+                stdin = stdin.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Rejected("the input (stdin: data) is not text UTF-8 can carry (a lone "
+                               "surrogate)") from None
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
         run.outcome = self._run(argv, shell, stdin, on_tick=run.progress, env=env,
                                 fields=request.kwargs, tail_bytes=self.output_limit,
@@ -317,8 +324,10 @@ class FunctionHandler:
         back as text and dead-letters it with its bytes (a raw job may be a background
         one: nobody can tell), so resend restores them exactly."""
         data = run.raw
-        if self.task is not None:
-            return self._call_task((data,), {})
+        if self.task is not None:  # a task runs only on a job it can read
+            log.warning("refused a raw (non-envelope) payload")
+            raise Rejected(f"function {self.name} is a Python task and takes gearman-frame "
+                           f"JSON jobs ({why_raw(data)})")
         if self.spec.stdin != "data":
             log.warning("refused a raw (non-envelope) payload")
             raise Rejected(f"function {self.name} expects a gearman-frame JSON job "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from gearman_frame.envelope import STATUS_CANCELLED, STATUS_ERROR, Result, dumps
+from gearman_frame.envelope import STATUS_CANCELLED, STATUS_ERROR, Result
 from gearman_frame.signing import EXPIRED
 from gearman_frame.wire import AbandonJob, JobFailed
 
@@ -81,8 +81,8 @@ class Answer(Stage):
 
     @staticmethod
     def _raw_answer(run, result):
-        """A raw job's answer: a command's stdout as it is, a task's value as JSON."""
-        return run.outcome.stdout if run.outcome is not None else dumps(result.value)
+        """A raw job's answer: the command's stdout as it is (a task takes no raw job)."""
+        return run.outcome.stdout
 
     @staticmethod
     def _raw_failure(run, result):

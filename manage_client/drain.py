@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from gearman_frame.sending.dispatch import Dispatcher, Job
 from gearman_frame.envelope import STATUS_ERROR, Request, Result, dumps, loads, parse_request
 from gearman_frame.errors import (AdminUnsupported, BadRequest, EnvelopeError, FrameError,
-                                  ServerRefused, UsageError)
+                                  ServerRefused, UsageError, WireError)
 from gearman_frame.files import open_private
 from .limits import MAX_PAYLOAD_BYTES
 from gearman_frame.queues import DEAD_PREFIX, read_dead_letter, requeues_of
@@ -143,6 +143,9 @@ class Drainer:
             rows = self._prio_admin.prioritystatus()
         except AdminUnsupported:
             rows = []
+        except WireError as err:  # a server gone: the last snapshot stands; the drain's
+            log.warning("clear %s: priorities not refreshed: %s", self.function, err)
+            return                # own check of the queue sees the server gone and stops
         self._snapshot = {r.server: r for r in rows if r.function == self.function}
 
     def _priority(self, server):

@@ -29,8 +29,8 @@ MAX_FUNCTION_BYTES = 8191
 READ_CHUNK = 32 * 1024
 #: Seconds a TCP connect to a job server may take.
 CONNECT_TIMEOUT = 5.0
-#: Seconds between two connect attempts to one server (a refused one is not retried in
-#: a tight loop).
+#: Seconds after a failed connect before the next attempt to that server (a refused one
+#: is not retried in a tight loop).
 CONNECT_COOLDOWN = 1.0
 _SHRINK_ABOVE = 1024 * 1024
 _POLL_R = select.POLLIN | select.POLLPRI
@@ -84,11 +84,12 @@ class Connection:
             return
         now = time.monotonic()
         if now < self._next_connect:
-            raise ConnectionLost(f"{self.address}: connect attempted before the cooldown")
-        self._next_connect = now + CONNECT_COOLDOWN
+            raise ConnectionLost(f"{self.address}: not retried within {CONNECT_COOLDOWN:g}s "
+                                 "of a failed connect")
         try:
             sock = open_socket(self.address, self.connect_timeout)
         except ServerUnavailable as err:
+            self._next_connect = now + CONNECT_COOLDOWN
             raise ConnectionLost(str(err)) from err
         if self.dead_after:
             detect_dead_peer(sock, self.dead_after)

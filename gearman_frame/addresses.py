@@ -5,6 +5,7 @@ how to verify the server and which client certificate to show).
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,9 +33,16 @@ class ServerAddress:
 
     @property
     def is_loopback(self) -> bool:
-        """True for 127.0.0.0/8, ::1 and localhost: a server only this host can reach."""
-        return (self.host == "localhost" or self.host == "::1"
-                or self.host.startswith("127."))
+        """True for 127.0.0.0/8, ::1 (and 127/8 mapped into IPv6) and localhost: a server
+        only this host can reach. A name other than localhost is not known to be one."""
+        if self.host == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
     @property
     def pair(self) -> tuple[str, int]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 
 from gearman_frame import cli
+from gearman_frame.config import protected_mode
 from gearman_frame.errors import EXIT_FAILED, EXIT_OK, AdminError, FrameError, UsageError
 from gearman_frame.files import write_private_file
 from gearman_frame.logs import printable
@@ -210,6 +211,9 @@ def cmd_exporter(admin, config, args):
 
 def cmd_web(admin, config, args):
     from manage_client.web import serve  # http.server and the dashboard: only here
+    unprotected = protected_mode(config, "the dashboard")
+    if unprotected:
+        log.warning("%s", unprotected)
     host, port = args.listen
     token_file = args.token_file or config.web.token_file
     token = (read_key_file(token_file, None, "--token-file").decode("utf-8", "replace")

@@ -17,6 +17,7 @@ import threading
 import time
 
 from gearman_frame import cli, tasks
+from gearman_frame.config import protected_mode
 from gearman_frame.delays import due_at, parse_duration, parse_time
 from gearman_frame.envelope import dumps
 from gearman_frame.logs import cut
@@ -275,6 +276,9 @@ def cmd_scheduler(client, config):
     if not config.schedules:
         raise UsageError(f"{config.path or 'the defaults'}: no schedules to run (add a "
                          "'schedules:' section)")
+    unprotected = protected_mode(config, "the scheduler")
+    if unprotected:
+        log.warning("%s", unprotected)
     stop = threading.Event()
 
     def stopping(signum, _frame):

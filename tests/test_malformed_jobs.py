@@ -41,7 +41,7 @@ def test_a_malformed_job_gets_an_error_result_and_no_traceback(gearmand, worker,
     else:
         result = Result.decode(details)
         assert result.status == "error" and reason in result.error, result.error
-    wait_for(lambda: f"failed: " in worker.log(), 10, "the failure logged")
+    wait_for(lambda: "failed: " in worker.log(), 10, "the failure logged")
     assert "Traceback" not in worker.log()
 
 

@@ -250,16 +250,15 @@ def test_a_signature_is_remembered_while_it_can_pass_then_forgotten(tmp_path):
 
 
 def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):
-    from gearman_frame.config import load_config
+    from gearman_frame.config import load_config, protected_mode
     from worker_client.runworkers import warn_about_trust
     plain = tmp_path / "plain.yaml"
-    plain.write_text("servers: ['10.9.8.7:4730', '127.0.0.1:4730']\n")
-    with caplog.at_level("WARNING"):
-        warn_about_trust(load_config(plain, environ={}))  # nothing is connected to
-    assert [r.getMessage() for r in caplog.records] == [
+    plain.write_text("servers: ['10.9.8.7:4730', '127.0.0.1:4730']\n"
+                     "security: {insecure: true}\n")
+    assert protected_mode(load_config(plain, environ={}), "a worker") == (
         "signing is off (no security.key_file) and 10.9.8.7:4730 is not on loopback: anyone "
-        "who reaches it can run this worker's functions and stop it"]
-    caplog.clear()
+        "who reaches it can run this fleet's functions and stop its workers "
+        "(security.insecure)")  # nothing is connected to
     keyed = tmp_path / "keyed.yaml"
     keyed.write_text(f"security: {{key_file: {make_key(tmp_path / 'k')}}}\n"
                      "functions: {sh: {raw_shell: true, allow_unsigned: true}}\n")

@@ -13,6 +13,7 @@ import sys
 
 from gearman_frame import cli
 from gearman_frame.addresses import parse_listen
+from gearman_frame.config import protected_mode
 from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
@@ -68,14 +69,9 @@ def choose_functions(config, tasks, wanted):
 
 
 def warn_about_trust(config):
-    """One line for each risky setting: no key while a server is reachable from other
-    hosts (anyone there can run the configured commands and stop this worker), and
-    functions that opt out of signing."""
-    remote = [str(s) for s in config.servers if not s.is_loopback]
-    if config.keyring is None and remote:
-        log.warning("signing is off (no security.key_file) and %s %s not on loopback: "
-                    "anyone who reaches it can run this worker's functions and stop it",
-                    ", ".join(remote), "is" if len(remote) == 1 else "are")
+    """One line for each risky setting the config allows (a server off loopback without a
+    key is refused at start: see gearman_frame.config.protected_mode), and the functions
+    that opt out of signing."""
     for line in config.warnings():
         log.warning("%s", line)
     unsigned = [name for name, fn in config.functions.items() if fn.allow_unsigned]
@@ -91,6 +87,9 @@ def main(argv=None):
                   ("worker.metrics", "--metrics", args.metrics),
                   ("worker.name", "--name", args.name)) if value is not None}
     config = cli.load(args, overrides, cron=False)
+    unprotected = protected_mode(config, "a worker")  # before any connection is made
+    if unprotected:
+        log.warning("%s", unprotected)
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)

@@ -19,13 +19,14 @@ from ..errors import ConfigError
 from .functions import FunctionConfig
 from .loading import MAX_YAML_ALIASES, Validator, config_path, load_config
 from .model import Config
-from .security import SecurityConfig
+from .security import SecurityConfig, protected_mode
 from .services import LoggingConfig, SchedulerConfig, ServerConfig, WebConfig
 from .worker import PoolConfig, WorkerConfig
 
 __all__ = ["ClientConfig", "Config", "ConfigError", "FunctionConfig", "LoggingConfig",
            "PoolConfig", "SchedulerConfig", "SecurityConfig", "ServerConfig", "Validator",
-           "WebConfig", "WorkerConfig", "config_path", "load_config", "MAX_YAML_ALIASES",
+           "WebConfig", "WorkerConfig", "config_path", "load_config", "protected_mode",
+           "MAX_YAML_ALIASES",
            "DEFAULT_CONFIG_FILE", "DEFAULT_FUNCTION_TIMEOUT", "DEFAULT_MAX_AGE",
            "DEFAULT_MAX_KWARGS", "DEFAULT_OUTPUT_LIMIT", "DEFAULT_PROGRESS_INTERVAL",
            "DEFAULT_RESULT_STORE", "DEFAULT_SERVERS", "ENV_CONFIG", "ENV_SERVERS"]

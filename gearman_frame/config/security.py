@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..errors import ConfigError
 from ..signing import Keyring, keyring_from_files
 from .defaults import DEFAULT_MAX_AGE
 from .rules import Rules
@@ -16,11 +18,15 @@ class SecurityConfig:
     max_age: float = DEFAULT_MAX_AGE
     #: The signing.Keyring, read and checked at load (None: signing is off).
     keyring: Keyring | None = field(default=None, compare=False, repr=False)
+    #: Run without a key although a server is reachable from other hosts (protected
+    #: mode off: see ``protected_mode``).
+    insecure: bool = False
 
 
 class SecurityRules(Rules):
     def security(self, raw: object) -> SecurityConfig:
-        raw = self.mapping(raw, "security", ("key_file", "accept_key_files", "max_age"))
+        raw = self.mapping(raw, "security", ("key_file", "accept_key_files", "max_age",
+                                             "insecure"))
         key_file = self.optional(self.string, raw.get("key_file"), "security.key_file")
         accept = raw.get("accept_key_files") or []
         if not isinstance(accept, list) or not all(isinstance(a, str) and a for a in accept):
@@ -37,4 +43,24 @@ class SecurityRules(Rules):
             where = [self.beside_config(path) for path in (key_file, *accept)]
             keyring = keyring_from_files(self.path, where[0], where[1:], float(max_age))
         return SecurityConfig(key_file=key_file, accept_key_files=tuple(accept),
-                              max_age=float(max_age), keyring=keyring)
+                              max_age=float(max_age), keyring=keyring,
+                              insecure=self.boolean(raw.get("insecure", False),
+                                                    "security.insecure"))
+
+
+def protected_mode(config: Any, role: str) -> str | None:
+    """Protected mode (Redis's is the model): a worker, a scheduler or the dashboard with
+    no key refuses to start while a configured server is reachable from other hosts, since
+    anyone who reaches it could run this fleet's commands or stop its workers. ConfigError
+    (exit 2) naming security.key_file and security.insecure; with ``security.insecure:
+    true`` it starts, and the warning to log once is returned (None: nothing to say)."""
+    remote = [str(s) for s in config.servers if not s.is_loopback]
+    if config.keyring is not None or not remote:
+        return None
+    servers = f"{', '.join(remote)} {'is' if len(remote) == 1 else 'are'} not on loopback"
+    if not config.security.insecure:
+        raise ConfigError(config.path, "security.key_file",
+                          f"a key file before {role} starts while {servers} (or "
+                          "security.insecure: true to run unprotected)", got="none")
+    return (f"signing is off (no security.key_file) and {servers}: anyone who reaches it "
+            f"can run this fleet's functions and stop its workers (security.insecure)")

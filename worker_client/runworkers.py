@@ -18,7 +18,7 @@ from gearman_frame.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from gearman_frame.files import private_folder
 from gearman_frame.tasks import import_plugins
 
-from worker_client import metrics
+from worker_client import descriptors, metrics
 from worker_client.hygiene import limit_malloc_arenas
 from worker_client.supervisor import READY, Supervisor, tell_supervisor
 from worker_client.workers import WorkerPool, install_signal_handlers, worker_name
@@ -94,6 +94,9 @@ def main(argv=None):
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)
     check_pools(config, args, functions)
+    batches = sum(1 for f in functions if getattr(tasks.get(f), "batch", None))
+    largest = max([config.worker.threads, *(pool.threads for pool in config.worker.pools)])
+    descriptors.ensure(largest, len(config.servers), extra_connections=1 + batches)
     state_dir = config.resolve(STATE_DIR)
     private_folder(state_dir)
     name = worker_name(config.worker.name)

@@ -11,6 +11,7 @@ runs an attempt.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -187,9 +188,17 @@ class Pipeline:
 
 
 def _worker_error(run: Run, err: Exception) -> Result:
-    log.exception("job could not be handled")
-    return run.handler.result(STATUS_ERROR, f"worker error: {type(err).__name__}: {err}",
-                              attempts=0)
+    """A failure of the worker itself, still a result. The system's (EMFILE: out of file
+    descriptors, ENOMEM ...) is one line naming it; anything else is our bug, logged with
+    its traceback."""
+    code = errno.errorcode.get(err.errno or 0) if isinstance(err, OSError) else None
+    if code is not None:
+        why = f"{code}: {getattr(err, 'strerror', err)}"
+        log.error("job could not be handled: %s", why)
+    else:
+        why = f"{type(err).__name__}: {err}"
+        log.exception("job could not be handled")
+    return run.handler.result(STATUS_ERROR, f"worker error: {why}", attempts=0)
 
 
 #: A stage's view of the pool: ``(job, result) -> bool`` and the like.

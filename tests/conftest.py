@@ -5,9 +5,12 @@
 * ``restartable_gearmand``: SQLite-queue server that can be SIGKILLed and restarted on
   the same port and file (fault tests).
 
-If gearmand is not installed the suite fails under ``CI=true`` and skips otherwise.
+If gearmand is not installed the suite fails under ``CI=true`` and skips otherwise; so
+do the tests marked ``needs_tool("gearman")`` (a tool of gearman-tools) when that tool
+is missing: only those tests, never a whole module.
 """
 import os
+import shutil
 import uuid
 
 import pytest
@@ -18,7 +21,14 @@ from gearman_frame.daemons.gearmand import QUEUE_BUILTIN, QUEUE_SQLITE, LocalGea
 _PORT_TRIES = 5
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_tool(name): the test runs the command NAME "
+                                       "(from gearman-tools); skipped without it, a failure "
+                                       "under CI=true")
+
+
 def pytest_collection_modifyitems(config, items):
+    _missing_tools(items)
     if find_gearmand():
         return
     if os.environ.get("CI") == "true":
@@ -27,6 +37,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "needs_gearmand" in item.keywords or _uses_server(item):
             item.add_marker(skip)
+
+
+def _missing_tools(items):
+    """Skip (or, under CI=true, fail) the tests whose ``needs_tool`` command is missing."""
+    for item in items:
+        for mark in item.iter_markers("needs_tool"):
+            tool = mark.args[0]
+            if shutil.which(tool) is not None:
+                continue
+            why = f"the command {tool!r} is not installed (apt-get install gearman-tools)"
+            if os.environ.get("CI") == "true":
+                raise pytest.UsageError(why)
+            item.add_marker(pytest.mark.skip(reason=why))
 
 
 def _uses_server(item):

@@ -31,7 +31,7 @@ def queued_total(servers, function):
         return sum(r.queued for r in admin.status() if r.function == function)
 
 
-@pytest.mark.skipif(GEARADMIN is None, reason="gearman-tools not installed")
+@pytest.mark.needs_tool("gearadmin")
 def test_status_json_matches_gearadmin_on_two_servers(make_gearmand, tmp_path):
     first, second = make_gearmand(), make_gearmand()
     path, config = client_config(tmp_path, [first.address, second.address])
@@ -59,7 +59,7 @@ def test_status_json_matches_gearadmin_on_two_servers(make_gearmand, tmp_path):
     assert "all" in table and "no workers" in table
 
 
-@pytest.mark.skipif(shutil.which("gearman") is None, reason="gearman-tools not installed")
+@pytest.mark.needs_tool("gearman")
 def test_workers_table_shows_a_row_per_foreign_connection_without_an_id(gearmand, tmp_path):
     """Two `gearman -w` workers that set no client id are two rows, each named by its
     connection, not one merged '-' row."""

@@ -178,7 +178,7 @@ def test_results_follow_prints_each_result_once(gearmand, start_workers, tmp_pat
         follower.wait(20)
 
 
-@pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+@pytest.mark.needs_tool("gearman")
 def test_a_published_result_is_plain_json_for_any_language(gearmand, start_workers,
                                                            tmp_path):
     start_workers([gearmand.address], FUNCTIONS)

@@ -19,7 +19,7 @@ from .helpers import wait_for
 from .test_admin import queued_total, runadmin
 
 GEARMAN = shutil.which("gearman")
-pytestmark = pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+needs_c_client = pytest.mark.needs_tool("gearman")
 
 
 def make_key(path, text=None):
@@ -64,6 +64,7 @@ def fleet(gearmand, start_workers, tmp_path):
     return gearmand, worker, key, marks, path, config
 
 
+@needs_c_client
 def test_the_c_client_can_neither_stop_the_worker_nor_run_its_commands(fleet):
     server, worker, _key, marks, path, _config = fleet
     code, _out = attacker(server, "__ctl__.w0", b"shutdown")
@@ -83,6 +84,7 @@ def test_the_c_client_can_neither_stop_the_worker_nor_run_its_commands(fleet):
     assert worker.proc.wait(20) == 0
 
 
+@needs_c_client
 def test_a_wrong_key_an_expired_job_and_a_replay_run_nothing(gearmand, start_workers,
                                                               tmp_path):
     key, marks = make_key(tmp_path / "fleet.key"), tmp_path / "marks"
@@ -137,6 +139,7 @@ def test_keys_rotate_without_stopping_senders(gearmand, start_workers, tmp_path)
     assert [runs(marks, n) for n in "abcd"] == [1, 1, 0, 1]
 
 
+@needs_c_client
 def test_raw_jobs_need_allow_unsigned(fleet):
     server, _worker, _key, _marks, _path, _config = fleet
     assert attacker(server, "cat", b"raw \x00bytes") == (0, b"raw \x00bytes")
@@ -144,6 +147,7 @@ def test_raw_jobs_need_allow_unsigned(fleet):
     assert code != 0 and b"raw bytes" not in out
 
 
+@needs_c_client
 def test_an_old_outbox_job_and_a_resent_dump_are_signed_anew(restartable_gearmand,
                                                               start_workers, tmp_path):
     server = restartable_gearmand
@@ -268,6 +272,7 @@ def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):
         caplog.records[0].getMessage()
 
 
+@needs_c_client
 def test_inspect_and_cancel_need_the_key_when_one_is_set(fleet):
     server, worker, _key, _marks, path, _config = fleet
     # the C client asks for the worker's state: refused, nothing told

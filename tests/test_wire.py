@@ -28,7 +28,7 @@ PAYLOADS = {
 }
 C_TOOL_PAYLOADS = [k for k in PAYLOADS if k != "16mb"]  # the C tools need > 20 s for 16 MB
 GEARMAN = shutil.which("gearman")
-needs_c_tools = pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+needs_c_tools = pytest.mark.needs_tool("gearman")
 
 
 def c_client(server, func, data, background=False):

@@ -109,7 +109,7 @@ def test_missing_or_extra_fields_fail_without_running(gearmand, start_workers, t
     assert not marker.exists()
 
 
-@pytest.mark.skipif(GEARMAN is None, reason="gearman-tools not installed")
+@pytest.mark.needs_tool("gearman")
 def test_c_client_gets_raw_output_and_foreign_bytes_fail_cleanly(gearmand, start_workers):
     start_workers([gearmand.address], {"upper": {"command": ["tr", "a-z", "A-Z"], "stdin": "data"},
                                        "argv_only": {"command": ["true"]}})

@@ -2,6 +2,7 @@
 result (real gearmand, the installed runworkers serving plugins/store_numbers.py)."""
 import os
 import signal
+import time
 import textwrap
 import threading
 
@@ -119,6 +120,10 @@ def test_jobs_a_killed_batch_worker_gathered_run_once_elsewhere(gearmand, batch_
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: ledger.exists() and len(ledger.read_text().split()) == 3, 15,
              "the jobs to run in the replacement process")
+    status = lambda: function_status(gearmand, "slow_ledger")  # noqa: E731
+    wait_for(lambda: status() is None or (status().queued, status().running) == (0, 0), 10,
+             "the jobs answered")
+    time.sleep(4.5)  # one more gathering window (4 s): a copy handed out again runs by now
     assert sorted(ledger.read_text().split()) == ["0", "1", "2"]
     assert worker.worker_pid() != first
 

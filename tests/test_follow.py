@@ -67,4 +67,5 @@ def test_a_task_reports_progress_that_sendjob_status_shows(gearmand, start_worke
             break
         if "progress" in state:
             seen.add(state["progress"])
-    assert seen and seen <= {"1/4", "2/4", "3/4", "4/4"}, seen
+    # progress moves while the task runs: one value alone would pass for a fixed answer
+    assert len(seen) >= 2 and seen <= {"1/4", "2/4", "3/4", "4/4"}, seen

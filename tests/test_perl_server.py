@@ -116,5 +116,5 @@ def test_a_delayed_job_to_the_perl_server_is_refused_with_the_reason(perl_gearma
     job is not queued to run early."""
     path, _config = client_config(tmp_path, [perl_gearmand.address])
     proc = sendjob(path, "run", "say", "word=later", "--in", "1h")
-    assert proc.returncode != 0 and "refused" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "refused" in proc.stderr, proc.stderr  # 1: it failed
     assert "Traceback" not in proc.stderr and _queued(perl_gearmand, "say") == 0

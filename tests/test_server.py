@@ -95,7 +95,7 @@ def test_missing_binary_is_reported(tmp_path):
 
 def test_a_perl_gearmand_script_is_named_and_never_run(tmp_path, monkeypatch):
     from gearman_frame.errors import ServerControlError
-    from gearman_frame.daemons.gearmand import LocalGearmand, find_gearmand
+    from gearman_frame.daemons.gearmand import LocalGearmand, find_gearmand, is_c_gearmand
     fake = tmp_path / "bin" / "gearmand"
     fake.parent.mkdir()
     marker = tmp_path / "ran"
@@ -103,7 +103,8 @@ def test_a_perl_gearmand_script_is_named_and_never_run(tmp_path, monkeypatch):
     fake.chmod(0o755)
     # Given a Perl-style gearmand script first on PATH, the C one is still preferred
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
-    assert find_gearmand() != str(fake)
+    found = find_gearmand()
+    assert found is not None and found != str(fake) and is_c_gearmand(found), found
     # and a script named as the server is refused with its path, never started
     with pytest.raises(ServerControlError, match="is not the C gearmand") as err:
         LocalGearmand(tmp_path / "data", port=1, binary=str(fake)).start()

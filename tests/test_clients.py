@@ -66,14 +66,20 @@ def test_high_priority_overtakes_queued_normal_jobs(gearmand, start_workers, plu
 
 
 def test_slow_job_with_short_timeout_is_resent_but_runs_once(gearmand, start_workers,
-                                                             plugin_dir, tmp_path):
+                                                             plugin_dir, tmp_path, caplog):
+    """A 3 s job with a 1 s timeout is resent (the sender says so) and runs once: a second
+    run started by a resend would write its line 3 s after that resend, so the ledger is
+    read only after the last resend's run would have ended."""
     start_recorder(start_workers, [gearmand.address], plugin_dir, threads=2)
     _path, config = client_config(tmp_path, [gearmand.address], timeout=1, resend=3)
     ledger = tmp_path / "ledger"
-    with JobClient(config) as client:
+    with caplog.at_level("INFO", logger="gearman_frame.sending.dispatch"), \
+            JobClient(config) as client:
         result = client.submit("record", str(ledger), "once", sleep=3)
     assert result.ok and result.value == "once"
-    time.sleep(0.5)
+    resends = [r for r in caplog.records if "resending" in r.getMessage()]
+    assert resends, "the job was never resent: the test would prove nothing"
+    time.sleep(3.5)  # the latest resend was before the answer: its run would end by now
     assert ledger_lines(ledger) == ["once"]
 
 

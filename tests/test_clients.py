@@ -132,23 +132,29 @@ def test_outbox_keeps_jobs_until_flush_delivers_them_once(restartable_gearmand, 
 
 def test_interrupted_flush_never_delivers_a_job_twice(restartable_gearmand, start_workers,
                                                       plugin_dir, tmp_path):
+    """A flush SIGKILLed between its batches (1,600 jobs: four batches of 500), then a
+    second flush: every job runs exactly once. The worker runs from the start, so a job
+    delivered twice would run twice (gearmand coalesces a copy only while the first is
+    still queued or running)."""
     server = restartable_gearmand
     path, config = client_config(tmp_path, [server.address], resend=0)
     ledger = tmp_path / "ledger"
-    fill_outbox_while_down(server, config, ledger, 60)
+    count = 1600
+    fill_outbox_while_down(server, config, ledger, count)
+    start_recorder(start_workers, [server.address], plugin_dir, threads=4)
     # When a flush is killed half way and another one finishes the work
     first = subprocess.Popen([SENDJOB, "--config", str(path), "flush"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     outbox = Outbox(config.resolve(config.client.outbox))
-    wait_for(lambda: len(outbox) < 50, 20, "the first flush to deliver some jobs")
+    wait_for(lambda: len(outbox) <= count - 500, 30, "the first flush to deliver a batch")
     first.send_signal(signal.SIGKILL)
-    first.wait()
+    assert first.wait() == -signal.SIGKILL  # it was still flushing
+    assert len(outbox) > 0, "the first flush had finished: the kill proves nothing"
     assert sendjob(path, "flush").returncode == 0
     # Then every job runs exactly once
-    start_recorder(start_workers, [server.address], plugin_dir, threads=4)
-    wait_for(lambda: len(ledger_lines(ledger)) >= 60, 20, "sixty jobs")
-    time.sleep(0.5)
-    assert sorted(ledger_lines(ledger)) == sorted(f"job{i}" for i in range(60))
+    wait_for(lambda: len(ledger_lines(ledger)) >= count, 60, "every job")
+    time.sleep(1.0)  # a late copy would be run by now
+    assert sorted(ledger_lines(ledger)) == sorted(f"job{i}" for i in range(count))
 
 
 def test_bad_key_value_exits_2(tmp_path):

@@ -270,21 +270,29 @@ def test_result_lookups_answer_the_same_from_the_short_way_and_see_an_edited_con
         {"id": "job1", "status": "ok", "stdout": "hello é\n", "stderr": "", "value": None},
         {"id": "bad", "status": "failed", "stdout": "", "stderr": "oops\n",
          "error": "exit code 3", "value": None},
-        {"id": "bin", "status": "ok", "stdout": {"__b64__": "AAEC/w=="}, "value": None}])
+        {"id": "bin", "status": "ok", "stdout": {"__b64__": "AAEC/w=="}, "value": None},
+        {"id": "plain", "status": "ok", "stdout": "hello\n", "value": None}])
     second = store("b.sqlite", [{"id": "job1", "status": "ok", "stdout": "other\n",
                                  "value": None}])
     config = tmp_path / "c.yaml"
     config.write_text(f"client: {{result_store: {first}}}\n")
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
 
-    def ask(*args):
+    def ask(*args, **extra):
         return subprocess.run([SENDJOB, "--config", str(config), "result", *args],
-                              capture_output=True, env={**os.environ, **env}, timeout=60)
-    full = ask("job1")  # the full sendjob: it notes where the store is
+                              capture_output=True, env={**os.environ, **env, **extra},
+                              timeout=60)
+    full = ask("plain")  # the full sendjob: it notes where the store is
     assert list((tmp_path / "cache" / "gearman-frame" / "configs").iterdir())
-    short = ask("job1")
-    assert full.returncode == short.returncode == 0
-    assert full.stdout == short.stdout == "hello é\n".encode()
+    # a servers override the full sendjob refuses (exit 2) and a store lookup never reads:
+    # an answer under it can only have come the short way
+    unusable = {"GEARMAN_FRAME_SERVERS": "bad host:1"}
+    assert ask("not-in-the-store", **unusable).returncode == 2
+    short = ask("plain", **unusable)
+    assert full.returncode == short.returncode == 0, short.stderr
+    assert full.stdout == short.stdout == b"hello\n"
+    # escapes (non-ASCII text, bytes) are the full path's: answered the same
+    assert ask("job1").stdout == "hello é\n".encode()
     as_json = _json.loads(ask("job1", "--json").stdout)
     assert as_json["stdout"] == "hello é\n" and as_json["runs"] == 1 and as_json["received"]
     failed = ask("bad")

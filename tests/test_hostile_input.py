@@ -361,9 +361,9 @@ def test_nested_and_env_cleared_escapes_are_killed_when_the_command_ends(gearman
     start_workers([gearmand.address], {"escape": {"shell": script.replace("{m}", str(marks))}})
     result = send([gearmand.address], "escape")
     outer = int((marks / "outer").read_text())
-    # the process that left the command's group is named (what it started went with the
-    # group it leads, killed with it: checked below)
-    assert result.ok and result.escaped == [outer], (outer, result.escaped)
+    # the process that left the command's group is named by its pid (what it started may
+    # be named too, when found before its group was killed; all are gone: checked below)
+    assert result.ok and outer in (result.escaped or ()), (outer, result.escaped)
     wait_for(lambda: not _left(marks), 5, "every escaped process to be gone")
 
 

@@ -211,9 +211,7 @@ def cmd_exporter(admin, config, args):
 
 def cmd_web(admin, config, args):
     from manage_client.web import serve  # http.server and the dashboard: only here
-    unprotected = protected_mode(config, "the dashboard")
-    if unprotected:
-        log.warning("%s", unprotected)
+    protected_mode(config, "the dashboard")
     host, port = args.listen
     token_file = args.token_file or config.web.token_file
     token = (read_key_file(token_file, None, "--token-file").decode("utf-8", "replace")

@@ -276,9 +276,7 @@ def cmd_scheduler(client, config):
     if not config.schedules:
         raise UsageError(f"{config.path or 'the defaults'}: no schedules to run (add a "
                          "'schedules:' section)")
-    unprotected = protected_mode(config, "the scheduler")
-    if unprotected:
-        log.warning("%s", unprotected)
+    protected_mode(config, "the scheduler")
     stop = threading.Event()
 
     def stopping(signum, _frame):

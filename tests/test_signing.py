@@ -259,10 +259,13 @@ def test_risky_trust_settings_are_one_warning_line_each(tmp_path, caplog):
     plain = tmp_path / "plain.yaml"
     plain.write_text("servers: ['10.9.8.7:4730', '127.0.0.1:4730']\n"
                      "security: {insecure: true}\n")
-    assert protected_mode(load_config(plain, environ={}), "a worker") == (
+    warning = protected_mode(load_config(plain, environ={}), "a worker")  # connects nothing
+    assert warning == (
         "signing is off (no security.key_file) and 10.9.8.7:4730 is not on loopback: anyone "
         "who reaches it can run this fleet's functions and stop its workers "
-        "(security.insecure)")  # nothing is connected to
+        "(security.insecure)")
+    assert [r.getMessage() for r in caplog.records] == [warning]  # logged once
+    caplog.clear()
     keyed = tmp_path / "keyed.yaml"
     keyed.write_text(f"security: {{key_file: {make_key(tmp_path / 'k')}}}\n"
                      "functions: {sh: {raw_shell: true, allow_unsigned: true}}\n")

@@ -87,9 +87,7 @@ def main(argv=None):
                   ("worker.metrics", "--metrics", args.metrics),
                   ("worker.name", "--name", args.name)) if value is not None}
     config = cli.load(args, overrides, cron=False)
-    unprotected = protected_mode(config, "a worker")  # before any connection is made
-    if unprotected:
-        log.warning("%s", unprotected)
+    protected_mode(config, "a worker")  # before any connection is made
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)

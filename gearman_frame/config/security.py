@@ -1,6 +1,7 @@
 """``security:``: the fleet's signing key, older keys still accepted, the time window."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,6 +9,9 @@ from ..errors import ConfigError
 from ..signing import Keyring, keyring_from_files
 from .defaults import DEFAULT_MAX_AGE
 from .rules import Rules
+
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SecurityConfig:
@@ -53,7 +57,7 @@ def protected_mode(config: Any, role: str) -> str | None:
     no key refuses to start while a configured server is reachable from other hosts, since
     anyone who reaches it could run this fleet's commands or stop its workers. ConfigError
     (exit 2) naming security.key_file and security.insecure; with ``security.insecure:
-    true`` it starts, and the warning to log once is returned (None: nothing to say)."""
+    true`` it starts, and the warning is logged and returned (None: nothing to say)."""
     remote = [str(s) for s in config.servers if not s.is_loopback]
     if config.keyring is not None or not remote:
         return None
@@ -62,5 +66,7 @@ def protected_mode(config: Any, role: str) -> str | None:
         raise ConfigError(config.path, "security.key_file",
                           f"a key file before {role} starts while {servers} (or "
                           "security.insecure: true to run unprotected)", got="none")
-    return (f"signing is off (no security.key_file) and {servers}: anyone who reaches it "
-            f"can run this fleet's functions and stop its workers (security.insecure)")
+    warning = (f"signing is off (no security.key_file) and {servers}: anyone who reaches "
+               "it can run this fleet's functions and stop its workers (security.insecure)")
+    log.warning("%s", warning)
+    return warning

@@ -82,10 +82,10 @@ class BatchWireWorker(WireWorker):
             link.conn.queue(p.PRE_SLEEP)
         self._full = len(self._held) >= self.max_jobs
 
-    def _drop(self, conn: Connection, quiet: bool = False) -> None:
+    def _drop(self, conn: Connection) -> None:
         if conn in self._links:
             self._out = 0  # what was out on it is gearmand's again
-        super()._drop(conn, quiet)
+        super()._drop(conn)
 
     def _after_poll(self, live: list[Connection], active: bool) -> None:
         super()._after_poll(live, active)

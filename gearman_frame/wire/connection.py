@@ -19,7 +19,7 @@ from typing import Iterable, Union
 
 from ..addresses import ServerAddress, parse_address
 from ..errors import BadRequest, ConnectionLost, ServerUnavailable
-from .packets import Parser, as_bytes, packet
+from .packets import Parser, as_bytes, request
 
 #: Largest unique key that round-trips (64 bytes corrupts the payload, 65+ hangs).
 MAX_UNIQUE_BYTES = 63
@@ -129,7 +129,7 @@ class Connection:
     # -- bytes
     def queue(self, cmd: int, *fields: object) -> None:
         """Append a request packet (its fields bytes, str or numbers) to what is sent."""
-        self.out += packet(cmd, [as_bytes(f) for f in fields])
+        self.out += request(cmd, *fields)
 
     def writable(self) -> bool:
         return self.sock is not None and bool(self.out)

@@ -13,31 +13,21 @@ agreement. If gearmand drops the job after ``--job-retries`` hand-outs, the next
 """
 from __future__ import annotations
 
+import select
+import socket
 from typing import Sequence
 
 from ..addresses import ServerAddress
-
-import select
-import socket
-import struct
-
 from ..errors import ServerUnavailable
 from .connection import detect_dead_peer, open_socket
-from .packets import as_bytes, packet
-from .status import _read_exactly
+from .packets import (CAN_DO, GET_STATUS_UNIQUE, GRAB_JOB_UNIQ, JOB_ASSIGN_UNIQ, JOB_CREATED,
+                      MAGIC_RES, SET_CLIENT_ID, STATUS_RES_UNIQUE, SUBMIT_JOB_BG, read_packet,
+                      request)
 
-CAN_DO, NO_JOB, SUBMIT_JOB_BG, JOB_CREATED = 1, 10, 18, 8
-SET_CLIENT_ID, GRAB_JOB_UNIQ, JOB_ASSIGN_UNIQ = 22, 30, 31
-GET_STATUS_UNIQUE, STATUS_RES_UNIQUE = 41, 42
-_HEADER = struct.Struct(">4sII")
 #: Seconds one exchange with gearmand may take before the lease server counts as gone.
 ANSWER_TIMEOUT = 5.0
 #: Seconds after which a silently vanished lease server fails the connection.
 DEAD_AFTER = 11.0
-
-
-def _packet(kind: int, *fields: str | bytes) -> bytes:
-    return packet(kind, [as_bytes(f) for f in fields])
 
 
 class Lease:
@@ -70,8 +60,8 @@ class Lease:
             sock.settimeout(ANSWER_TIMEOUT)
             detect_dead_peer(sock, DEAD_AFTER)
             try:
-                sock.sendall(_packet(SET_CLIENT_ID, self.client_id)
-                             + _packet(CAN_DO, self.function))
+                sock.sendall(request(SET_CLIENT_ID, self.client_id)
+                             + request(CAN_DO, self.function))
             except OSError as err:
                 sock.close()
                 problems.append(f"{server}: {err}")
@@ -98,8 +88,8 @@ class Lease:
         if self.sock is None:
             self._connect()
         try:
-            self._send(_packet(SUBMIT_JOB_BG, self.function, self.unique, b""),
-                       _packet(GRAB_JOB_UNIQ))
+            self._send(request(SUBMIT_JOB_BG, self.function, self.unique, b""),
+                       request(GRAB_JOB_UNIQ))
             self._expect(JOB_CREATED)
             kind, _body = self._read()
         except OSError as err:
@@ -125,7 +115,7 @@ class Lease:
         if self.held or self.sock is None:
             return False
         try:
-            self._send(_packet(GET_STATUS_UNIQUE, self.unique))
+            self._send(request(GET_STATUS_UNIQUE, self.unique))
             _kind, body = self._expect(STATUS_RES_UNIQUE)
         except OSError:
             self.release()
@@ -140,9 +130,8 @@ class Lease:
 
     def _read(self) -> tuple[int, bytes]:
         assert self.sock is not None
-        magic, kind, size = _HEADER.unpack(_read_exactly(self.sock, _HEADER.size))
-        body = _read_exactly(self.sock, size)
-        if magic != b"\0RES":
+        magic, kind, body = read_packet(self.sock)
+        if magic != MAGIC_RES:
             raise ConnectionError(f"not a response packet: {magic!r}")
         return kind, body
 

@@ -7,6 +7,7 @@ nothing a server sends can raise UnicodeDecodeError.
 """
 from __future__ import annotations
 
+import socket
 import struct
 import sys
 from typing import Sequence
@@ -47,6 +48,9 @@ SUBMIT_JOB_LOW_BG = _gp.GEARMAN_COMMAND_SUBMIT_JOB_LOW_BG
 #: A background job gearmand holds until an epoch time (gearmand 1.1.x; not in the
 #: library's table): task, unique, epoch, data.
 SUBMIT_JOB_EPOCH = 36
+#: Does a server hold a job with this unique (queued or running)? Not in the library's
+#: table either: unique -> unique, known, running, numerator, denominator, waiting.
+GET_STATUS_UNIQUE, STATUS_RES_UNIQUE = 41, 42
 #: Whether a job's sender waits (foreground) or not, by priority: the submit command.
 SUBMIT_COMMANDS = {
     (False, "high"): SUBMIT_JOB_HIGH, (False, "normal"): SUBMIT_JOB,
@@ -88,6 +92,29 @@ def packet(cmd: int, fields: Sequence[bytes] = ()) -> bytes:
     """A request packet: the header, then the fields (bytes) joined by NUL."""
     payload = b"\0".join(fields)
     return HEADER.pack(MAGIC_REQ, cmd, len(payload)) + payload
+
+
+def request(cmd: int, *fields: object) -> bytes:
+    """A request packet of ``fields`` given as bytes, text or numbers."""
+    return packet(cmd, [as_bytes(f) for f in fields])
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from a blocking socket; ConnectionResetError if it closes first."""
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            raise ConnectionResetError("connection closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_packet(sock: socket.socket) -> tuple[bytes, int, bytes]:
+    """One whole packet from a blocking socket: ``(magic, command, body)``."""
+    magic, cmd, size = HEADER.unpack(read_exactly(sock, HEADER.size))
+    return magic, cmd, read_exactly(sock, size)
 
 
 class Oversized(bytes):

@@ -8,20 +8,14 @@ running, numerator, denominator, waiting clients``.
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from typing import Iterable
 
 from ..addresses import ServerAddress
-
-import struct
-from dataclasses import dataclass
-
 from ..errors import ConnectionLost, ProtocolError
 from .connection import CONNECT_TIMEOUT, open_socket
-from .packets import as_bytes
+from .packets import GET_STATUS_UNIQUE, MAGIC_RES, STATUS_RES_UNIQUE, read_packet, request
 
-GET_STATUS_UNIQUE = 41
-STATUS_RES_UNIQUE = 42
-_HEADER = struct.Struct(">4sII")
 
 
 @dataclass(frozen=True)
@@ -49,22 +43,16 @@ def status_by_unique(address: ServerAddress, uniques: Iterable[str], timeout: fl
     with sock:
         sock.settimeout(timeout)
         try:
-            sock.sendall(b"".join(_request(u) for u in uniques))
+            sock.sendall(b"".join(request(GET_STATUS_UNIQUE, u) for u in uniques))
             return {answer.unique: answer for answer in
                     (_read_answer(sock) for _ in uniques)}
         except OSError as err:
             raise ConnectionLost(f"{address}: no status answer: {err}") from err
 
 
-def _request(unique: str) -> bytes:
-    body = as_bytes(unique)
-    return _HEADER.pack(b"\0REQ", GET_STATUS_UNIQUE, len(body)) + body
-
-
 def _read_answer(sock: socket.socket) -> UniqueStatus:
-    magic, kind, size = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
-    body = _read_exactly(sock, size)
-    if magic != b"\0RES" or kind != STATUS_RES_UNIQUE:
+    magic, kind, body = read_packet(sock)
+    if magic != MAGIC_RES or kind != STATUS_RES_UNIQUE:
         what = body.replace(b"\0", b" ").decode("utf-8", "replace")[:200]
         raise ProtocolError(f"expected STATUS_RES_UNIQUE, got packet {kind}: {what}")
     fields = body.split(b"\0")
@@ -73,14 +61,3 @@ def _read_answer(sock: socket.socket) -> UniqueStatus:
     progress = [int(f) if f.isdigit() else 0 for f in fields[3:5]] + [0, 0]
     return UniqueStatus(fields[0].decode("utf-8", "surrogateescape"), fields[1] == b"1",
                         fields[2] == b"1", progress[0], progress[1])
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(left)
-        if not chunk:
-            raise ConnectionResetError("connection closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)

@@ -20,7 +20,7 @@ from ..retry import RetryPolicy
 from . import packets as p
 from .answers import REFUSED, JobAnswers
 from .assignment import Job, Submit
-from .connection import CONNECT_TIMEOUT, Connection, Poller, ServerLike
+from .connection import Connection, Poller, ServerLike
 from .refusals import refused_command
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,9 @@ class WireWorker(JobAnswers):
                  watch_idle: bool = False) -> None:
         self.connections = [Connection(s, dead_after=dead_after, max_packet=max_packet)
                             for s in servers]
-        for conn in self.connections:
+        for conn in self.connections:  # a TLS handshake keeps CONNECT_TIMEOUT
             if conn.address.tls_client is None:
                 conn.connect_timeout = WORKER_CONNECT_TIMEOUT
-            else:
-                conn.connect_timeout = CONNECT_TIMEOUT
         self.client_id = client_id
         self.abilities: dict = {}
         #: ``watch_idle``: ask each server for an ECHO on connect, so ``drained()`` knows
@@ -173,7 +171,7 @@ class WireWorker(JobAnswers):
 
     def shutdown(self) -> None:
         for conn in self.connections:
-            self._drop(conn, quiet=True)
+            self._drop(conn)
         self._holder = None
 
     def connect_due(self) -> list[Connection]:
@@ -226,7 +224,7 @@ class WireWorker(JobAnswers):
         self._retry_at.setdefault(conn, (time.monotonic(), 0))
         self._drop(conn)
 
-    def _drop(self, conn: Connection, quiet: bool = False) -> None:
+    def _drop(self, conn: Connection) -> None:
         link = self._links.pop(conn, None)
         conn.close()
         if link is not None:

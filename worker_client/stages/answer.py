@@ -56,7 +56,8 @@ class Answer(Stage):
             log.info("done: %sok after %d attempt(s) in %.3fs",
                      "raw job " if run.raw is not None else "", result.attempts,
                      result.duration_s)
-            run.answer = self._raw_answer(run, result) if run.raw is not None else text
+            # a raw job's answer is the command's stdout as it is (a task takes no raw job)
+            run.answer = run.outcome.stdout if run.raw is not None else text
             return result
         log.warning("failed: %s (%s) after %d attempt(s)", result.status, result.error,
                     result.attempts)
@@ -78,11 +79,6 @@ class Answer(Stage):
         queue too long) is dead-lettered, so an admin can resend it: the rest are not ours
         to keep."""
         return run.refused == EXPIRED and run.request is not None and run.request.background
-
-    @staticmethod
-    def _raw_answer(run, result):
-        """A raw job's answer: the command's stdout as it is (a task takes no raw job)."""
-        return run.outcome.stdout
 
     @staticmethod
     def _raw_failure(run, result):

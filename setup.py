@@ -23,8 +23,11 @@ setup(
                      ("gearman_frame", "send_job_client", "worker_client")},
                   "manage_client": ["py.typed", "web_page.html"]},
     extras_require={
+        # the job ledger on PostgreSQL (store.url: postgresql://...): psycopg 3, pooled
+        "postgresql": ["psycopg[binary]>=3.1", "psycopg-pool>=3.2"],
         "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9", "mypy>=1.8",
-                 "types-PyYAML", "selenium>=4.10"],
+                 "types-PyYAML", "selenium>=4.10", "psycopg[binary]>=3.1",
+                 "psycopg-pool>=3.2"],
         # `python -m bench --peers`: the same workloads through Celery and RQ
         "peers": ["celery[redis]>=5.3", "rq>=1.15", "dramatiq[redis]>=1.17", "huey>=2.5"],
     },

@@ -180,3 +180,15 @@ class ServerControlError(FrameError):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class LedgerUnavailable(FrameError):
+    """Raised when the job ledger (``store.url``) cannot be reached or used; names the
+    store (its URL without a password) and what went wrong."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"store.url {where}: {problem}")

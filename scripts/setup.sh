@@ -22,6 +22,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)    # local and test ce
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # verifies deploy/systemd
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)      # the fleet tests: hosts in namespaces
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)     # ... and their links cut
+# the job ledger's fleet store: the tests start throwaway PostgreSQL clusters
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # the dashboard's tests drive a real browser (selenium + Debian's chromium and its driver)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)

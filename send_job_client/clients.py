@@ -26,6 +26,7 @@ from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, Request as WireRequest,
 from gearman_frame.sending.dispatch import DEFAULT_WINDOW, Dispatcher, Job, Outcome
 from .collect import Collector
 from .outbox import Kept, Outbox
+from gearman_frame.sending.ledger_results import LedgerResults
 from gearman_frame.sending.result_store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class JobClient:
                                      client.resend if resend is None else resend, window,
                                      signer=self.config.keyring)
         self._closed = False
-        self._store: ResultStore | None = None
+        self._store: ResultStore | LedgerResults | None = None
 
     def close(self) -> None:
         self.dispatcher.close()
@@ -102,13 +103,15 @@ class JobClient:
     def submit(self, function: str, *args: Any, priority: str = "normal",
                timeout: float | None = None, data: bytes | None = None,
                on_output: Callable[[int, bytes], Any] | None = None,
-               **kwargs: Any) -> Result:
+               idempotency_key: str | None = None, **kwargs: Any) -> Result:
         """Run a job in the foreground and return its Result (a failed command is a Result
         with status 'failed', not an exception). ``on_output(stream, chunk)`` follows a
         command's output while it runs (stream 1: stdout, 2: stderr; paced and bounded by
-        the worker). Raises JobTimeout, ServerUnavailable or ServerRefused when no result
-        could be had."""
-        job = Job(function, args, kwargs, data=data, priority=priority, on_output=on_output)
+        the worker). With ``idempotency_key``, every job sent with that key (from any
+        sender, within store.dedup_ttl) gets the outcome of one run. Raises JobTimeout,
+        ServerUnavailable or ServerRefused when no result could be had."""
+        job = Job(function, args, kwargs, data=data, priority=priority, on_output=on_output,
+                  idempotency_key=idempotency_key)
         outcome = self._one(job, timeout)
         if outcome.error is not None:
             raise outcome.error
@@ -117,7 +120,7 @@ class JobClient:
     def submit_background(self, function: str, *args: Any, priority: str = "normal",
                           data: bytes | None = None, reply_to: str | None = None,
                           at: float | None = None, delay: float | None = None,
-                          **kwargs: Any) -> Delivery:
+                          idempotency_key: str | None = None, **kwargs: Any) -> Delivery:
         """Queue a job; return its Delivery: the handle gearmand gave it and the server,
         or ``outbox=True`` if no server took it (it waits there for ``flush_outbox``).
         Its result is published to ``reply_to`` (default: ``client.results``), where
@@ -126,7 +129,7 @@ class JobClient:
         ValueError). Raises ServerRefused if a server refused it."""
         job = Job(function, args, kwargs, data=data, priority=priority, background=True,
                   reply_to=reply_to or self.config.client.results,
-                  at=due_at(at, delay))
+                  at=due_at(at, delay), idempotency_key=idempotency_key)
         outcome = self._one(job, None)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
@@ -193,12 +196,18 @@ class JobClient:
 
     # -- results
     @property
-    def result_store(self) -> ResultStore:
-        """The results this host received (client.result_store)."""
+    def result_store(self) -> ResultStore | LedgerResults:
+        """The results: the job ledger's (store.url: from any host) and this host's own
+        (client.result_store)."""
         if self._store is None:
-            client = self.config.client
+            client, store = self.config.client, self.config.store
             self._store = ResultStore(self.config.resolve(client.result_store),
                                       client.result_ttl)
+            if store.url is not None:
+                from gearman_frame.ledger import open_ledger  # only with a ledger
+                self._store = LedgerResults(open_ledger(store.url, store.lease,
+                                                        store.dedup_ttl, store.result_ttl, 2),
+                                            self._store)
         return self._store
 
     def collect_results(self, channel: str | None = None, wait: float = 5.0) -> int:

@@ -6,7 +6,6 @@ most AUTO_FLUSH_BUDGET seconds and only if no other sendjob is flushing it; a fo
 `run` never touches the outbox; `flush` delivers all of it.
 """
 import argparse
-import datetime
 import json
 import os
 import logging
@@ -14,22 +13,21 @@ import re
 import signal
 import sys
 import threading
-import time
 
 from gearman_frame import cli, tasks
 from gearman_frame.config import protected_mode
 from gearman_frame.delays import due_at, parse_duration, parse_time
 from gearman_frame.envelope import dumps
 from gearman_frame.logs import cut
-from gearman_frame.errors import (EXIT_FAILED, EXIT_OK, FrameError, OutboxError, UsageError,
-                                  WireError)
-from gearman_frame.wire import PRIORITIES, status_by_unique
+from gearman_frame.errors import EXIT_FAILED, EXIT_OK, FrameError, OutboxError, UsageError
+from gearman_frame.wire import PRIORITIES
 
 from send_job_client.clients import OUTBOX, JobClient
 from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
 from send_job_client.progress import progress_display
 from send_job_client.lookup import print_result, remember
 from send_job_client.scheduler import Scheduler
+from send_job_client.looking_up import cmd_result, cmd_results, cmd_status
 
 log = logging.getLogger("send_job_client.scheduler")
 
@@ -88,6 +86,9 @@ def build_parser():
     later.add_argument("--at", metavar="TIME", type=time_arg,
                        help="queue it to start at TIME (ISO 8601 with a zone; a past time "
                             "runs now; implies --background)")
+    run.add_argument("--key", metavar="KEY",
+                     help="idempotency key: every job sent with KEY (from any sender) gets "
+                          "the outcome of one run (needs store.url)")
     run.add_argument("--priority", choices=list(PRIORITIES), default="normal")
     run.add_argument("--timeout", type=float, help="seconds per attempt (default: config)")
     run.add_argument("--json", action="store_true", help="print the result object as JSON")
@@ -171,6 +172,11 @@ def cmd_run(client, args):
     kwargs = parse_fields(args.fields)
     positional = [parse_value(a) for a in args.arg]
     data = raw_payload(args)
+    if args.key is not None and not args.key:
+        raise UsageError("--key: expected a non-empty idempotency key")
+    if args.key is not None and data is not None:
+        raise UsageError("--key applies to JSON jobs: not with --data (a raw payload "
+                         "carries no job id)")
     if data is not None and (kwargs or positional):
         raise UsageError("--data sends a raw payload: give no key=value or --arg with it")
     delayed = args.delay is not None or args.at is not None
@@ -184,7 +190,7 @@ def cmd_run(client, args):
             raise UsageError(f"--{'at' if args.at is not None else 'in'}: {err}") from err
         delivery = client.submit_background(args.function, *positional,
                                             priority=args.priority, data=data, at=at,
-                                            **kwargs)
+                                            idempotency_key=args.key, **kwargs)
         print(json.dumps({"id": delivery.id, "handle": delivery.handle,
                           "server": delivery.server, "outbox": delivery.outbox})
               if args.json else (OUTBOX if delivery.outbox else delivery.handle))
@@ -197,7 +203,8 @@ def cmd_run(client, args):
         out.buffer.write(chunk)
         out.flush()
     result = client.submit(args.function, *positional, priority=args.priority, data=data,
-                           on_output=show if args.follow else None, **kwargs)
+                           on_output=show if args.follow else None,
+                           idempotency_key=args.key, **kwargs)
     try:
         client.record_result(args.function, positional, kwargs, result)
     except FrameError as err:  # the job ran; a store that cannot take it is a warning
@@ -286,91 +293,6 @@ def cmd_scheduler(client, config):
     signal.signal(signal.SIGINT, stopping)
     Scheduler(client, config).run(stop)
     return EXIT_OK
-
-
-def cmd_result(client, args):
-    deadline = time.monotonic() + args.wait
-    while True:
-        stored = client.result_store.get(args.id)
-        left = deadline - time.monotonic()
-        if stored is not None or left <= 0 or not client.config.client.results:
-            break
-        client.collect_results(wait=min(left, 1.0))
-    if stored is None:
-        raise FrameError(f"job {args.id}: not finished (no result in "
-                         f"{client.result_store.path}"
-                         + (f" after {args.wait:g}s" if args.wait else "") + ")")
-    result = stored.result
-    if args.json:
-        sys.stdout.buffer.write(dumps(stored.to_dict()) + b"\n")
-    else:
-        _print_result(result)
-    return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def cmd_status(client, args):
-    state = job_state(client, args.id)
-    if args.json:
-        print(json.dumps(state))
-    else:
-        print(" ".join(f"{key}={value}" for key, value in state.items()))
-    return EXIT_OK
-
-
-def job_state(client, job_id):
-    """queued / running (with progress) at a server, else done (from the store), else
-    unknown."""
-    for server in client.config.servers:
-        try:
-            known = status_by_unique(server, [job_id], 5.0).get(job_id)
-        except WireError:
-            continue
-        if known is not None and known.known:
-            state = {"id": job_id, "state": "running" if known.running else "queued",
-                     "server": str(server)}
-            if known.running and known.denominator:
-                state["progress"] = f"{known.numerator}/{known.denominator}"
-            return state
-    stored = client.result_store.get(job_id)
-    if stored is not None:
-        return {"id": job_id, "state": "done", "status": stored.status, "runs": stored.runs}
-    return {"id": job_id, "state": "unknown"}
-
-
-def cmd_results(client, args):
-    if args.follow:
-        for result in client.results(follow=True, wait=None):
-            _show_listed(result.to_dict(), args.json)
-        return EXIT_OK
-    since = None if args.since is None else time.time() - parse_since(args.since)
-    for stored in reversed(client.result_store.find(args.function, args.failed, since)):
-        _show_listed(stored.to_dict(), args.json)
-    return EXIT_OK
-
-
-def _show_listed(record, as_json):
-    if as_json:
-        sys.stdout.buffer.write(dumps(record) + b"\n")
-    else:
-        print(f"{record.get('id')}\t{record.get('function') or '-'}\t{record.get('status')}"
-              f"\t{record.get('error') or ''}")
-    sys.stdout.flush()
-
-
-def parse_since(text):
-    """Seconds before now: a number, a duration (30s, 10m, 2h, 7d) or an ISO 8601 time."""
-    try:
-        return parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError as err:
-        raise UsageError(f"--since {text!r}: expected seconds, a duration (30m, 2h, 7d) or "
-                         "an ISO 8601 time") from err
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return max(0.0, time.time() - moment.timestamp())
 
 
 def duration_arg(text):

@@ -190,3 +190,53 @@ def hog(mib):
 def plugin(tmp_path):
     """A folder holding the ``fleettasks`` plugin (FLEET_PLUGIN): pass it as pythonpath."""
     return _plugin_folder(tmp_path / "plugin", "fleettasks", FLEET_PLUGIN)
+
+
+def _postgres_or_skip():
+    from gearman_frame.daemons.postgres import find_bin
+    if find_bin("initdb") and find_bin("pg_ctl"):
+        return
+    why = "PostgreSQL is not installed (apt-get install postgresql)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def start_postgres():
+    """A throwaway PostgreSQL cluster on a free loopback port (retried if the port is won
+    by another process meanwhile)."""
+    from gearman_frame.daemons.postgres import PostgresCluster
+    _postgres_or_skip()
+    for _ in range(_PORT_TRIES):
+        cluster = PostgresCluster(free_port())
+        try:
+            return cluster.start()
+        except RuntimeError:
+            cluster.destroy()
+    raise RuntimeError("could not start PostgreSQL on a free port")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One PostgreSQL cluster for the session (each test gets its own database)."""
+    cluster = start_postgres()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh, empty database of the session's cluster: its ``postgresql://`` URL."""
+    import psycopg
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_cluster.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_cluster.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def own_postgres():
+    """A cluster of the test's own, which it may stop, kill and start again."""
+    cluster = start_postgres()
+    yield cluster
+    cluster.destroy()

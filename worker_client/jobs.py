@@ -75,6 +75,8 @@ class WorkerContext:
     #: see worker_client.stages.build).
     pipeline: Pipeline = field(default_factory=lambda: Pipeline([]))
     retries: Retries | None = None
+    #: The job ledger's claims (None: store.url is off, jobs run at least once).
+    claims: Any = None
 
 
 class FunctionHandler:

@@ -88,6 +88,9 @@ def main(argv=None):
                   ("worker.name", "--name", args.name)) if value is not None}
     config = cli.load(args, overrides, cron=False)
     protected_mode(config, "a worker")  # before any connection is made
+    if config.store.on:
+        from gearman_frame.ledger import check_store  # only a worker with a ledger loads it
+        check_store(config, "runworkers")
     tasks = import_plugins(config.plugins, config.path)
     config.check_tasks(set(tasks))
     functions = choose_functions(config, tasks, args.functions)

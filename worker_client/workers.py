@@ -156,6 +156,12 @@ class WorkerPool:
                                      gate=_gate(config.keyring), stats=self.stats,
                                      on_job=self._count_job if config.worker.max_jobs
                                      else None)
+        self.claims = None
+        if config.store.on:  # imported here: a worker without a ledger never loads it
+            from .claims import Claims
+            self.claims = self.context.claims = Claims(
+                config.store.url, config.store.lease, config.store.dedup_ttl,
+                config.store.result_ttl, self.stop_requested, self.thread_count + 2)
         build_stages(self.context)
         batched = {fn for fn in functions if getattr(tasks.get(fn), "batch", None)}
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
@@ -181,6 +187,8 @@ class WorkerPool:
             self.runner.not_commands.add(self.keeper.pid)
         become_subreaper()
         self.reaper.start()
+        if self.claims is not None:
+            self.claims.start()
         for sender in (self.spool_sender, self.result_sender):
             if sender:
                 sender.start()  # also sends what a previous worker left waiting
@@ -337,6 +345,13 @@ class WorkerPool:
         result.duration_s = round(time.monotonic() - running.started, 6)
         result, encoded = encode_result(handler, result)
         self.stats.count(job.function, result.status)
+        if self.claims is not None:
+            from .claims import Stopping
+            try:
+                self.claims.finish(request.id, result.status, encoded)
+            except Stopping:
+                log.error("worker stopping while the ledger was unreachable: the outcome "
+                          "of %s is not recorded", request.id)
         if request.reply_to:
             self.outgoing.publish_result(job, request, result,
                                          time.time() - result.duration_s,
@@ -399,6 +414,8 @@ class WorkerPool:
                 sender.stop()
         if self.keeper:
             self.keeper.release()
+        if self.claims is not None:
+            self.claims.close()
         reap_orphans(self.runner)
         log.info("worker %s: stopped", self.name)
 

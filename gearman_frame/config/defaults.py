@@ -13,7 +13,8 @@ __all__ = ["DEFAULT_CONFIG_FILE", "DEFAULT_MAX_AGE", "DEFAULT_RESULT_STORE", "EN
            "DEFAULT_OUTPUT_LIMIT", "MAX_THREADS", "DEFAULT_GRACE", "DEFAULT_STARTUP_TIMEOUT",
            "DEFAULT_PROGRESS_INTERVAL", "DEFAULT_FUNCTION_TIMEOUT", "DEFAULT_JOB_RETRIES",
            "DEFAULT_DEAD_SERVER_AFTER", "DEFAULT_SCHEDULER_LEAD", "MAX_FUNCTION_NAME_BYTES",
-           "RESERVED_PREFIX", "LOG_LEVELS", "LOG_FORMATS"]
+           "RESERVED_PREFIX", "LOG_LEVELS", "LOG_FORMATS", "DEFAULT_STORE_URL", "DEFAULT_LEASE",
+           "DEFAULT_DEDUP_TTL", "DEFAULT_REQUEUE_AFTER"]
 
 #: Environment variable overriding ``servers`` (comma-separated ``host:port``).
 ENV_SERVERS = "GEARMAN_FRAME_SERVERS"
@@ -69,3 +70,12 @@ RESERVED_PREFIX = "__"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+
+#: ``store.url``: the job ledger ("off": none, each job runs at least once).
+DEFAULT_STORE_URL = "off"
+#: Seconds a claim's lease lasts without renewal (renewed every third of it while a job runs).
+DEFAULT_LEASE = 30.0
+#: Seconds a job sent with an idempotency key is answered from its one run.
+DEFAULT_DEDUP_TTL = 24 * 3600.0
+#: Seconds a background job may go unclaimed before the reaper resubmits it elsewhere.
+DEFAULT_REQUEUE_AFTER = 300.0

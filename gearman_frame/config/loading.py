@@ -16,14 +16,15 @@ from .model import Config
 from .security import SecurityRules
 from .servers import ServerRules
 from .services import ServiceRules
+from .store import StoreRules
 from .worker import WorkerRules
 
 _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "tls",
-             "web", "plugins", "functions", "schedules", "scheduler")
+             "web", "plugins", "functions", "schedules", "scheduler", "store")
 
 
 class Validator(ServerRules, ClientRules, WorkerRules, SecurityRules, FunctionRules,
-                ServiceRules):
+                ServiceRules, StoreRules):
     """Turns the parsed YAML into a Config, raising ConfigError at the first problem."""
 
     def config(self, raw: object) -> Config:
@@ -42,6 +43,7 @@ class Validator(ServerRules, ClientRules, WorkerRules, SecurityRules, FunctionRu
             functions=self.functions(raw.get("functions") or {}),
             schedules=self.schedules(raw.get("schedules") or {}),
             scheduler=self.scheduler(raw.get("scheduler") or {}),
+            store=self.store(raw.get("store") or {}),
         )
 
 

@@ -11,6 +11,7 @@ from .client import ClientConfig
 from .defaults import DEFAULT_SERVERS
 from .security import SecurityConfig
 from .services import LoggingConfig, SchedulerConfig, ServerConfig, WebConfig
+from .store import StoreConfig
 from .worker import WorkerConfig
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class Config:
     #: ``schedules:`` (gearman_frame.sending.schedules.Schedule each) and how they are run.
     schedules: tuple = ()
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    #: ``store:``: the job ledger.
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with top-level fields replaced (CLI overrides)."""

@@ -65,6 +65,17 @@ class Job:
     #: Pick the first server by hashing this key (every sender picks the same one, so
     #: gearmand merges copies of a job with the same unique); None: in turn.
     server_key: str | None = None
+    #: Every job sent with this key, from any sender, gets the outcome of one run (with
+    #: the ledger on): its id derives from the key, and so does its first server.
+    idempotency_key: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.idempotency_key is not None:
+            from ..ledger import key_job_id  # here: only a keyed job needs hashlib
+            if not isinstance(self.idempotency_key, str) or not self.idempotency_key:
+                raise ValueError("idempotency_key must be a non-empty string")
+            self.id = key_job_id(self.idempotency_key)
+            self.server_key = self.server_key or self.id
 
     @classmethod
     def of(cls, function: str, *args: Any, **kwargs: Any) -> "Job":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .admission import Accounting, Batched, Limits, Recycling, Signatures
 from .answer import Answer, encoded
+from .claim import Claim
 from .base import Pipeline, Rejected, Run, Stage, TakenOver, job_id_of
 from .running import Hooks, LostConnection, Output, Retries, StartNotice, Watchdog
 
@@ -22,6 +23,8 @@ def build(ctx) -> Pipeline:
     if ctx.gate is not None:
         stages.append(Signatures(ctx.gate))
     stages.append(LostConnection())
+    if ctx.claims is not None:  # inside LostConnection: an outcome is recorded first
+        stages.append(Claim(ctx.claims))
     if ctx.notice is not None:
         stages.append(StartNotice(ctx.notice))
     stages += [Watchdog(ctx.running), Hooks(), Output(), retries]

@@ -39,10 +39,13 @@ class Answer(Stage):
         self.publish, self.dead_letter, self.stopping = publish, dead_letter, stopping
 
     def after(self, run, result):
-        if result.id is None:
-            result.id = run.job_id
-        result.duration_s = round(time.monotonic() - run.started, 6)
-        result, text = encoded(run.handler, result)
+        if run.encoded is not None:  # recorded in the ledger, or read from it
+            result, text = run.encoded
+        else:
+            if result.id is None:
+                result.id = run.job_id
+            result.duration_s = round(time.monotonic() - run.started, 6)
+            result, text = encoded(run.handler, result)
         if run.refused is not None and not self._refused_but_kept(run):
             run.answer = JobFailed(text if run.request is not None
                                    else f"refused: {result.error}".encode())
@@ -62,6 +65,8 @@ class Answer(Stage):
         log.warning("failed: %s (%s) after %d attempt(s)", result.status, result.error,
                     result.attempts)
         background = True if request is None else request.background
+        # a replayed failure is dead-lettered again: its run may have died before it could
+        # (a letter has the job's unique, so gearmand merges a copy still queued)
         if background and self.dead_letter is not None and result.status != STATUS_CANCELLED:
             if not self.dead_letter(run.job, result):
                 # Neither gearmand nor the disk took it: unanswered, the job stays with

@@ -47,7 +47,7 @@ class Run:
 
     __slots__ = ("job", "handler", "wire", "worker", "started", "request", "raw", "batch",
                  "refused", "attempts", "outcome", "progress", "follower", "answer",
-                 "reached")
+                 "reached", "claimed", "encoded", "replayed")
 
     def __init__(self, job: Job, handler: FunctionHandler, wire: Any, worker: str,
                  batch: bool = False):
@@ -71,6 +71,12 @@ class Run:
         #: The index of the last stage whose ``before`` ran (its ``after`` and those of
         #: the stages outside it run).
         self.reached = -1
+        #: The ledger's claim is held (the claim stage records the outcome).
+        self.claimed = False
+        #: ``(result, its JSON)`` once final (recorded in the ledger, or read from it).
+        self.encoded: tuple[Result, bytes] | None = None
+        #: Answered from the ledger: it ran already, nothing of it is done again.
+        self.replayed = False
 
     @property
     def function(self) -> str:

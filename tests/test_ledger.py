@@ -1,0 +1,211 @@
+"""The job ledger (store.url): a job runs once across workers and servers, its outcome is
+read from any host, and a killed worker, a frozen server or a stopped database neither
+loses a job nor runs it twice. Real gearmand, real workers, real SQLite and PostgreSQL.
+
+Each "runs once" test counts runs by the command's own record (a line appended per run)
+and is built so that, without the ledger, the job would be delivered twice (two servers,
+or gearmand handing a dead worker's job out again): gearmand's own merging of copies
+queued together cannot make it pass.
+"""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+from .client_helpers import client_config, sendjob
+from .helpers import wait_for
+
+
+def record_function(record, then="sleep 1; echo out-$$-$GEARMAN_FRAME_JOB_ID"):
+    """A command that appends one line per run to ``record``; its output names its own
+    pid, so two runs cannot give identical results."""
+    return {"command": ["sh", "-c", f"echo run-$GEARMAN_FRAME_JOB_ID >> {record}; {then}"]}
+
+
+def runs(record):
+    return record.read_text().splitlines() if record.exists() else []
+
+
+def sqlite_store(folder):
+    return {"store": {"url": f"sqlite:///{folder / 'ledger.sqlite'}"}}
+
+
+def ledger_state(path, job_id):
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT state FROM gf_jobs WHERE id = ?", (job_id,)).fetchone()
+    return row[0] if row else None
+
+
+def test_four_senders_with_one_key_on_two_servers_get_one_run(make_gearmand, start_workers,
+                                                              tmp_path):
+    """Two senders per server, all with one key, at the same moment: each server merges
+    its own two, so the worker gets two deliveries; the ledger runs one and answers the
+    other with its Result."""
+    first, second = make_gearmand().address, make_gearmand().address
+    record = tmp_path / "record"
+    store = sqlite_store(tmp_path)
+    start_workers([first, second], {"keyed": record_function(record)}, threads=4,
+                  extra_config=store)
+    configs = [client_config(tmp_path / f"sender-{i}", [server], timeout=30, **store)[0]
+               for i, server in enumerate((first, second))]
+    outputs = [None] * 4
+
+    def send(index):
+        outputs[index] = sendjob(configs[index % 2], "run", "keyed", "--key", "nightly-42",
+                                 "--json")
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for out in outputs:
+        assert out.returncode == 0, out.stderr
+    results = {out.stdout for out in outputs}
+    assert len(results) == 1, results  # four identical results, one run's
+    result = json.loads(results.pop())
+    assert result["stdout"].startswith("out-")
+    time.sleep(1.5)  # a second run, had there been one, would have written by now
+    assert len(runs(record)) == 1, runs(record)
+
+    again = sendjob(configs[1], "run", "keyed", "--key", "nightly-42", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == result
+    assert len(runs(record)) == 1  # answered from the ledger, not run
+
+
+def test_a_background_result_is_read_with_another_hosts_config(gearmand, start_workers,
+                                                                tmp_path, postgres_url):
+    """A job sent from one host's folder; its result and status read from another's (its
+    own config, outbox and result store; only the PostgreSQL store is shared)."""
+    gearmand = gearmand.address
+    record = tmp_path / "record"
+    store = {"store": {"url": postgres_url}}
+    start_workers([gearmand], {"job": record_function(record, "echo hello")},
+                  extra_config=store)
+    sender, _ = client_config(tmp_path / "host-a", [gearmand], **store)
+    elsewhere, _ = client_config(tmp_path / "host-b", [gearmand], **store)
+    sent = sendjob(sender, "run", "job", "--background", "--json")
+    assert sent.returncode == 0, sent.stderr
+    job_id = json.loads(sent.stdout)["id"]
+
+    found = sendjob(elsewhere, "result", job_id, "--wait", "20")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout == "hello\n"
+    status = sendjob(elsewhere, "status", job_id, "--json")
+    assert json.loads(status.stdout) == {"id": job_id, "state": "done", "status": "ok",
+                                         "runs": 1}
+    assert not os.path.exists(tmp_path / "host-b" / "results.sqlite") or \
+        "hello" not in (tmp_path / "host-b" / "results.sqlite").read_bytes().decode(
+            errors="replace")  # it came from the ledger, not this host's own store
+
+
+def test_a_worker_killed_while_answering_never_runs_the_command_again(
+        restartable_gearmand, start_workers, tmp_path):
+    """The command ended and its outcome is in the ledger, but the worker is SIGKILLed
+    while its answer is on its way (gearmand is frozen and the 16 MB answer fills the
+    socket): gearmand hands the job out again, and the next worker process answers from
+    the ledger. The command ran once; the sender gets the result."""
+    server = restartable_gearmand
+    record = tmp_path / "record"
+    store = sqlite_store(tmp_path)
+    big = "sleep 1; head -c 16000000 /dev/zero | tr '\\0' a"
+    worker = start_workers([server.address], {"big": {**record_function(record, big),
+                                               "output_limit": "32MiB"}},
+                           threads=1, extra_config=store)
+    config, _ = client_config(tmp_path / "sender", [server.address], timeout=60, resend=0)
+    out = {}
+    sender = threading.Thread(target=lambda: out.update(
+        done=sendjob(config, "run", "big", "--json", timeout=120)))
+    sender.start()
+    wait_for(lambda: runs(record), 15, "the command to start")
+    job_id = runs(record)[0].split("-", 1)[1]
+    first = worker.worker_pid()
+    pid = server.running_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: ledger_state(tmp_path / "ledger.sqlite", job_id) == "ended", 15,
+                 "the outcome to be recorded")
+        time.sleep(0.5)  # the answer is being written to the frozen server
+        os.kill(first, signal.SIGKILL)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    sender.join(120)
+    done = out["done"]
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["stdout"]) == 16_000_000
+    assert worker.worker_pid() != first  # a new process answered it
+    assert "answered from the ledger" in worker.log()
+    assert len(runs(record)) == 1, runs(record)
+
+
+def test_a_job_whose_worker_died_mid_command_is_taken_over_at_once(
+        gearmand, start_workers, tmp_path):
+    """A holder that died on this host is seen dead: its claim is released at once, not
+    after the 30 s lease, and the job runs again to the end."""
+    gearmand = gearmand.address
+    record = tmp_path / "record"
+    worker = start_workers([gearmand], {"slow": record_function(record, "sleep 2; echo ok")},
+                           threads=1, extra_config=sqlite_store(tmp_path))
+    config, _ = client_config(tmp_path / "sender", [gearmand], timeout=60, resend=0)
+    out = {}
+    sender = threading.Thread(target=lambda: out.update(done=sendjob(config, "run", "slow")))
+    sender.start()
+    wait_for(lambda: runs(record), 15, "the command to start")
+    started = time.monotonic()
+    os.kill(worker.worker_pid(), signal.SIGKILL)
+    sender.join(60)
+    assert out["done"].returncode == 0, out["done"].stderr
+    assert out["done"].stdout == "ok\n"
+    assert time.monotonic() - started < 25  # well inside the 30 s lease
+    assert "died: taking it over" in worker.log()
+    assert len(runs(record)) == 2  # the cut run, and the one that ended
+
+
+def test_an_unreachable_or_bad_store_is_one_line(tmp_path, gearmand):
+    """A worker whose store cannot be reached does not start (exit 3, naming store.url);
+    a malformed one is a config error (exit 2)."""
+    from .worker_helpers import RUNWORKERS
+    from gearman_frame.daemons.gearmand import free_port
+    config = tmp_path / "config.yaml"
+    for url, code, words in ((f"postgresql://nobody@127.0.0.1:{free_port()}/x", 3,
+                              "store.url postgresql://nobody@127.0.0.1"),
+                             ("mysql://db/x", 2, "store.url: expected off, sqlite:///PATH")):
+        config.write_text(f"servers: ['{gearmand.address}']\nstore:\n  url: '{url}'\n"
+                          "functions:\n  f:\n    command: [\"true\"]\n")
+        out = subprocess.run([RUNWORKERS, "--config", str(config)], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == code, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], out.stderr
+
+
+def test_the_ledger_stopped_for_20_seconds_loses_and_doubles_nothing(
+        gearmand, start_workers, tmp_path, own_postgres):
+    """PostgreSQL stopped mid-run: workers take no new job (one line), the jobs in hand
+    wait, and all of them run exactly once when it is back."""
+    gearmand = gearmand.address
+    record = tmp_path / "record"
+    store = {"store": {"url": own_postgres.url}}
+    worker = start_workers([gearmand], {"step": record_function(record, "sleep 0.2")},
+                           threads=3, extra_config=store)
+    config, _ = client_config(tmp_path / "sender", [gearmand], **store)
+    ids = []
+    for _ in range(40):
+        sent = sendjob(config, "run", "step", "--background", "--json")
+        assert sent.returncode == 0, sent.stderr
+        ids.append(json.loads(sent.stdout)["id"])
+    wait_for(lambda: len(runs(record)) >= 8, 30, "some jobs to run")
+    own_postgres.stop()
+    stopped = len(runs(record))
+    time.sleep(20)
+    assert len(runs(record)) <= stopped + 3  # at most the jobs that were in hand
+    own_postgres.start()
+    wait_for(lambda: len(runs(record)) >= 40, 60, "every job to run")
+    time.sleep(1.0)
+    ran = [line.split("-", 1)[1] for line in runs(record)]
+    assert sorted(ran) == sorted(ids)  # each once: none lost, none twice
+    log = worker.log()
+    assert log.count("the job ledger is unreachable") == 1, log
+    assert "the job ledger is back" in log

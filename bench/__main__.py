@@ -36,8 +36,9 @@ def build_parser():
     parser.add_argument("--peers", action="store_true",
                         help="only gearman-frame against Celery+Redis, RQ and C libgearman "
                              "(GF_PEERS=1 bash scripts/setup.sh installs them)")
-    parser.add_argument("--only", choices=["batch"],
-                        help="run one workload: batch (a batch task against a plain one)")
+    parser.add_argument("--only", choices=["batch", "ledger"],
+                        help="run one workload: batch (a batch task against a plain one), "
+                             "ledger (store.url on SQLite and PostgreSQL against off)")
     return parser
 
 
@@ -95,6 +96,11 @@ def run(args):
             table.add(f"Batches: {n_batch} one-number jobs, a `batch: {{max: 100}}` task vs "
                       "a plain task (1 thread each)", "jobs/s", batched, plain, "report")
             if args.only == "batch":
+                return table
+            if args.only in (None, "ledger"):
+                from . import ledger
+                ledger.rows(table, server, folder, reps, args.quick, _paired)
+            if args.only == "ledger":
                 return table
             for threads in (1, 4):
                 ours, base, rss = [], [], []

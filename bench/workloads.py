@@ -55,9 +55,9 @@ def _rate(count, seconds):
 # --- W1: batch of no-op Python jobs --------------------------------------------------------
 
 def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1,
-            metrics=False):
+            metrics=False, store=None):
     with runworkers(server, {}, threads, key_file=key_file, tls_ca=tls_ca,
-                    processes=processes, metrics=metrics) as workers, \
+                    processes=processes, metrics=metrics, store=store) as workers, \
             _client(server, key_file=key_file, tls_ca=tls_ca) as client:
         wait_workers(server, "reverse", threads * processes)
         client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
@@ -261,7 +261,8 @@ def w2(server, count, block=100):
             "raw_p99": _percentile(samples["raw"], 0.99)}
 
 
-def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=None):
+def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=None,
+            store=None):
     """W2's latency plain and with signing (``key_file``) or TLS (``tls_ca``: then
     ``other_server`` is a TLS front of the same gearmand), in alternating blocks, all
     through one gearmand. Run in two halves that swap which function (bench/tasks.py) each
@@ -280,7 +281,7 @@ def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=
         else:
             workers = [lambda: start(plain_server, {}, 1, serve=[plain_fn]),
                        lambda: start(other_server, {}, 1, tls_ca=tls_ca, name="bench-other",
-                                     serve=[other_fn])]
+                                     serve=[other_fn], store=store)]
         with contextlib.ExitStack() as stack:
             for worker in workers:
                 stack.enter_context(worker())

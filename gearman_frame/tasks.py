@@ -69,15 +69,19 @@ class Task:
                              "plugin opens one for its plugin)")
         return client
 
-    def put(self, *args: Any, priority: str = "normal", **kwargs: Any) -> Any:
-        """Send in the background; return the Delivery (handle, or kept in the outbox)."""
-        return self._client().submit_background(self.name, *args, priority=priority, **kwargs)
+    def put(self, *args: Any, priority: str = "normal", idempotency_key: str | None = None,
+            **kwargs: Any) -> Any:
+        """Send in the background; return the Delivery (handle, or kept in the outbox).
+        Every job put with one ``idempotency_key`` gets the outcome of one run."""
+        return self._client().submit_background(self.name, *args, priority=priority,
+                                                idempotency_key=idempotency_key, **kwargs)
 
     def submit(self, *args: Any, priority: str = "normal", timeout: float | None = None,
-               **kwargs: Any) -> Any:
-        """Send in the foreground; return the Result."""
+               idempotency_key: str | None = None, **kwargs: Any) -> Any:
+        """Send in the foreground; return the Result (with ``idempotency_key``: the one
+        run's, whoever sent it)."""
         return self._client().submit(self.name, *args, priority=priority, timeout=timeout,
-                                     **kwargs)
+                                     idempotency_key=idempotency_key, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"

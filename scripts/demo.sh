@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline on this machine: a local gearmand with its SQLite queue behind
 # stunnel (TLS), a signing key, a named worker of two supervised processes, a plugin
-# sending jobs, the status table, a background job's result looked up, what the worker
+# sending jobs, the status table, a background job's result looked up, one job sent twice
+# with one idempotency key and run once (the job ledger), what the worker
 # does (inspect), a delayed job, a schedule fired once per occurrence by two schedulers
 # (one killed), the dashboard's address, a hung command killed at its timeout, a batch
 # task's flaky stores retried until they succeed, a job signed with the wrong key refused; then
@@ -31,6 +32,8 @@ config.update(servers=[f"tls://127.0.0.1:{port}"], security={"key_file": "fleet.
               tls={"ca_file": "gearmand/tls/ca.crt"})
 config.setdefault("client", {})["results"] = "demo"  # results come back on this channel
 config["schedules"] = {"heartbeat": {"function": "reverse", "args": ["tick"], "every": 2}}
+# a step that leaves a line per run: the idempotency key's demo counts them
+config["functions"]["stamp"] = {"shell": "echo ran >> {file}; echo stamped"}
 yaml.safe_dump(config, open(f"{data}/config.yaml", "w"))
 config["security"] = {"key_file": "intruder.key"}
 yaml.safe_dump(config, open(f"{data}/intruder.yaml", "w"))
@@ -78,6 +81,14 @@ job_id=$(sendjob "${quiet[@]}" run reverse --arg "stressed" --background --json 
 echo "queued job $job_id"
 sendjob "${quiet[@]}" result "$job_id" --wait 20 && echo
 sendjob "${quiet[@]}" status "$job_id"
+
+step "one job sent twice with one idempotency key (--key): the job ledger runs it once"
+for attempt in 1 2; do
+  echo "send $attempt: $(sendjob "${quiet[@]}" run stamp file="$PWD/$data/stamps" --key nightly-report)"
+done
+echo "runs of the command: $(wc -l <"$data/stamps")"
+[ "$(wc -l <"$data/stamps")" -eq 1 ] || { echo "unexpected: it ran twice"; exit 1; }
+grep -h "answered from the ledger" "$data/worker.log" | sed 's/^.*worker_client.stages.claim: /worker: /' | head -1
 
 step "a job held by gearmand for 2 s (sendjob run --in 2s), then its result"
 job_id=$(sendjob "${quiet[@]}" run reverse --arg "later" --in 2s --json \

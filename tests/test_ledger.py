@@ -209,3 +209,27 @@ def test_the_ledger_stopped_for_20_seconds_loses_and_doubles_nothing(
     log = worker.log()
     assert log.count("the job ledger is unreachable") == 1, log
     assert "the job ledger is back" in log
+
+
+def test_a_submit_kept_in_doubt_and_flushed_after_it_ran_runs_once(gearmand, start_workers,
+                                                                   tmp_path):
+    """gearmand frozen mid-submit: the sender keeps the job in its outbox, in doubt. The
+    thawed server queues it and it runs to the end; the flush then finds the server no
+    longer knows it and sends it again: the ledger answers that copy, nothing runs."""
+    record = tmp_path / "record"
+    worker = start_workers([gearmand.address], {"once": record_function(record, "echo ok")},
+                           extra_config=sqlite_store(tmp_path))
+    config, _ = client_config(tmp_path / "sender", [gearmand.address], timeout=1, resend=1)
+    gearmand.signal(signal.SIGSTOP)
+    try:
+        sent = sendjob(config, "run", "once", "--background")
+    finally:
+        gearmand.signal(signal.SIGCONT)
+    assert (sent.returncode, sent.stdout.strip()) == (0, "outbox"), sent.stderr
+    wait_for(lambda: "done: ok" in worker.log(), 15, "the thawed server's copy to run")
+    flushed = sendjob(config, "flush")
+    assert flushed.returncode == 0 and "1 delivered, 0 waiting" in flushed.stdout, \
+        flushed.stdout + flushed.stderr
+    wait_for(lambda: "answered from the ledger" in worker.log(), 15,
+             "the flushed copy to be answered")
+    assert len(runs(record)) == 1, runs(record)

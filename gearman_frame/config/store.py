@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..delays import DURATION_HELP, parse_duration
 from .defaults import (DEFAULT_DEDUP_TTL, DEFAULT_LEASE, DEFAULT_REQUEUE_AFTER,
                        DEFAULT_RESULT_TTL, DEFAULT_STORE_URL)
 from .rules import Rules
@@ -39,14 +40,24 @@ class StoreRules(Rules):
                                           "requeue_after"))
         return StoreConfig(
             url=self.store_url(raw.get("url", DEFAULT_STORE_URL), "store.url"),
-            lease=self.number(raw.get("lease", DEFAULT_LEASE), "store.lease", MIN_LEASE),
-            result_ttl=self.number(raw.get("result_ttl", DEFAULT_RESULT_TTL),
-                                   "store.result_ttl", 1.0),
-            dedup_ttl=self.number(raw.get("dedup_ttl", DEFAULT_DEDUP_TTL),
-                                  "store.dedup_ttl", 1.0),
-            requeue_after=self.number(raw.get("requeue_after", DEFAULT_REQUEUE_AFTER),
-                                      "store.requeue_after", 1.0),
+            lease=self.duration(raw.get("lease", DEFAULT_LEASE), "store.lease", MIN_LEASE),
+            result_ttl=self.duration(raw.get("result_ttl", DEFAULT_RESULT_TTL),
+                                     "store.result_ttl"),
+            dedup_ttl=self.duration(raw.get("dedup_ttl", DEFAULT_DEDUP_TTL),
+                                    "store.dedup_ttl"),
+            requeue_after=self.duration(raw.get("requeue_after", DEFAULT_REQUEUE_AFTER),
+                                        "store.requeue_after"),
         )
+
+    def duration(self, value: object, key: str, minimum: float = 1.0) -> float:
+        """Seconds, or a duration like 30s, 10m, 24h, 7d; at least ``minimum``."""
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            seconds = -1.0
+        if seconds < minimum:
+            raise self.error(key, f"{DURATION_HELP}, at least {minimum:g} s", value)
+        return seconds
 
     def store_url(self, value: object, key: str) -> str | None:
         expected = "off, sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"

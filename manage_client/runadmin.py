@@ -318,6 +318,22 @@ def cmd_keygen(args):
     return EXIT_OK
 
 
+def cmd_reaper(config):
+    """One pass of the reaper (gearman_frame.sending.reaper); exit 2 without a ledger."""
+    if config.store.url is None:
+        raise UsageError(f"{config.path or 'the config'}: store.url is off: the reaper "
+                         "needs the job ledger")
+    from gearman_frame.ledger import open_ledger  # only this command needs it
+    from gearman_frame.sending.reaper import Reaper
+    store = config.store
+    ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 1)
+    try:
+        print(Reaper(config, ledger).run_once().describe())
+    finally:
+        ledger.close()
+    return EXIT_OK
+
+
 COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
             "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
             "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
@@ -335,6 +351,8 @@ def main(argv=None):
         return cmd_server(config, args)
     if args.command == "schedules":
         return cmd_schedules(config, args)
+    if args.command == "reaper":
+        return cmd_reaper(config)
     if args.command in ("exporter", "web"):  # serve on, whether or not a server is up now
         return {"exporter": cmd_exporter, "web": cmd_web}[args.command](None, config, args)
     with AdminClient(config.servers) as admin:

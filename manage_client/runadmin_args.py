@@ -72,6 +72,9 @@ def build_parser():
                                        "them; `resend` is the way back")
     dead.add_argument("function", nargs="?", help="only this function's dead letters")
     dead.add_argument("--json", action="store_true")
+    sub.add_parser("reaper", help="one pass of the reaper: background jobs no worker "
+                                  "claimed within store.requeue_after, whose server is lost "
+                                  "or forgot them, sent to a live server (needs store.url)")
     schedules = sub.add_parser("schedules", help="each schedule's next and last fire, and "
                                                  "the last result's status")
     schedules.add_argument("--json", action="store_true")

@@ -2,11 +2,10 @@
 (when this host's result store has it), and whether a scheduler holds the lease."""
 from __future__ import annotations
 
-import os
 import time
 
 from gearman_frame.errors import FrameError, WireError
-from gearman_frame.sending.result_store import ResultStore
+from gearman_frame.sending.ledger_results import open_results
 from gearman_frame.sending.schedules import ScheduleState, lease_unique
 from gearman_frame.wire import status_by_unique
 
@@ -33,9 +32,10 @@ def schedule_rows(config, now: float | None = None) -> list[dict]:
     (ISO times, UTC), last_job, last_status."""
     now = time.time() if now is None else now
     through = ScheduleState(config.resolve(config.scheduler.state)).read().get("through") or {}
-    store_path = config.resolve(config.client.result_store)
-    store = (ResultStore(store_path, config.client.result_ttl)
-             if os.path.exists(store_path) else None)
+    try:
+        store = open_results(config, create=False)
+    except FrameError:  # an unreachable ledger: the schedules are still shown
+        store = None
     rows = []
     for schedule in config.schedules:
         queued = through.get(schedule.name)

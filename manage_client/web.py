@@ -23,7 +23,7 @@ from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import FrameError, UsageError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX, DEAD_PREFIX, dead_letter_function
-from gearman_frame.sending.result_store import ResultStore
+from gearman_frame.sending.ledger_results import open_results
 
 from .admin import AdminClient
 from .dead_letters import read_queue
@@ -110,11 +110,11 @@ class Fleet:
     def results(self, limit=50):
         """Recent results and failures from the result store, when there is one."""
         path = self.config.resolve(self.config.client.result_store)
-        if not path or not os.path.exists(path):
-            return {"store": path, "results": [], "failures": []}
-        store = ResultStore(path, self.config.client.result_ttl)
         try:
-            return {"store": path,
+            store = open_results(self.config, create=False)
+            if store is None:
+                return {"store": path, "results": [], "failures": []}
+            return {"store": store.path,
                     "results": [r.to_dict() for r in store.find(limit=limit)],
                     "failures": [r.to_dict() for r in store.find(failed=True, limit=limit)]}
         except FrameError as err:

@@ -18,16 +18,18 @@ from gearman_frame import tasks
 from gearman_frame.addresses import ServerAddress, parse_address
 from gearman_frame.config import Config, load_config
 from gearman_frame.delays import due_at
-from gearman_frame.envelope import STATUS_ERROR, STATUS_FAILED, STATUS_OK, Result, dumps
-from gearman_frame.errors import (EnvelopeError, ProtocolError, ServerRefused, ServerUnavailable,
-                                  UsageError, WireError)
-from gearman_frame.wire import JOB_COMPLETE, JOB_FAILED, Request as WireRequest, status_by_unique
+from gearman_frame.envelope import Result, dumps
+from gearman_frame.errors import (ProtocolError, ServerRefused, ServerUnavailable, UsageError,
+                                  WireError)
+from gearman_frame.wire import status_by_unique
 
 from gearman_frame.sending.dispatch import DEFAULT_WINDOW, Dispatcher, Job, Outcome
 from .collect import Collector
+from .answers import result_of
 from .outbox import Kept, Outbox
-from gearman_frame.sending.ledger_results import LedgerResults
+from gearman_frame.sending.ledger_results import LedgerResults, open_results
 from gearman_frame.sending.result_store import ResultStore
+from send_job_client.sent_log import SentLog
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,23 @@ class JobClient:
                                      signer=self.config.keyring)
         self._closed = False
         self._store: ResultStore | LedgerResults | None = None
+        self._ledger_open: Any = None
+        #: Background jobs recorded for the reaper (None: no ledger).
+        self.sent = SentLog(self.ledger) if self.config.store.on else None
+
+    def ledger(self) -> Any:
+        """The job ledger (store.url), opened on first use."""
+        if self._ledger_open is None:
+            from gearman_frame.ledger import open_ledger  # only a sender with a ledger
+            store = self.config.store
+            assert store.url is not None
+            self._ledger_open = open_ledger(store.url, store.lease, store.dedup_ttl,
+                                            store.result_ttl, 2)
+        return self._ledger_open
 
     def close(self) -> None:
+        if self.sent is not None:
+            self.sent.flush()
         self.dispatcher.close()
         self._closed = True
 
@@ -133,7 +150,10 @@ class JobClient:
         outcome = self._one(job, None)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
-        return self._deliver(job, outcome)
+        delivery = self._deliver(job, outcome)
+        if self.sent is not None:
+            self.sent.flush()
+        return delivery
 
     def _one(self, job: Job, timeout: float | None) -> Outcome:
         self._check_open()
@@ -181,10 +201,14 @@ class JobClient:
                 progress(done[0])
 
         self.dispatcher.run(prepared(), finished, timeout)
+        if self.sent is not None:
+            self.sent.flush()
         return [results[i] for i in range(len(results))] if collect else None  # in order
 
     def _deliver(self, job: Job, outcome: Outcome) -> Delivery:
         if outcome.error is None:
+            if self.sent is not None:
+                self.sent.add(job, outcome.server)
             handle = outcome.request.handle if outcome.request is not None else None
             return Delivery(job.id, handle=handle, server=outcome.server)
         if isinstance(outcome.error, ServerRefused):
@@ -200,14 +224,9 @@ class JobClient:
         """The results: the job ledger's (store.url: from any host) and this host's own
         (client.result_store)."""
         if self._store is None:
-            client, store = self.config.client, self.config.store
-            self._store = ResultStore(self.config.resolve(client.result_store),
-                                      client.result_ttl)
-            if store.url is not None:
-                from gearman_frame.ledger import open_ledger  # only with a ledger
-                self._store = LedgerResults(open_ledger(store.url, store.lease,
-                                                        store.dedup_ttl, store.result_ttl, 2),
-                                            self._store)
+            self._store = open_results(self.config,
+                                       ledger=self.ledger() if self.sent is not None else None)
+            assert self._store is not None
         return self._store
 
     def collect_results(self, channel: str | None = None, wait: float = 5.0) -> int:
@@ -283,6 +302,8 @@ class JobClient:
                 if stop_at is not None and time.monotonic() > stop_at:
                     break
             report.remaining = len(self.outbox)
+            if self.sent is not None:
+                self.sent.flush()
             return report
         finally:
             lock.release()
@@ -342,6 +363,9 @@ class JobClient:
         dispatcher.run(jobs, lambda _i, outcome: outcomes.append(outcome))
         queued = [o for o in outcomes if o.error is None]
         self.outbox.delete(o.job.id for o in queued)
+        if self.sent is not None:
+            for outcome in queued:
+                self.sent.add(outcome.job, outcome.server)
         for outcome in outcomes:
             if outcome.error is None:
                 log.info("outbox: delivered job %s on %s as %s", outcome.job.id,
@@ -367,64 +391,6 @@ def in_doubt_at(outcome: Outcome) -> str | None:
         if what.startswith("timed out"):
             return server
     return None
-
-
-def result_of(outcome: Outcome) -> Result:
-    """The Result of a finished foreground job (errors become status 'error').
-
-    A raw job's answer is whatever the worker sent: WORK_DATA chunks (a foreign worker
-    may stream its output) joined in order with the final data, as stdout on success or
-    stderr on failure; WORK_WARNING texts go to stderr. An envelope job's answer is our
-    result object (on failure the last WORK_DATA, or the WORK_EXCEPTION)."""
-    job, request = outcome.job, outcome.request
-    if outcome.error is not None or request is None:
-        return Result(status=STATUS_ERROR, error=str(outcome.error or "no request was sent"),
-                      id=job.id, attempts=len(outcome.attempts))
-    if job.data is not None:
-        return _raw_result(request, job.id)
-    if request.state == JOB_COMPLETE:
-        return _decode(request.result, job.id)
-    if request.state == JOB_FAILED and request.data_updates:
-        return _decode(request.data_updates[-1], job.id)
-    if request.state == JOB_FAILED and request.exception:
-        return _exception_result(bytes(request.exception), job.id)
-    return Result(status=STATUS_FAILED, id=job.id, error=NO_DETAILS)
-
-
-def _exception_result(text: bytes, job_id: str) -> Result:
-    """A WORK_EXCEPTION: our result object (from a worker on a server without WORK_DATA)
-    or a foreign worker's exception text."""
-    try:
-        return Result.decode(text)
-    except EnvelopeError:
-        return Result(status=STATUS_FAILED, id=job_id, stderr=text,
-                      error="the worker raised an exception")
-
-
-#: The error of a job that failed with nothing but a WORK_FAIL.
-NO_DETAILS = ("no result: gearmand dropped the job (a worker died on every one of its "
-              "--job-retries attempts) or a foreign worker failed it without details "
-              "(bare WORK_FAIL, or an exception)")
-
-
-def _raw_result(request: WireRequest, job_id: str) -> Result:
-    data = b"".join(bytes(chunk) for chunk in request.data_updates)
-    warnings = b"".join(bytes(w) for w in request.warning_updates)
-    if request.state == JOB_COMPLETE:
-        return Result(status=STATUS_OK, id=job_id, stdout=data + bytes(request.result or b""),
-                      stderr=warnings)
-    exception = bytes(request.exception or b"")
-    error = ("the job failed" if data or exception or warnings else NO_DETAILS)
-    return Result(status=STATUS_FAILED, id=job_id, stderr=warnings + data + exception,
-                  error=error)
-
-
-def _decode(data: bytes | None, job_id: str) -> Result:
-    try:
-        return Result.decode(data or b"")
-    except EnvelopeError as err:
-        return Result(status=STATUS_ERROR, id=job_id, error=f"undecodable result: {err}",
-                      stdout=data)
 
 
 __all__ = ["JobClient", "Job", "Delivery", "Result", "ServerUnavailable", "OUTBOX"]

@@ -34,6 +34,8 @@ from gearman_frame.wire.lease import Lease
 
 log = logging.getLogger(__name__)
 
+#: Longest pause (seconds) between two passes of the reaper.
+REAP_EVERY = 60.0
 #: Seconds between two looks at the lease and the schedules.
 TICK = 0.5
 #: Slack (seconds) allowed for the last active scheduler's final tick and its sends.
@@ -66,6 +68,12 @@ class Scheduler:
         self._seen_noted = 0.0
         self._flushed = 0.0
         self._unreachable = False
+        #: The reaper (store.url on): run by the active scheduler every REAP_EVERY s.
+        self.reaper = None
+        self._reaped = 0.0
+        if config.store.on:
+            from gearman_frame.sending.reaper import Reaper  # only with a ledger
+            self.reaper = Reaper(config, client.ledger())
 
     def run(self, stop: threading.Event) -> None:
         log.info("scheduler: %d schedule(s), group %s, queued %gs ahead",
@@ -89,11 +97,24 @@ class Scheduler:
         if self.active:
             self._queue_due(now)
             self._flush_outbox(now)
+            self._reap(now)
         elif self.lease.held_elsewhere():
             self.seen_active = now
             if now - self._seen_noted >= SEEN_NOTE_INTERVAL:
                 self._seen_noted = now
                 self._save(seen_active=now)
+
+    def _reap(self, now):
+        """A pass of the reaper every min(requeue_after / 4, REAP_EVERY) seconds; an
+        unreachable ledger is said and tried again at the next."""
+        every = min(self.config.store.requeue_after / 4, REAP_EVERY)
+        if self.reaper is None or now - self._reaped < every:
+            return
+        self._reaped = now
+        try:
+            self.reaper.run_once()
+        except FrameError as err:
+            log.warning("scheduler: reaper pass skipped: %s", err)
 
     def _take_lease(self):
         try:

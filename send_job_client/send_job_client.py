@@ -280,9 +280,9 @@ def cmd_flush(client, args):
 
 
 def cmd_scheduler(client, config):
-    if not config.schedules:
-        raise UsageError(f"{config.path or 'the defaults'}: no schedules to run (add a "
-                         "'schedules:' section)")
+    if not config.schedules and not config.store.on:
+        raise UsageError(f"{config.path or 'the defaults'}: no schedules to run and no "
+                         "ledger to reap (add a 'schedules:' section, or store.url)")
     protected_mode(config, "the scheduler")
     stop = threading.Event()
 

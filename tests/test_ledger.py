@@ -233,3 +233,36 @@ def test_a_submit_kept_in_doubt_and_flushed_after_it_ran_runs_once(gearmand, sta
     wait_for(lambda: "answered from the ledger" in worker.log(), 15,
              "the flushed copy to be answered")
     assert len(runs(record)) == 1, runs(record)
+
+
+def test_a_gearmand_lost_for_good_its_jobs_run_once_through_another(
+        make_gearmand, start_workers, tmp_path, postgres_url):
+    """50 background jobs queued at a gearmand that is then SIGKILLed for good (builtin
+    queue: its jobs die with it; its address stays in the config). After
+    store.requeue_after the reaper sends them to the live server: each runs once, and a
+    second pass finds nothing to send."""
+    from send_job_client import Job, JobClient
+    from .worker_helpers import RUNADMIN
+    lost, alive = make_gearmand(), make_gearmand()
+    record = tmp_path / "record"
+    store = {"store": {"url": postgres_url, "requeue_after": 1}}
+    _, sender = client_config(tmp_path / "sender", [lost.address], **store)
+    with JobClient(sender) as client:
+        sent = client.submit_many([Job.of("step") for _ in range(50)], background=True)
+    assert all(d.server == lost.address for d in sent)
+    ids = sorted(d.id for d in sent)
+    lost.signal(signal.SIGKILL)
+    servers = [lost.address, alive.address]
+    start_workers(servers, {"step": record_function(record, "true")}, extra_config=store)
+    admin, _ = client_config(tmp_path / "admin", servers, **store)
+    time.sleep(1.5)  # past requeue_after
+    reaped = subprocess.run([RUNADMIN, "--config", str(admin), "reaper"], capture_output=True,
+                            text=True, timeout=60)
+    assert reaped.returncode == 0, reaped.stderr
+    assert "50 job(s) sent again" in reaped.stdout and lost.address in reaped.stdout
+    wait_for(lambda: len(runs(record)) >= 50, 30, "the 50 jobs to run")
+    again = subprocess.run([RUNADMIN, "--config", str(admin), "reaper"], capture_output=True,
+                           text=True, timeout=60)
+    assert "0 job(s) sent again" in again.stdout, again.stdout + again.stderr
+    time.sleep(1.0)
+    assert sorted(line.split("-", 1)[1] for line in runs(record)) == ids

@@ -13,6 +13,7 @@ from gearman_frame.wire import WireClient
 from .helpers import wait_for
 
 RUNWORKERS = os.path.join(os.path.dirname(sys.executable), "runworkers")
+RUNADMIN = os.path.join(os.path.dirname(sys.executable), "runadmin")
 
 
 class WorkerProcess:

@@ -48,6 +48,10 @@ class Backend:
     def count(self, statement: str, params: Sequence[Any] = ()) -> int:
         raise NotImplementedError
 
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for each of ``rows``, in one transaction."""
+        raise NotImplementedError
+
     def migrate(self, apply: Any) -> None:
         """``apply(execute)`` inside one transaction that no other process runs at once."""
         raise NotImplementedError
@@ -106,6 +110,16 @@ class SqliteBackend(Backend):
     def count(self, statement: str, params: Sequence[Any] = ()) -> int:
         with self._cursor() as cursor:
             return cursor.execute(self.sql(statement), params).rowcount
+
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._cursor() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.executemany(self.sql(statement), rows)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
 
     def migrate(self, apply: Any) -> None:
         with self._cursor() as cursor:
@@ -173,6 +187,11 @@ class PostgresBackend(Backend):
         with self._cursor() as cursor:
             cursor.execute(self.sql(statement), params)
             return cursor.rowcount
+
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._cursor() as cursor:
+            with cursor.connection.transaction():
+                cursor.executemany(self.sql(statement), rows)
 
     def migrate(self, apply: Any) -> None:
         """On a connection of its own (not the pool's): a server that cannot be reached

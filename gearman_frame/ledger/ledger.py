@@ -141,6 +141,27 @@ class Ledger:
                                  "ORDER BY ended DESC LIMIT ?", (*params, limit))
         return [_entry(row) for row in rows]
 
+    # -- background jobs as sent (for the reaper)
+    def record_sent(self, rows: list[tuple[str, str, str | None, bytes, float]]) -> None:
+        """``(id, function, server, payload, due)`` of background jobs a server queued."""
+        if rows:
+            self.backend.many(
+                "INSERT INTO gf_sent (id, function, server, payload, due, sent) "
+                "VALUES (?, ?, ?, ?, ?, {now}) ON CONFLICT (id) DO UPDATE SET "
+                "server = excluded.server, payload = excluded.payload, due = excluded.due, "
+                "sent = excluded.sent", rows)
+
+    def unclaimed(self, older_than: float, limit: int = 1000
+                  ) -> list[tuple[str, str, str | None, bytes, float]]:
+        """Sent jobs no worker claimed, due more than ``older_than`` seconds ago (the
+        claimed ones are forgotten first)."""
+        self.backend.count("DELETE FROM gf_sent WHERE EXISTS "
+                           "(SELECT 1 FROM gf_jobs WHERE gf_jobs.id = gf_sent.id)")
+        rows = self.backend.rows(
+            "SELECT id, function, server, payload, due FROM gf_sent "
+            "WHERE due < {now} - ? ORDER BY due LIMIT ?", (older_than, limit))
+        return [(i, f, srv, bytes(p), d) for i, f, srv, p, d in rows]
+
     def prune(self) -> int:
         """Delete outcomes older than ``result_ttl``; how many."""
         keep = max(self.result_ttl, self.dedup_ttl)

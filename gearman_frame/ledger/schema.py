@@ -21,8 +21,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS gf_jobs_ended ON gf_jobs (ended)",
         "CREATE INDEX IF NOT EXISTS gf_jobs_holder ON gf_jobs (holder)",
         "CREATE TABLE IF NOT EXISTS gf_sent (id TEXT PRIMARY KEY, function TEXT NOT NULL, "
-        "server TEXT, unique_key TEXT, payload {blob} NOT NULL, sent {real} NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS gf_sent_sent ON gf_sent (sent)"),
+        "server TEXT, payload {blob} NOT NULL, due {real} NOT NULL, sent {real} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS gf_sent_due ON gf_sent (due)"),
 }
 
 

@@ -7,6 +7,9 @@ rest), so nothing a host saw before is hidden.
 """
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from ..envelope import loads
 from ..ledger import Entry, Ledger
 from .result_store import FAILED_STATUSES, ResultStore, Stored
@@ -56,3 +59,18 @@ class LedgerResults:
         for stored in self.local.find(function, failed, since, limit):
             found.setdefault(stored.id, stored)
         return sorted(found.values(), key=lambda s: s.received, reverse=True)[:limit]
+
+
+def open_results(config: Any, create: bool = True,
+                 ledger: Ledger | None = None) -> ResultStore | LedgerResults | None:
+    """The results a role reads: the ledger's and this host's (store.url on), else this
+    host's store alone. ``create=False``: None when there is neither a ledger nor a local
+    store file yet (a reader that must not create one)."""
+    local = ResultStore(config.resolve(config.client.result_store), config.client.result_ttl)
+    store = config.store
+    if store.url is None:
+        return local if create or os.path.exists(local.path) else None
+    if ledger is None:
+        from ..ledger import open_ledger  # only a role with a ledger opens one
+        ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 2)
+    return LedgerResults(ledger, local)

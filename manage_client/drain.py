@@ -314,9 +314,18 @@ class ResendReport:
 
 def resend_jobs(config, jobs, unsent_path):
     """Submit dumped jobs again (background, same unique keys and priority), many in
-    flight, through the core's dispatcher; the ones no server queued are written, as dump
+    flight, through the core's dispatcher (their outcomes in the job ledger are forgotten
+    first: sent again on purpose, they run again); the ones no server queued are written, as dump
     lines, to ``unsent_path`` (owner-only), so nothing is lost."""
     report = ResendReport(unsent_path=unsent_path)
+    if config.store.url is not None:  # sent again on purpose: they run again
+        from gearman_frame.ledger import open_ledger  # only with a ledger
+        store = config.store
+        ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 1)
+        try:
+            ledger.reopen([j["unique"] for j in jobs])
+        finally:
+            ledger.close()
     dispatcher = Dispatcher(config.servers, config.client.timeout, config.client.resend,
                             signer=config.keyring)
     try:

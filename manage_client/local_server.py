@@ -23,7 +23,8 @@ def local_server(config, args, port=None, host=None):
     port = port or args.port or (local[0].port if local else 4730)
     host = host or (local[0].host if local and local[0].host != "localhost" else "127.0.0.1")
     data_dir = args.data_dir or config.resolve(DEFAULT_DATA_DIR)
-    return LocalGearmand(data_dir, port=port, host=host, queue=args.queue,
+    return LocalGearmand(data_dir, port=port, host=host,
+                         queue=args.queue or config.server.queue,
                          job_retries=config.server.job_retries)
 
 

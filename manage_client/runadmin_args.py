@@ -111,8 +111,10 @@ def build_parser():
                                                  "loopback server's, else 4730)")
     server.add_argument("--data-dir", help=f"pidfile, log and queue folder "
                                            f"(default: {DEFAULT_DATA_DIR} beside the config)")
-    server.add_argument("--queue", choices=[QUEUE_SQLITE, QUEUE_BUILTIN], default=QUEUE_SQLITE,
-                        help="persistent SQLite queue (default) or gearmand's in-memory one")
+    server.add_argument("--queue", metavar="QUEUE",
+                        help=f"{QUEUE_SQLITE} (a file in the data dir), {QUEUE_BUILTIN} "
+                             "(memory), postgresql://... or redis://HOST:PORT (default: "
+                             "server.queue, sqlite)")
     server.add_argument("--tls", action="store_true",
                         help="gearmand on loopback only and stunnel taking TLS on the port")
     server.add_argument("--tls-cert", metavar="FILE", help="the server certificate (PEM; "

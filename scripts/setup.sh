@@ -24,6 +24,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)      # the fleet tests: ho
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)     # ... and their links cut
 # the job ledger's fleet store: the tests start throwaway PostgreSQL clusters
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# ... and gearmand's shared queues (PostgreSQL, Redis) a standby gearmand takes over
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # the dashboard's tests drive a real browser (selenium + Debian's chromium and its driver)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
@@ -31,7 +33,6 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # headers, for `python -m bench --peers` only
 peers="${GF_PEERS:-}"
 if [ -n "$peers" ]; then
-  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   [ -f /usr/include/libgearman/gearman.h ] || need_apt+=(libgearman-dev)
   command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 fi

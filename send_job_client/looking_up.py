@@ -50,8 +50,14 @@ def cmd_status(client, args):
 
 
 def job_state(client, job_id):
-    """queued / running (with progress) at a server, else done (from the store), else
-    unknown."""
+    """done (from the job ledger: its outcome is the truth, even while a copy or its dead
+    letter still sits in a queue), else queued / running (with progress) at a server,
+    else done (from this host's store), else unknown."""
+    store = client.result_store
+    if isinstance(store, LedgerResults):
+        ended = store.get(job_id)
+        if ended is not None:
+            return {"id": job_id, "state": "done", "status": ended.status, "runs": ended.runs}
     for server in client.config.servers:
         try:
             known = status_by_unique(server, [job_id], 5.0).get(job_id)
@@ -63,7 +69,6 @@ def job_state(client, job_id):
             if known.running and known.denominator:
                 state["progress"] = f"{known.numerator}/{known.denominator}"
             return state
-    store = client.result_store
     stored = store.get(job_id)
     if stored is not None:
         return {"id": job_id, "state": "done", "status": stored.status, "runs": stored.runs}

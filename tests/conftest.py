@@ -240,3 +240,17 @@ def own_postgres():
     cluster = start_postgres()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture
+def redis_server():
+    """A Redis server of the test's own on a free loopback port (nothing saved)."""
+    from gearman_frame.daemons.redis import RedisServer
+    if shutil.which("redis-server") is None:
+        why = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    server = RedisServer(free_port()).start()
+    yield server
+    server.stop()

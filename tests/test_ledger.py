@@ -266,3 +266,34 @@ def test_a_gearmand_lost_for_good_its_jobs_run_once_through_another(
     assert "0 job(s) sent again" in again.stdout, again.stdout + again.stderr
     time.sleep(1.0)
     assert sorted(line.split("-", 1)[1] for line in runs(record)) == ids
+
+
+def test_a_dead_letter_sent_back_on_purpose_runs_again(gearmand, start_workers, tmp_path):
+    """A failed job's outcome is in the ledger, so a second delivery is answered with it;
+    but `runadmin resend` of its dead letter is an operator's "run it again": its outcome
+    is forgotten first, and it runs (and now succeeds)."""
+    from .worker_helpers import RUNADMIN
+    record, ready = tmp_path / "record", tmp_path / "ready"
+    store = sqlite_store(tmp_path)
+    worker = start_workers([gearmand.address], {"flaky": record_function(
+        record, f"test -e {ready}")}, extra_config=store)
+    config, _ = client_config(tmp_path / "admin", [gearmand.address], **store)
+    sent = sendjob(config, "run", "flaky", "--background", "--json")
+    job_id = json.loads(sent.stdout)["id"]
+    wait_for(lambda: "dead-lettered" in worker.log(), 15, "the failure to be dead-lettered")
+    state = {}
+    wait_for(lambda: state.update(json.loads(sendjob(config, "status", job_id,
+                                                     "--json").stdout)) or "status" in state,
+             15, "the ledger to have its outcome")
+    assert state["status"] == "failed" and state["state"] == "done", state
+    ready.touch()
+    dump = tmp_path / "dead.jsonl"
+    cleared = subprocess.run([RUNADMIN, "--config", str(config), "clear", "__dead__.flaky",
+                              "--dump", str(dump)], capture_output=True, text=True, timeout=60)
+    assert cleared.returncode == 0, cleared.stderr
+    resent = subprocess.run([RUNADMIN, "--config", str(config), "resend", str(dump)],
+                            capture_output=True, text=True, timeout=60)
+    assert resent.returncode == 0 and "1 queued" in resent.stdout, resent.stdout + resent.stderr
+    done = sendjob(config, "result", job_id, "--wait", "15", "--json")
+    assert json.loads(done.stdout)["status"] == "ok", done.stdout + done.stderr
+    assert runs(record) == [f"run-{job_id}"] * 2

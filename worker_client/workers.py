@@ -348,7 +348,7 @@ class WorkerPool:
         if self.claims is not None:
             from .claims import Stopping
             try:
-                self.claims.finish(request.id, result.status, encoded)
+                self.claims.finish(job.unique or request.id, result.status, encoded)
             except Stopping:
                 log.error("worker stopping while the ledger was unreachable: the outcome "
                           "of %s is not recorded", request.id)

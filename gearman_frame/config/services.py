@@ -23,6 +23,9 @@ class ServerConfig:
     """``server:`` — how ``runadmin server`` runs the local gearmand."""
 
     job_retries: int = DEFAULT_JOB_RETRIES
+    #: gearmand's persistent queue: sqlite (a file in the data dir), builtin (memory),
+    #: postgresql://... or redis://HOST:PORT (a standby gearmand can take it over).
+    queue: str = "sqlite"
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,14 @@ class ServiceRules(Rules):
         )
 
     def server(self, raw: object) -> ServerConfig:
-        raw = self.mapping(raw, "server", ("job_retries",))
+        raw = self.mapping(raw, "server", ("job_retries", "queue"))
+        queue = self.string(raw.get("queue", "sqlite"), "server.queue")
+        if queue not in ("sqlite", "builtin") and not queue.startswith(
+                ("postgresql://", "postgres://", "redis://")):
+            raise self.error("server.queue", "sqlite, builtin, postgresql://USER@HOST:PORT/DB "
+                             "or redis://HOST:PORT", queue)
         return ServerConfig(job_retries=self.integer(raw.get("job_retries", DEFAULT_JOB_RETRIES),
-                                                     "server.job_retries", 1))
+                                                     "server.job_retries", 1), queue=queue)
 
     def web(self, raw: object) -> WebConfig:
         raw = self.mapping(raw, "web", ("token_file",))

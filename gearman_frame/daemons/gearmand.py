@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..addresses import DEFAULT_PORT
 from ..errors import EXIT_UNREACHABLE, EXIT_USAGE, ServerControlError
 from ..files import private_folder
 from ..processes import cmdline, is_alive, send_signal, wait_until
+from ..ledger.backends import shown
 from .base import STOP_TIMEOUT, PidfileDaemon
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,27 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 10.0
 QUEUE_SQLITE = "sqlite"
 QUEUE_BUILTIN = "builtin"
+
+
+#: Queues another gearmand can take over (a standby started after the first is dead).
+SHARED_QUEUES = ("postgresql://", "postgres://", "redis://")
+#: The table of a PostgreSQL queue (``?table=NAME`` in the URL names another).
+QUEUE_TABLE = "gearmand_queue"
+
+
+def shared_queue_args(url: str) -> list[str]:
+    """gearmand's flags for a PostgreSQL (``-q Postgres``; libpq takes the URL as its
+    conninfo) or Redis (``-q redis``) queue. gearmand replays such a queue only when it
+    starts: never run two live gearmands on one (both would run its jobs)."""
+    parts = urlsplit(url)
+    if parts.scheme == "redis":
+        argv = ["--queue-type", "redis", "--redis-server", parts.hostname or "127.0.0.1",
+                "--redis-port", str(parts.port or 6379)]
+        return argv + (["--redis-password", parts.password] if parts.password else [])
+    query = dict(parse_qsl(parts.query))
+    table = query.pop("table", QUEUE_TABLE)
+    conninfo = urlunsplit(parts._replace(query=urlencode(query)))
+    return ["--queue-type", "Postgres", "--libpq-conninfo", conninfo, "--libpq-table", table]
 
 
 def find_gearmand() -> str | None:
@@ -101,7 +124,7 @@ class ServerStatus:
     def describe(self) -> str:
         if self.running:
             return (f"gearmand running: pid {self.pid}, {self.host}:{self.port}, "
-                    f"queue {self.queue}, data {self.data_dir}")
+                    f"queue {shown(self.queue)}, data {self.data_dir}")
         extra = " (removed a stale pidfile)" if self.stale_pidfile else ""
         return f"gearmand not running on {self.host}:{self.port}{extra}"
 
@@ -121,9 +144,10 @@ class LocalGearmand(PidfileDaemon):
                  host: str = "127.0.0.1", queue: str = QUEUE_SQLITE,
                  extra_args: Iterable[str] = (), binary: str | None = None,
                  job_retries: int | None = None) -> None:
-        if queue not in (QUEUE_SQLITE, QUEUE_BUILTIN):
-            raise ServerControlError(f"queue must be '{QUEUE_SQLITE}' or '{QUEUE_BUILTIN}', "
-                                     f"got {queue!r}", EXIT_USAGE)
+        if queue not in (QUEUE_SQLITE, QUEUE_BUILTIN) and not queue.startswith(SHARED_QUEUES):
+            raise ServerControlError(f"queue must be '{QUEUE_SQLITE}', '{QUEUE_BUILTIN}', "
+                                     f"postgresql://... or redis://HOST:PORT, got {queue!r}",
+                                     EXIT_USAGE)
         self.data_dir = self.folder = Path(data_dir).resolve()
         self.port = int(port)
         self.host = host
@@ -158,6 +182,8 @@ class LocalGearmand(PidfileDaemon):
                 "--verbose", "WARNING"]
         if self.queue == QUEUE_SQLITE:
             argv += ["--queue-type", "libsqlite3", "--libsqlite3-db", str(self.queue_file)]
+        elif self.queue != QUEUE_BUILTIN:
+            argv += shared_queue_args(self.queue)
         if self.job_retries:
             argv += ["--job-retries", str(self.job_retries)]
         argv += ["--keepalive", *(f"--keepalive-{k}={v}" for k, v in KEEPALIVE.items())]

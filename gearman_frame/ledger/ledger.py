@@ -141,6 +141,12 @@ class Ledger:
                                  "ORDER BY ended DESC LIMIT ?", (*params, limit))
         return [_entry(row) for row in rows]
 
+    def reopen(self, job_ids: list[str]) -> int:
+        """Forget the outcomes of ``job_ids`` (an operator sends them again on purpose:
+        `runadmin resend`), so their next delivery runs; how many were forgotten."""
+        return sum(self.backend.count("DELETE FROM gf_jobs WHERE id = ? AND state = 'ended'",
+                                      (job_id,)) for job_id in job_ids)
+
     # -- background jobs as sent (for the reaper)
     def record_sent(self, rows: list[tuple[str, str, str | None, bytes, float]]) -> None:
         """``(id, function, server, payload, due)`` of background jobs a server queued."""

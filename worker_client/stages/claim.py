@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 WAIT_FIRST, WAIT_MAX = 0.1, 1.0
 
 
+def claim_key(run: Run) -> str:
+    """What a job is claimed as: its unique key (our senders set it to the job id; a
+    requeued dead letter's has its requeue count, so a requeue is a run of its own),
+    else its job id."""
+    return run.job.unique or run.job_id
+
+
 class Claim(Stage):
     """See the module docstring. Raw payloads (no envelope, no job id of ours) are not
     claimed: they run at least once, as before."""
@@ -30,7 +37,7 @@ class Claim(Stage):
     def before(self, run: Run) -> Result | None:
         if run.request is None:
             return None
-        job_id, pause = run.job_id, WAIT_FIRST
+        job_id, pause = claim_key(run), WAIT_FIRST
         while True:
             try:
                 claim = self.claims.claim(job_id, run.function, run.worker)
@@ -72,7 +79,7 @@ class Claim(Stage):
         result, text = encoded(run.handler, result)
         run.encoded = (result, text)
         try:
-            if not self.claims.finish(run.job_id, result.status, text):
+            if not self.claims.finish(claim_key(run), result.status, text):
                 log.error("its claim was lost (the lease ran out while it ran): another "
                           "worker took it over")
         except Stopping:
@@ -83,5 +90,5 @@ class Claim(Stage):
 
     def unwind(self, run: Run, why: BaseException) -> None:
         if run.claimed and not isinstance(why, TakenOver):
-            self.claims.release(run.job_id)
+            self.claims.release(claim_key(run))
             run.claimed = False

@@ -51,7 +51,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SOAK.md")
 
 
 class Soak:
-    def __init__(self, folder, minutes, seed):
+    def __init__(self, folder, minutes, seed, store=None):
         self.folder = folder
         self.deadline = time.monotonic() + minutes * 60 * 0.8
         self.drain_budget = minutes * 60 * 0.2 + 60
@@ -66,6 +66,12 @@ class Soak:
         self.workers = {}
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        #: The ledger (store.url): None (off), a sqlite:/// URL or a PostgresCluster.
+        self.store = store
+        #: Servers lost for good (killed, their queue deleted, never started again).
+        self.lost = set()
+        self.halfway = time.monotonic() + minutes * 60 * 0.4
+        self.reaped = 0
 
     # -- set-up
     def write_config(self):
@@ -76,7 +82,14 @@ class Soak:
                             "logging": {"level": "WARNING"},
                             "client": {"timeout": 5, "resend": 6, "outbox": "outbox.sqlite"},
                             "worker": {"threads": 4, "grace": 10},
-                            "plugins": ["soaktasks"], "functions": FUNCTIONS}, handle)
+                            "plugins": ["soaktasks"], "functions": FUNCTIONS,
+                            **({"store": {"url": self.store_url, "lease": 10,
+                                          "requeue_after": 10}} if self.store else {})},
+                           handle)
+
+    @property
+    def store_url(self):
+        return self.store if isinstance(self.store, str) else self.store.url
 
     def start_worker(self, name):
         env = {**os.environ, "PYTHONPATH": self.folder}
@@ -109,10 +122,45 @@ class Soak:
     def fault_loop(self):
         while not self.stop.is_set() and time.monotonic() < self.deadline - 5:
             time.sleep(self.rng.uniform(1.5, 3.5))
-            fault = self.rng.choice(["kill_worker", "kill_server", "freeze_server",
-                                     "kill_command"])
+            kinds = ["kill_worker", "kill_server", "freeze_server", "kill_command"]
+            if self.store:
+                kinds.append("kill_worker_while_server_frozen")
+                if not isinstance(self.store, str):
+                    kinds.append("stop_ledger")
+                if not self.lost and time.monotonic() > self.halfway:
+                    kinds = ["lose_server"]
+            fault = self.rng.choice(kinds)
             getattr(self, fault)()
             self.faults[fault] += 1
+
+    def alive_servers(self):
+        return [s for s in self.servers if s.address not in self.lost]
+
+    def kill_worker_while_server_frozen(self):
+        """A worker killed while a server it answers through is frozen: its answers (and
+        results) wait in the frozen server's socket, or were never sent."""
+        server = self.rng.choice(self.alive_servers())
+        server.signal(signal.SIGSTOP)
+        try:
+            time.sleep(self.rng.uniform(0.3, 1.5))
+            self.kill_worker()
+        finally:
+            server.signal(signal.SIGCONT)
+
+    def stop_ledger(self):
+        self.store.stop()
+        time.sleep(self.rng.uniform(2.0, 6.0))
+        self.store.start()
+
+    def lose_server(self):
+        """A gearmand host lost for good: killed, its queue file gone, never back (its
+        address stays in the config); the reaper must send its jobs elsewhere."""
+        server = self.rng.choice(self.alive_servers())
+        self.lost.add(server.address)
+        server.kill()
+        for name in os.listdir(server.data_dir):
+            if name.startswith("queue-"):
+                os.unlink(os.path.join(server.data_dir, name))
 
     def kill_worker(self):
         name = self.rng.choice(sorted(self.workers))
@@ -122,13 +170,13 @@ class Soak:
         self.start_worker(name)
 
     def kill_server(self):
-        server = self.rng.choice(self.servers)
+        server = self.rng.choice(self.alive_servers())
         server.kill()
         time.sleep(self.rng.uniform(0.5, 2.0))
         server.start()
 
     def freeze_server(self):
-        server = self.rng.choice(self.servers)
+        server = self.rng.choice(self.alive_servers())
         server.signal(signal.SIGSTOP)
         time.sleep(self.rng.uniform(1.0, 4.0))
         server.signal(signal.SIGCONT)
@@ -147,12 +195,21 @@ class Soak:
         with JobClient(config) as client:
             flushed = client.flush_outbox()
         deadline = time.monotonic() + self.drain_budget
-        addresses = [parse_address(s.address) for s in self.servers]
+        addresses = [parse_address(s.address) for s in self.alive_servers()]
+        reaper = None
+        if self.store:
+            from gearman_frame.ledger import open_ledger
+            from gearman_frame.sending.reaper import Reaper
+            reaper = Reaper(config, open_ledger(self.store_url, 10, 86400, 86400))
+        quiet = 0
         while time.monotonic() < deadline:
             with AdminClient(addresses) as admin:
                 busy = sum(r.queued + r.running for r in admin.status()
                            if r.function in FUNCTIONS)
-            if busy == 0:
+            if reaper is not None:  # what the lost server held is sent elsewhere
+                self.reaped += reaper.run_once().resent
+            quiet = quiet + 1 if busy == 0 else 0
+            if quiet >= (30 if reaper is not None else 1):  # past requeue_after, quiet
                 break
             time.sleep(0.5)
         return flushed
@@ -174,11 +231,30 @@ class Soak:
                     self.reported_failed[i] for i in failed)),
                 "dead-lettered": len(dead), "lost": len(lost),
                 "duplicated": len(duplicated), "duplicated by kind": dict(by_kind),
+                "lost by kind": dict(collections.Counter(self.sent[i] for i in lost)),
+                "duplicated ids": sorted(duplicated)[:10],
                 "lost ids": lost[:10]}
+
+    def ledger_view(self, ids):
+        """What the ledger says of ``ids`` (claims and sends): why a job was lost."""
+        from gearman_frame.ledger import open_ledger
+        ledger = open_ledger(self.store_url, 10, 86400, 86400)
+        view = {}
+        for job_id in ids:
+            entry = ledger.look(job_id)
+            sent = ledger.backend.rows("SELECT server, due FROM gf_sent WHERE id = ?",
+                                       (job_id,))
+            view[job_id[:8]] = (f"{entry.state} {entry.status} runs={entry.runs} "
+                                f"host={entry.host} worker={entry.worker} "
+                                f"result={(entry.result or b'')[:160]!r} holder={entry.holder} "
+                                f"lease={entry.lease_left}" if entry else "never claimed") + \
+                (f"; sent to {sent[0][0]}" if sent else "; not in gf_sent")
+        ledger.close()
+        return view
 
     def dead_letters(self):
         """Ids of jobs that failed every attempt: drained from the dead-letter queues."""
-        addresses = [parse_address(s.address) for s in self.servers]
+        addresses = [parse_address(s.address) for s in self.alive_servers()]
         dump = os.path.join(self.folder, "dead.jsonl")
         for function in FUNCTIONS:
             Drainer(addresses, dead_letter_function(function), dump).run(timeout=30)
@@ -233,10 +309,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="how long (default 3)")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument("--store", choices=["off", "sqlite", "postgresql"], default="off",
+                        help="the job ledger (adds faults: a worker killed while a server "
+                             "is frozen, a server lost for good, PostgreSQL stopped)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time())
     with tempfile.TemporaryDirectory(prefix="gf-soak-") as folder:
-        soak = Soak(folder, args.minutes, seed)
+        store = None
+        if args.store == "sqlite":
+            store = f"sqlite:///{folder}/ledger.sqlite"
+        elif args.store == "postgresql":
+            from gearman_frame.daemons.postgres import PostgresCluster
+            store = PostgresCluster(free_port()).start()
+        soak = Soak(folder, args.minutes, seed, store)
         for server in soak.servers:
             server.start()
         soak.write_config()
@@ -250,7 +335,7 @@ def main(argv=None):
             thread.start()
         for thread in threads:
             thread.join()
-        for server in soak.servers:  # every server up and thawed before the drain
+        for server in soak.alive_servers():  # every server up and thawed for the drain
             if not server.status().running:
                 server.start()
             server.signal(signal.SIGCONT)
@@ -264,15 +349,27 @@ def main(argv=None):
         summary["outbox flushed"] = flushed.delivered
         summary["faults"] = dict(soak.faults)
         summary["seconds"] = round(time.monotonic() - started)
+        if store is not None:
+            summary["sent again by the reaper"] = soak.reaped
+            if summary["lost"] or summary["duplicated"]:
+                summary["lost or twice, as the ledger has them"] = soak.ledger_view(
+                    summary["lost ids"] + summary["duplicated ids"])
         for server in soak.servers:
             server.stop()
-    text = (f"# Soak results\n\nLast run: {time.strftime('%Y-%m-%d %H:%M')}, seed {seed}, "
-            f"{args.minutes:g} min, {os.cpu_count()} cores.\n\n| what | value |\n|---|---|\n"
+        if store is not None and not isinstance(store, str):
+            store.destroy()
+    ledger = "off" if args.store == "off" else f"on {args.store}"
+    text = (f"# Soak results, job ledger {ledger}\n\nLast run: "
+            f"{time.strftime('%Y-%m-%d %H:%M')}, seed {seed}, {args.minutes:g} min, "
+            f"{os.cpu_count()} cores.\n\n| what | value |\n|---|---|\n"
             + "\n".join(f"| {k} | {v} |" for k, v in summary.items()) + "\n")
     print(text)
-    with open(RESULTS, "w") as handle:
+    results = RESULTS if args.store == "off" else RESULTS.replace(".md",
+                                                                  f"-{args.store}.md")
+    with open(results, "w") as handle:
         handle.write(text)
-    bad = summary["lost"] or summary["orphans"] or summary["zombies"]
+    bad = (summary["lost"] or summary["orphans"] or summary["zombies"]
+           or (args.store != "off" and summary["duplicated"]))
     return 1 if bad else 0
 
 

@@ -297,3 +297,24 @@ def test_a_dead_letter_sent_back_on_purpose_runs_again(gearmand, start_workers, 
     done = sendjob(config, "result", job_id, "--wait", "15", "--json")
     assert json.loads(done.stdout)["status"] == "ok", done.stdout + done.stderr
     assert runs(record) == [f"run-{job_id}"] * 2
+
+
+def test_a_command_cut_by_its_servers_death_runs_again_once_the_server_is_back(
+        restartable_gearmand, start_workers, tmp_path):
+    """gearmand SIGKILLed while a background command runs: the worker kills the command
+    (nobody can take its answer). That cut run's outcome is not recorded: when the server
+    is back and hands the job out again, it runs, to the end."""
+    server = restartable_gearmand
+    record = tmp_path / "record"
+    store = sqlite_store(tmp_path)
+    worker = start_workers([server.address], {"long": record_function(record, "sleep 3")},
+                           extra_config=store)
+    config, _ = client_config(tmp_path / "sender", [server.address], **store)
+    job_id = json.loads(sendjob(config, "run", "long", "--background", "--json").stdout)["id"]
+    wait_for(lambda: runs(record), 15, "the command to start")
+    server.kill()
+    wait_for(lambda: "is gone while job" in worker.log(), 15, "the cut command to be killed")
+    server.start()
+    done = sendjob(config, "result", job_id, "--wait", "30", "--json")
+    assert json.loads(done.stdout)["status"] == "ok", done.stdout + done.stderr
+    assert runs(record) == [f"run-{job_id}"] * 2

@@ -159,13 +159,16 @@ class Ledger:
 
     def unclaimed(self, older_than: float, limit: int = 1000
                   ) -> list[tuple[str, str, str | None, bytes, float]]:
-        """Sent jobs no worker claimed, due more than ``older_than`` seconds ago (the
-        claimed ones are forgotten first)."""
-        self.backend.count("DELETE FROM gf_sent WHERE EXISTS "
-                           "(SELECT 1 FROM gf_jobs WHERE gf_jobs.id = gf_sent.id)")
+        """Sent jobs due more than ``older_than`` seconds ago that have no outcome and no
+        live claim (never claimed, or their holder died: its lease ran out). The ended
+        ones are forgotten first."""
+        self.backend.count("DELETE FROM gf_sent WHERE EXISTS (SELECT 1 FROM gf_jobs WHERE "
+                           "gf_jobs.id = gf_sent.id AND gf_jobs.state = 'ended')")
         rows = self.backend.rows(
-            "SELECT id, function, server, payload, due FROM gf_sent "
-            "WHERE due < {now} - ? ORDER BY due LIMIT ?", (older_than, limit))
+            "SELECT id, function, server, payload, due FROM gf_sent WHERE due < {now} - ? "
+            "AND NOT EXISTS (SELECT 1 FROM gf_jobs WHERE gf_jobs.id = gf_sent.id AND "
+            "gf_jobs.state = 'running' AND gf_jobs.lease_until >= {now}) "
+            "ORDER BY due LIMIT ?", (older_than, limit))
         return [(i, f, srv, bytes(p), d) for i, f, srv, p, d in rows]
 
     def prune(self) -> int:

@@ -1,8 +1,8 @@
 """The reaper: background jobs whose gearmand host was lost for good are sent again.
 
 Senders record each background job in the ledger as a server queues it (``gf_sent``). A
-job no worker claimed within ``store.requeue_after`` of its time is looked for at the
-server that took it: one that still holds it (a backlog, a held delayed job) keeps it; an
+job with no outcome and no live claim (never claimed, or its holder died) within
+``store.requeue_after`` of its time is looked for at the server that took it: one that still holds it (a backlog, a held delayed job) keeps it; an
 unreachable one, or one that no longer knows it, has lost it, and it is sent to a live
 server. The worker's claim makes a second copy harmless (a job that did run is answered
 from the ledger), so the reaper never has to be sure. It runs inside ``sendjob

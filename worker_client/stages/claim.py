@@ -73,6 +73,12 @@ class Claim(Stage):
     def after(self, run: Run, result: Result) -> Result:
         if not run.claimed:
             return result
+        if run.job.gone() and not result.ok:
+            # its connection went away (the worker kills such a command): gearmand hands
+            # the job out again, and that delivery must run it, not read this outcome
+            self.claims.release(claim_key(run))
+            run.claimed = False
+            return result
         if result.id is None:
             result.id = run.job_id
         result.duration_s = round(time.monotonic() - run.started, 6)

@@ -83,7 +83,7 @@ class Soak:
                             "client": {"timeout": 5, "resend": 6, "outbox": "outbox.sqlite"},
                             "worker": {"threads": 4, "grace": 10},
                             "plugins": ["soaktasks"], "functions": FUNCTIONS,
-                            **({"store": {"url": self.store_url, "lease": 10,
+                            **({"store": {"url": self.store_url,
                                           "requeue_after": 10}} if self.store else {})},
                            handle)
 

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 #: Rows written at once.
 BUFFER = 500
+#: Rows kept while the ledger is unreachable (the oldest go beyond this).
+MAX_PENDING = 100_000
 
 
 class SentLog:
@@ -27,7 +29,7 @@ class SentLog:
     def add(self, job: Job, server: str | None) -> None:
         payload = job.data if job.data is not None else job.payload(None)
         self._rows.append((job.id, job.function, server, payload, job.at or time.time()))
-        if len(self._rows) >= BUFFER:
+        if len(self._rows) % BUFFER == 0:
             self.flush()
 
     def flush(self) -> None:
@@ -36,6 +38,7 @@ class SentLog:
             return
         try:
             self._ledger().record_sent(rows)
-        except LedgerUnavailable as err:  # the jobs are queued; only the safety net misses
-            log.warning("%d background job(s) queued but not recorded for the reaper: %s",
-                        len(rows), err)
+        except LedgerUnavailable as err:  # the jobs are queued; kept for the next write
+            self._rows = (rows + self._rows)[-MAX_PENDING:]
+            log.warning("%d background job(s) queued but not yet recorded for the reaper "
+                        "(kept, written with the next): %s", len(rows), err)

@@ -15,6 +15,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from .client_helpers import client_config, sendjob
 from .helpers import wait_for
 
@@ -318,3 +320,27 @@ def test_a_command_cut_by_its_servers_death_runs_again_once_the_server_is_back(
     done = sendjob(config, "result", job_id, "--wait", "30", "--json")
     assert json.loads(done.stdout)["status"] == "ok", done.stdout + done.stderr
     assert runs(record) == [f"run-{job_id}"] * 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_outcomes_expire_after_their_ttls(kind, request, tmp_path):
+    """Within dedup_ttl a second delivery reads the outcome; after it, the job id is new
+    again; prune() drops outcomes older than result_ttl (and dedup_ttl)."""
+    from gearman_frame.ledger import CLAIMED, ENDED, HELD, open_ledger
+    url = (f"sqlite:///{tmp_path / 'l.sqlite'}" if kind == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    ledger = open_ledger(url, lease=30, dedup_ttl=1, result_ttl=1)
+    try:
+        assert ledger.claim("j1", "f", "me", "h", "w").kind == CLAIMED
+        assert ledger.claim("j1", "f", "other", "h", "w").kind == HELD
+        assert ledger.finish("j1", "me", "ok", b'{"status":"ok"}')
+        assert not ledger.finish("j1", "other", "ok", b"{}")  # not its claim
+        seen = ledger.claim("j1", "f", "other", "h", "w")
+        assert seen.kind == ENDED and seen.entry.result == b'{"status":"ok"}'
+        time.sleep(1.3)
+        assert ledger.claim("j1", "f", "other", "h", "w").kind == CLAIMED  # dedup_ttl over
+        assert ledger.finish("j1", "other", "ok", b"{}")
+        time.sleep(1.3)
+        assert ledger.prune() == 1 and ledger.look("j1") is None
+    finally:
+        ledger.close()

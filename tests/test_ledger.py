@@ -148,8 +148,10 @@ def test_a_job_whose_worker_died_mid_command_is_taken_over_at_once(
     after the 30 s lease, and the job runs again to the end."""
     gearmand = gearmand.address
     record = tmp_path / "record"
-    worker = start_workers([gearmand], {"slow": record_function(record, "sleep 2; echo ok")},
-                           threads=1, extra_config=sqlite_store(tmp_path))
+    claims = tmp_path / "claims"
+    worker = start_workers([gearmand], {"slow": record_function(
+        record, f"echo $GEARMAN_FRAME_CLAIM >> {claims}; sleep 2; echo ok")},
+        threads=1, extra_config=sqlite_store(tmp_path))
     config, _ = client_config(tmp_path / "sender", [gearmand], timeout=60, resend=0)
     out = {}
     sender = threading.Thread(target=lambda: out.update(done=sendjob(config, "run", "slow")))
@@ -163,6 +165,7 @@ def test_a_job_whose_worker_died_mid_command_is_taken_over_at_once(
     assert time.monotonic() - started < 25  # well inside the 30 s lease
     assert "died: taking it over" in worker.log()
     assert len(runs(record)) == 2  # the cut run, and the one that ended
+    assert claims.read_text().split() == ["1", "2"]  # the takeover is told it is one
 
 
 def test_an_unreachable_or_bad_store_is_one_line(tmp_path, gearmand):

@@ -40,6 +40,10 @@ HOST = socket.gethostname()
 #: Environment variable giving a command its job id: the key to make a command idempotent
 #: (a job may run again after a crash; see the README's Guarantees).
 JOB_ID_VARIABLE = "GEARMAN_FRAME_JOB_ID"
+#: With the job ledger on: 1 for a job's first claim, 2 and up for a takeover (its earlier
+#: holder died, maybe after the command's work was done: the one window the ledger cannot
+#: close), so a command can check its own work before doing it again.
+CLAIM_VARIABLE = "GEARMAN_FRAME_CLAIM"
 
 
 _JSON_SCALARS = (str, int, float, bool)
@@ -137,6 +141,8 @@ class FunctionHandler:
                 raise Rejected("the input (stdin: data) is not text UTF-8 can carry (a lone "
                                "surrogate)") from None
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
+        if run.claim_number:
+            env[CLAIM_VARIABLE] = str(run.claim_number)
         run.outcome = self._run(argv, shell, stdin, on_tick=run.progress, env=env,
                                 fields=request.kwargs, tail_bytes=self.output_limit,
                                 follower=run.follower)

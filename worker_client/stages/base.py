@@ -47,7 +47,7 @@ class Run:
 
     __slots__ = ("job", "handler", "wire", "worker", "started", "request", "raw", "batch",
                  "refused", "attempts", "outcome", "progress", "follower", "answer",
-                 "reached", "claimed", "encoded", "replayed")
+                 "reached", "claimed", "encoded", "replayed", "claim_number")
 
     def __init__(self, job: Job, handler: FunctionHandler, wire: Any, worker: str,
                  batch: bool = False):
@@ -77,6 +77,9 @@ class Run:
         self.encoded: tuple[Result, bytes] | None = None
         #: Answered from the ledger: it ran already, nothing of it is done again.
         self.replayed = False
+        #: The ledger's count of claims of this job (2 and up: a takeover after its
+        #: holder died, which may have done part or all of the work); 0: no ledger.
+        self.claim_number = 0
 
     @property
     def function(self) -> str:

@@ -44,7 +44,7 @@ class Claim(Stage):
             except Stopping:
                 raise AbandonJob("worker stopping while the ledger was unreachable") from None
             if claim.kind == "claimed":
-                run.claimed = True
+                run.claimed, run.claim_number = True, claim.runs
                 if claim.runs > 1:
                     log.warning("taken over: its earlier holder's lease ran out (run %d)",
                                 claim.runs)

@@ -89,6 +89,11 @@ def run(args):
     with tempfile.TemporaryDirectory(prefix="gf-bench-") as folder:
         server = start_gearmand(folder)
         try:
+            if args.only in (None, "ledger"):
+                from . import ledger
+                ledger.rows(table, server, folder, reps, args.quick, _paired)
+            if args.only == "ledger":
+                return table
             n_batch = 2000 if args.quick else 10000
             plain, batched = _paired(
                 reps, lambda rep: w.batch_store(server, n_batch, "store_one", folder),
@@ -97,11 +102,7 @@ def run(args):
                       "a plain task (1 thread each)", "jobs/s", batched, plain, "report")
             if args.only == "batch":
                 return table
-            if args.only in (None, "ledger"):
-                from . import ledger
-                ledger.rows(table, server, folder, reps, args.quick, _paired)
-            if args.only == "ledger":
-                return table
+
             for threads in (1, 4):
                 ours, base, rss = [], [], []
                 for _ in range(reps):

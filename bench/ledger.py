@@ -26,7 +26,7 @@ def drain(server, count, store=None, threads=4):
         started, first = time.perf_counter(), left()
         while left() > 0:
             time.sleep(0.02)
-        return w._rate(first, time.perf_counter() - started)
+        return {"jobs_s": w._rate(first, time.perf_counter() - started)}
 
 
 def rows(table, server, folder, reps, quick, paired):

@@ -195,25 +195,26 @@ def test_the_ledger_stopped_for_20_seconds_loses_and_doubles_nothing(
     store = {"store": {"url": own_postgres.url}}
     worker = start_workers([gearmand], {"step": record_function(record, "sleep 0.2")},
                            threads=3, extra_config=store)
-    config, _ = client_config(tmp_path / "sender", [gearmand], **store)
-    ids = []
-    for _ in range(40):
-        sent = sendjob(config, "run", "step", "--background", "--json")
-        assert sent.returncode == 0, sent.stderr
-        ids.append(json.loads(sent.stdout)["id"])
+    from send_job_client import Job, JobClient
+    _, config = client_config(tmp_path / "sender", [gearmand])
+    with JobClient(config) as client:
+        ids = [d.id for d in client.submit_many([Job.of("step") for _ in range(60)],
+                                                background=True)]
     wait_for(lambda: len(runs(record)) >= 8, 30, "some jobs to run")
     own_postgres.stop()
     stopped = len(runs(record))
+    assert stopped < 30  # most jobs are still waiting in gearmand
     time.sleep(20)
     assert len(runs(record)) <= stopped + 3  # at most the jobs that were in hand
     own_postgres.start()
-    wait_for(lambda: len(runs(record)) >= 40, 60, "every job to run")
+    back = time.monotonic()
+    wait_for(lambda: "the job ledger is back" in worker.log(), 10, "work to resume")
+    assert time.monotonic() - back < 5
+    wait_for(lambda: len(runs(record)) >= 60, 60, "every job to run")
     time.sleep(1.0)
     ran = [line.split("-", 1)[1] for line in runs(record)]
     assert sorted(ran) == sorted(ids)  # each once: none lost, none twice
-    log = worker.log()
-    assert log.count("the job ledger is unreachable") == 1, log
-    assert "the job ledger is back" in log
+    assert worker.log().count("the job ledger is unreachable") == 1, worker.log()
 
 
 def test_a_submit_kept_in_doubt_and_flushed_after_it_ran_runs_once(gearmand, start_workers,

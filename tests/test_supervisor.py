@@ -11,7 +11,7 @@ import time
 import pytest
 
 from .helpers import wait_for
-from .worker_helpers import send, send_in_thread
+from .worker_helpers import send, send_background, send_in_thread
 
 def serving(server, name):
     """The processes of worker ``name`` connected to ``server`` (by their control
@@ -77,6 +77,23 @@ def test_max_jobs_recycles_processes_and_no_job_is_lost_or_run_twice(gearmand, s
     assert "worker.max_jobs (5) reached" in worker.log()
 
 
+def test_processes_recycled_while_jobs_run_lose_and_double_nothing(gearmand, start_workers,
+                                                                  tmp_path):
+    """40 background commands queued at once, two processes of one thread, each recycled
+    after 5 jobs: a recycle lands while the other process runs, and while jobs wait in
+    gearmand. Each job's command appends its id: every id once, none missing."""
+    record = tmp_path / "record"
+    worker = start_workers([gearmand.address], {"step": {"command": [
+        "sh", "-c", f"sleep 0.05; echo $GEARMAN_FRAME_JOB_ID >> {record}"]}},
+        name="recycling", threads=1, worker={"processes": 2, "max_jobs": 5})
+    ids = [send_background([gearmand.address], "step") for _ in range(40)]
+    wait_for(lambda: record.exists() and len(record.read_text().split()) >= 40, 60,
+             "the 40 jobs to run")
+    time.sleep(1.0)  # a job run twice would have written again by now
+    assert sorted(record.read_text().split()) == sorted(ids)
+    assert worker.log().count("worker.max_jobs (5) reached") >= 6
+
+
 def test_max_memory_recycles_the_process_that_grew(gearmand, start_workers, plugin):
     worker = start_workers([gearmand.address], {}, name="leaky", threads=1,
                            plugins=["fleettasks"], pythonpath=plugin,
@@ -140,8 +157,13 @@ def _config_with(worker, functions):
     worker.config.write_text(yaml.safe_dump(data))
 
 
-def test_sighup_reloads_rolling_and_no_running_job_is_lost(gearmand, start_workers):
-    functions = {"long": {"command": ["sh", "-c", "sleep 3; echo slept"], "timeout": 30}}
+def test_sighup_reloads_rolling_and_no_running_job_is_lost(gearmand, start_workers,
+                                                           tmp_path):
+    """A job running through a SIGHUP reload runs once to its end: its command records
+    each start, so a job cut by the reload and run again would leave two lines."""
+    starts = tmp_path / "starts"
+    functions = {"long": {"command": ["sh", "-c", f"echo start >> {starts}; sleep 3; "
+                                                  "echo slept"], "timeout": 30}}
     worker = start_workers([gearmand.address], functions, name="reload", threads=2,
                            extra_args=["--processes", "2"])
     before = set(worker.worker_pids())
@@ -156,6 +178,7 @@ def test_sighup_reloads_rolling_and_no_running_job_is_lost(gearmand, start_worke
     assert added.ok and added.stdout == "new fn\n"
     sender.join(30)
     assert results and results[0].ok and results[0].stdout == "slept\n"
+    assert starts.read_text() == "start\n"  # not cut and run again
     # every process was replaced, one by one, and two serve again
     wait_for(lambda: len(worker.worker_pids()) == 2
              and not before & set(worker.worker_pids()), 20, "the rolling replacement")

@@ -18,8 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import LedgerUnavailable
 from ..files import ensure_private_file
 
-#: Seconds a statement waits for a lock (SQLite) or a pooled connection (PostgreSQL).
+#: Seconds a statement waits for a lock (SQLite).
 WAIT = 5.0
+#: Seconds a statement waits for a pooled connection (PostgreSQL): while the server is
+#: down each try takes this long, so work resumes within about it of its return.
+POOL_WAIT = 2.0
 
 
 def shown(url: str) -> str:
@@ -38,8 +41,16 @@ class Backend:
     name = "?"
     where = "?"
     fragments: dict[str, str] = {}
+    _sql: dict[str, str]
 
     def sql(self, statement: str) -> str:
+        """``statement`` in this database's words (cached: a job runs two of them)."""
+        done = self._sql.get(statement)
+        if done is None:
+            done = self._sql[statement] = self._translate(statement)
+        return done
+
+    def _translate(self, statement: str) -> str:
         return statement.format(**self.fragments)
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -70,6 +81,7 @@ class SqliteBackend(Backend):
 
     def __init__(self, path: str):
         self.path = self.where = path
+        self._sql = {}
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
@@ -104,12 +116,20 @@ class SqliteBackend(Backend):
                 raise LedgerUnavailable(self.path, str(err)) from err
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self._cursor() as cursor:
-            return cursor.execute(self.sql(statement), params).fetchall()
+        sql = self.sql(statement)
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as err:
+                raise LedgerUnavailable(self.path, str(err)) from err
 
     def count(self, statement: str, params: Sequence[Any] = ()) -> int:
-        with self._cursor() as cursor:
-            return cursor.execute(self.sql(statement), params).rowcount
+        sql = self.sql(statement)
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).rowcount
+            except sqlite3.DatabaseError as err:
+                raise LedgerUnavailable(self.path, str(err)) from err
 
     def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._cursor() as cursor:
@@ -151,6 +171,7 @@ class PostgresBackend(Backend):
         from psycopg_pool import ConnectionPool
 
         self.url, self.where = url, shown(url)
+        self._sql = {}
         self._psycopg = psycopg
         # the pool says each failed reconnection; an outage is said once, by the worker
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
@@ -160,10 +181,13 @@ class PostgresBackend(Backend):
             self._errors += (PoolTimeout,)
         except ImportError:  # pragma: no cover - every psycopg_pool we accept has it
             pass
-        self._pool = ConnectionPool(url, min_size=1, max_size=max(2, size), open=False,
-                                    kwargs={"autocommit": True, "connect_timeout": 3},
-                                    check=ConnectionPool.check_connection, timeout=WAIT,
-                                    reconnect_timeout=0)
+        # No check before each use (a round trip per statement, half a job's cost): a
+        # connection a restarted server broke fails its statement, the caller tries again
+        # and the pool, seeing it broken when it comes back, replaces it.
+        self._pool = ConnectionPool(url, min_size=min(2, size), max_size=max(2, size),
+                                    open=False, timeout=POOL_WAIT, reconnect_timeout=0,
+                                    kwargs={"autocommit": True, "connect_timeout": 3,
+                                            "prepare_threshold": 0})
         self._pool.open(wait=False)
 
     @contextmanager
@@ -175,8 +199,8 @@ class PostgresBackend(Backend):
         except self._errors as err:
             raise LedgerUnavailable(self.where, _first_line(err)) from err
 
-    def sql(self, statement: str) -> str:
-        return super().sql(statement).replace("?", "%s")
+    def _translate(self, statement: str) -> str:
+        return super()._translate(statement).replace("?", "%s")
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._cursor() as cursor:

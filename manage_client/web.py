@@ -16,6 +16,7 @@ import os
 import secrets
 import threading
 import time
+from typing import Any
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -52,6 +53,7 @@ class Fleet:
         self.sampled_at = 0.0
         self.error: str | None = None
         self.stopping = threading.Event()
+        self._results: Any = None  # the result store, once there is one
 
     # -- sampling
     def run(self):
@@ -111,7 +113,8 @@ class Fleet:
         """Recent results and failures from the result store, when there is one."""
         path = self.config.resolve(self.config.client.result_store)
         try:
-            store = open_results(self.config, create=False)
+            # opened once (a ledger holds a pool of connections), not on every refresh
+            store = self._results = self._results or open_results(self.config, create=False)
             if store is None:
                 return {"store": path, "results": [], "failures": []}
             return {"store": store.path,

@@ -99,6 +99,8 @@ class JobClient:
     def close(self) -> None:
         if self.sent is not None:
             self.sent.flush()
+        if self._ledger_open is not None:
+            self._ledger_open.close()
         self.dispatcher.close()
         self._closed = True
 

@@ -30,6 +30,17 @@ def encoded(handler, result: Result) -> tuple[Result, bytes]:
         return safe, safe.encode()
 
 
+def final(run, result: Result) -> tuple[Result, bytes]:
+    """A job's final ``(result, its JSON)``: its id and duration filled in, encoded once
+    (kept in ``run.encoded``: the ledger records these bytes and gearmand gets them)."""
+    if run.encoded is None:
+        if result.id is None:
+            result.id = run.job_id
+        result.duration_s = round(time.monotonic() - run.started, 6)
+        run.encoded = encoded(run.handler, result)
+    return run.encoded
+
+
 class Answer(Stage):
     """Publishes, dead-letters and sets ``run.answer``. A job whose result nobody took
     (neither gearmand nor the spool) is left unanswered after a pause: gearmand keeps it,
@@ -39,13 +50,7 @@ class Answer(Stage):
         self.publish, self.dead_letter, self.stopping = publish, dead_letter, stopping
 
     def after(self, run, result):
-        if run.encoded is not None:  # recorded in the ledger, or read from it
-            result, text = run.encoded
-        else:
-            if result.id is None:
-                result.id = run.job_id
-            result.duration_s = round(time.monotonic() - run.started, 6)
-            result, text = encoded(run.handler, result)
+        result, text = final(run, result)  # as the ledger recorded it, or read it
         if run.refused is not None and not self._refused_but_kept(run):
             run.answer = JobFailed(text if run.request is not None
                                    else f"refused: {result.error}".encode())

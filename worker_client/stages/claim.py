@@ -5,13 +5,12 @@ any answer leaves, so a worker killed after the command ended never runs it agai
 from __future__ import annotations
 
 import logging
-import time
 
 from gearman_frame.envelope import Result
 from gearman_frame.wire import AbandonJob
 
 from ..claims import Claims, Stopping, holder_of_dead_process
-from .answer import encoded
+from .answer import final
 from .base import Run, Stage, TakenOver
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,8 @@ class Claim(Stage):
             if claim.kind == "claimed":
                 run.claimed, run.claim_number = True, claim.runs
                 if claim.runs > 1:
-                    log.warning("taken over: its earlier holder's lease ran out (run %d)",
-                                claim.runs)
+                    log.warning("taken over (claim %d): its earlier holder died or its "
+                                "lease ran out", claim.runs)
                 return None
             entry = claim.entry
             assert entry is not None
@@ -79,11 +78,7 @@ class Claim(Stage):
             self.claims.release(claim_key(run))
             run.claimed = False
             return result
-        if result.id is None:
-            result.id = run.job_id
-        result.duration_s = round(time.monotonic() - run.started, 6)
-        result, text = encoded(run.handler, result)
-        run.encoded = (result, text)
+        result, text = final(run, result)
         try:
             if not self.claims.finish(claim_key(run), result.status, text):
                 log.error("its claim was lost (the lease ran out while it ran): another "

@@ -72,7 +72,7 @@ def render(answers) -> str:
             pid = f"pid {job['pid']}" if job.get("pid") else "in-process"
             lines.append(f"  running {printable(job['function'])} {printable(job['job_id'])} "
                          f"{pid} attempt {job['attempt']}: {job['elapsed_s']:.1f}s of "
-                         f"{job['timeout']:g}s")
+                         f"{job['timeout']:g}s" + _progress(job.get("progress")))
         durations = state.get("durations_s", {})
         for function, counts in sorted(state["counters"].items()):
             shown = " ".join(f"{k}={v}" for k, v in counts.items() if v)
@@ -82,6 +82,14 @@ def render(answers) -> str:
                           f"p99 {spread['p99']:.3f}s")
             lines.append(f"  {printable(function)}: {shown or 'nothing yet'}")
     return "\n".join(lines)
+
+
+def _progress(reported) -> str:
+    """`, progress 3/10 (30%)` for a job that reported some; empty otherwise."""
+    if not reported or reported[1] <= 0:
+        return ""
+    done, total = reported
+    return f", progress {done}/{total} ({100 * done // total}%)"
 
 
 def cancel_running(config, connections, job_id) -> tuple[str, str]:

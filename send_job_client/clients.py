@@ -122,15 +122,17 @@ class JobClient:
     def submit(self, function: str, *args: Any, priority: str = "normal",
                timeout: float | None = None, data: bytes | None = None,
                on_output: Callable[[int, bytes], Any] | None = None,
+               on_progress: Callable[[int, int], Any] | None = None,
                idempotency_key: str | None = None, **kwargs: Any) -> Result:
         """Run a job in the foreground and return its Result (a failed command is a Result
         with status 'failed', not an exception). ``on_output(stream, chunk)`` follows a
         command's output while it runs (stream 1: stdout, 2: stderr; paced and bounded by
-        the worker). With ``idempotency_key``, every job sent with that key (from any
+        the worker); ``on_progress(done, total)`` gets each progress report of the
+        running job (a task's, or a command's ``progress:`` lines). With ``idempotency_key``, every job sent with that key (from any
         sender, within store.dedup_ttl) gets the outcome of one run. Raises JobTimeout,
         ServerUnavailable or ServerRefused when no result could be had."""
         job = Job(function, args, kwargs, data=data, priority=priority, on_output=on_output,
-                  idempotency_key=idempotency_key)
+                  on_progress=on_progress, idempotency_key=idempotency_key)
         outcome = self._one(job, timeout)
         if outcome.error is not None:
             raise outcome.error

@@ -24,7 +24,7 @@ from gearman_frame.wire import PRIORITIES
 
 from send_job_client.clients import OUTBOX, JobClient
 from send_job_client.plugins import load_plugin, parse_plugin_args, run_plugin
-from send_job_client.progress import progress_display
+from send_job_client.progress import FollowedJob, progress_display
 from send_job_client.lookup import print_result, remember
 from send_job_client.scheduler import Scheduler
 from send_job_client.looking_up import cmd_result, cmd_results, cmd_status
@@ -195,23 +195,18 @@ def cmd_run(client, args):
                           "server": delivery.server, "outbox": delivery.outbox})
               if args.json else (OUTBOX if delivery.outbox else delivery.handle))
         return EXIT_OK
-    streamed = []
-
-    def show(stream, chunk):
-        streamed.append(stream)
-        out = sys.stdout if stream == 1 else sys.stderr
-        out.buffer.write(chunk)
-        out.flush()
-    result = client.submit(args.function, *positional, priority=args.priority, data=data,
-                           on_output=show if args.follow else None,
-                           idempotency_key=args.key, **kwargs)
+    with FollowedJob(args.function, sys.stdout, sys.stderr) as followed:
+        result = client.submit(args.function, *positional, priority=args.priority,
+                               data=data, on_output=followed.output if args.follow else None,
+                               on_progress=followed.progress if args.follow else None,
+                               idempotency_key=args.key, **kwargs)
     try:
         client.record_result(args.function, positional, kwargs, result)
     except FrameError as err:  # the job ran; a store that cannot take it is a warning
         print(f"sendjob: warning: result not recorded: {err}", file=sys.stderr)
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
-    elif streamed:  # the output was shown as it came: only how it ended is left
+    elif followed.streamed:  # the output was shown as it came: only how it ended is left
         if not result.ok:
             print(f"sendjob: job {result.id} {result.status}: {result.error}",
                   file=sys.stderr)

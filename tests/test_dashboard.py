@@ -2,7 +2,6 @@
 real gearmand, workers and senders: what it shows, its resend button, and its token."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -13,30 +12,11 @@ import yaml
 
 from gearman_frame.daemons.gearmand import free_port
 
+from .browser import browser  # noqa: F401 (a fixture)
 from .helpers import queued, wait_for
 from .worker_helpers import send_background
 
 BIN = os.path.dirname(sys.executable)
-
-
-@pytest.fixture
-def browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        why = "chromium and chromium-driver are not installed (scripts/setup.sh installs them)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    from selenium import webdriver
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    chrome = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=driver))
-    yield chrome
-    chrome.quit()
 
 
 def _status(server):

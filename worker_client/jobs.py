@@ -241,7 +241,8 @@ class FunctionHandler:
             if running is None:
                 value = self.task(*args, **kwargs)
             else:
-                with reporting(TaskProgress(running.wire_worker, running.job)):
+                with reporting(TaskProgress(running.wire_worker, running.job,
+                                                self.ctx.stats.progress)):
                     value = self.task(*args, **kwargs)
         except Exception as err:
             self._ended_in_time(running)

@@ -11,14 +11,16 @@ class TaskProgress:
 
     PACE = 0.1
 
-    def __init__(self, wire_worker, job):
-        self.wire_worker, self.job = wire_worker, job
+    def __init__(self, wire_worker, job, note=None):
+        self.wire_worker, self.job, self.note = wire_worker, job, note
         self.sent_at = float("-inf")
 
     def __call__(self, done, total):
         now = time.monotonic()
         if now - self.sent_at >= self.PACE or done >= total:
             self.sent_at = now
+            if self.note is not None:  # `runadmin inspect` shows it
+                self.note(done, total)
             self.wire_worker.report_progress(self.job, done, total)
 
 

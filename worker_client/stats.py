@@ -45,6 +45,12 @@ class Stats:
         if entry is not None:
             entry["attempt"] = number
 
+    def progress(self, done, total):
+        """The running job's last progress (a task's, or read from a command's output)."""
+        entry = self._running.get(threading.get_ident())
+        if entry is not None:
+            entry["progress"] = [done, total]
+
     def command_started(self, pid):
         entry = self._running.get(threading.get_ident())
         if entry is not None:

@@ -1,6 +1,7 @@
 """``functions:`` and ``plugins:``: what workers serve, configured commands and Python tasks."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..delays import DURATION_HELP, MAX_DELAY, parse_duration
@@ -12,7 +13,10 @@ from .rules import Rules
 
 FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
-                  "output_limit", "allow_unsigned", "dead_letter")
+                  "output_limit", "allow_unsigned", "dead_letter", "progress")
+#: ``progress:`` names for the usual progress lines; anything else is a pattern.
+PROGRESS_PATTERNS = {"percent": r"^\s*(\d+(?:\.\d+)?)\s*%\s*$",
+                     "fraction": r"^\s*(\d+)\s*/\s*(\d+)\s*$"}
 
 @dataclass(frozen=True)
 class FunctionConfig:
@@ -37,6 +41,9 @@ class FunctionConfig:
     #: to the function after this many seconds, up to this many times (0: never).
     requeue_after: float = 0.0
     max_requeues: int = 0
+    #: A command's stdout lines this pattern matches are its progress (WORK_STATUS):
+    #: one group is a percentage, two are done and total (None: seconds elapsed).
+    progress: str | None = None
 
     @property
     def fields(self) -> set[str]:
@@ -142,7 +149,29 @@ class FunctionRules(Rules):
             allow_unsigned=self.boolean(raw.get("allow_unsigned", False),
                                         f"{key}.allow_unsigned"),
             **self.dead_letter(raw.get("dead_letter"), f"{key}.dead_letter"),
+            progress=self.progress(raw.get("progress"), f"{key}.progress",
+                                   bool(command or shell or raw_shell)),
         )
+
+    def progress(self, raw: object, key: str, external: bool) -> str | None:
+        """``progress: percent | fraction | REGEX`` (two groups: done, total) -> a pattern."""
+        if raw is None:
+            return None
+        expected = ("percent, fraction or a regular expression with two groups "
+                    "(done, total)")
+        if not isinstance(raw, str) or not raw:
+            raise self.error(key, expected, raw)
+        if not external:
+            raise self.error(key, "a command or shell beside it (a Python task reports "
+                             "progress with progress(done, total))", raw)
+        pattern = PROGRESS_PATTERNS.get(raw, raw)
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as err:
+            raise self.error(key, expected, raw, got=f"got {raw!r} ({err})") from None
+        if pattern is raw and groups != 2:
+            raise self.error(key, expected, raw, got=f"got {raw!r} with {groups} group(s)")
+        return pattern
 
     def dead_letter(self, raw: object, key: str) -> dict:
         """``dead_letter: {requeue_after: DURATION, max_requeues: N}`` (both, or neither)."""

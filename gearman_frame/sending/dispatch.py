@@ -60,6 +60,8 @@ class Job:
     #: on_output(stream, bytes) for each piece of output the worker streams while the
     #: job runs (stream 1: stdout, 2: stderr); set, the job asks the worker to stream.
     on_output: Any = field(default=None, compare=False, repr=False)
+    #: on_progress(done, total) for each progress report (WORK_STATUS) of the running job.
+    on_progress: Any = field(default=None, compare=False, repr=False)
     #: Epoch seconds before which the job must not start (a background job; None: now).
     at: float | None = None
     #: Pick the first server by hashing this key (every sender picks the same one, so
@@ -212,6 +214,10 @@ class Dispatcher:
                 if flight is not None:
                     if request.warning_updates and flight.job.on_output is not None:
                         self._stream(flight, request)
+                    if request.progressed and flight.job.on_progress is not None:
+                        request.progressed = False
+                        flight.job.on_progress(request.status["numerator"],
+                                               request.status["denominator"])
                     self._settle(request, flight, flying, waiting, on_done)
             now = time.monotonic()
             while deadlines:

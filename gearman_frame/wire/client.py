@@ -41,7 +41,7 @@ class Request:
 
     __slots__ = ("task", "unique", "data", "priority", "background", "epoch", "state",
                  "handle", "result", "data_updates", "warning_updates", "exception",
-                 "status", "server_error", "timed_out", "_conn", "_sock")
+                 "status", "progressed", "server_error", "timed_out", "_conn", "_sock")
 
     def __init__(self, task: str, unique: str | None, data: bytes, priority: str = "normal",
                  background: bool = False, epoch: int | None = None) -> None:
@@ -58,6 +58,8 @@ class Request:
         self.exception: bytes | None = None
         #: The last WORK_STATUS or STATUS_RES: {"numerator", "denominator", ...}.
         self.status: dict = {}
+        #: A WORK_STATUS came since the caller last looked (it resets this).
+        self.progressed = False
         self.server_error: ServerRefused | None = None
         self.timed_out = False
         self._conn: Connection | None = None
@@ -269,6 +271,8 @@ class WireClient:
     def _on_status(self, link: _Link, handle: str, numerator: str, denominator: str) -> None:
         for request in self._live(link, handle):
             request.status = _status(handle, True, True, numerator, denominator)
+            request.progressed = True
+            self._changed.append(request)  # progress: the caller shows it as it comes
 
     def _on_status_res(self, link: _Link, handle: str, known: str, running: str,
                        numerator: str, denominator: str) -> None:

@@ -27,6 +27,6 @@ def build(ctx) -> Pipeline:
         stages.append(Claim(ctx.claims))
     if ctx.notice is not None:
         stages.append(StartNotice(ctx.notice))
-    stages += [Watchdog(ctx.running), Hooks(), Output(), retries]
+    stages += [Watchdog(ctx.running), Hooks(), Output(ctx.stats), retries]
     ctx.pipeline, ctx.retries = Pipeline(stages), retries
     return ctx.pipeline

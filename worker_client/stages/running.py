@@ -12,6 +12,7 @@ from gearman_frame.logs import cut
 from gearman_frame.wire import AbandonJob
 
 from ..follow import Follower
+from ..line_progress import LineProgress
 from ..reports import Progress
 from ..stats import Stats
 from .base import Callback, Run, Stage
@@ -111,14 +112,24 @@ class Watchdog(Stage):
 
 
 class Output(Stage):
-    """A command reports progress (WORK_STATUS) while it runs; a followed job streams its
-    output (WORK_WARNING) and flushes what is left at the end."""
+    """A command reports progress (WORK_STATUS) while it runs: the lines its
+    ``progress:`` pattern reads from its stdout, else its seconds elapsed of its timeout;
+    a followed job streams its output (WORK_WARNING) and flushes what is left at the end."""
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
 
     def before(self, run):
         if run.is_command and not run.batch:
-            run.progress = Progress(run.wire, run.job, run.handler.spec.timeout)
+            spec = run.handler.spec
             if run.request is not None and run.request.follow:
                 run.follower = Follower(run.wire, run.job)
+            if spec.progress and run.request is not None:
+                run.follower = LineProgress(
+                    spec.progress, lambda done, total: run.wire.report_progress(
+                        run.job, done, total), run.follower, self.stats.progress)
+            else:
+                run.progress = Progress(run.wire, run.job, spec.timeout)
         return None
 
     def after(self, run, result):

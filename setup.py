@@ -25,9 +25,13 @@ setup(
     extras_require={
         # the job ledger on PostgreSQL (store.url: postgresql://...): psycopg 3, pooled
         "postgresql": ["psycopg[binary]>=3.1", "psycopg-pool>=3.2"],
+        # tracing: (OpenTelemetry; OTLP over HTTP to a collector)
+        "tracing": ["opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20",
+                    "opentelemetry-exporter-otlp-proto-http>=1.20"],
         "test": ["pytest>=7", "pytest-timeout>=2", "psutil>=5.9", "mypy>=1.8",
                  "types-PyYAML", "selenium>=4.10", "psycopg[binary]>=3.1",
-                 "psycopg-pool>=3.2"],
+                 "psycopg-pool>=3.2", "opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20",
+                 "opentelemetry-exporter-otlp-proto-http>=1.20"],
         # `python -m bench --peers`: the same workloads through Celery and RQ
         "peers": ["celery[redis]>=5.3", "rq>=1.15", "dramatiq[redis]>=1.17", "huey>=2.5"],
     },

@@ -2,7 +2,8 @@
 
 Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``
 (plus ``"bg": true`` for a background job, so a worker knows to dead-letter it,
-``"reply_to": CHANNEL`` for a job whose result is published to ``__results__.CHANNEL``, and
+``"reply_to": CHANNEL`` for a job whose result is published to ``__results__.CHANNEL``,
+``traceparent``/``tracestate`` (W3C trace context) for a traced job, and
 ``ts``/``kid``/``sig`` when signed: see signing.py);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
 Result: ``{"status": "ok"|"failed"|"timeout"|"error"|"refused", "exit_code", "signal",
@@ -142,6 +143,10 @@ class Request:
     follow: bool = False
     #: A delayed job's start time (epoch seconds); a signature is dated from it.
     at: float | None = None
+    #: The sender's trace context (W3C ``traceparent`` and ``tracestate``), signed with
+    #: the rest: the worker's spans and the command continue the sender's trace.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def encode(self, signer: Any = None, function: str | None = None) -> bytes:
         """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
@@ -155,6 +160,10 @@ class Request:
             obj["follow"] = True
         if self.at is not None:
             obj["at"] = self.at
+        if self.traceparent:
+            obj["traceparent"] = self.traceparent
+            if self.tracestate:
+                obj["tracestate"] = self.tracestate
         if signer is not None:
             return signer.sign(function, obj)
         return dumps(obj)
@@ -182,7 +191,9 @@ class Request:
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
                    sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
                    fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None,
-                   follow=obj.get("follow") is True, at=_number_or_none(obj.get("at")))
+                   follow=obj.get("follow") is True, at=_number_or_none(obj.get("at")),
+                   traceparent=_text_or_none(obj.get("traceparent")),
+                   tracestate=_text_or_none(obj.get("tracestate")))
 
 
 def _check_id(job_id: str) -> None:
@@ -196,6 +207,12 @@ def _check_id(job_id: str) -> None:
     if size > 63 or any(ord(c) < 32 or c == "\x7f" for c in job_id):
         raise EnvelopeError("the job id must be at most 63 bytes of text without control "
                             "characters or NUL")
+
+
+def _text_or_none(value: object) -> str | None:
+    """A trace header: text of at most 512 characters (W3C's limit for tracestate), else
+    ignored (a job is never refused for its trace context)."""
+    return value if isinstance(value, str) and 0 < len(value) <= 512 else None
 
 
 def _number_or_none(value: object) -> float | None:

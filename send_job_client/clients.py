@@ -28,6 +28,8 @@ from .collect import Collector
 from .answers import result_of
 from .outbox import Kept, Outbox
 from gearman_frame.sending.ledger_results import LedgerResults, open_results
+from gearman_frame.sending.traced import begin_send, end_send
+from gearman_frame.tracing import open_tracing
 from gearman_frame.sending.result_store import ResultStore
 from send_job_client.sent_log import SentLog
 
@@ -85,6 +87,8 @@ class JobClient:
         self._ledger_open: Any = None
         #: Background jobs recorded for the reaper (None: no ledger).
         self.sent = SentLog(self.ledger) if self.config.store.on else None
+        #: A span per job sent, its context in the envelope (None: tracing is off).
+        self.tracing = open_tracing(self.config, "sender")
 
     def ledger(self) -> Any:
         """The job ledger (store.url), opened on first use."""
@@ -133,10 +137,14 @@ class JobClient:
         ServerUnavailable or ServerRefused when no result could be had."""
         job = Job(function, args, kwargs, data=data, priority=priority, on_output=on_output,
                   on_progress=on_progress, idempotency_key=idempotency_key)
+        span = None if self.tracing is None else begin_send(self.tracing, job)
         outcome = self._one(job, timeout)
-        if outcome.error is not None:
-            raise outcome.error
-        return result_of(outcome)
+        result = None if outcome.error is not None else result_of(outcome)
+        if span is not None:
+            end_send(self.tracing, span, outcome, result)
+        if result is None:
+            raise outcome.error  # type: ignore[misc]
+        return result
 
     def submit_background(self, function: str, *args: Any, priority: str = "normal",
                           data: bytes | None = None, reply_to: str | None = None,
@@ -151,7 +159,10 @@ class JobClient:
         job = Job(function, args, kwargs, data=data, priority=priority, background=True,
                   reply_to=reply_to or self.config.client.results,
                   at=due_at(at, delay), idempotency_key=idempotency_key)
+        span = None if self.tracing is None else begin_send(self.tracing, job)
         outcome = self._one(job, None)
+        if span is not None:
+            end_send(self.tracing, span, outcome)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
         delivery = self._deliver(job, outcome)
@@ -183,6 +194,7 @@ class JobClient:
         self._check_open()
         results: dict[int, Any] = {}
         done = [0]
+        spans: dict[int, Any] = {}  # id(job) -> its send span, when traced
 
         channel = self.config.client.results if background else None
 
@@ -192,10 +204,15 @@ class JobClient:
                 if channel and job.reply_to is None and job.data is None:
                     job.reply_to = channel
                 job.validate()
+                if self.tracing is not None:
+                    spans[id(job)] = begin_send(self.tracing, job)
                 yield job
 
         def finished(index: int, outcome: Outcome) -> None:
             value = self._deliver(outcome.job, outcome) if background else result_of(outcome)
+            if spans:
+                end_send(self.tracing, spans.pop(id(outcome.job)), outcome,
+                         None if background else value)
             if collect:
                 results[index] = value
             done[0] += 1

@@ -81,6 +81,8 @@ class WorkerContext:
     retries: Retries | None = None
     #: The job ledger's claims (None: store.url is off, jobs run at least once).
     claims: Any = None
+    #: OpenTelemetry (gearman_frame.tracing.Tracing; None: tracing is off).
+    tracing: Any = None
 
 
 class FunctionHandler:
@@ -143,6 +145,8 @@ class FunctionHandler:
         env = {**self.spec.env, JOB_ID_VARIABLE: request.id}
         if run.claim_number:
             env[CLAIM_VARIABLE] = str(run.claim_number)
+        if run.trace is not None:
+            env.update(run.trace.environment())
         run.outcome = self._run(argv, shell, stdin, on_tick=run.progress, env=env,
                                 fields=request.kwargs, tail_bytes=self.output_limit,
                                 follower=run.follower)

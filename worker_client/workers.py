@@ -162,6 +162,9 @@ class WorkerPool:
             self.claims = self.context.claims = Claims(
                 config.store.url, config.store.lease, config.store.dedup_ttl,
                 config.store.result_ttl, self.stop_requested, self.thread_count + 2)
+        if config.tracing.on:  # imported here: opentelemetry only when tracing is on
+            from gearman_frame.tracing import open_tracing
+            self.context.tracing = open_tracing(config, "worker")
         build_stages(self.context)
         batched = {fn for fn in functions if getattr(tasks.get(fn), "batch", None)}
         self.handlers = {fn: FunctionHandler(fn, config.functions.get(fn), tasks.get(fn),
@@ -416,6 +419,8 @@ class WorkerPool:
             self.keeper.release()
         if self.claims is not None:
             self.claims.close()
+        if self.context.tracing is not None:  # its last spans (a forked process skips atexit)
+            self.context.tracing.close()
         reap_orphans(self.runner)
         log.info("worker %s: stopped", self.name)
 

@@ -7,7 +7,7 @@ Every problem is one :class:`ConfigError` naming the file, the key path, what wa
 expected and what was found.
 
 One module per section (``servers``, ``client``, ``worker``, ``security``,
-``functions``, ``services``, ``store``: each its dataclass and its rules), the primitive checks in
+``functions``, ``services``, ``store``, ``tracing``: each its dataclass and its rules), the primitive checks in
 ``rules``, every default once in ``defaults``, the whole in ``model``, and the loading
 (one validator of every section's rules) in ``loading``.
 """
@@ -22,10 +22,12 @@ from .model import Config
 from .security import SecurityConfig, protected_mode
 from .services import LoggingConfig, SchedulerConfig, ServerConfig, WebConfig
 from .store import StoreConfig
+from .tracing import TracingConfig
 from .worker import PoolConfig, WorkerConfig
 
 __all__ = ["ClientConfig", "Config", "ConfigError", "FunctionConfig", "LoggingConfig",
            "PoolConfig", "SchedulerConfig", "SecurityConfig", "ServerConfig", "StoreConfig",
+           "TracingConfig",
            "Validator",
            "WebConfig", "WorkerConfig", "config_path", "load_config", "protected_mode",
            "MAX_YAML_ALIASES",

@@ -17,14 +17,16 @@ from .security import SecurityRules
 from .servers import ServerRules
 from .services import ServiceRules
 from .store import StoreRules
+from .tracing import TracingRules, environment_layer
 from .worker import WorkerRules
 
 _TOP_KEYS = ("servers", "logging", "client", "worker", "server", "security", "tls",
-             "web", "plugins", "functions", "schedules", "scheduler", "store")
+             "web", "plugins", "functions", "schedules", "scheduler", "store",
+             "tracing")
 
 
 class Validator(ServerRules, ClientRules, WorkerRules, SecurityRules, FunctionRules,
-                ServiceRules, StoreRules):
+                ServiceRules, StoreRules, TracingRules):
     """Turns the parsed YAML into a Config, raising ConfigError at the first problem."""
 
     def config(self, raw: object) -> Config:
@@ -44,6 +46,7 @@ class Validator(ServerRules, ClientRules, WorkerRules, SecurityRules, FunctionRu
             schedules=self.schedules(raw.get("schedules") or {}),
             scheduler=self.scheduler(raw.get("scheduler") or {}),
             store=self.store(raw.get("store") or {}),
+            tracing=self.tracing(raw.get("tracing") or {}),
         )
 
 
@@ -76,7 +79,8 @@ def load_config(explicit: str | os.PathLike | None = None,
     raw = _read_yaml(path) if path else {}
     sources = {}
     layers = [({"servers": (f"${ENV_SERVERS}", environ[ENV_SERVERS])}
-               if environ.get(ENV_SERVERS) else {}), dict(overrides or {})]
+               if environ.get(ENV_SERVERS) else {}), environment_layer(environ),
+              dict(overrides or {})]
     for layer in layers:
         for key, (where, value) in layer.items():
             raw = _set(raw, key.split("."), value, path)

@@ -12,6 +12,7 @@ from .defaults import DEFAULT_SERVERS
 from .security import SecurityConfig
 from .services import LoggingConfig, SchedulerConfig, ServerConfig, WebConfig
 from .store import StoreConfig
+from .tracing import TracingConfig
 from .worker import WorkerConfig
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     #: ``store:``: the job ledger.
     store: StoreConfig = field(default_factory=StoreConfig)
+    #: ``tracing:``: OpenTelemetry traces (off unless configured).
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with top-level fields replaced (CLI overrides)."""

@@ -70,6 +70,8 @@ class Job:
     #: Every job sent with this key, from any sender, gets the outcome of one run (with
     #: the ledger on): its id derives from the key, and so does its first server.
     idempotency_key: str | None = field(default=None, compare=False)
+    #: The sender's trace context (``traceparent``, ``tracestate``) it carries, if traced.
+    trace: dict | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.idempotency_key is not None:
@@ -89,9 +91,11 @@ class Job:
         payload holding one, as the outbox and a resent dump do, is signed anew)."""
         if self.data is not None:
             return self.data if signer is None else signer.resign(self.function, self.data)
+        trace = self.trace or {}
         return Request(self.args, self.kwargs, id=self.id, background=self.background,
                        reply_to=self.reply_to, follow=self.on_output is not None,
-                       at=self.at).encode(signer, self.function)
+                       at=self.at, traceparent=trace.get("traceparent"),
+                       tracestate=trace.get("tracestate")).encode(signer, self.function)
 
     def validate(self) -> None:
         if self.priority not in PRIORITIES:

@@ -6,6 +6,7 @@ from .answer import Answer, encoded
 from .claim import Claim
 from .base import Pipeline, Rejected, Run, Stage, TakenOver, job_id_of
 from .running import Hooks, LostConnection, Output, Retries, StartNotice, Watchdog
+from .trace import Trace
 
 __all__ = ["Pipeline", "Rejected", "Run", "Stage", "TakenOver", "job_id_of", "build",
            "encoded", "Retries"]
@@ -23,6 +24,8 @@ def build(ctx) -> Pipeline:
     if ctx.gate is not None:
         stages.append(Signatures(ctx.gate))
     stages.append(LostConnection())
+    if ctx.tracing is not None:  # after the signature: a trace context is trusted then
+        stages.append(Trace(ctx.tracing))
     if ctx.claims is not None:  # inside LostConnection: an outcome is recorded first
         stages.append(Claim(ctx.claims))
     if ctx.notice is not None:

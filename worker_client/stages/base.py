@@ -47,7 +47,7 @@ class Run:
 
     __slots__ = ("job", "handler", "wire", "worker", "started", "request", "raw", "batch",
                  "refused", "attempts", "outcome", "progress", "follower", "answer",
-                 "reached", "claimed", "encoded", "replayed", "claim_number")
+                 "reached", "claimed", "encoded", "replayed", "claim_number", "trace")
 
     def __init__(self, job: Job, handler: FunctionHandler, wire: Any, worker: str,
                  batch: bool = False):
@@ -80,6 +80,8 @@ class Run:
         #: The ledger's count of claims of this job (2 and up: a takeover after its
         #: holder died, which may have done part or all of the work); 0: no ledger.
         self.claim_number = 0
+        #: The job's spans (a JobTrace) while it is traced; None: tracing is off.
+        self.trace: Any = None
 
     @property
     def function(self) -> str:
@@ -158,6 +160,11 @@ class Pipeline:
     def attempt(self, run: Run) -> Result:
         """One attempt by the handler; a job that cannot run at all (Rejected) or a
         failure of the worker itself (EMFILE ...) is still a result, never tried again."""
+        if run.trace is not None:
+            return run.trace.attempt(run, self._attempt)
+        return self._attempt(run)
+
+    def _attempt(self, run: Run) -> Result:
         try:
             return run.handler.attempt(run)
         except Rejected as why:

@@ -1,0 +1,36 @@
+"""The sender's span for each job it sends (``send FUNCTION``): it starts as the job is
+prepared, its context goes into the envelope (``traceparent``), and it ends when the job
+is queued (background) or answered (foreground)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .dispatch import Job, Outcome
+
+
+def begin_send(tracing: Any, job: Job) -> Any:
+    """Start ``job``'s send span and put its context in the job."""
+    span = tracing.start(f"send {job.function}",
+                         kind="PRODUCER" if job.background else "CLIENT",
+                         **{"messaging.system": "gearman",
+                            "messaging.destination.name": job.function,
+                            "messaging.message.id": job.id,
+                            "gearman_frame.function": job.function,
+                            "gearman_frame.job_id": job.id,
+                            "gearman_frame.background": job.background})
+    job.trace = tracing.carrier(span)
+    return span
+
+
+def end_send(tracing: Any, span: Any, outcome: Outcome, result: Any = None) -> None:
+    """End a send span with how the job went: queued (and where), answered (``result``,
+    a foreground job's Result), or not sent (an error status)."""
+    if outcome.error is not None:
+        from opentelemetry.trace import Status, StatusCode
+        span.set_status(Status(StatusCode.ERROR, str(outcome.error)))
+        tracing.end(span, **{"gearman_frame.error": type(outcome.error).__name__})
+        return
+    if outcome.job.background:
+        tracing.end(span, **{"gearman_frame.server": outcome.server})
+        return
+    tracing.end(span, result, **{"gearman_frame.server": outcome.server})

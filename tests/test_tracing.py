@@ -1,0 +1,171 @@
+"""OpenTelemetry traces from the sender through the worker into the command (real
+gearmand, the installed CLIs, OpenTelemetry's console exporter writing spans to a file)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from gearman_frame.daemons.gearmand import free_port
+from gearman_frame.envelope import Request, Result
+from gearman_frame.signing import Keyring, read_key_file
+from send_job_client import JobClient
+
+from .client_helpers import client_config, sendjob
+from .helpers import wait_for
+from .test_signing import attacker, make_key, security
+
+BIN = os.path.dirname(sys.executable)
+#: A command that shows the trace context it was given, then exits with {code}.
+SHOWS = {"shows": {"shell": "echo $TRACEPARENT; exit {code}", "retries": 1,
+                   "retry_delay": 0.1}}
+
+
+def spans_in(path, count, what="spans"):
+    """The spans of a console exporter's file (one JSON per line), once ``count`` are."""
+    def read():
+        if not path.exists():
+            return None
+        spans = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return spans if len(spans) >= count else None
+    return wait_for(read, 15, what)
+
+
+def by_name(spans, trace_id):
+    found = {}
+    for span in spans:
+        if span["context"]["trace_id"] == trace_id:
+            found.setdefault(span["name"], []).append(span)
+    return found
+
+
+def test_the_senders_span_the_workers_and_the_commands_traceparent_share_one_trace(
+        gearmand, start_workers, tmp_path):
+    worker_spans, sender_spans = tmp_path / "worker.jsonl", tmp_path / "sender.jsonl"
+    start_workers([gearmand.address], SHOWS, name="traced",
+                  extra_config={"tracing": {"exporter": "console",
+                                            "file": str(worker_spans)}})
+    config, _ = client_config(tmp_path, [gearmand.address], timeout=20,
+                              tracing={"exporter": "console", "file": str(sender_spans)})
+    out = sendjob(config, "run", "shows", "code=0", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    result = json.loads(lines[-1])  # --json: stdout is the answer only
+    traceparent = result["stdout"].strip()
+    version, trace_id, parent_span, flags = traceparent.split("-")
+    assert version == "00" and len(trace_id) == 32 and flags in ("01", "03")
+
+    (send,) = spans_in(sender_spans, 1, "the sender's span")
+    spans = by_name(spans_in(worker_spans, 3, "the worker's spans"), "0x" + trace_id)
+    assert send["context"]["trace_id"] == "0x" + trace_id
+    assert send["name"] == "send shows" and send["kind"] == "SpanKind.CLIENT"
+    (run,), (attempt,), (queued,) = spans["run shows"], spans["attempt 1"], spans["queued shows"]
+    # the worker's spans are the sender's children; the command runs in the attempt
+    assert run["parent_id"] == send["context"]["span_id"] == queued["parent_id"]
+    assert attempt["parent_id"] == run["context"]["span_id"]
+    assert attempt["context"]["span_id"] == "0x" + parent_span
+    assert run["attributes"]["gearman_frame.function"] == "shows"
+    assert run["attributes"]["gearman_frame.job_id"] == result["id"]
+    assert run["attributes"]["gearman_frame.worker"].startswith("traced")
+    assert run["attributes"]["gearman_frame.status"] == "ok"
+    assert run["attributes"]["gearman_frame.exit_code"] == 0
+    assert send["resource"]["attributes"]["service.name"] == "gearman-frame-sender"
+    assert run["resource"]["attributes"]["service.name"] == "gearman-frame-worker"
+
+
+def test_a_retry_is_a_child_span_and_the_failure_is_on_the_run(gearmand, start_workers,
+                                                                 tmp_path):
+    worker_spans = tmp_path / "worker.jsonl"
+    start_workers([gearmand.address], SHOWS, name="retried",
+                  extra_config={"tracing": {"exporter": "console",
+                                            "file": str(worker_spans)}})
+    config, _ = client_config(tmp_path, [gearmand.address], timeout=20)
+    # the sender traces through the standard variables; its spans go to stderr
+    out = sendjob(config, "run", "shows", "code=3", "--json",
+                  env={"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "nightly"})
+    assert out.returncode == 1
+    result = json.loads(out.stdout)  # stdout holds the answer alone
+    assert result["attempts"] == 2
+    send = json.loads([line for line in out.stderr.splitlines() if '"name"' in line][0])
+    assert send["resource"]["attributes"]["service.name"] == "nightly"
+    trace_id = send["context"]["trace_id"]
+    spans = by_name(spans_in(worker_spans, 4, "the worker's spans"), trace_id)
+    (run,) = spans["run shows"]
+    attempts = spans["attempt 1"] + spans["attempt 2"]
+    assert [a["parent_id"] for a in attempts] == [run["context"]["span_id"]] * 2
+    assert all(a["status"]["status_code"] == "ERROR" for a in attempts)
+    assert run["status"]["status_code"] == "ERROR"
+    assert run["attributes"]["gearman_frame.attempts"] == 2
+    assert run["attributes"]["gearman_frame.exit_code"] == 3
+    # the command of attempt 2 got attempt 2's context
+    assert attempts[1]["attributes"]["gearman_frame.attempt"] == 2
+
+
+@pytest.mark.needs_tool("gearman")
+def test_signing_covers_the_traceparent(gearmand, start_workers, tmp_path):
+    key, worker_spans = make_key(tmp_path / "fleet.key"), tmp_path / "worker.jsonl"
+    start_workers([gearmand.address], {"shows": SHOWS["shows"]}, name="signed",
+                  extra_config={**security(key), "tracing": {"exporter": "console",
+                                                             "file": str(worker_spans)}})
+    keyring = Keyring(read_key_file(str(key), None, "k"))
+    traceparent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    payload = Request(kwargs={"code": "0"}, traceparent=traceparent).encode(keyring, "shows")
+    forged = payload.replace(b"ab" * 16, b"ef" * 16)
+    assert forged != payload
+    code, said = attacker(gearmand, "shows", forged)
+    assert code != 0 and b"refused" in said  # an altered trace context: a bad signature
+    code, said = attacker(gearmand, "shows", payload)
+    assert code == 0, said
+    shown = Result.decode(said.strip()).stdout.strip().split("-")
+    assert shown[1] == "ab" * 16 and shown[2] != "cd" * 8  # the trace, a span of the worker
+    spans = spans_in(worker_spans, 3, "the worker's spans")
+    trace_ids = {span["context"]["trace_id"] for span in spans}
+    assert trace_ids == {"0x" + "ab" * 16}  # the forged trace never began
+
+
+def test_an_unreachable_collector_never_slows_or_fails_a_job(gearmand, start_workers,
+                                                             tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    traced = {"tracing": {"exporter": "otlp", "endpoint": nowhere}}
+    worker = start_workers([gearmand.address], SHOWS, name="lonely", extra_config=traced)
+    _, config = client_config(tmp_path, [gearmand.address], timeout=20, **traced)
+    with JobClient(config) as client:
+        took = []
+        for _ in range(20):
+            started = time.monotonic()
+            result = client.submit("shows", code="0")
+            took.append(time.monotonic() - started)
+            assert result.ok and result.stdout.startswith("00-")
+    # an export that waited on the collector would take its 2 s timeout on each job
+    assert max(took) < 1.0, took
+    out = subprocess.run([os.path.join(BIN, "sendjob"), "--config",
+                          str(tmp_path / "client.yaml"), "run", "shows", "code=0"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("00-")
+    # the collector being down is said, once in a while, not for every batch
+    wait_for(lambda: "Failed to export" in worker.log() or "Transient error" in worker.log(),
+             20, "the exporter's complaint")
+    assert worker.log().count("Transient error") <= 2
+
+
+@pytest.mark.parametrize("settings, env, says", [
+    ({"exporter": "zipkin"}, {}, "tracing.exporter: expected one of console, otlp, none"),
+    ({"sample_ratio": 2}, {}, "tracing.sample_ratio: expected a number from 0 to 1"),
+    ({"endpoint": "collector:4318"}, {}, "tracing.endpoint: expected an http:// or https://"),
+    ({}, {"OTEL_TRACES_EXPORTER": "jaeger"}, "$OTEL_TRACES_EXPORTER: expected one of"),
+])
+def test_bad_tracing_settings_are_one_line_naming_the_key(tmp_path, settings, env, says):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"servers": ["127.0.0.1:4730"], "tracing": settings,
+                                      "functions": {"f": {"shell": "true"}}}))
+    for program in ("runworkers", "sendjob"):
+        argv = [os.path.join(BIN, program), "--config", str(config)]
+        argv += ["run", "f"] if program == "sendjob" else []
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                             env={**os.environ, **env})
+        assert out.returncode == 2, (program, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], (program, lines)

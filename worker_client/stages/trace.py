@@ -1,0 +1,82 @@
+"""The worker's spans of a traced job: ``queued FUNCTION`` (from the envelope's time to
+the worker's start), ``run FUNCTION`` (the whole job: function, job id, worker, attempts,
+exit code, status) and an ``attempt N`` child per attempt, whose context the command gets
+as TRACEPARENT. They continue the sender's trace (the envelope's ``traceparent``); a job
+sent untraced starts a trace of its own, sampled by this worker's ratio."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from gearman_frame.envelope import Result
+
+from .base import Run, Stage
+
+
+class JobTrace:
+    """One job's run span, and its attempts."""
+
+    __slots__ = ("tracing", "span", "attempt_span")
+
+    def __init__(self, tracing: Any, span: Any):
+        self.tracing, self.span = tracing, span
+        self.attempt_span: Any = None
+
+    def attempt(self, run: Run, call: Callable[[Run], Result]) -> Result:
+        """Run one attempt (``call(run)``) in a span of its own, the current one while it
+        runs (a Python task's own spans nest in it)."""
+        number = run.attempts + 1
+        span = self.attempt_span = self.tracing.start(
+            f"attempt {number}", self.span, **{"gearman_frame.attempt": number})
+        result = None
+        try:
+            with self.tracing.current(span):
+                result = call(run)
+            return result
+        finally:
+            self.attempt_span = None
+            self.tracing.end(span, result)
+
+    def environment(self) -> dict[str, str]:
+        """TRACEPARENT (and TRACESTATE) for the command of the attempt running now."""
+        return self.tracing.environment(self.attempt_span or self.span)
+
+
+class Trace(Stage):
+    """Opens a traced job's spans; ends them with its outcome (see the module)."""
+
+    def __init__(self, tracing: Any):
+        self.tracing = tracing
+
+    def before(self, run):
+        request = run.request
+        if request is None:  # a raw payload carries no trace context
+            return None
+        tracing = self.tracing
+        parent = tracing.parent(request.traceparent, request.tracestate)
+        attributes = {"gearman_frame.function": run.function,
+                      "gearman_frame.job_id": request.id,
+                      "gearman_frame.worker": run.worker,
+                      "messaging.system": "gearman",
+                      "messaging.destination.name": run.function,
+                      "messaging.message.id": request.id}
+        queued_since = request.at or request.sent_at
+        if queued_since and queued_since < time.time():
+            tracing.end(tracing.start(f"queued {run.function}", parent, "INTERNAL",
+                                      start_time=queued_since, **attributes))
+        run.trace = JobTrace(tracing, tracing.start(f"run {run.function}", parent,
+                                                    "CONSUMER", **attributes))
+        return None
+
+    def after(self, run, result):
+        if run.trace is not None:
+            self.tracing.end(run.trace.span, result,
+                             **{"gearman_frame.claim": run.claim_number or None,
+                                "gearman_frame.replayed": run.replayed or None})
+            run.trace = None
+        return result
+
+    def unwind(self, run, why):
+        if run.trace is not None:
+            self.tracing.end(run.trace.span, **{"gearman_frame.left": type(why).__name__})
+            run.trace = None

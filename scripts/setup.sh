@@ -26,6 +26,9 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)     # ... and their links
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # ... and gearmand's shared queues (PostgreSQL, Redis) a standby gearmand takes over
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# deploy/prometheus: promtool tests the alert rules, and a real Prometheus scrapes the
+# exporter and a worker
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # the dashboard's tests drive a real browser (selenium + Debian's chromium and its driver)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)

@@ -68,10 +68,28 @@ def prepare_folder(folder):
     os.environ[MULTIPROC_VARIABLE] = folder
 
 
-def process_gone(pid):
-    """Drop a dead worker process's live gauges (its counters stay in the sums)."""
+#: Worker processes that died and were replaced (the supervisor counts them: a crash
+#: loop shows as a rate).
+_DEATHS: list = []
+
+
+def count_deaths():
+    """In the supervisor, before its first process: the deaths counter, at 0 (so that a
+    rate sees the first death too)."""
+    from prometheus_client import Counter
+    if not _DEATHS:
+        _DEATHS.append(Counter("gearman_frame_worker_process_deaths",
+                               "Worker processes that died and were replaced"))
+
+
+def process_gone(pid, died=False):
+    """Drop an ended worker process's live gauges (its counters stay in the sums); count
+    it if it died."""
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(pid)
+    if died:
+        count_deaths()
+        _DEATHS[0].inc()
 
 
 def serve(host, port):

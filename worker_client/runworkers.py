@@ -130,6 +130,7 @@ def main(argv=None):
         metrics.prepare_folder(os.path.join(state_dir, f"metrics-{name}"))
         side = functools.partial(metrics.serve, *parse_listen(config.worker.metrics))
         on_gone = metrics.process_gone
+        metrics.count_deaths()
         log.info("worker %s: Prometheus metrics on http://%s/metrics", name,
                  config.worker.metrics)
     return Supervisor(name, layout(config), serving(config, functions, tasks), reload,

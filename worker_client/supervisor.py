@@ -126,13 +126,14 @@ class Supervisor:
                  serve: Callable[[str | None, int, str | None], int],
                  reload: Callable[[], tuple] | None = None,
                  side: Callable[[], int] | None = None,
-                 on_gone: Callable[[int], None] | None = None):
+                 on_gone: Callable[[int, bool], None] | None = None):
         self.name = name
         #: a helper process kept beside the workers (the metrics server), if any
         self.side = side
         self.side_pid: int | None = None
         self.side_restart_at = 0.0
-        #: on_gone(pid) after a worker process ended (its metrics' live gauges go)
+        #: on_gone(pid, died) after a worker process ended (its metrics' live gauges go;
+        #: ``died``: it did not stop or retire, and is replaced)
         self.on_gone = on_gone
         self.slots = make_slots(layout)
         self.serve = serve
@@ -336,32 +337,34 @@ class Supervisor:
                 continue
             process = self.processes.pop(pid, None)
             if process is not None:
+                died = self._ended(process, status)
                 if self.on_gone is not None:
-                    self.on_gone(pid)
-                self._ended(process, status)
+                    self.on_gone(pid, died)
 
-    def _ended(self, process: Process, status: int) -> None:
+    def _ended(self, process: Process, status: int) -> bool:
+        """Log how a worker process ended and schedule its replacement; True if it died
+        (not a stop, a retirement or a failed start)."""
         how = describe_status(status)
         if process.slot > len(self.slots):  # its slot went with a reload
             log.info("worker %s: process pid %d ended (%s)", self.name, process.pid, how)
-            return
+            return False
         slot = self.slots[process.slot - 1]
         slot.instances.discard(process.instance)
         code = os.waitstatus_to_exitcode(status)
         if self.stopping or (process.retiring and code == EXIT_OK):
             log.info("worker %s: process pid %d ended (%s)", self.name, process.pid, how)
-            return
+            return False
         if not process.ready and code in (EXIT_USAGE, EXIT_UNREACHABLE):
             # it could not start (a plugin, no server): the others cannot either
             log.error("worker %s: process pid %d could not start (%s); stopping",
                       self.name, process.pid, how)
             self.exit_code = code
             self.stop("a process could not start")
-            return
+            return False
         if process.retiring or process.successor is not None:  # replaced already
             log.error("worker %s: process pid %d, being replaced, died (%s)", self.name,
                       process.pid, how)
-            return
+            return True
         young = time.monotonic() - process.started < CRASH_WINDOW
         slot.failures = slot.failures + 1 if young or not process.ready else 1
         # the first death is replaced at once; a slot that keeps dying young waits more
@@ -370,6 +373,7 @@ class Supervisor:
         slot.restart_at = time.monotonic() + pause
         log.error("worker %s: process pid %d died (%s); restarting it%s", self.name,
                   process.pid, how, f" in {pause:g}s (crash loop)" if pause else "")
+        return True
 
     @staticmethod
     def _signal(pid: int, number: int) -> None:

@@ -36,9 +36,10 @@ def build_parser():
     parser.add_argument("--peers", action="store_true",
                         help="only gearman-frame against Celery+Redis, RQ and C libgearman "
                              "(GF_PEERS=1 bash scripts/setup.sh installs them)")
-    parser.add_argument("--only", choices=["batch", "ledger"],
+    parser.add_argument("--only", choices=["batch", "ledger", "tracing"],
                         help="run one workload: batch (a batch task against a plain one), "
-                             "ledger (store.url on SQLite and PostgreSQL against off)")
+                             "ledger (store.url on SQLite and PostgreSQL against off), "
+                             "tracing (every job traced against tracing off)")
     return parser
 
 
@@ -93,6 +94,11 @@ def run(args):
                 from . import ledger
                 ledger.rows(table, server, folder, reps, args.quick, _paired)
             if args.only == "ledger":
+                return table
+            if args.only in (None, "tracing"):
+                from . import tracing
+                tracing.rows(table, server, folder, reps, args.quick, _paired)
+            if args.only == "tracing":
                 return table
             n_batch = 2000 if args.quick else 10000
             plain, batched = _paired(

@@ -112,7 +112,7 @@ class Proc:
 
 def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",),
                key_file=None, tls_ca=None, serve=None, processes=1, env=None,
-               metrics=False, store=None):
+               metrics=False, store=None, tracing=None):
     """Start `runworkers` serving ``functions`` (config entries) with ``threads`` threads
     (checking signatures with ``key_file``; over TLS, verified by ``tls_ca``, when given:
     ``server`` is then the TLS front); ``serve``: only these functions (``--functions``)."""
@@ -129,7 +129,8 @@ def runworkers(server, functions, threads, name="bench", plugins=("plugins.eg",)
                                    **({"metrics": f"127.0.0.1:{free_port()}"}
                                       if metrics else {})},
                         "functions": functions, **security,
-                        **({"store": {"url": store}} if store else {})}, handle)
+                        **({"store": {"url": store}} if store else {}),
+                        **({"tracing": tracing} if tracing else {})}, handle)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": repo, **(env or {})}
     only = ["--functions", ",".join(serve)] if serve else []

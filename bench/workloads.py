@@ -10,7 +10,7 @@ import time
 import python3_gearman
 
 from gearman_frame.addresses import parse_address
-from gearman_frame.config import ClientConfig, Config, SecurityConfig
+from gearman_frame.config import ClientConfig, Config, SecurityConfig, TracingConfig
 from gearman_frame.files import write_private_file
 from gearman_frame.signing import keyring_from_files, new_key_text
 from manage_client.admin import AdminClient
@@ -23,7 +23,7 @@ from .processes import (c_workers, floor_worker, pss_mib, raw_worker, runworkers
 WARMUP = 100
 
 
-def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None):
+def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None, tracing=None):
     security = (SecurityConfig(key_file=key_file, keyring=keyring_from_files(None, key_file))
                 if key_file else SecurityConfig())
     address = parse_address(server.address)
@@ -33,7 +33,7 @@ def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None):
     config = Config(servers=(address,),
                     client=ClientConfig(timeout=timeout, resend=resend,
                                         outbox="/tmp/gf-bench-outbox.sqlite"),
-                    security=security)
+                    security=security, tracing=TracingConfig(**(tracing or {})))
     return JobClient(config)
 
 
@@ -55,10 +55,11 @@ def _rate(count, seconds):
 # --- W1: batch of no-op Python jobs --------------------------------------------------------
 
 def w1_ours(server, threads, count, key_file=None, tls_ca=None, processes=1,
-            metrics=False, store=None):
+            metrics=False, store=None, tracing=None):
     with runworkers(server, {}, threads, key_file=key_file, tls_ca=tls_ca,
-                    processes=processes, metrics=metrics, store=store) as workers, \
-            _client(server, key_file=key_file, tls_ca=tls_ca) as client:
+                    processes=processes, metrics=metrics, store=store,
+                    tracing=tracing) as workers, \
+            _client(server, key_file=key_file, tls_ca=tls_ca, tracing=tracing) as client:
         wait_workers(server, "reverse", threads * processes)
         client.submit_many([Job.of("reverse", "warm") for _ in range(WARMUP)])
         jobs = [Job.of("reverse", f"job-{i}") for i in range(count)]
@@ -262,7 +263,7 @@ def w2(server, count, block=100):
 
 
 def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=None,
-            store=None):
+            store=None, tracing=None):
     """W2's latency plain and with signing (``key_file``) or TLS (``tls_ca``: then
     ``other_server`` is a TLS front of the same gearmand), in alternating blocks, all
     through one gearmand. Run in two halves that swap which function (bench/tasks.py) each
@@ -281,13 +282,13 @@ def w2_pair(plain_server, other_server, count, block=100, key_file=None, tls_ca=
         else:
             workers = [lambda: start(plain_server, {}, 1, serve=[plain_fn]),
                        lambda: start(other_server, {}, 1, tls_ca=tls_ca, name="bench-other",
-                                     serve=[other_fn], store=store)]
+                                     serve=[other_fn], store=store, tracing=tracing)]
         with contextlib.ExitStack() as stack:
             for worker in workers:
                 stack.enter_context(worker())
             plain = stack.enter_context(_client(plain_server))
             other = stack.enter_context(_client(other_server, key_file=key_file,
-                                                tls_ca=tls_ca))
+                                                tls_ca=tls_ca, tracing=tracing))
             wait_workers(plain_server, plain_fn, 1)
             wait_workers(plain_server, other_fn, 1)
             _samples, half = _alternate(

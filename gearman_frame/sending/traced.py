@@ -13,11 +13,8 @@ def begin_send(tracing: Any, job: Job) -> Any:
     span = tracing.start(f"send {job.function}",
                          kind="PRODUCER" if job.background else "CLIENT",
                          **{"messaging.system": "gearman",
-                            "messaging.destination.name": job.function,
-                            "messaging.message.id": job.id,
                             "gearman_frame.function": job.function,
-                            "gearman_frame.job_id": job.id,
-                            "gearman_frame.background": job.background})
+                            "gearman_frame.job_id": job.id})
     job.trace = tracing.carrier(span)
     return span
 

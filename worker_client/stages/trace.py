@@ -1,7 +1,7 @@
 """The worker's spans of a traced job: ``queued FUNCTION`` (from the envelope's time to
 the worker's start), ``run FUNCTION`` (the whole job: function, job id, worker, attempts,
-exit code, status) and an ``attempt N`` child per attempt, whose context the command gets
-as TRACEPARENT. They continue the sender's trace (the envelope's ``traceparent``); a job
+exit code, status; the first attempt runs in it) and a ``retry N`` child per retry; the
+command gets the context of the span it runs in as TRACEPARENT. They continue the sender's trace (the envelope's ``traceparent``); a job
 sent untraced starts a trace of its own, sampled by this worker's ratio."""
 from __future__ import annotations
 
@@ -23,11 +23,15 @@ class JobTrace:
         self.attempt_span: Any = None
 
     def attempt(self, run: Run, call: Callable[[Run], Result]) -> Result:
-        """Run one attempt (``call(run)``) in a span of its own, the current one while it
-        runs (a Python task's own spans nest in it)."""
+        """Run one attempt (``call(run)``): the first in the run span itself, a retry in
+        a child span of its own; the span is the current one while it runs (a Python
+        task's own spans nest in it)."""
         number = run.attempts + 1
+        if number == 1:
+            with self.tracing.current(self.span):
+                return call(run)
         span = self.attempt_span = self.tracing.start(
-            f"attempt {number}", self.span, **{"gearman_frame.attempt": number})
+            f"retry {number - 1}", self.span, **{"gearman_frame.attempt": number})
         result = None
         try:
             with self.tracing.current(span):
@@ -54,18 +58,16 @@ class Trace(Stage):
             return None
         tracing = self.tracing
         parent = tracing.parent(request.traceparent, request.tracestate)
-        attributes = {"gearman_frame.function": run.function,
-                      "gearman_frame.job_id": request.id,
-                      "gearman_frame.worker": run.worker,
-                      "messaging.system": "gearman",
-                      "messaging.destination.name": run.function,
-                      "messaging.message.id": request.id}
         queued_since = request.at or request.sent_at
         if queued_since and queued_since < time.time():
             tracing.end(tracing.start(f"queued {run.function}", parent, "INTERNAL",
-                                      start_time=queued_since, **attributes))
-        run.trace = JobTrace(tracing, tracing.start(f"run {run.function}", parent,
-                                                    "CONSUMER", **attributes))
+                                      start_time=queued_since,
+                                      **{"gearman_frame.job_id": request.id}))
+        # each attribute costs the SDK a check: the ones a search needs, once
+        run.trace = JobTrace(tracing, tracing.start(
+            f"run {run.function}", parent, "CONSUMER",
+            **{"gearman_frame.function": run.function, "gearman_frame.job_id": request.id,
+               "gearman_frame.worker": run.worker, "messaging.system": "gearman"}))
         return None
 
     def after(self, run, result):

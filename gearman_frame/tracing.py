@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -149,6 +150,32 @@ class Tracing:
             exporter = OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT)
         return BatchSpanProcessor(exporter, schedule_delay_millis=500,
                                   export_timeout_millis=int(EXPORT_TIMEOUT * 1000))
+
+    # -- sampling, decided before any span is made (an unsampled job makes none)
+    def sample_new(self) -> bool:
+        """Whether a new trace is kept: the sampler's ratio, drawn here so that a job not
+        kept costs no span at all (the SDK's ratio sampler draws on a random trace id:
+        the same odds)."""
+        ratio = self.settings.sample_ratio
+        if ratio >= 1.0:
+            return True
+        import random  # here: a worker that does not trace never loads it
+        return ratio > 0.0 and random.random() < ratio
+
+    @staticmethod
+    def sampled(traceparent: str) -> bool:
+        """The sampled flag of a W3C ``traceparent`` (False for a malformed one)."""
+        flags = traceparent[53:55] if len(traceparent) >= 55 else ""
+        try:
+            return bool(int(flags, 16) & 1)
+        except ValueError:
+            return False
+
+    @staticmethod
+    def unsampled() -> dict[str, str]:
+        """A context for a trace not kept: it travels, so the workers do not keep it
+        either, and the command still gets a TRACEPARENT."""
+        return {"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"}
 
     # -- spans
     def start(self, name: str, parent: Any = None, kind: str = "INTERNAL",

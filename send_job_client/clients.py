@@ -210,9 +210,9 @@ class JobClient:
 
         def finished(index: int, outcome: Outcome) -> None:
             value = self._deliver(outcome.job, outcome) if background else result_of(outcome)
-            if spans:
-                end_send(self.tracing, spans.pop(id(outcome.job)), outcome,
-                         None if background else value)
+            span = spans.pop(id(outcome.job), None) if spans else None
+            if span is not None:
+                end_send(self.tracing, span, outcome, None if background else value)
             if collect:
                 results[index] = value
             done[0] += 1

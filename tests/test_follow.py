@@ -25,9 +25,9 @@ def test_follow_shows_each_line_as_it_comes_then_the_result(gearmand, start_work
     stderr = proc.stderr.read().decode()
     assert proc.wait(30) == 1
     assert [text for _t, text in arrivals] == ["line 1\n", "line 2\n", "line 3\n"]
-    # each line arrived while the command ran, about a second apart, not all at the end
-    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:])]
-    assert all(0.6 < gap < 1.6 for gap in gaps), arrivals
+    # each line arrived while the command ran (it sleeps 1 s after each), not all at the
+    # end: the first well before the last
+    assert arrivals[-1][0] - arrivals[0][0] > 1.0, arrivals
     assert "oops" in stderr and "failed" in stderr.splitlines()[-1]
     assert stderr.count("line") == 0  # stdout was not printed a second time
 

@@ -52,10 +52,11 @@ def test_a_foreign_workers_exception_ends_the_job_at_once_and_runs_it_once(gearm
                                                                             tmp_path):
     foreign = ForeignWorker((gearmand.host, gearmand.port), "php_job",
                             lambda handle, data: [(WORK_EXCEPTION, (b"boom",))])
-    path, _config = client_config(tmp_path, [gearmand.address], timeout=5)
+    # a 30 s timeout: an exception that did not end the job would wait for it
+    path, _config = client_config(tmp_path, [gearmand.address], timeout=30)
     started = time.monotonic()
     proc = sendjob(path, "run", "php_job", "--data", "x")
-    assert proc.returncode == 1 and time.monotonic() - started < 4, proc.stderr
+    assert proc.returncode == 1 and time.monotonic() - started < 15, proc.stderr
     assert "boom" in proc.stderr  # asked for exceptions: the text comes with the failure
     time.sleep(1)
     assert len(foreign.jobs) == 1
@@ -63,7 +64,7 @@ def test_a_foreign_workers_exception_ends_the_job_at_once_and_runs_it_once(gearm
                          lambda handle, data: [(WORK_FAIL, ())])
     started = time.monotonic()
     proc = sendjob(path, "run", "bare_fail", "--data", "x")
-    assert proc.returncode == 1 and time.monotonic() - started < 4
+    assert proc.returncode == 1 and time.monotonic() - started < 15
     assert len(bare.jobs) == 1
     foreign.close()
     bare.close()
@@ -127,10 +128,9 @@ def test_foreign_names_stay_as_they_are_and_shutdown_refuses_them_at_once(gearma
     assert " 10.1.2 " not in table
     ours = [line for line in table.splitlines() if " ours " in line]
     assert len(ours) == 1 and " 3 " in ours[0]  # ours.0, ours.1, ours.ctl: one row
-    started = time.monotonic()
     refused = runadmin(path, "shutdown", "app")
     assert refused.returncode == 1 and "not a gearman-frame worker" in refused.stderr
-    assert time.monotonic() - started < 5
+    # refused before anything was sent: no control job waits for an answer
     with AdminClient([parse_address(gearmand.address)]) as admin:
         assert not [r for r in admin.status() if r.function == "__ctl__.app" and r.queued]
     for party in parties:
@@ -179,7 +179,7 @@ def test_a_php_worker_that_throws_or_exits_fails_the_job_at_once_and_once(gearma
     script, runs = tmp_path / "worker.php", tmp_path / "runs"
     script.write_text(PHP_WORKER)
     env = {**os.environ, "PORT": str(gearmand.port), "RUNS": str(runs)}
-    path, _config = client_config(tmp_path, [gearmand.address], timeout=5)
+    path, _config = client_config(tmp_path, [gearmand.address], timeout=30)
     for function in ("php_exc", "php_exit"):
         worker = subprocess.Popen(["php", str(script)], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
@@ -188,7 +188,7 @@ def test_a_php_worker_that_throws_or_exits_fails_the_job_at_once_and_once(gearma
                                  for r in _status(gearmand)), 10, "the PHP worker")
             started = time.monotonic()
             proc = sendjob(path, "run", function, "--data", "x")
-            assert proc.returncode == 1 and time.monotonic() - started < 2, proc.stderr
+            assert proc.returncode == 1 and time.monotonic() - started < 15, proc.stderr
         finally:
             worker.kill()
             worker.wait(10)

@@ -29,7 +29,7 @@ def test_a_worker_serves_a_c_gearmand_and_a_perl_server_together(gearmand, perl_
     worker = start_workers([gearmand.address, perl_gearmand.address], FUNCTIONS)
     for server in (perl_gearmand, gearmand, perl_gearmand, gearmand):
         path, _config = client_config(tmp_path / server.address.replace(":", "_"),
-                                      [server.address], timeout=10, resend=0)
+                                      [server.address], timeout=30, resend=0)
         proc = sendjob(path, "run", "say", "word=hi")
         assert (proc.returncode, proc.stdout) == (0, "hi\n"), proc.stderr
         proc = sendjob(path, "run", "raw", "--data", "bytes\tas they are")
@@ -37,7 +37,7 @@ def test_a_worker_serves_a_c_gearmand_and_a_perl_server_together(gearmand, perl_
         started = time.monotonic()
         proc = sendjob(path, "run", "bad")  # the details come as WORK_EXCEPTION on Perl
         assert proc.returncode == 1 and "oops" in proc.stdout + proc.stderr, proc.stderr
-        assert "exit code 3" in proc.stderr and time.monotonic() - started < 5
+        assert "exit code 3" in proc.stderr and time.monotonic() - started < 15  # not 30
     for priority in ("low", "high"):  # Perl has no SUBMIT_JOB_LOW / _HIGH_BG / _LOW_BG
         path, _config = client_config(tmp_path / "perl", [perl_gearmand.address])
         proc = sendjob(path, "run", "say", f"word={priority}", "--priority", priority)

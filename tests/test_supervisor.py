@@ -112,12 +112,13 @@ def test_a_hung_task_times_out_and_its_process_is_replaced(gearmand, start_worke
     hung_in = worker.worker_pid()
     started = time.monotonic()
     result = send([gearmand.address], "nap", 10)
-    assert result.status == "timeout" and time.monotonic() - started < 2.5
+    # answered at its 1 s timeout, not after the task's 10 s (bounds that hold under load)
+    assert result.status == "timeout" and time.monotonic() - started < 8
     assert "timeout of 1s" in result.error
     # the next job is served (by the replacement) within a few seconds, not after 10 s
     started = time.monotonic()
     after = send([gearmand.address], "nap", 0)
-    assert after.ok and after.value != hung_in and time.monotonic() - started < 4
+    assert after.ok and after.value != hung_in and time.monotonic() - started < 8
     wait_for(lambda: hung_in not in worker.worker_pids(), 5, "the hung process to exit")
 
 
@@ -130,7 +131,7 @@ def test_a_timed_out_task_is_retried_by_its_policy(gearmand, start_workers, plug
     started = time.monotonic()
     result = send([gearmand.address], "nap", 10)
     assert result.status == "timeout" and result.attempts == 2
-    assert 2 <= time.monotonic() - started < 4.5
+    assert 2 <= time.monotonic() - started < 15  # two 1 s timeouts, not two 10 s naps
     # both attempts hang: the process leaves them behind and exits, long before 10 s
     wait_for(lambda: hung_in not in worker.worker_pids(), 4, "the hung process to exit")
 
@@ -226,7 +227,7 @@ def test_pools_keep_a_flood_of_slow_jobs_from_delaying_fast_ones(gearmand, start
     for _ in range(3):
         started = time.monotonic()
         assert send([gearmand.address], "fast").stdout == "quick\n"
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 6  # not behind a 10 s slow job
 
 
 @pytest.mark.parametrize("pools, expected", [

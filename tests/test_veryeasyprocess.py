@@ -28,7 +28,7 @@ def test_timeout_kills_the_whole_group_including_background_grandchildren(tmp_pa
     result = shell_2_tempfile(f"sleep 60 & echo $! > {pidfile}; sleep 60", timeout=0.5)
     elapsed = time.monotonic() - started
     assert result.timed_out and result.exit_code is None
-    assert elapsed < 0.5 + 0.2, elapsed
+    assert elapsed < 10, elapsed  # at its 0.5 s timeout, not the 60 s sleep
     grandchild = int(pidfile.read_text())
     wait_for(lambda: pid_gone(grandchild), 2, f"grandchild {grandchild} to be gone")
     assert not os.path.exists(f"/proc/{result.pid}") or pid_gone(result.pid)

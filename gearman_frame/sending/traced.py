@@ -9,7 +9,11 @@ from .dispatch import Job, Outcome
 
 
 def begin_send(tracing: Any, job: Job) -> Any:
-    """Start ``job``'s send span and put its context in the job."""
+    """Start ``job``'s send span and put its context in the job; None for a job whose
+    trace is not kept (it carries an unsampled context, and costs no span)."""
+    if not tracing.sample_new():
+        job.trace = tracing.unsampled()
+        return None
     span = tracing.start(f"send {job.function}",
                          kind="PRODUCER" if job.background else "CLIENT",
                          **{"messaging.system": "gearman",

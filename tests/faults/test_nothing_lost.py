@@ -362,7 +362,7 @@ def test_each_worker_kills_only_its_own_commands(gearmand, start_workers, tmp_pa
         pids = [int((marks / tag).read_text()) for tag in ("a", "b")]
         # When one worker is SIGKILLed, only its own command dies
         one.kill()
-        time.sleep(1.0)
+        wait_for(lambda: not all(_alive(pid) for pid in pids), 15, "its command to die")
         assert sorted(_alive(pid) for pid in pids) == [False, True]
     finally:
         two.kill()

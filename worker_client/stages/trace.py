@@ -1,8 +1,9 @@
 """The worker's spans of a traced job: ``queued FUNCTION`` (from the envelope's time to
 the worker's start), ``run FUNCTION`` (the whole job: function, job id, worker, attempts,
 exit code, status; the first attempt runs in it) and a ``retry N`` child per retry; the
-command gets the context of the span it runs in as TRACEPARENT. They continue the sender's trace (the envelope's ``traceparent``); a job
-sent untraced starts a trace of its own, sampled by this worker's ratio."""
+command gets the context of the span it runs in as TRACEPARENT. They continue the sender's trace (the envelope's ``traceparent``) when
+the sender kept it; a job sent untraced starts a trace of its own, sampled by this
+worker's ratio. A trace not kept makes no span at all."""
 from __future__ import annotations
 
 import time
@@ -57,6 +58,9 @@ class Trace(Stage):
         if request is None:  # a raw payload carries no trace context
             return None
         tracing = self.tracing
+        if not (tracing.sampled(request.traceparent) if request.traceparent
+                else tracing.sample_new()):
+            return None  # not kept: no span (the command still gets the sender's context)
         parent = tracing.parent(request.traceparent, request.tracestate)
         queued_since = request.at or request.sent_at
         if queued_since and queued_since < time.time():

@@ -164,7 +164,9 @@ class Outbox:
                       f"with 'fuser {self.path}' and try again")
         elif "readonly" in text or "unable to open" in text or "permission" in text.lower():
             advice = "make the file and its folder writable by this user, or set client.outbox"
-        elif "full" in text:
+        elif "full" in text or _no_space_left(self.path):
+            # SQLite says "disk I/O error" when its journal cannot grow: the free space tells
+            text = text if "full" in text else f"{text}: its filesystem is full"
             advice = "free space on its filesystem, or set client.outbox to another one"
         else:
             advice = "check the file and its filesystem"
@@ -178,3 +180,12 @@ class Outbox:
         log.error("outbox %s is unreadable (%s): moved aside to %s, starting a new one",
                   self.path, why, aside)
         return aside
+
+
+def _no_space_left(path: str) -> bool:
+    """True when the filesystem of ``path`` has no block left for this user."""
+    try:
+        found = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return found.f_bavail == 0

@@ -75,3 +75,31 @@ def test_a_bad_dead_letter_setting_names_the_key(tmp_path):
                           text=True, timeout=30)
     assert proc.returncode == 2 and "functions.f.dead_letter.requeue_after" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def _take_all(server, function, count):
+    """Take ``count`` jobs off ``function``'s queue: their (unique, bytes)."""
+    from .wire_helpers import WorkerThread
+    taken = []
+    with WorkerThread([server.address], {function: lambda w, job: taken.append(
+            (job.unique, bytes(job.data))) or b""}):
+        wait_for(lambda: len(taken) == count, 15, f"{count} jobs of {function}")
+    return sorted(taken)
+
+
+def test_dead_puts_every_letter_back_byte_for_byte(gearmand, start_workers, tmp_path):
+    from gearman_frame.wire import WireClient
+    start_workers([gearmand.address], {"doomed": {"shell": "echo é\xff >&2; exit 4"}},
+                  name="bb", threads=1)
+    for i in range(3):
+        send_background([gearmand.address], "doomed", blob=bytes([i, 0, 255]) * 50)
+    wait_for(lambda: queued(gearmand, "__dead__.doomed") == 3, 15, "three dead letters")
+    # the letters as gearmand holds them, taken and queued again as they were
+    before = _take_all(gearmand, "__dead__.doomed", 3)
+    client = WireClient([gearmand.address])
+    for unique, data in before:
+        client.submit("__dead__.doomed", data, unique=unique, background=True, timeout=10)
+    for _ in range(2):
+        assert runadmin(gearmand, "dead", "doomed", "--json", cwd=tmp_path).returncode == 0
+    assert queued(gearmand, "__dead__.doomed") == 3
+    assert _take_all(gearmand, "__dead__.doomed", 3) == before  # same uniques, same bytes

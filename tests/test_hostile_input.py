@@ -244,6 +244,9 @@ def test_odd_function_names_and_client_ids_do_not_blind_the_admin(gearmand, star
     evil = socket.create_connection((gearmand.host, gearmand.port))
     evil.sendall(_packet(22, b"a client id with spaces")
                  + _packet(1, b"tab\there\nand a newline") + _packet(1, b"[red]markup"))
+    # a terminal's escape sequences in a name and a client id: shown escaped, never run
+    sly = socket.create_connection((gearmand.host, gearmand.port))
+    sly.sendall(_packet(22, b"esc\x1b[31mred") + _packet(1, b"fn\x1b[2Jclear"))
     worker = start_workers([gearmand.address], {"nap": {"command": ["sleep", "{s}"]}},
                            name="plain")
     try:
@@ -256,6 +259,10 @@ def test_odd_function_names_and_client_ids_do_not_blind_the_admin(gearmand, star
         workers = runadmin(path, "workers")
         assert workers.returncode == 0 and "plain" in workers.stdout
         assert "[red]markup" in workers.stdout  # shown as text
+        for shown in (status.stdout, workers.stdout):
+            assert "\x1b" not in shown
+        assert "fn\\x1b[2Jclear" in status.stdout
+        assert "esc\\x1b[31mred" in workers.stdout
         as_json = json.loads(runadmin(path, "workers", "--json").stdout)
         assert "a client id with spaces" in {row["client_id"] for row in as_json}
         dump = tmp_path / "dump.jsonl"
@@ -265,6 +272,7 @@ def test_odd_function_names_and_client_ids_do_not_blind_the_admin(gearmand, star
         worker.proc.wait(30)
     finally:
         evil.close()
+        sly.close()
 
 
 # --- bad command lines and configs ------------------------------------------------------

@@ -66,7 +66,18 @@ def test_retries_until_success_then_dead_letter_when_exhausted(gearmand, start_w
                            "echo $n > {counter}; [ $n -ge 3 ]",
                   "retries": 2, "retry_delay": 0.05},
         "broken": {"command": ["false"], "retries": 1, "retry_delay": 0.05},
+        "loud": {"shell": "echo out-{n}; echo err-{n} >&2; exit 3", "retries": 1,
+                 "retry_delay": 0.05},
+        "shot": {"shell": "echo before; kill -TERM $$", "retries": 1, "retry_delay": 0.05},
     })
+    # a final failure, after its retries, reaches the foreground sender whole
+    failed = send([gearmand.address], "loud", n="7")
+    assert (failed.status, failed.attempts, failed.exit_code) == ("failed", 2, 3)
+    assert (failed.stdout, failed.stderr) == ("out-7\n", "err-7\n")
+    assert "exit code 3" in failed.error
+    killed = send([gearmand.address], "shot")
+    assert (killed.status, killed.attempts, killed.signal) == ("failed", 2, 15)
+    assert killed.exit_code is None and killed.stdout == "before\n"
     result = send([gearmand.address], "flaky", counter=str(counter))
     assert (result.status, result.attempts) == ("ok", 3)
     assert counter.read_text().strip() == "3"

@@ -196,6 +196,9 @@ def test_a_refused_dead_letter_waits_on_disk_and_the_job_runs_once(gearmand, sta
     spool = worker.folder / "var" / "spool" / "dead-letters"
     assert len(os.listdir(spool)) == 1
     assert oct(os.stat(spool).st_mode & 0o777) == "0o700"
+    letter = spool / os.listdir(spool)[0]
+    assert oct(os.stat(letter).st_mode & 0o777) == "0o600"  # the job's data: owner only
+    assert loads(letter.read_bytes())["function"] == dead_letter_function("flop")
     # When the queue has room, the letter arrives and leaves the spool
     path, _config = client_config(tmp_path, [gearmand.address])
     assert runadmin(path, "maxqueue", dead, "10").returncode == 0
@@ -242,11 +245,15 @@ def test_six_concurrent_flushes_deliver_each_job_once(restartable_gearmand, star
     assert sorted(ledger_lines(ledger)) == sorted(f"job{i}" for i in range(300))
 
 
-def test_background_send_to_a_frozen_server_runs_once_after_the_thaw(gearmand, start_workers,
+def test_background_send_to_a_frozen_server_runs_once_after_the_thaw(make_gearmand,
+                                                                      start_workers,
                                                                       plugin_dir, tmp_path):
-    path, config = client_config(tmp_path, [gearmand.address], timeout=1, resend=1)
+    # two servers, a worker on each: a copy the flush sent to the other server would run
+    gearmand, other = make_gearmand(), make_gearmand()
+    path, config = client_config(tmp_path, [gearmand.address, other.address], timeout=1,
+                                 resend=1)
     ledger = tmp_path / "ledger"
-    start_recorder(start_workers, [gearmand.address], plugin_dir)
+    start_recorder(start_workers, [gearmand.address, other.address], plugin_dir, threads=2)
     gearmand.signal(signal.SIGSTOP)
     try:
         proc = sendjob(path, "run", "record", f"ledger={ledger}", "word=once", "sleep=3",
@@ -257,11 +264,19 @@ def test_background_send_to_a_frozen_server_runs_once_after_the_thaw(gearmand, s
     assert (proc.returncode, proc.stdout.strip()) == (0, OUTBOX), proc.stderr
     wait_for(lambda: any(r.running for r in _status(gearmand) if r.function == "record"), 10,
              "the thawed server to hand the job out")
-    # When the outbox is flushed: the server says it holds the job, so it is not sent again
-    flushed = sendjob(path, "flush")
+    # When the outbox is flushed, by a sender whose first server is the other one: the
+    # frozen server says it holds the job, so it is not sent again (anywhere)
+    reordered = path.with_name("reordered.yaml")
+    reordered.write_text(path.read_text().replace(
+        f"- {gearmand.address}\n- {other.address}", f"- {other.address}\n- {gearmand.address}"))
+    assert reordered.read_text() != path.read_text()
+    flushed = sendjob(reordered, "flush")
     assert flushed.returncode == 0 and "1 delivered, 0 waiting" in flushed.stdout
+    assert not any(r.queued or r.running for r in _status(other) if r.function == "record")
     wait_for(lambda: ledger_lines(ledger), 15, "the job to finish")
-    time.sleep(1.0)
+    # a second copy sent by the flush would have started by now and ends 3 s after: wait
+    # that long for it
+    time.sleep(4)
     assert ledger_lines(ledger) == ["once"]
 
 

@@ -66,6 +66,9 @@ def build_parser(prog: str, description: str, epilog: str = "") -> ArgumentParse
                             epilog=f"{epilog}\n\n{EXIT_CODES_EPILOG}".strip(),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common_flags(parser)
+    from . import __version__
+    parser.add_argument("--version", action="version",
+                        version=f"{prog} (gearman-frame) {__version__}")
     return parser
 
 

@@ -346,6 +346,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "keygen":  # before the config, which may name this very file
         return cmd_keygen(args)
+    if args.command == "init":  # writes the config: none to read yet
+        from .starter import write_starter
+        print(write_starter(args.folder, args.port), end="")
+        return EXIT_OK
     config = cli.load(args, connect=args.command != "server")
     if args.command == "server":
         return cmd_server(config, args)

@@ -102,6 +102,12 @@ def build_parser():
     maxqueue.add_argument("function")
     maxqueue.add_argument("size", type=int)
     sub.add_parser("apply", help="apply the config's per-function maxqueue limits")
+    init = sub.add_parser("init", help="write a commented starter config.yaml and a "
+                                       "signing key into DIR (default: here); never over "
+                                       "a file")
+    init.add_argument("folder", nargs="?", default=".", metavar="DIR")
+    init.add_argument("--port", type=cli.port, default=4730,
+                      help="the loopback port of the gearmand it names (default 4730)")
     keygen = sub.add_parser("keygen", help="write a new signing key to FILE (owner-only); "
                                            "name it in security.key_file")
     keygen.add_argument("file")

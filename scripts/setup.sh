@@ -51,7 +51,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.gearman-frame-installed-compat
-if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing gearman-frame into .venv" >&2
   # compat: the checkout on sys.path through a plain .pth line; the default editable
   # finder costs every CLI start ~25 ms of imports (pathlib, urllib) before it runs.

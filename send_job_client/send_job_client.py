@@ -195,11 +195,13 @@ def cmd_run(client, args):
                           "server": delivery.server, "outbox": delivery.outbox})
               if args.json else (OUTBOX if delivery.outbox else delivery.handle))
         return EXIT_OK
+    nobody = _say_if_nobody_serves(client, args.function)
     with FollowedJob(args.function, sys.stdout, sys.stderr) as followed:
         result = client.submit(args.function, *positional, priority=args.priority,
                                data=data, on_output=followed.output if args.follow else None,
                                on_progress=followed.progress if args.follow else None,
                                idempotency_key=args.key, **kwargs)
+    nobody.set()  # answered: nothing more to say
     try:
         client.record_result(args.function, positional, kwargs, result)
     except FrameError as err:  # the job ran; a store that cannot take it is a warning
@@ -213,6 +215,25 @@ def cmd_run(client, args):
     else:
         _print_result(result, raw=data is not None)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _say_if_nobody_serves(client, function):
+    """Beside a foreground job, in a thread: if no server lists a worker for the function,
+    one warning line at once (the job still waits as configured). Returns an Event that
+    silences it once the job is answered."""
+    import threading
+    answered = threading.Event()
+
+    def look():
+        from gearman_frame.wire.served import workers_for
+        servers = client.config.servers
+        if workers_for(servers, function) == 0 and not answered.is_set():
+            print(f"sendjob: warning: no worker serves {function!r} on any server "
+                  f"({', '.join(str(s) for s in servers)}); the job waits for one "
+                  f"(up to {client.timeout:g}s x {client.dispatcher.resend + 1} attempts)",
+                  file=sys.stderr, flush=True)
+    threading.Thread(target=look, daemon=True, name="nobody-serves").start()
+    return answered
 
 
 def raw_payload(args):

@@ -234,3 +234,17 @@ def test_task_put_and_submit_use_the_open_client_and_need_one(gearmand, start_wo
     assert recordtasks.reverse("abc") == "cba"  # a plain call runs locally
     with pytest.raises(UsageError):
         recordtasks.record.put(str(ledger), "after-close")
+
+
+def test_a_function_nobody_serves_is_said_at_once_and_a_served_one_is_not(
+        gearmand, start_workers, plugin_dir, tmp_path):
+    path, _config = client_config(tmp_path, [gearmand.address], timeout=2, resend=0)
+    lonely = sendjob(path, "run", "nobody_serves_this")
+    assert lonely.returncode == 1
+    lines = lonely.stderr.splitlines()
+    assert lines[0].startswith("sendjob: warning: no worker serves 'nobody_serves_this' on "
+                               f"any server ({gearmand.address})"), lonely.stderr
+    assert "got no result" in lines[-1]  # and then it waited as configured
+    start_recorder(start_workers, [gearmand.address], plugin_dir)
+    served = sendjob(path, "run", "reverse", "text=abc")
+    assert served.stdout == "cba" and "warning" not in served.stderr

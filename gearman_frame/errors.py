@@ -10,7 +10,7 @@ from __future__ import annotations
 import reprlib
 from typing import Iterable
 
-#: Exit codes of the command-line contract (README: Commands).
+#: Exit codes of the command-line contract (docs/commands.md).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job or operation failed (non-zero exit, timeout, ERR reply)
 EXIT_USAGE = 2  # bad usage or bad config

@@ -308,7 +308,7 @@ def cmd_keygen(args):
     """A new key file: 32 random bytes as hex, mode 0600; never over an existing file."""
     if os.path.lexists(args.file):
         raise UsageError(f"keygen: {args.file} exists; not overwriting a key (remove it, or "
-                         "name a new file and rotate: see the README)")
+                         "name a new file and rotate: see docs/security.md)")
     try:
         write_private_file(args.file, new_key_text())
     except OSError as err:

@@ -59,6 +59,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     --config-settings editable_mode=compat
   touch "$stamp"
 fi
+# the docs site's builder, pinned (scripts/test.sh builds the site with --strict)
+docs_stamp=.venv/.gearman-frame-docs-installed
+if [ ! -f "$docs_stamp" ] || [ docs/requirements.txt -nt "$docs_stamp" ]; then
+  echo "setup: installing the docs' MkDocs into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -r docs/requirements.txt
+  touch "$docs_stamp"
+fi
 # Byte-compile the checkout, as pip does for a regular install: an editable install is
 # not compiled, and where PYTHONDONTWRITEBYTECODE is set every CLI start compiled its
 # modules again (`sendjob result` took 8 ms more than the interpreter with what it uses).

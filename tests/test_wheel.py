@@ -1,6 +1,8 @@
 """The wheel works outside the checkout: built from a clean clone, installed into a fresh
-virtualenv, and run in an empty folder as a new user would (`runadmin init`, a gearmand,
-a worker, a job), with nothing of the checkout on the path."""
+virtualenv, and run in an empty folder as the README's quick start does (`runadmin init`,
+a gearmand, a worker, a job in the foreground and one in the background, status and
+inspect), with nothing of the checkout on the path. The one change: a free port for the
+gearmand instead of 4730, which another gearmand of the machine may hold."""
 import os
 import subprocess
 import sys
@@ -19,7 +21,7 @@ def run(argv, cwd, env=None, timeout=300):
 
 
 def test_the_wheel_from_a_clean_clone_runs_a_job_in_an_empty_folder(tmp_path):
-    clone, dist, venv, home = (tmp_path / n for n in ("clone", "dist", "venv", "empty"))
+    clone, dist, venv = (tmp_path / n for n in ("clone", "dist", "venv"))
     run(["git", "clone", "--quiet", ROOT, str(clone)], tmp_path)
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "--wheel-dir", str(dist), str(clone)], tmp_path)
@@ -29,12 +31,14 @@ def test_the_wheel_from_a_clean_clone_runs_a_job_in_an_empty_folder(tmp_path):
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
          str(wheel)], tmp_path, env)
-    home.mkdir()
+    (tmp_path / "empty").mkdir()
     bin_ = venv / "bin"
-    version = run([str(bin_ / "sendjob"), "--version"], home, env)
+    version = run([str(bin_ / "sendjob"), "--version"], tmp_path / "empty", env)
     assert version.stdout.strip().startswith("sendjob (gearman-frame) ")
     port = free_port()
-    started = run([str(bin_ / "runadmin"), "init", "--port", str(port)], home, env)
+    started = run([str(bin_ / "runadmin"), "init", "mydeploy", "--port", str(port)],
+                  tmp_path / "empty", env)
+    home = tmp_path / "empty" / "mydeploy"
     assert "runworkers" in started.stdout and (home / "config.yaml").exists()
     run([str(bin_ / "runadmin"), "server", "start"], home, env)
     worker = subprocess.Popen([str(bin_ / "runworkers")], cwd=home, env=env,
@@ -48,8 +52,16 @@ def test_the_wheel_from_a_clean_clone_runs_a_job_in_an_empty_folder(tmp_path):
             if " ready: " in line or not line:
                 break
         assert any(" ready: " in line for line in said), "".join(said)
-        hello = run([str(bin_ / "sendjob"), "run", "hello", "name=x"], home, env, timeout=60)
-        assert hello.stdout == "hello x\n"
+        hello = run([str(bin_ / "sendjob"), "run", "hello", "name=you"], home, env,
+                    timeout=60)
+        assert hello.stdout == "hello you\n"
+        queued = run([str(bin_ / "sendjob"), "run", "hello", "name=later", "--background"],
+                     home, env)
+        assert queued.stdout.startswith("H:")
+        status = run([str(bin_ / "runadmin"), "status"], home, env)
+        assert "hello" in status.stdout
+        inspected = run([str(bin_ / "runadmin"), "inspect", "--all"], home, env)
+        assert ": pid " in inspected.stdout
         # it ran from the installed package, not from a checkout
         where = run([str(bin_ / "python"), "-c",
                      "import gearman_frame, sys; print(gearman_frame.__file__)"], home, env)

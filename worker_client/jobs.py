@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 #: Environment variable giving a command its job id: the key to make a command idempotent
-#: (a job may run again after a crash; see the README's Guarantees).
+#: (a job may run again after a crash; see docs/guarantees.md).
 JOB_ID_VARIABLE = "GEARMAN_FRAME_JOB_ID"
 #: With the job ledger on: 1 for a job's first claim, 2 and up for a takeover (its earlier
 #: holder died, maybe after the command's work was done: the one window the ledger cannot

@@ -35,6 +35,17 @@ def spans_in(path, count, what="spans"):
     return wait_for(read, 15, what)
 
 
+def traced_worker(gearmand, start_workers, tmp_path, name):
+    """A worker serving SHOWS that writes its spans to a file, and a sender's config that
+    does not trace (a test turns it on by the variables): (the spans' file, the config)."""
+    worker_spans = tmp_path / "worker.jsonl"
+    start_workers([gearmand.address], SHOWS, name=name,
+                  extra_config={"tracing": {"exporter": "console",
+                                            "file": str(worker_spans)}})
+    config, _ = client_config(tmp_path, [gearmand.address], timeout=20)
+    return worker_spans, config
+
+
 def by_name(spans, trace_id):
     found = {}
     for span in spans:
@@ -79,11 +90,7 @@ def test_the_senders_span_the_workers_and_the_commands_traceparent_share_one_tra
 
 def test_a_retry_is_a_child_span_and_the_failure_is_on_the_run(gearmand, start_workers,
                                                                  tmp_path):
-    worker_spans = tmp_path / "worker.jsonl"
-    start_workers([gearmand.address], SHOWS, name="retried",
-                  extra_config={"tracing": {"exporter": "console",
-                                            "file": str(worker_spans)}})
-    config, _ = client_config(tmp_path, [gearmand.address], timeout=20)
+    worker_spans, config = traced_worker(gearmand, start_workers, tmp_path, "retried")
     # the sender traces through the standard variables; its spans go to stderr
     out = sendjob(config, "run", "shows", "code=3", "--json",
                   env={"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "nightly"})
@@ -177,11 +184,7 @@ def test_bad_tracing_settings_are_one_line_naming_the_key(tmp_path, settings, en
 
 def test_a_trace_not_kept_makes_no_span_and_still_reaches_the_command(
         gearmand, start_workers, tmp_path):
-    worker_spans = tmp_path / "worker.jsonl"
-    start_workers([gearmand.address], SHOWS, name="sampling",
-                  extra_config={"tracing": {"exporter": "console",
-                                            "file": str(worker_spans)}})
-    config, _ = client_config(tmp_path, [gearmand.address], timeout=20)
+    worker_spans, config = traced_worker(gearmand, start_workers, tmp_path, "sampling")
     dropped = sendjob(config, "run", "shows", "code=0", "--json",
                       env={"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER_ARG": "0"})
     assert dropped.returncode == 0, dropped.stderr

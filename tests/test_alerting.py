@@ -107,12 +107,15 @@ def test_a_real_prometheus_scrapes_the_exporter_and_a_worker(gearmand, start_wor
                                 status="ok") == 3, 30, "3 ok jobs in Prometheus")
         assert number(web, "gearman_frame_jobs_total", function="judge",
                       status="failed") == 1
-        assert number(web, "gearman_frame_server_up", server=gearmand.address) == 1
+        assert number(web, "gearman_frame_worker_process_deaths_total") == 0
+        # the exporter is another target, scraped on its own schedule
+        wait_for(lambda: number(web, "gearman_frame_server_up",
+                                server=gearmand.address) == 1, 30, "the exporter's scrape")
         # the recording rules ran on what was scraped
         wait_for(lambda: number(web, "gearman_frame:queued:sum", function="nobody") == 3,
                  30, "the recording rule's queued sum")
-        assert number(web, "gearman_frame:workers:sum", function="judge") == 1
-        assert number(web, "gearman_frame_worker_process_deaths_total") == 0
+        wait_for(lambda: number(web, "gearman_frame:workers:sum", function="judge") == 1,
+                 30, "the recording rule's worker sum")
         # a worker process that dies is counted (the crash-loop alert's series)
         (pid,) = re.findall(r"process .*started \(pid (\d+)\)", worker.log())
         os.kill(int(pid), signal.SIGKILL)

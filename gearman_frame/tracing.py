@@ -35,6 +35,14 @@ COMPLAINT_EVERY = 60.0
 TRACEPARENT, TRACESTATE = "TRACEPARENT", "TRACESTATE"
 
 _OPEN: dict[tuple, "Tracing"] = {}
+
+
+def command_environment(traceparent: str | None, tracestate: str | None) -> dict[str, str]:
+    """A command's TRACEPARENT and TRACESTATE (what is set of them)."""
+    env = {TRACEPARENT: traceparent} if traceparent else {}
+    if traceparent and tracestate:
+        env[TRACESTATE] = tracestate
+    return env
 _LOCK = threading.Lock()
 
 
@@ -107,7 +115,7 @@ class Tracing:
 
     def __init__(self, settings: TracingConfig, role: str, path: str | None = None):
         try:
-            from opentelemetry import context, trace
+            from opentelemetry import trace
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -118,10 +126,10 @@ class Tracing:
                               "tracing (pip install 'gearman-frame[tracing]')",
                               got=f"{settings.exporter}, without it") from None
         self.settings, self.role = settings, role
-        self._trace, self._context = trace, context
+        self._trace = trace
         self.kinds = trace.SpanKind
-        self.provider = TracerProvider(
-            resource=Resource.create({"service.name": settings.service_name
+        self.provider = TracerProvider(  # shut down by close(), bounded, not at exit by itself
+            shutdown_on_exit=False, resource=Resource.create({"service.name": settings.service_name
                                       or f"gearman-frame-{role}",
                                       "gearman_frame.role": role}),
             sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)))
@@ -182,9 +190,8 @@ class Tracing:
               start_time: float | None = None, **attributes: Any) -> Any:
         """A started span, a child of ``parent`` (a span, a Context, or None: a root or
         the current span); ``start_time`` in epoch seconds."""
-        if parent is not None and not isinstance(parent, dict):
-            if hasattr(parent, "get_span_context"):
-                parent = self._trace.set_span_in_context(parent)
+        if hasattr(parent, "get_span_context"):  # a span (a Context has none)
+            parent = self._trace.set_span_in_context(parent)
         return self.tracer.start_span(
             name, context=parent, kind=getattr(self.kinds, kind),
             attributes={k: v for k, v in attributes.items() if v is not None},
@@ -215,13 +222,12 @@ class Tracing:
     def environment(self, span: Any) -> dict[str, str]:
         """What a command gets: TRACEPARENT (and TRACESTATE) of ``span``."""
         carrier = self.carrier(span)
-        env = {TRACEPARENT: carrier["traceparent"]} if "traceparent" in carrier else {}
-        if carrier.get("tracestate"):
-            env[TRACESTATE] = carrier["tracestate"]
-        return env
+        return command_environment(carrier.get("traceparent"), carrier.get("tracestate"))
 
-    def end(self, span: Any, result: Any = None, **attributes: Any) -> None:
-        """End ``span``, with a Result's status (an error status unless ok)."""
+    def end(self, span: Any, result: Any = None, error: str | None = None,
+            **attributes: Any) -> None:
+        """End ``span``, with a Result's status (an error status unless ok), or an
+        ``error`` status when there is no Result."""
         if result is not None:
             attributes.setdefault("gearman_frame.status", result.status)
             attributes.setdefault("gearman_frame.exit_code", result.exit_code)
@@ -230,13 +236,11 @@ class Tracing:
             if value is not None:
                 span.set_attribute(key, value)
         if result is not None and not result.ok:
+            error = str(result.error or result.status)
+        if error is not None:
             from opentelemetry.trace import Status, StatusCode
-            span.set_status(Status(StatusCode.ERROR, str(result.error or result.status)))
+            span.set_status(Status(StatusCode.ERROR, error))
         span.end()
-
-    def flush(self, timeout: float = EXIT_WAIT) -> bool:
-        """Send the spans that wait now (a test reads them back)."""
-        return bool(self.provider.force_flush(int(timeout * 1000)))
 
     def close(self) -> None:
         """Send what is left, waiting at most EXIT_WAIT seconds (a collector that is down

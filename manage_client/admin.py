@@ -17,7 +17,7 @@ from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import AdminError, AdminUnsupported, ConnectionLost, ServerUnavailable
 from gearman_frame.wire import CONNECT_TIMEOUT, open_socket
 
-from . import admin_protocol as proto
+from gearman_frame.wire import admin_protocol as proto
 
 log = logging.getLogger(__name__)
 

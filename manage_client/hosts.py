@@ -18,7 +18,7 @@ import time
 from gearman_frame.files import private_folder, write_private_file
 from gearman_frame.queues import CONTROL_PREFIX
 
-from .admin_protocol import worker_name_of
+from gearman_frame.wire.admin_protocol import worker_name_of
 from .inspect_workers import inspect, worker_processes
 
 #: Where the hosts seen are remembered (beside the config).

@@ -9,7 +9,7 @@ from gearman_frame.errors import FrameError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_CANCEL, CONTROL_INSPECT, control_function
 
-from .admin_protocol import worker_name_of
+from gearman_frame.wire.admin_protocol import worker_name_of
 from .drain import send_control
 
 #: Seconds `inspect` waits for the answers by default.

@@ -25,7 +25,7 @@ from manage_client.local_server import cmd_server
 from manage_client.runadmin_args import build_parser
 from manage_client.hosts import host_rows
 from manage_client.schedules_view import lease_holder, schedule_rows
-from manage_client.admin_protocol import worker_name_of
+from gearman_frame.wire.admin_protocol import worker_name_of
 from manage_client.drain import Drainer, read_dump, resend_jobs, send_control
 from manage_client.dead_letters import dead_functions, read_queue
 from manage_client.inspect_workers import cancel_running, inspect, render, worker_processes

@@ -11,7 +11,7 @@ from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX
 
 from .admin import totals
-from .admin_protocol import process_of, worker_name_of
+from gearman_frame.wire.admin_protocol import process_of, worker_name_of
 
 #: Marker shown beside a function with queued jobs and no worker to take them.
 NO_WORKER_MARK = "!"

@@ -132,19 +132,16 @@ class JobClient:
         with status 'failed', not an exception). ``on_output(stream, chunk)`` follows a
         command's output while it runs (stream 1: stdout, 2: stderr; paced and bounded by
         the worker); ``on_progress(done, total)`` gets each progress report of the
-        running job (a task's, or a command's ``progress:`` lines). With ``idempotency_key``, every job sent with that key (from any
-        sender, within store.dedup_ttl) gets the outcome of one run. Raises JobTimeout,
+        running job (a task's, or a command's ``progress:`` lines). With
+        ``idempotency_key``, every job sent with that key (from any sender, within
+        store.dedup_ttl) gets the outcome of one run. Raises JobTimeout,
         ServerUnavailable or ServerRefused when no result could be had."""
         job = Job(function, args, kwargs, data=data, priority=priority, on_output=on_output,
                   on_progress=on_progress, idempotency_key=idempotency_key)
-        span = None if self.tracing is None else begin_send(self.tracing, job)
         outcome = self._one(job, timeout)
-        result = None if outcome.error is not None else result_of(outcome)
-        if span is not None:
-            end_send(self.tracing, span, outcome, result)
-        if result is None:
-            raise outcome.error  # type: ignore[misc]
-        return result
+        if outcome.error is not None:
+            raise outcome.error
+        return result_of(outcome)
 
     def submit_background(self, function: str, *args: Any, priority: str = "normal",
                           data: bytes | None = None, reply_to: str | None = None,
@@ -159,10 +156,7 @@ class JobClient:
         job = Job(function, args, kwargs, data=data, priority=priority, background=True,
                   reply_to=reply_to or self.config.client.results,
                   at=due_at(at, delay), idempotency_key=idempotency_key)
-        span = None if self.tracing is None else begin_send(self.tracing, job)
         outcome = self._one(job, None)
-        if span is not None:
-            end_send(self.tracing, span, outcome)
         if isinstance(outcome.error, ServerRefused):
             raise outcome.error
         delivery = self._deliver(job, outcome)
@@ -173,10 +167,15 @@ class JobClient:
     def _one(self, job: Job, timeout: float | None) -> Outcome:
         self._check_open()
         job.validate()
+        span = None if self.tracing is None else begin_send(self.tracing, job)
         outcomes = []
         self.dispatcher.run([job], lambda _i, outcome: outcomes.append(outcome), timeout,
                             eager=True)
-        return outcomes[0]
+        outcome = outcomes[0]
+        if span is not None:  # a traced answer is decoded twice: only traced jobs pay
+            end_send(self.tracing, span, outcome, None if job.background or outcome.error
+                     else result_of(outcome))
+        return outcome
 
     # -- many jobs
     def submit_many(self, jobs: Iterable[Job], background: bool = False,

@@ -6,7 +6,7 @@ import pytest
 
 from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import AdminError, ConnectionLost, ProtocolError
-from manage_client import admin_protocol as proto
+from gearman_frame.wire import admin_protocol as proto
 from manage_client.admin import AdminConnection
 
 REPLIES = {

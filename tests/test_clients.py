@@ -246,5 +246,7 @@ def test_a_function_nobody_serves_is_said_at_once_and_a_served_one_is_not(
                                f"any server ({gearmand.address})"), lonely.stderr
     assert "got no result" in lines[-1]  # and then it waited as configured
     start_recorder(start_workers, [gearmand.address], plugin_dir)
-    served = sendjob(path, "run", "reverse", "text=abc")
-    assert served.stdout == "cba" and "warning" not in served.stderr
+    # a job of a second: a look at the servers that wrongly found no worker would be said
+    served = sendjob(path, "run", "record", "sleep=1", "--arg", str(tmp_path / "ledger"),
+                     "--arg", "w")
+    assert served.stdout == "w" and "warning" not in served.stderr, served

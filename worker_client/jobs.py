@@ -24,7 +24,7 @@ from gearman_frame.envelope import (STATUS_CANCELLED, STATUS_FAILED, STATUS_OK,
 from gearman_frame.logs import cut, job_context
 from gearman_frame.tasks import reporting
 from gearman_frame.templates import TemplateError, render_argv, render_shell
-from gearman_frame.tracing import TRACEPARENT, TRACESTATE
+from gearman_frame.tracing import command_environment
 from gearman_frame.wire import AbandonJob, JobFailed
 
 from .gate import Gate
@@ -149,9 +149,7 @@ class FunctionHandler:
         if run.trace is not None:
             env.update(run.trace.environment())
         elif request.traceparent:  # a trace this worker does not keep still goes on
-            env[TRACEPARENT] = request.traceparent
-            if request.tracestate:
-                env[TRACESTATE] = request.tracestate
+            env.update(command_environment(request.traceparent, request.tracestate))
         run.outcome = self._run(argv, shell, stdin, on_tick=run.progress, env=env,
                                 fields=request.kwargs, tail_bytes=self.output_limit,
                                 follower=run.follower)

@@ -169,7 +169,7 @@ class FunctionRules(Rules):
             groups = re.compile(pattern).groups
         except re.error as err:
             raise self.error(key, expected, raw, got=f"got {raw!r} ({err})") from None
-        if pattern is raw and groups != 2:
+        if raw not in PROGRESS_PATTERNS and groups != 2:
             raise self.error(key, expected, raw, got=f"got {raw!r} with {groups} group(s)")
         return pattern
 

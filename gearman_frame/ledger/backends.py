@@ -12,12 +12,15 @@ import os
 import sqlite3
 import threading
 from contextlib import closing, contextmanager
+from operator import attrgetter
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import LedgerUnavailable
 from ..files import ensure_private_file
 
+#: A statement's count of rows changed.
+_ROWCOUNT = attrgetter("rowcount")
 #: Seconds a statement waits for a lock (SQLite).
 WAIT = 5.0
 #: Seconds a statement waits for a pooled connection (PostgreSQL): while the server is
@@ -116,18 +119,18 @@ class SqliteBackend(Backend):
                 raise LedgerUnavailable(self.path, str(err)) from err
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        sql = self.sql(statement)
-        with self._lock:
-            try:
-                return self._connection().execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as err:
-                raise LedgerUnavailable(self.path, str(err)) from err
+        return self._execute(statement, params, sqlite3.Cursor.fetchall)
 
     def count(self, statement: str, params: Sequence[Any] = ()) -> int:
+        return self._execute(statement, params, _ROWCOUNT)
+
+    def _execute(self, statement: str, params: Sequence[Any], take: Any) -> Any:
+        """One statement on the shared connection (no cursor object of its own: a job
+        runs two of these), and ``take(cursor)`` while the lock is held."""
         sql = self.sql(statement)
         with self._lock:
             try:
-                return self._connection().execute(sql, params).rowcount
+                return take(self._connection().execute(sql, params))
             except sqlite3.DatabaseError as err:
                 raise LedgerUnavailable(self.path, str(err)) from err
 

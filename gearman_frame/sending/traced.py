@@ -27,11 +27,7 @@ def end_send(tracing: Any, span: Any, outcome: Outcome, result: Any = None) -> N
     """End a send span with how the job went: queued (and where), answered (``result``,
     a foreground job's Result), or not sent (an error status)."""
     if outcome.error is not None:
-        from opentelemetry.trace import Status, StatusCode
-        span.set_status(Status(StatusCode.ERROR, str(outcome.error)))
-        tracing.end(span, **{"gearman_frame.error": type(outcome.error).__name__})
-        return
-    if outcome.job.background:
-        tracing.end(span, **{"gearman_frame.server": outcome.server})
-        return
-    tracing.end(span, result, **{"gearman_frame.server": outcome.server})
+        tracing.end(span, error=str(outcome.error),
+                    **{"gearman_frame.error": type(outcome.error).__name__})
+    else:
+        tracing.end(span, result, **{"gearman_frame.server": outcome.server})

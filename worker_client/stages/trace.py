@@ -1,9 +1,10 @@
 """The worker's spans of a traced job: ``queued FUNCTION`` (from the envelope's time to
 the worker's start), ``run FUNCTION`` (the whole job: function, job id, worker, attempts,
 exit code, status; the first attempt runs in it) and a ``retry N`` child per retry; the
-command gets the context of the span it runs in as TRACEPARENT. They continue the sender's trace (the envelope's ``traceparent``) when
-the sender kept it; a job sent untraced starts a trace of its own, sampled by this
-worker's ratio. A trace not kept makes no span at all."""
+command gets the context of the span it runs in as TRACEPARENT. They continue the
+sender's trace (the envelope's ``traceparent``) when the sender kept it; a job sent
+untraced starts a trace of its own, sampled by this worker's ratio. A trace not kept
+makes no span at all."""
 from __future__ import annotations
 
 import time

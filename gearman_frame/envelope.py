@@ -3,7 +3,9 @@
 Request: ``{"v": 1, "id": "<uuid hex>", "args": [...], "kwargs": {...}, "sent_at": t}``
 (plus ``"bg": true`` for a background job, so a worker knows to dead-letter it,
 ``"reply_to": CHANNEL`` for a job whose result is published to ``__results__.CHANNEL``,
-``traceparent``/``tracestate`` (W3C trace context) for a traced job, and
+``traceparent``/``tracestate`` (W3C trace context) for a traced job, ``wf`` (the
+workflow step it is, and what follows it) and ``prev`` (the outcome of the step before)
+for a workflow's step, and
 ``ts``/``kid``/``sig`` when signed: see signing.py);
 the ``id`` is also the Gearman unique key, so a resent job is coalesced by gearmand.
 Result: ``{"status": "ok"|"failed"|"timeout"|"error"|"refused", "exit_code", "signal",
@@ -147,6 +149,12 @@ class Request:
     #: the rest: the worker's spans and the command continue the sender's trace.
     traceparent: str | None = None
     tracestate: str | None = None
+    #: A workflow's step: its place and what follows it (see gearman_frame.workflows).
+    wf: dict | None = None
+    #: The outcome of the step before (a workflow's step after the first); ``has_prev``
+    #: tells a None outcome from none at all.
+    prev: Any = None
+    has_prev: bool = False
 
     def encode(self, signer: Any = None, function: str | None = None) -> bytes:
         """The envelope's JSON; signed for ``function`` when a Keyring ``signer`` is given."""
@@ -164,6 +172,10 @@ class Request:
             obj["traceparent"] = self.traceparent
             if self.tracestate:
                 obj["tracestate"] = self.tracestate
+        if self.wf is not None:
+            obj["wf"] = self.wf
+            if self.has_prev:
+                obj["prev"] = self.prev
         if signer is not None:
             return signer.sign(function, obj)
         return dumps(obj)
@@ -188,12 +200,15 @@ class Request:
             raise EnvelopeError("'args' must be a list and 'kwargs' an object")
         _check_id(obj["id"])
         reply_to = obj.get("reply_to")
+        wf = obj.get("wf")
         return cls(args=tuple(args), kwargs=kwargs, id=obj["id"],
                    sent_at=obj.get("sent_at") or 0.0, background=obj.get("bg") is True,
                    fields=obj, reply_to=reply_to if isinstance(reply_to, str) else None,
                    follow=obj.get("follow") is True, at=_number_or_none(obj.get("at")),
                    traceparent=_text_or_none(obj.get("traceparent")),
-                   tracestate=_text_or_none(obj.get("tracestate")))
+                   tracestate=_text_or_none(obj.get("tracestate")),
+                   wf=wf if isinstance(wf, dict) else None, prev=obj.get("prev"),
+                   has_prev=isinstance(wf, dict) and "prev" in obj)
 
 
 def _check_id(job_id: str) -> None:

@@ -134,6 +134,16 @@ class SubmitTimeout(WireError):
         super().__init__(message)
 
 
+class WorkflowTimeout(FrameError):
+    """Raised when a workflow is still running when its sender stops waiting (it goes
+    on: ``sendjob status ID`` follows it)."""
+
+    def __init__(self, workflow: str, timeout: float) -> None:
+        self.workflow = workflow
+        super().__init__(f"workflow {workflow} still running after {timeout:g}s (it goes "
+                         f"on: sendjob status {workflow})")
+
+
 class JobTimeout(WireError):
     """Raised when a foreground job got no result after every resend; ``attempts`` lists
     ``(server, what happened)`` for each try."""

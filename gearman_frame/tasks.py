@@ -83,6 +83,11 @@ class Task:
         return self._client().submit(self.name, *args, priority=priority, timeout=timeout,
                                      idempotency_key=idempotency_key, **kwargs)
 
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """A signature of this task: a workflow's step (``chain(a.s(1), b.s())``)."""
+        from .workflows.canvas import Signature
+        return Signature(self.name, args, kwargs)
+
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 

@@ -177,6 +177,22 @@ class JobClient:
                      else result_of(outcome))
         return outcome
 
+    # -- workflows
+    def put_workflow(self, flow: Any) -> str:
+        """Start a workflow (``chain``, ``group``, ``chord`` or one ``f.s()``) and return
+        its id: the workers carry it on (``sendjob status ID`` follows it). Needs the
+        ledger (store.url); ValueError for a step that cannot run."""
+        from .workflows import put_workflow  # only a workflow's sender loads it
+        self._check_open()
+        return put_workflow(self, flow)
+
+    def submit_workflow(self, flow: Any, timeout: float | None = None) -> Result:
+        """Start a workflow and wait for its end: its last step's Result (a last group's:
+        ``value`` lists the members' outcomes), or the failed step's, whose ``error``
+        names it. WorkflowTimeout after ``timeout`` seconds (None: no limit)."""
+        from .workflows import wait_workflow
+        return wait_workflow(self, self.put_workflow(flow), timeout)
+
     # -- many jobs
     def submit_many(self, jobs: Iterable[Job], background: bool = False,
                     progress: Callable[[int], Any] | None = None,

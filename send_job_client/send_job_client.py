@@ -28,6 +28,9 @@ from send_job_client.progress import FollowedJob, progress_display
 from send_job_client.lookup import print_result, remember
 from send_job_client.scheduler import Scheduler
 from send_job_client.looking_up import cmd_result, cmd_results, cmd_status
+from send_job_client.workflow_commands import (add_parsers as add_workflow_parsers,
+                                               cmd_workflow, cmd_workflow_status)
+from gearman_frame.workflows.steps import is_workflow_id
 
 log = logging.getLogger("send_job_client.scheduler")
 
@@ -49,6 +52,9 @@ examples:
   sendjob status ID                 # queued, running (with progress), done or unknown
   sendjob results --failed --since 2h
   sendjob results --follow --json   # each result as it arrives
+  sendjob chain 'fetch url=https://example.org' 'resize width=300' 'publish'
+  sendjob chord 'square n=1' 'square n=2' 'square n=3' 'total'   # the last: the callback
+  sendjob status wf-...             # a workflow: each step, its status, host and time
   sendjob flush
   sendjob scheduler                 # fire the config's schedules (one per host is fine)"""
 
@@ -119,6 +125,7 @@ def build_parser():
                          help="collect the channel and print each result as it arrives")
     commands.add_parser("scheduler", help="fire the config's schedules until stopped "
                         "(run one on each of two hosts: each occurrence still fires once)")
+    add_workflow_parsers(commands, cli.seconds)
     flush = commands.add_parser("flush", help="deliver what waits in the outbox")
     flush.add_argument("--any-server", action="store_true",
                        help="also send jobs in doubt (their server took the request but "
@@ -355,6 +362,10 @@ def main(argv=None):
                       if timeout is not None else None)
     remember(config.path, config.resolve(config.client.result_store))
     with JobClient(config) as client:
+        if args.command == "status" and is_workflow_id(args.id):
+            return cmd_workflow_status(client, args)
+        if args.command in ("chain", "group", "chord"):
+            return cmd_workflow(client, args, parse_fields)
         if args.command in ("result", "status", "results") and not \
                 getattr(args, "follow", False):
             auto_collect(client)

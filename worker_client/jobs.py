@@ -25,6 +25,7 @@ from gearman_frame.logs import cut, job_context
 from gearman_frame.tasks import reporting
 from gearman_frame.templates import TemplateError, render_argv, render_shell
 from gearman_frame.tracing import command_environment
+from gearman_frame.workflows.steps import prev_fields
 from gearman_frame.wire import AbandonJob, JobFailed
 
 from .gate import Gate
@@ -84,6 +85,8 @@ class WorkerContext:
     claims: Any = None
     #: OpenTelemetry (gearman_frame.tracing.Tracing; None: tracing is off).
     tracing: Any = None
+    #: send_step(function, request) -> (where, payload): a workflow's next step.
+    send_step: Callable[[str, Any], Any] | None = None
 
 
 class FunctionHandler:
@@ -123,8 +126,10 @@ class FunctionHandler:
             log.info("attempt %d of %d", run.attempts, policy.attempts)
         if run.request is None:
             result = self._raw_attempt(run)
-        elif self.task is not None:
-            result = self._call_task(run.request.args, run.request.kwargs)
+        elif self.task is not None:  # a step after the first gets its outcome first
+            request = run.request
+            result = self._call_task((request.prev, *request.args) if request.has_prev
+                                     else request.args, request.kwargs)
         else:
             result = self._command_attempt(run)
         result.attempts = run.attempts
@@ -132,8 +137,12 @@ class FunctionHandler:
 
     def _command_attempt(self, run):
         request = run.request
-        argv, shell = self._command(request.kwargs)
-        stdin = request.args[0] if self.spec.stdin == "data" and request.args else None
+        fields, stdin = request.kwargs, None  # type: tuple[dict, Any]
+        if request.has_prev:  # a workflow's step: the step before's outcome as {prev}
+            fields, stdin = prev_fields(self.spec, request)
+        argv, shell = self._command(fields)
+        if self.spec.stdin == "data" and request.args:
+            stdin = request.args[0]
         if stdin is not None and not isinstance(stdin, (str, bytes)):
             raise Rejected(f"function {self.name} takes its input (stdin: data) as text or "
                            f"bytes in its first argument, got {type(stdin).__name__}")
@@ -151,7 +160,7 @@ class FunctionHandler:
         elif request.traceparent:  # a trace this worker does not keep still goes on
             env.update(command_environment(request.traceparent, request.tracestate))
         run.outcome = self._run(argv, shell, stdin, on_tick=run.progress, env=env,
-                                fields=request.kwargs, tail_bytes=self.output_limit,
+                                fields=fields, tail_bytes=self.output_limit,
                                 follower=run.follower)
         return self._from_process(run.outcome)
 

@@ -115,16 +115,36 @@ class Outgoing:
                               on_lost=lambda why: log.info("start notice lost: %s", why)),
                   now=True)
 
+    def send_step(self, function, request):
+        """Queue a workflow's next step (signed when a key is set), or keep it in the
+        spool; ``(the server that took it, or KEPT, or None if neither, its payload)``."""
+        try:
+            payload = request.encode(self.config.keyring, function)
+        except ValueError as err:
+            log.error("could not encode the workflow's next step: %s", err)
+            return None, b""
+        try:
+            taken = self._client().submit(function, payload, unique=request.id,
+                                          background=True, timeout=10)
+            return str(taken.server), payload
+        except Exception as err:  # refused (queue full), no server, EMFILE ...
+            kept = self._keep(self.dead_letters, function, request.id, payload, err,
+                              "the workflow's next step")
+            return kept, payload
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = WireClient(self.servers)
+        return client
+
     def _send(self, function, unique, record, spool, what, epoch=None):
         """Queue ``record`` on ``function`` (SENT; held until ``epoch`` if given), or
         keep it in ``spool`` to be sent once a server takes it (KEPT); None if neither
         could be done."""
-        client = getattr(self._local, "client", None)
         try:
-            if client is None:
-                client = self._local.client = WireClient(self.servers)
-            client.submit(function, record, unique=unique, background=True, timeout=10,
-                          epoch=epoch)
+            self._client().submit(function, record, unique=unique, background=True,
+                                  timeout=10, epoch=epoch)
             return SENT
         except Exception as err:  # refused (queue full), no server, EMFILE ...
             return self._keep(spool, function, unique, record, err, what, epoch)

@@ -150,6 +150,7 @@ class WorkerPool:
                                      dead_letter=self.outgoing.dead_letter,
                                      publish=self.outgoing.publish_result,
                                      notice=self.outgoing.notice_start,
+                                     send_step=self.outgoing.send_step,
                                      progress_interval=config.worker.progress_interval,
                                      max_kwargs=config.worker.max_kwargs,
                                      max_payload=config.worker.max_payload,

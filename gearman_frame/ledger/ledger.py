@@ -172,8 +172,13 @@ class Ledger:
         return [(i, f, srv, bytes(p), d) for i, f, srv, p, d in rows]
 
     def prune(self) -> int:
-        """Delete outcomes older than ``result_ttl``; how many."""
+        """Delete outcomes (and ended workflows) older than ``result_ttl``; how many."""
         keep = max(self.result_ttl, self.dedup_ttl)
+        self.backend.count("DELETE FROM gf_joins WHERE workflow IN (SELECT id FROM "
+                           "gf_workflows WHERE state != 'running' AND ended < {now} - ?)",
+                           (keep,))
+        self.backend.count("DELETE FROM gf_workflows WHERE state != 'running' AND "
+                           "ended < {now} - ?", (keep,))
         return self.backend.count("DELETE FROM gf_jobs WHERE state = 'ended' AND "
                                   "ended < {now} - ?", (keep,))
 

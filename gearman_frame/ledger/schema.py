@@ -5,13 +5,15 @@ one transaction no other process runs at the same time (a fleet's workers start 
 ``lease_until``) or ``ended`` (``status`` and ``result``, the published Result's JSON).
 ``runs`` counts the claims taken (more than one: a holder died and the job was taken
 over). ``gf_sent``: background jobs as senders submitted them, for the reaper.
+``gf_workflows``: one row per workflow (its plan, ``running``/``ok``/``failed``, the step
+it ended at); ``gf_joins``: the steps of a group stage that ended ok (a chord's join).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 #: The schema version this code writes and reads.
-VERSION = 1
+VERSION = 2
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("CREATE TABLE IF NOT EXISTS gf_jobs (id TEXT PRIMARY KEY, function TEXT NOT NULL, "
@@ -23,6 +25,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS gf_sent (id TEXT PRIMARY KEY, function TEXT NOT NULL, "
         "server TEXT, payload {blob} NOT NULL, due {real} NOT NULL, sent {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS gf_sent_due ON gf_sent (due)"),
+    2: ("CREATE TABLE IF NOT EXISTS gf_workflows (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+        "plan {blob} NOT NULL, steps INTEGER NOT NULL, state TEXT NOT NULL, host TEXT, "
+        "created {real} NOT NULL, ended {real}, last_step TEXT)",
+        "CREATE INDEX IF NOT EXISTS gf_workflows_created ON gf_workflows (created)",
+        "CREATE TABLE IF NOT EXISTS gf_joins (workflow TEXT NOT NULL, stage INTEGER NOT NULL, "
+        "member INTEGER NOT NULL, PRIMARY KEY (workflow, stage, member))"),
 }
 
 

@@ -72,6 +72,8 @@ class Job:
     idempotency_key: str | None = field(default=None, compare=False)
     #: The sender's trace context (``traceparent``, ``tracestate``) it carries, if traced.
     trace: dict | None = field(default=None, compare=False, repr=False)
+    #: A workflow's first-stage step: its ``wf`` field (see gearman_frame.workflows).
+    wf: dict | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.idempotency_key is not None:
@@ -95,7 +97,8 @@ class Job:
         return Request(self.args, self.kwargs, id=self.id, background=self.background,
                        reply_to=self.reply_to, follow=self.on_output is not None,
                        at=self.at, traceparent=trace.get("traceparent"),
-                       tracestate=trace.get("tracestate")).encode(signer, self.function)
+                       tracestate=trace.get("tracestate"),
+                       wf=self.wf).encode(signer, self.function)
 
     def validate(self) -> None:
         if self.priority not in PRIORITIES:

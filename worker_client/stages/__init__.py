@@ -1,6 +1,7 @@
 """Every concern of a job as a stage (see ``base``); ``build`` wires them for a pool."""
 from __future__ import annotations
 
+from .advance import Advance
 from .admission import Accounting, Batched, Limits, Recycling, Signatures
 from .answer import Answer, encoded
 from .claim import Claim
@@ -27,6 +28,8 @@ def build(ctx) -> Pipeline:
     if ctx.tracing is not None:  # after the signature: a trace context is trusted then
         stages.append(Trace(ctx.tracing))
     if ctx.claims is not None:  # inside LostConnection: an outcome is recorded first
+        if ctx.send_step is not None:  # outside the claim: after the outcome's record
+            stages.append(Advance(ctx.claims, ctx.send_step))
         stages.append(Claim(ctx.claims))
     if ctx.notice is not None:
         stages.append(StartNotice(ctx.notice))

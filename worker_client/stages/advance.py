@@ -1,0 +1,107 @@
+"""A workflow's next step, sent by the worker that ended this one (there is no
+coordinator). It runs outside the claim stage, after the outcome is recorded, and also
+for an outcome read back from the ledger: a worker killed between the two left the job
+with gearmand, and its next delivery sends what follows (a step sent twice has one job
+id, claimed once: it runs once).
+
+Ok: a single step hands its outcome to the next stage; a group member joins (a counter
+in the ledger) and the member that completes the join hands the group's outcomes, in
+order, to the next stage. No next stage: the workflow ends ok. A step that failed for
+good ends the workflow failed and sends its on-failure step; later steps never run."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from gearman_frame.envelope import Request, Result, loads
+from gearman_frame.ledger.flows import FAILED, OK, Flows
+from gearman_frame.workflows.steps import (failure_field, failure_id, outcome_of,
+                                           stage_field, step_id)
+from gearman_frame.wire import AbandonJob
+
+from ..claims import Claims, Stopping
+from .base import Run, Stage
+
+log = logging.getLogger(__name__)
+
+
+class Advance(Stage):
+    """See the module docstring."""
+
+    def __init__(self, claims: Claims, send: Callable[[str, Request], tuple[Any, bytes]]):
+        self.claims, self.send = claims, send
+
+    def after(self, run: Run, result: Result) -> Result:
+        request = run.request
+        if request is None or request.wf is None or run.encoded is None:
+            return result  # not a step, or its outcome is not recorded (it runs again)
+        try:
+            self._advance(run, request.wf, run.encoded[0])
+        except Stopping:
+            raise AbandonJob("worker stopping while the ledger was unreachable: the "
+                             "workflow goes on from this step's next delivery") from None
+        except (KeyError, TypeError, ValueError) as err:
+            log.error("workflow step with a malformed wf field (%s): the workflow stops "
+                      "here", err)
+        return result
+
+    def _flows(self, action: Callable[[Flows], Any]) -> Any:
+        return self.claims.call(lambda ledger: action(Flows(ledger)))
+
+    def _advance(self, run: Run, wf: dict, result: Result) -> None:
+        workflow = wf["id"]
+        if wf.get("failure"):
+            return
+        stage, index, size = int(wf["stage"]), int(wf["index"]), int(wf["size"])
+        if not result.ok:
+            if self._flows(lambda flows: flows.end(workflow, FAILED, run.job_id)):
+                log.warning("workflow %s failed at this step: its later steps never run",
+                            workflow)
+            if wf.get("fail"):
+                self._send(run, wf["fail"], failure_id(workflow), failure_field(workflow),
+                           result.to_dict())
+            return
+        if size > 1:
+            if self._flows(lambda flows: flows.join(workflow, stage, index)) < size:
+                return
+            ids = [step_id(workflow, stage, i) for i in range(size)]
+            entries = self._flows(lambda flows: flows.outcomes(ids))
+            prev: Any = [outcome_of(_decoded(entries[i].result)) for i in ids]
+        else:
+            prev = outcome_of(result.to_dict())
+        rest = wf["rest"]
+        if not rest:
+            end = run.job_id if size == 1 else f"{workflow}.{stage}"
+            if self._flows(lambda flows: flows.end(workflow, OK, end)):
+                log.info("workflow %s ended ok", workflow)
+            return
+        following = rest[0]
+        for number, step in enumerate(following):
+            self._send(run, step, step_id(workflow, stage + 1, number),
+                       stage_field(workflow, stage + 1, number, len(following), rest[1:],
+                                   wf.get("fail")), prev)
+
+    def _send(self, run: Run, step: dict, job_id: str, wf: dict, prev: Any) -> None:
+        traced: dict[str, str] = {}
+        if run.trace is not None:  # the next step continues this one's trace
+            traced = run.trace.environment()
+        elif run.request is not None and run.request.traceparent:
+            traced = {"TRACEPARENT": run.request.traceparent,
+                      "TRACESTATE": run.request.tracestate or ""}
+        request = Request(tuple(step["args"]), dict(step["kwargs"]), id=job_id,
+                          background=True, wf=wf, prev=prev, has_prev=True,
+                          traceparent=traced.get("TRACEPARENT"),
+                          tracestate=traced.get("TRACESTATE") or None)
+        where, payload = self.send(step["f"], request)
+        if where is None:
+            raise AbandonJob("neither a server nor the spool took the workflow's next step")
+        log.info("workflow %s: sent step %s (%s) to %s", wf["id"], job_id, step["f"], where)
+        if where != "kept":
+            self._flows(lambda flows: flows.ledger.record_sent(
+                [(job_id, step["f"], where, payload, time.time())]))
+
+
+def _decoded(result: bytes | None) -> dict:
+    value = loads(result or b"{}")
+    return value if isinstance(value, dict) else {"value": value}

@@ -33,9 +33,10 @@ def flows_of(client: Any) -> Flows:
 
 
 def check_plan(plan: Plan, config: Any) -> None:
-    """ValueError naming the step: a function neither configured nor a known task, or
-    a command step whose template's fields are not given (``{prev}`` comes from the step
-    before, so a first step cannot use it)."""
+    """ValueError naming the step: a function that is neither configured, nor a known
+    task, nor served by a worker on a server that answers; or a command step whose
+    template's fields are not given (``{prev}`` comes from the step before, so a first
+    step cannot use it)."""
     known = set(config.functions) | set(tasks.registered())
     steps = [(k, step) for k, stage in enumerate(plan.stages) for step in stage]
     if plan.on_failure is not None:
@@ -44,8 +45,12 @@ def check_plan(plan: Plan, config: Any) -> None:
         where = ("the on-failure step" if plan.on_failure is step
                  else f"step {number} ({step['f']})")
         if step["f"] not in known:
-            raise ValueError(f"{where}: unknown function {step['f']!r} (neither in "
-                             f"functions: nor a registered task)")
+            from gearman_frame.wire.served import workers_for
+            if workers_for(config.servers, step["f"]) == 0:
+                raise ValueError(f"{where}: unknown function {step['f']!r} (not in "
+                                 "functions:, not a registered task, and no worker serves "
+                                 "it on any server)")
+            known.add(step["f"])
         spec = config.functions.get(step["f"])
         if spec is None or not spec.fields:
             continue

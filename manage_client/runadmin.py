@@ -334,6 +334,31 @@ def cmd_reaper(config):
     return EXIT_OK
 
 
+def cmd_workflows(config, args):
+    """Running and recent workflows (or one, step by step) from the ledger."""
+    if config.store.url is None:
+        raise UsageError(f"{config.path or 'the config'}: store.url is off: workflows live "
+                         "in the job ledger")
+    from gearman_frame.ledger import open_ledger  # only this command needs it
+    from gearman_frame.ledger.flows import Flows
+    from gearman_frame.sending import workflow_table as table
+    store = config.store
+    ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 1)
+    try:
+        flows = Flows(ledger)
+        found = ([w for w in [flows.get(args.id)] if w is not None] if args.id
+                 else flows.recent(max(1, args.limit), args.running))
+        if args.id and not found:
+            raise UsageError(f"no workflow {args.id} in the ledger ({ledger.where})")
+        for workflow in found:
+            print(json.dumps(table.workflow_object(flows, workflow)) if args.json else
+                  "\n".join(table.workflow_lines(flows, workflow)) if args.id else
+                  table.summary_line(flows, workflow))
+    finally:
+        ledger.close()
+    return EXIT_OK
+
+
 COMMANDS = {"status": cmd_status, "workers": cmd_workers, "version": cmd_simple,
             "getpid": cmd_simple, "verbose": cmd_simple, "jobs": cmd_jobs,
             "cancel": cmd_cancel, "maxqueue": cmd_maxqueue, "apply": cmd_apply,
@@ -357,6 +382,8 @@ def main(argv=None):
         return cmd_schedules(config, args)
     if args.command == "reaper":
         return cmd_reaper(config)
+    if args.command == "workflows":
+        return cmd_workflows(config, args)
     if args.command in ("exporter", "web"):  # serve on, whether or not a server is up now
         return {"exporter": cmd_exporter, "web": cmd_web}[args.command](None, config, args)
     with AdminClient(config.servers) as admin:

@@ -75,6 +75,12 @@ def build_parser():
     sub.add_parser("reaper", help="one pass of the reaper: background jobs no worker "
                                   "claimed within store.requeue_after, whose server is lost "
                                   "or forgot them, sent to a live server (needs store.url)")
+    workflows = sub.add_parser("workflows", help="running and recent workflows from the "
+                                                 "ledger: steps ended, state, time")
+    workflows.add_argument("id", nargs="?", help="one workflow: each of its steps")
+    workflows.add_argument("--running", action="store_true", help="only those still running")
+    workflows.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    workflows.add_argument("--json", action="store_true")
     schedules = sub.add_parser("schedules", help="each schedule's next and last fire, and "
                                                  "the last result's status")
     schedules.add_argument("--json", action="store_true")

@@ -24,7 +24,9 @@ from gearman_frame.addresses import ServerAddress
 from gearman_frame.errors import FrameError, UsageError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX, DEAD_PREFIX, dead_letter_function
+from gearman_frame.ledger.flows import Flows
 from gearman_frame.sending.ledger_results import open_results
+from gearman_frame.sending.workflow_table import workflow_object
 
 from .admin import AdminClient
 from .dead_letters import read_queue
@@ -123,6 +125,18 @@ class Fleet:
         except FrameError as err:
             return {"store": path, "error": str(err), "results": [], "failures": []}
 
+    def workflows(self, limit=30):
+        """Running and recent workflows from the ledger (none without one)."""
+        if not self.config.store.on:
+            return {"workflows": [], "ledger": False}
+        try:
+            store = self._results = self._results or open_results(self.config, create=False)
+            flows = Flows(store.ledger)
+            return {"workflows": [workflow_object(flows, w) for w in flows.recent(limit)],
+                    "ledger": True}
+        except FrameError as err:
+            return {"error": str(err), "workflows": [], "ledger": True}
+
     # -- actions
     def resend_dead(self, function):
         """Send a function's dead letters back to it (drained into a dump first)."""
@@ -186,7 +200,7 @@ def make_handler(fleet, token, token_for_reads, cancel):
             if token_for_reads and not self._token_ok():
                 return self._json(403, {"error": "a token is required (X-Token)"})
             views = {"/api/queues": fleet.queues, "/api/hosts": fleet.hosts,
-                     "/api/results": fleet.results}
+                     "/api/results": fleet.results, "/api/workflows": fleet.workflows}
             if path in views:
                 return self._json(200, views[path]())
             if path.startswith("/api/dead/"):

@@ -18,10 +18,11 @@ def _took(start: float | None, end: float | None) -> str:
 
 def workflow_object(flows: Flows, workflow: Workflow) -> dict:
     """The workflow and its steps as one JSON object."""
+    steps = steps_of(flows, workflow)
     return {"id": workflow.id, "kind": workflow.kind, "state": workflow.state,
-            "steps": workflow.steps, "host": workflow.host, "created": workflow.created,
-            "ended": workflow.ended, "ended_at": workflow.last_step,
-            "step_list": [step_object(s) for s in steps_of(flows, workflow)]}
+            "steps": workflow.steps, "steps_ended": ended_steps(steps), "host": workflow.host,
+            "created": workflow.created, "ended": workflow.ended,
+            "ended_at": workflow.last_step, "step_list": [step_object(s) for s in steps]}
 
 
 def step_object(step: StepView) -> dict:
@@ -34,8 +35,7 @@ def workflow_lines(flows: Flows, workflow: Workflow) -> list[str]:
     """A header line, then one line per step: number, function, status, host, start and
     how long it took (the on-failure step is numbered 0)."""
     steps = steps_of(flows, workflow)
-    done = sum(1 for s in steps if s.number and s.status not in ("waiting", "running",
-                                                                  "skipped"))
+    done = ended_steps(steps)
     lines = [f"workflow {workflow.id} {workflow.kind} {workflow.state}: {done}/"
              f"{workflow.steps} steps ended, started {_clock(workflow.created)} on "
              f"{workflow.host or '-'}, took {_took(workflow.created, workflow.ended)}"]
@@ -48,8 +48,16 @@ def workflow_lines(flows: Flows, workflow: Workflow) -> list[str]:
     return lines
 
 
-def summary_line(workflow: Workflow) -> str:
-    """One workflow on one line (``runadmin workflows``)."""
-    return (f"{workflow.id}  {workflow.kind:<5}  {workflow.state:<7}  {workflow.steps:>5} "
-            f"steps  {_clock(workflow.created)}  {_took(workflow.created, workflow.ended):>9}"
-            f"  {workflow.host or '-'}")
+def ended_steps(steps: list[StepView]) -> int:
+    """How many of a workflow's planned steps ended (the on-failure step aside)."""
+    return sum(1 for s in steps if s.number and s.status not in ("waiting", "running",
+                                                                  "skipped"))
+
+
+def summary_line(flows: Flows, workflow: Workflow) -> str:
+    """One workflow on one line (``runadmin workflows``): id, kind, state, steps ended
+    of all, when it started, how long it took, the sender's host."""
+    done = ended_steps(steps_of(flows, workflow))
+    return (f"{workflow.id}  {workflow.kind:<5}  {workflow.state:<7}  {done:>5}/"
+            f"{workflow.steps:<5}  {_clock(workflow.created)}  "
+            f"{_took(workflow.created, workflow.ended):>9}  {workflow.host or '-'}")

@@ -25,7 +25,7 @@ from gearman_frame.errors import FrameError, UsageError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX, DEAD_PREFIX, dead_letter_function
 from gearman_frame.ledger.flows import Flows
-from gearman_frame.sending.ledger_results import open_results
+from gearman_frame.sending.ledger_results import LedgerResults, open_results
 from gearman_frame.sending.workflow_table import workflow_object
 
 from .admin import AdminClient
@@ -131,6 +131,8 @@ class Fleet:
             return {"workflows": [], "ledger": False}
         try:
             store = self._results = self._results or open_results(self.config, create=False)
+            if not isinstance(store, LedgerResults):
+                return {"workflows": [], "ledger": False}
             flows = Flows(store.ledger)
             return {"workflows": [workflow_object(flows, w) for w in flows.recent(limit)],
                     "ledger": True}

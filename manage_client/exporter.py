@@ -11,6 +11,7 @@ import time
 from gearman_frame.errors import FrameError
 
 from .admin import AdminClient
+from .caps_view import waiting_of
 
 #: Seconds between two polls of a server, at the least.
 DEFAULT_INTERVAL = 5.0
@@ -19,8 +20,10 @@ DEFAULT_INTERVAL = 5.0
 class QueueCollector:
     """A prometheus_client collector of every server's ``status``, cached per interval."""
 
-    def __init__(self, servers, interval=DEFAULT_INTERVAL):
+    def __init__(self, servers, interval=DEFAULT_INTERVAL, caps=None):
         self.servers = list(servers)
+        #: A CapsView: capped functions' slots held and jobs waiting (None: no caps).
+        self.caps = caps
         self.interval = interval
         self.polls = 0
         self._lock = threading.Lock()
@@ -63,14 +66,33 @@ class QueueCollector:
         polls = CounterMetricFamily("gearman_frame_exporter_polls",
                                     "Times the exporter asked the servers for status")
         polls.add_metric([], self.polls)
-        return [jobs, workers, up, polls]
+        return [jobs, workers, up, polls, *self._caps(answers, GaugeMetricFamily)]
+
+    def _caps(self, answers, gauge):
+        """The capped functions' slots (configured, held now) and jobs waiting for one."""
+        if self.caps is None or not self.caps.capped:
+            return []
+        rows = self.caps.rows(waiting_of([r for rs in answers.values() for r in rs or ()]))
+        slots = gauge("gearman_frame_cap_slots", "A capped function's concurrency "
+                      "(functions.NAME.concurrency)", labels=["function"])
+        held = gauge("gearman_frame_cap_slots_held", "Its slots held now, fleet-wide",
+                     labels=["function"])
+        waiting = gauge("gearman_frame_cap_jobs_waiting", "Its jobs queued in gearmand, "
+                        "waiting for a slot or a start", labels=["function"])
+        for row in rows:
+            if row["concurrency"]:
+                slots.add_metric([row["function"]], row["concurrency"])
+            if row["held"] is not None:
+                held.add_metric([row["function"]], row["held"])
+            waiting.add_metric([row["function"]], row["waiting"])
+        return [slots, held, waiting]
 
 
-def serve(servers, host, port, interval=DEFAULT_INTERVAL):
+def serve(servers, host, port, interval=DEFAULT_INTERVAL, caps=None):
     """Serve ``/metrics`` on host:port until SIGTERM or SIGINT."""
     from prometheus_client import CollectorRegistry, start_http_server
     registry = CollectorRegistry()
-    registry.register(QueueCollector(servers, interval))
+    registry.register(QueueCollector(servers, interval, caps))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     start_http_server(port, addr=host, registry=registry)
     print(f"exporter: http://{host}:{port}/metrics for "

@@ -81,6 +81,9 @@ def render(answers) -> str:
                 shown += (f"  p50 {spread['p50']:.3f}s p90 {spread['p90']:.3f}s "
                           f"p99 {spread['p99']:.3f}s")
             lines.append(f"  {printable(function)}: {shown or 'nothing yet'}")
+        if state.get("slots"):
+            lines.append("  slots held: " + ", ".join(
+                f"{printable(f)} {n}" for f, n in sorted(state["slots"].items())))
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from gearman_frame.queues import CONTROL_RELOAD, CONTROL_SHUTDOWN, control_funct
 from gearman_frame.signing import key_id, new_key_text, read_key_file
 
 from manage_client.admin import WHO, AdminClient, set_maxqueue
+from manage_client.caps_view import CapsView, caps_lines, waiting_of
 from manage_client.local_server import cmd_server
 from manage_client.runadmin_args import build_parser
 from manage_client.hosts import host_rows
@@ -203,7 +204,7 @@ def cmd_exporter(admin, config, args):
     from manage_client.exporter import serve  # prometheus_client: 7.7 MiB, 41 ms
     host, port = args.listen
     try:
-        serve(config.servers, host, port, args.interval)
+        serve(config.servers, host, port, args.interval, CapsView(config))
     except OSError as err:
         raise FrameError(f"exporter: cannot listen on {host}:{port}: {err.strerror}") from err
     return EXIT_OK
@@ -275,6 +276,12 @@ def cmd_inspect(admin, config, args):
         print(json.dumps(answers, indent=2))
     else:
         print(render(answers))
+        view = CapsView(config)
+        try:
+            for line in caps_lines(view.rows(waiting_of(admin.status()))):
+                print(line)
+        finally:
+            view.close()
     return EXIT_OK if all("error" not in a for a in answers) else EXIT_FAILED
 
 

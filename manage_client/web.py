@@ -25,6 +25,7 @@ from gearman_frame.errors import FrameError, UsageError
 from gearman_frame.logs import printable
 from gearman_frame.queues import CONTROL_PREFIX, DEAD_PREFIX, dead_letter_function
 from gearman_frame.ledger.flows import Flows
+from manage_client.caps_view import CapsView, waiting_of
 from gearman_frame.sending.ledger_results import LedgerResults, open_results
 from gearman_frame.sending.workflow_table import workflow_object
 
@@ -56,6 +57,7 @@ class Fleet:
         self.error: str | None = None
         self.stopping = threading.Event()
         self._results: Any = None  # the result store, once there is one
+        self._caps_view = CapsView(config)
 
     # -- sampling
     def run(self):
@@ -124,6 +126,15 @@ class Fleet:
                     "failures": [r.to_dict() for r in store.find(failed=True, limit=limit)]}
         except FrameError as err:
             return {"store": path, "error": str(err), "results": [], "failures": []}
+
+    def caps(self):
+        """Capped functions: slots held (ledger) and jobs waiting (gearmand)."""
+        with self.lock:
+            status = list(self.status)
+        try:
+            return {"caps": self._caps_view.rows(waiting_of(status))}
+        except FrameError as err:
+            return {"caps": [], "error": str(err)}
 
     def workflows(self, limit=30):
         """Running and recent workflows from the ledger (none without one)."""
@@ -202,7 +213,8 @@ def make_handler(fleet, token, token_for_reads, cancel):
             if token_for_reads and not self._token_ok():
                 return self._json(403, {"error": "a token is required (X-Token)"})
             views = {"/api/queues": fleet.queues, "/api/hosts": fleet.hosts,
-                     "/api/results": fleet.results, "/api/workflows": fleet.workflows}
+                     "/api/results": fleet.results, "/api/workflows": fleet.workflows,
+                     "/api/caps": fleet.caps}
             if path in views:
                 return self._json(200, views[path]())
             if path.startswith("/api/dead/"):

@@ -57,6 +57,8 @@ class Claims:
         self._renewer: threading.Thread | None = None
         #: Set by close(): leases are renewed until then (a stopping worker's jobs too).
         self._closed = threading.Event()
+        #: More leases the renewer extends (a capped function's slots).
+        self._also: list[Callable[[Ledger], object]] = []
 
     # -- the ledger, with its outages
     def call(self, action: Callable[[Ledger], object]) -> object:
@@ -82,6 +84,15 @@ class Claims:
                 self._down_since = time.monotonic()
                 log.error("the job ledger is unreachable (%s): taking no new job until it "
                           "is back; jobs wait in gearmand", err)
+
+    def renew_also(self, renew: Callable[[Ledger], object]) -> None:
+        self._also.append(renew)
+
+    def note_down(self, err: LedgerUnavailable) -> None:
+        self._down(err)
+
+    def note_up(self) -> None:
+        self._up()
 
     def _up(self) -> None:
         if self._down_since is None:
@@ -139,6 +150,8 @@ class Claims:
                     holding = bool(self._held)
                 if holding:
                     self.ledger.renew(self.holder)
+                for renew in self._also:
+                    renew(self.ledger)
                 if time.monotonic() - pruned > PRUNE_EVERY and self._prepared:
                     pruned = time.monotonic()
                     self.ledger.prune()

@@ -79,7 +79,8 @@ class Control:
                 "uptime_s": round(time.monotonic() - self.pool.started, 1),
                 "rss_mib": round(resident_mib(), 1), "threads": self.pool.thread_count,
                 "recycling": self.pool.recycling, "running": self.pool.stats.running(),
-                "counters": counters, "durations_s": durations}
+                "counters": counters, "durations_s": durations,
+                "slots": self.pool.caps.held_now() if self.pool.caps is not None else {}}
 
     @property
     def config_hash(self):

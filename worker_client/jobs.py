@@ -85,6 +85,8 @@ class WorkerContext:
     claims: Any = None
     #: OpenTelemetry (gearman_frame.tracing.Tracing; None: tracing is off).
     tracing: Any = None
+    #: Fleet-wide caps (worker_client.caps.FleetCaps; None: no function is capped).
+    caps: Any = None
     #: send_step(function, request) -> (where, payload): a workflow's next step.
     send_step: Callable[[str, Any], Any] | None = None
 

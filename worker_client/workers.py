@@ -21,8 +21,7 @@ import time
 from typing import Any
 
 from gearman_frame.queues import control_function
-from gearman_frame.wire import JobFailed, WireWorker
-from gearman_frame.wire.batch import BatchWireWorker
+from gearman_frame.wire import JobFailed
 
 from .deadletters import DeadLetterSpool, SpoolSender
 from .hygiene import GroupLedger, Keeper, OrphanReaper, become_subreaper, reap_orphans
@@ -36,6 +35,7 @@ from .stages import build as build_stages, encoded as encode_result
 from .stats import Stats, resident_mib
 from .supervisor import RETIRE, RETIRING, tell_supervisor
 from .veryeasyprocess import Runner
+from .serving_thread import ServingThread
 
 log = logging.getLogger(__name__)
 
@@ -66,41 +66,6 @@ def worker_name(template):
 CONTROL_SUFFIX = "ctl"
 #: Label prefix of a batch task's thread (``NAME.batch-FUNCTION``).
 BATCH_PREFIX = "batch-"
-
-
-class ServingThread(threading.Thread):
-    """One worker thread: a WireWorker connected to every server, serving ``tasks``."""
-
-    def __init__(self, pool, label, tasks, batch=None):
-        super().__init__(name=f"{pool.name}.{label}", daemon=True)
-        self.pool = pool
-        self.label = label
-        #: True once the watchdog took over its hung task: nobody waits for it any more
-        self.abandoned = False
-        settings = pool.config.worker
-        if batch is None:
-            self.wire = WireWorker(pool.servers, client_id=self.name,
-                                   max_packet=settings.max_payload,
-                                   dead_after=settings.dead_server_after)
-        else:
-            self.wire = BatchWireWorker(pool.servers, batch.max, batch.wait,
-                                        client_id=self.name, max_packet=settings.max_payload,
-                                        dead_after=settings.dead_server_after)
-        for function, handler in tasks.items():
-            self.wire.register_task(function, handler)
-
-    def run(self):
-        try:
-            self.wire.work()
-        except Exception:
-            log.exception("worker thread %s died; the pool will restart it", self.name)
-
-    def stop(self):
-        self.wire.stop()
-
-    @property
-    def connected(self):
-        return self.wire.any_connected()
 
 
 class WorkerPool:
@@ -163,6 +128,13 @@ class WorkerPool:
             self.claims = self.context.claims = Claims(
                 config.store.url, config.store.lease, config.store.dedup_ttl,
                 config.store.result_ttl, self.stop_requested, self.thread_count + 2)
+        self.caps = None
+        capped = {fn: config.functions[fn] for fn in functions
+                  if fn in config.functions and config.functions[fn].capped}
+        if capped and self.claims is not None:
+            from .caps import FleetCaps
+            self.caps = self.context.caps = FleetCaps(self.claims, capped,
+                                                      self.stop_requested)
         if config.tracing.on:  # imported here: opentelemetry only when tracing is on
             from gearman_frame.tracing import open_tracing
             self.context.tracing = open_tracing(config, "worker")
@@ -418,6 +390,8 @@ class WorkerPool:
                 sender.stop()
         if self.keeper:
             self.keeper.release()
+        if self.caps is not None:
+            self.caps.close()
         if self.claims is not None:
             self.claims.close()
         if self.context.tracing is not None:  # its last spans (a forked process skips atexit)

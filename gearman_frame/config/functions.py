@@ -13,7 +13,11 @@ from .rules import Rules
 
 FUNCTION_KEYS = ("command", "shell", "stdin", "raw_shell", "timeout", "retries",
                   "retry_delay", "backoff", "maxqueue", "cwd", "env", "allow_options",
-                  "output_limit", "allow_unsigned", "dead_letter", "progress")
+                  "output_limit", "allow_unsigned", "dead_letter", "progress",
+                  "concurrency", "rate")
+#: ``rate: "10/s"``: starts per second, minute or hour.
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 #: ``progress:`` names for the usual progress lines; anything else is a pattern.
 PROGRESS_PATTERNS = {"percent": r"^\s*(\d+(?:\.\d+)?)\s*%\s*$",
                      "fraction": r"^\s*(\d+)\s*/\s*(\d+)\s*$"}
@@ -44,6 +48,16 @@ class FunctionConfig:
     #: A command's stdout lines this pattern matches are its progress (WORK_STATUS):
     #: one group is a percentage, two are done and total (None: seconds elapsed).
     progress: str | None = None
+    #: Fleet-wide caps (kept in the job ledger): at most ``concurrency`` jobs running at
+    #: once across every worker, and starts at most ``rate`` per second (``rate_text``
+    #: as configured). None: no cap.
+    concurrency: int | None = None
+    rate: float | None = None
+    rate_text: str | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.concurrency is not None or self.rate is not None
 
     @property
     def fields(self) -> set[str]:
@@ -151,7 +165,21 @@ class FunctionRules(Rules):
             **self.dead_letter(raw.get("dead_letter"), f"{key}.dead_letter"),
             progress=self.progress(raw.get("progress"), f"{key}.progress",
                                    bool(command or shell or raw_shell)),
+            concurrency=self.optional(self.integer, raw.get("concurrency"),
+                                      f"{key}.concurrency", 1, 100_000),
+            rate=self.rate(raw.get("rate"), f"{key}.rate"),
+            rate_text=raw.get("rate") if isinstance(raw.get("rate"), str) else None,
         )
+
+    def rate(self, raw: object, key: str) -> float | None:
+        """``rate: "N/s"`` (or ``/m``, ``/h``; N > 0) -> starts per second."""
+        if raw is None:
+            return None
+        found = _RATE.match(raw) if isinstance(raw, str) else None
+        if found is None or float(found.group(1)) <= 0:
+            raise self.error(key, 'a rate like "10/s", "30/m" or "100/h" (a number > 0 per '
+                                  "second, minute or hour)", raw)
+        return float(found.group(1)) / _PER[found.group(2)]
 
     def progress(self, raw: object, key: str, external: bool) -> str | None:
         """``progress: percent | fraction | REGEX`` (two groups: done, total) -> a pattern."""

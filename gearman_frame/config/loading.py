@@ -32,6 +32,14 @@ class Validator(ServerRules, ClientRules, WorkerRules, SecurityRules, FunctionRu
     def config(self, raw: object) -> Config:
         raw = self.mapping(raw, "", _TOP_KEYS)
         servers = self.servers(raw.get("servers", [str(s) for s in DEFAULT_SERVERS]))
+        functions = self.functions(raw.get("functions") or {})
+        store = self.store(raw.get("store") or {})
+        capped = [f for f in functions.values() if f.capped]
+        if capped and store.url is None:
+            which = "concurrency" if capped[0].concurrency is not None else "rate"
+            raise self.error(f"functions.{capped[0].name}.{which}",
+                             "store.url set beside it (a fleet-wide cap is counted in the "
+                             "job ledger)", got="store.url is off")
         return Config(
             path=self.path,
             servers=self.with_tls(servers, raw.get("tls") or {}),
@@ -42,10 +50,10 @@ class Validator(ServerRules, ClientRules, WorkerRules, SecurityRules, FunctionRu
             security=self.security(raw.get("security") or {}),
             web=self.web(raw.get("web") or {}),
             plugins=self.plugins(raw.get("plugins") or []),
-            functions=self.functions(raw.get("functions") or {}),
+            functions=functions,
             schedules=self.schedules(raw.get("schedules") or {}),
             scheduler=self.scheduler(raw.get("scheduler") or {}),
-            store=self.store(raw.get("store") or {}),
+            store=store,
             tracing=self.tracing(raw.get("tracing") or {}),
         )
 

@@ -80,7 +80,7 @@ class SqliteBackend(Backend):
 
     name = "sqlite"
     fragments = {"now": "((julianday('now') - 2440587.5) * 86400.0)", "real": "REAL",
-                 "blob": "BLOB"}
+                 "blob": "BLOB", "greatest": "max", "skip_locked": ""}
 
     def __init__(self, path: str):
         self.path = self.where = path
@@ -167,7 +167,8 @@ class PostgresBackend(Backend):
 
     name = "postgresql"
     fragments = {"now": "extract(epoch from clock_timestamp())::float8",
-                 "real": "DOUBLE PRECISION", "blob": "BYTEA"}
+                 "real": "DOUBLE PRECISION", "blob": "BYTEA", "greatest": "GREATEST",
+                 "skip_locked": " FOR UPDATE SKIP LOCKED"}
 
     def __init__(self, url: str, size: int = 4):
         import psycopg  # imported here: a worker without a PostgreSQL store never pays it

@@ -7,13 +7,15 @@ one transaction no other process runs at the same time (a fleet's workers start 
 over). ``gf_sent``: background jobs as senders submitted them, for the reaper.
 ``gf_workflows``: one row per workflow (its plan, ``running``/``ok``/``failed``, the step
 it ended at); ``gf_joins``: the steps of a group stage that ended ok (a chord's join).
+``gf_slots``: a capped function's concurrency slots, each free or held by a worker thread
+until its lease runs out; ``gf_rates``: a rate-limited function's next free start.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 #: The schema version this code writes and reads.
-VERSION = 2
+VERSION = 3
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("CREATE TABLE IF NOT EXISTS gf_jobs (id TEXT PRIMARY KEY, function TEXT NOT NULL, "
@@ -31,6 +33,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS gf_workflows_created ON gf_workflows (created)",
         "CREATE TABLE IF NOT EXISTS gf_joins (workflow TEXT NOT NULL, stage INTEGER NOT NULL, "
         "member INTEGER NOT NULL, PRIMARY KEY (workflow, stage, member))"),
+    3: ("CREATE TABLE IF NOT EXISTS gf_slots (function TEXT NOT NULL, slot INTEGER NOT NULL, "
+        "holder TEXT, lease_until {real}, PRIMARY KEY (function, slot))",
+        "CREATE INDEX IF NOT EXISTS gf_slots_holder ON gf_slots (holder)",
+        "CREATE TABLE IF NOT EXISTS gf_rates (function TEXT PRIMARY KEY, "
+        "next_at {real} NOT NULL)"),
 }
 
 

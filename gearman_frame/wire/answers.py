@@ -60,7 +60,9 @@ class JobAnswers:
         job lock and PRE_SLEEP until gearmand says NOOP); write both in one send. An answer
         with submits before it (a result to publish) goes after the grab: gearmand hands out
         the next job first, and files the result while this thread runs that job."""
-        if not self._run(job):
+        ran = self._run(job)
+        self._after_job()  # after its answer is queued, before the next grab
+        if not ran:
             return
         link = job.link
         if job.answerable and not job.grabbed_ahead:  # else the grab went with its answer
@@ -70,6 +72,9 @@ class JobAnswers:
                 self._release(link)
                 link.conn.queue(p.PRE_SLEEP)
         self.send_answer(job)
+
+    def _after_job(self) -> None:
+        """Called between a job's answer and the next grab (fleet-wide caps look again)."""
 
     def _run(self, job: Job) -> bool:
         """Run the callback; whatever happens, queue the job's answer and keep the thread
@@ -119,7 +124,7 @@ class JobAnswers:
             return
         link, conn, handle = job.link, job.link.conn, job.handle
         if held:
-            if serving and self.grab_directly():
+            if serving and getattr(self, "caps", None) is None and self.grab_directly():
                 self._grab(link, ahead=True)
                 job.grabbed_ahead = True
             for submit in held:

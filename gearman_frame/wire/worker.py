@@ -19,6 +19,7 @@ from ..errors import ConnectionLost
 from ..retry import RetryPolicy
 from . import packets as p
 from .answers import REFUSED, JobAnswers
+from .capped import CappedAbilities
 from .assignment import Job, Submit
 from .connection import Connection, Poller, ServerLike
 from .refusals import refused_command
@@ -74,7 +75,7 @@ class _Link:
             self.submits.popleft().lost("the connection to gearmand was lost")
 
 
-class WireWorker(JobAnswers):
+class WireWorker(CappedAbilities, JobAnswers):
     """One worker connection set (one per thread): survives errors, reconnects, stops.
 
     ``register_task(name, callback)``: ``callback(worker, job)`` returns the answer (bytes
@@ -111,8 +112,9 @@ class WireWorker(JobAnswers):
     # -- what it serves
     def register_task(self, task: str, callback: Callable) -> str:
         self.abilities[task] = callback
-        for link in self._links.values():
-            link.conn.queue(p.CAN_DO, task)
+        if task not in self._withheld:
+            for link in self._links.values():
+                link.conn.queue(p.CAN_DO, task)
         return task
 
     def unregister_task(self, task: str) -> str:
@@ -124,7 +126,7 @@ class WireWorker(JobAnswers):
     def _announce(self, link: _Link) -> None:
         conn = link.conn
         conn.queue(p.RESET_ABILITIES)
-        for task in self.abilities:
+        for task in self.announced():
             conn.queue(p.CAN_DO, task)
 
     @property
@@ -345,6 +347,11 @@ class WireWorker(JobAnswers):
         """Called after every poll of the connections (``active``: some were readable)."""
         now = time.monotonic()
         self._drop_stuck_grab(now)
+        # never while a grab is out: gearmand requeues a job it assigned to a worker that
+        # then resets its abilities (the job would run twice)
+        if self._holder is None and self.refresh_caps(now) and live:
+            self._wake(self._links[live[0]])  # a capped function may be taken: ask now
+            self._write_now(live[:1])
         self._wake_if_quiet(live, active, now)
 
     def _drop_stuck_grab(self, now: float) -> None:

@@ -6,6 +6,7 @@ from .admission import Accounting, Batched, Limits, Recycling, Signatures
 from .answer import Answer, encoded
 from .claim import Claim
 from .base import Pipeline, Rejected, Run, Stage, TakenOver, job_id_of
+from .slot import Slot
 from .running import Hooks, LostConnection, Output, Retries, StartNotice, Watchdog
 from .trace import Trace
 
@@ -20,6 +21,8 @@ def build(ctx) -> Pipeline:
     stages: list[Stage] = []
     if ctx.on_job is not None:
         stages.append(Recycling(ctx.on_job))
+    if ctx.caps is not None:  # first: a job waiting for its start is not running yet
+        stages.append(Slot())
     stages += [Accounting(ctx.stats), Answer(ctx.publish, ctx.dead_letter, ctx.stopping),
                Limits(ctx.max_kwargs, ctx.max_payload), Batched()]
     if ctx.gate is not None:

@@ -36,10 +36,11 @@ def build_parser():
     parser.add_argument("--peers", action="store_true",
                         help="only gearman-frame against Celery+Redis, RQ and C libgearman "
                              "(GF_PEERS=1 bash scripts/setup.sh installs them)")
-    parser.add_argument("--only", choices=["batch", "ledger", "tracing"],
+    parser.add_argument("--only", choices=["batch", "ledger", "tracing", "workflows"],
                         help="run one workload: batch (a batch task against a plain one), "
                              "ledger (store.url on SQLite and PostgreSQL against off), "
-                             "tracing (every job traced against tracing off)")
+                             "tracing (every job traced against tracing off), workflows "
+                             "(chain steps, a chord, a capped function)")
     return parser
 
 
@@ -94,6 +95,11 @@ def run(args):
                 from . import ledger
                 ledger.rows(table, server, folder, reps, args.quick, _paired)
             if args.only == "ledger":
+                return table
+            if args.only in (None, "workflows"):
+                from . import workflows
+                workflows.rows(table, server, folder, reps, args.quick)
+            if args.only == "workflows":
                 return table
             if args.only in (None, "tracing"):
                 from . import tracing

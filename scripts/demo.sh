@@ -2,7 +2,8 @@
 # The whole pipeline on this machine: a local gearmand with its SQLite queue behind
 # stunnel (TLS), a signing key, a named worker of two supervised processes, a plugin
 # sending jobs, the status table, a background job's result looked up, one job sent twice
-# with one idempotency key and run once (the job ledger), what the worker
+# with one idempotency key and run once (the job ledger), a chain, a chord and a capped
+# group (workflows, fleet-wide caps), what the worker
 # does (inspect), a delayed job, a schedule fired once per occurrence by two schedulers
 # (one killed), the dashboard's address, a hung command killed at its timeout, a batch
 # task's flaky stores retried until they succeed, a job signed with the wrong key refused; then
@@ -89,6 +90,17 @@ done
 echo "runs of the command: $(wc -l <"$data/stamps")"
 [ "$(wc -l <"$data/stamps")" -eq 1 ] || { echo "unexpected: it ran twice"; exit 1; }
 grep -h "answered from the ledger" "$data/worker.log" | sed 's/^.*worker_client.stages.claim: /worker: /' | head -1
+
+step "a three-step chain (each step gets the one before's output) and a chord of 5 squares"
+echo "distinct words: $(sendjob "${quiet[@]}" chain 'words text="to be or not to be"' 'unique' 'count')"
+echo "1² + 2² + 3² + 4² + 5² = $(sendjob "${quiet[@]}" chord 'square n=1' 'square n=2' \
+  'square n=3' 'square n=4' 'square n=5' 'total')"
+runadmin "${quiet[@]}" workflows --limit 2
+
+step "three backups in a group; 'backup' has concurrency: 1, so they run one at a time"
+started=$(date +%s.%N)
+sendjob "${quiet[@]}" group 'backup host=db1' 'backup host=db2' 'backup host=db3'
+python3 -c "import sys, time; print(f'took {time.time() - float(sys.argv[1]):.1f}s (each backup takes 1 s)')" "$started"
 
 step "a job held by gearmand for 2 s (sendjob run --in 2s), then its result"
 job_id=$(sendjob "${quiet[@]}" run reverse --arg "later" --in 2s --json \

@@ -32,6 +32,11 @@ def test_demo_runs_the_pipeline_and_leaves_nothing_behind():
     assert "queued job " in out and "desserts" in out and "state=done status=ok" in out
     assert "demo.p1: pid" in out and "demo.p2: pid" in out and "reverse: ok=" in out
     assert "dashboard: http://127.0.0.1:" in out
+    assert "distinct words: 4\n" in out and "= 55\n" in out  # a chain and a chord
+    assert "chord  ok" in out and "chain  ok" in out  # runadmin workflows
+    backups = out.split("concurrency: 1, so they run one at a time")[1].split("took ")
+    assert "backed up db1\nbacked up db2\nbacked up db3\n" in backups[0]
+    assert float(backups[1].split("s")[0]) >= 3.0  # one at a time: three 1 s backups
     demo_data = os.path.join(REPO, "var", "demo")
     def left():
         return [line for pattern in (demo_data, "runworkers --name demo", "sleep 30",

@@ -211,3 +211,31 @@ def test_other_functions_keep_flowing_on_a_thread_that_serves_a_capped_one(
     assert [r.stdout for r in results] == ["free\n"] * 3
     assert len([e for e in events(record) if e[1] == "s"]) == 1  # the second still waits
     assert queued(gearmand, "held") == 1
+
+
+def test_workflows_and_caps_on_postgresql(gearmand, start_workers, tmp_path, postgres_url):
+    """The fleet's ledger: two workers on PostgreSQL run a chord of 12 (its callback once,
+    the outcomes in order) and a group of a function capped at 1 (one at a time: the slot
+    is taken with SKIP LOCKED), with a rate-limited step between."""
+    record, calls = tmp_path / "record", tmp_path / "calls"
+    extra = {"store": {"url": postgres_url}}
+    functions = {"member": {"shell": "sleep 0.2; echo m{n}"},
+                 "total": {"shell": f"echo run >> {calls}; echo {{prev}} | tr '\\n' ,"},
+                 "single": {"shell": timed(record, "sleep 0.5"), "concurrency": 1},
+                 "paced": {"command": ["echo", "paced"], "rate": "20/s"}}
+    for name in ("a", "b"):
+        start_workers([gearmand.address], functions, name=name, threads=3,
+                      extra_config=extra)
+    config, _ = client_config(tmp_path / "sender", [gearmand.address], timeout=30, **extra)
+    out = sendjob(config, "chord", *[f"member n={n}" for n in range(12)], "total",
+                  timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ",".join(f"m{n}" for n in range(12)) + ","
+    out = sendjob(config, "chain", "paced", "single", timeout=120)
+    assert out.returncode == 0, out.stderr
+    out = sendjob(config, "group", *["single"] * 4, timeout=120)
+    assert out.returncode == 0, out.stderr
+    time.sleep(1)
+    assert [line for line in calls.read_text().splitlines()] == ["run"]
+    assert sum(1 for _, kind in events(record) if kind == "s") == 5
+    assert most_at_once(record) == 1

@@ -197,3 +197,29 @@ def test_a_trace_not_kept_makes_no_span_and_still_reaches_the_command(
     spans = spans_in(worker_spans, 2, "the kept trace's spans")
     assert {s["context"]["trace_id"] for s in spans} == {"0x" + kept_id}
     assert trace_id != kept_id
+
+
+def test_a_workflows_steps_are_one_trace(gearmand, start_workers, tmp_path):
+    """A chain sent by a traced sender: the second step's spans are children of the first
+    step's run span (the worker that ended it sent it), and both commands got the one
+    trace id."""
+    worker_spans, sender_spans = tmp_path / "worker.jsonl", tmp_path / "sender.jsonl"
+    store = {"store": {"url": f"sqlite:///{tmp_path / 'ledger.sqlite'}"}}
+    functions = {"first": {"shell": "echo $TRACEPARENT"},
+                 "second": {"shell": "echo {prev} $TRACEPARENT"}}
+    start_workers([gearmand.address], functions, name="flows",
+                  extra_config={"tracing": {"exporter": "console", "file": str(worker_spans)},
+                                **store})
+    config, _ = client_config(tmp_path, [gearmand.address], timeout=20, **store,
+                              tracing={"exporter": "console", "file": str(sender_spans)})
+    out = sendjob(config, "chain", "first", "second", "--json")
+    assert out.returncode == 0, out.stderr
+    first_parent, second_parent = json.loads(out.stdout.splitlines()[-1])["stdout"].split()
+    trace_id = first_parent.split("-")[1]
+    assert second_parent.split("-")[1] == trace_id
+    (send,) = spans_in(sender_spans, 1, "the sender's span")
+    assert send["context"]["trace_id"] == "0x" + trace_id
+    spans = by_name(spans_in(worker_spans, 4, "both steps' spans"), "0x" + trace_id)
+    (run_first,), (run_second,) = spans["run first"], spans["run second"]
+    assert run_first["parent_id"] == send["context"]["span_id"]
+    assert run_second["parent_id"] == run_first["context"]["span_id"]

@@ -32,6 +32,15 @@ CAP_POLL = 0.25
 SPACING = 1.01
 
 
+def uncappable(capped: dict[str, Any], tasks: dict) -> dict[str, Any]:
+    """``capped`` without the batch tasks (a batch thread holds many jobs at once: a cap
+    per job cannot apply), each said once."""
+    for function in [f for f in capped if getattr(tasks.get(f), "batch", None)]:
+        log.error("%s is a batch task: its concurrency and rate are not applied", function)
+        capped = {f: spec for f, spec in capped.items() if f != function}
+    return capped
+
+
 class FleetCaps:
     """The capped functions of one worker process, and their slots in the ledger."""
 
@@ -41,13 +50,21 @@ class FleetCaps:
         self._ensured: set[str] = set()
         self._lock = threading.Lock()
         self._threads: list[ThreadCaps] = []
+        self._made = 0
         claims.renew_also(lambda ledger: Caps(ledger).renew(self.prefix))
 
     def for_thread(self, label: object, tasks: dict) -> "ThreadCaps | None":
         mine = {fn: spec for fn, spec in self.capped.items() if fn in tasks}
         if not mine:
             return None
-        share = ThreadCaps(self, f"{self.prefix}{label}", mine)
+        with self._lock:
+            self._made += 1
+            # a thread started again after it died: what it held is free again
+            gone = [s for s in self._threads if s.label == label]
+            self._threads = [s for s in self._threads if s.label != label]
+        for share in gone:
+            share.give_back_all()
+        share = ThreadCaps(self, label, f"{self.prefix}{label}/{self._made}", mine)
         with self._lock:
             self._threads.append(share)
         return share
@@ -83,8 +100,9 @@ class ThreadCaps:
     """One thread's share (see the module docstring); the wire layer asks ``withheld``
     before it grabs, the slot stage calls ``started`` and ``ended`` around each job."""
 
-    def __init__(self, fleet: FleetCaps, holder: str, capped: dict[str, Any]):
-        self.fleet, self.holder, self.capped = fleet, holder, capped
+    def __init__(self, fleet: FleetCaps, label: object, holder: str,
+                 capped: dict[str, Any]):
+        self.fleet, self.label, self.holder, self.capped = fleet, label, holder, capped
         self.functions = frozenset(capped)
         #: Slots this thread holds, by function.
         self.held: dict[str, int] = {}
@@ -131,6 +149,10 @@ class ThreadCaps:
     def ended(self, function: str) -> None:
         """A job ended: its slot stays with this thread (it asks for the next job of the
         function holding it); the rate is looked at again by the refresh that follows."""
+
+    def give_back_all(self) -> None:
+        for function in list(self.held):
+            self._give_back(function)
 
     def _give_back(self, function: str) -> None:
         slot = self.held.pop(function)

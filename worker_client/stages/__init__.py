@@ -24,7 +24,7 @@ def build(ctx) -> Pipeline:
     if ctx.caps is not None:  # first: a job waiting for its start is not running yet
         stages.append(Slot())
     stages += [Accounting(ctx.stats), Answer(ctx.publish, ctx.dead_letter, ctx.stopping),
-               Limits(ctx.max_kwargs, ctx.max_payload), Batched()]
+               Limits(ctx.max_kwargs, ctx.max_payload, ctx.claims is not None), Batched()]
     if ctx.gate is not None:
         stages.append(Signatures(ctx.gate))
     stages.append(LostConnection())

@@ -54,8 +54,10 @@ class Limits(Stage):
     layer dropped its bytes as they came) or an envelope with far more strings than
     worker.max_kwargs allows."""
 
-    def __init__(self, max_kwargs: int, max_payload: int | None):
+    def __init__(self, max_kwargs: int, max_payload: int | None, ledger: bool = True):
         self.max_kwargs, self.max_payload = max_kwargs, max_payload
+        #: False: this worker has no ledger, so it cannot carry a workflow on.
+        self.ledger = ledger
 
     def before(self, run):
         try:
@@ -64,6 +66,9 @@ class Limits(Stage):
             return run.handler.result(STATUS_ERROR, f"bad job envelope: {err}", attempts=0)
         except Rejected as why:
             return run.handler.result(STATUS_ERROR, str(why), attempts=0)
+        if not self.ledger and run.request is not None and run.request.wf is not None:
+            log.error("a workflow's step, but this worker has no job ledger (store.url): "
+                      "it runs, and its workflow stops after it")
         return None
 
     def _parse(self, data):

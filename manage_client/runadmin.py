@@ -327,31 +327,19 @@ def cmd_keygen(args):
 
 def cmd_reaper(config):
     """One pass of the reaper (gearman_frame.sending.reaper); exit 2 without a ledger."""
-    if config.store.url is None:
-        raise UsageError(f"{config.path or 'the config'}: store.url is off: the reaper "
-                         "needs the job ledger")
-    from gearman_frame.ledger import open_ledger  # only this command needs it
+    from gearman_frame.ledger import ledger_of  # only this command needs it
     from gearman_frame.sending.reaper import Reaper
-    store = config.store
-    ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 1)
-    try:
+    with ledger_of(config, "the reaper needs the job ledger") as ledger:
         print(Reaper(config, ledger).run_once().describe())
-    finally:
-        ledger.close()
     return EXIT_OK
 
 
 def cmd_workflows(config, args):
     """Running and recent workflows (or one, step by step) from the ledger."""
-    if config.store.url is None:
-        raise UsageError(f"{config.path or 'the config'}: store.url is off: workflows live "
-                         "in the job ledger")
-    from gearman_frame.ledger import open_ledger  # only this command needs it
+    from gearman_frame.ledger import ledger_of  # only this command needs it
     from gearman_frame.ledger.flows import Flows
     from gearman_frame.sending import workflow_table as table
-    store = config.store
-    ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 1)
-    try:
+    with ledger_of(config, "workflows live in the job ledger") as ledger:
         flows = Flows(ledger)
         found = ([w for w in [flows.get(args.id)] if w is not None] if args.id
                  else flows.recent(max(1, args.limit), args.running))
@@ -361,8 +349,6 @@ def cmd_workflows(config, args):
             print(json.dumps(table.workflow_object(flows, workflow)) if args.json else
                   "\n".join(table.workflow_lines(flows, workflow)) if args.id else
                   table.summary_line(flows, workflow))
-    finally:
-        ledger.close()
     return EXIT_OK
 
 

@@ -12,11 +12,10 @@ import urllib.request
 
 import yaml
 
-from gearman_frame.daemons.gearmand import free_port
-
 from .browser import browser  # noqa: F401 (a fixture)
 from .client_helpers import client_config, sendjob
 from .helpers import queued, wait_for
+from .web_helpers import serving
 from .worker_helpers import RUNWORKERS
 
 BIN = os.path.dirname(sys.executable)
@@ -76,34 +75,19 @@ def test_concurrency_2_over_two_processes_of_three_threads(gearmand, start_worke
                    if line.strip().startswith("slots held: capped")]
     assert sum(per_process) == 2, inspected  # the processes' own count agrees
 
-    port = free_port()
-    exporter = subprocess.Popen([os.path.join(BIN, "runadmin"), "--config", str(config),
-                                 "exporter", "--listen", f"127.0.0.1:{port}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    web_port = free_port()
-    web = subprocess.Popen([os.path.join(BIN, "runadmin"), "--config", str(config), "web",
-                            "--listen", f"127.0.0.1:{web_port}"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        exporter.stdout.readline()
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                         timeout=10).read().decode()
+    with serving(config, "exporter") as exporter, serving(config) as web:
+        metrics = urllib.request.urlopen(f"{exporter}/metrics", timeout=10).read().decode()
         assert 'gearman_frame_cap_slots{function="capped"} 2.0' in metrics
         assert 'gearman_frame_cap_slots_held{function="capped"} 2.0' in metrics
         waiting = [line for line in metrics.splitlines()
                    if line.startswith('gearman_frame_cap_jobs_waiting{function="capped"}')]
         assert waiting and float(waiting[0].split()[-1]) >= 1
-        web.stdout.readline()
-        browser.get(f"http://127.0.0.1:{web_port}/")
+        browser.get(web + "/")
 
         def held():
             found = browser.find_elements(By.CSS_SELECTOR, 'tr[data-cap="capped"] td.held')
             return found[0].text if found else ""
         wait_for(lambda: held() == "2", 15, "the dashboard's slots held")
-    finally:
-        for process in (exporter, web):
-            process.terminate()
-            process.wait(10)
 
     wait_for(lambda: sum(1 for _, k in events(record) if k == "e") == 12, 30,
              "the twelve jobs to end")

@@ -10,10 +10,9 @@ import urllib.request
 import pytest
 import yaml
 
-from gearman_frame.daemons.gearmand import free_port
-
 from .browser import browser  # noqa: F401 (a fixture)
 from .helpers import queued, wait_for
+from .web_helpers import serving
 from .worker_helpers import send_background
 
 BIN = os.path.dirname(sys.executable)
@@ -50,13 +49,8 @@ def test_the_dashboard_shows_the_fleet_and_resends_a_dead_letter(gearmand, start
     wait_for(lambda: queued(gearmand, "__dead__.flaky") == 1, 10, "a dead letter")
     flake.stop()  # so that the resent job waits in its queue, where status shows it
 
-    port = free_port()
-    web = subprocess.Popen([os.path.join(BIN, "runadmin"), "--config", str(config), "web",
-                            "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, cwd=folder)
-    try:
-        assert web.stdout.readline().startswith("dashboard: http://127.0.0.1:")
-        browser.get(f"http://127.0.0.1:{port}/")
+    with serving(config, cwd=folder) as url:
+        browser.get(url + "/")
 
         def shown(selector, text=None):
             found = browser.find_elements(By.CSS_SELECTOR, selector)
@@ -79,15 +73,12 @@ def test_the_dashboard_shows_the_fleet_and_resends_a_dead_letter(gearmand, start
                  "the job back in its queue")
         assert _status(gearmand).get("__dead__.flaky", {}).get("queued", 0) == 0
         # a state-changing request without the token is refused
-        refused = urllib.request.Request(f"http://127.0.0.1:{port}/api/clear",
+        refused = urllib.request.Request(f"{url}/api/clear",
                                          data=b'{"target": "nobody"}', method="POST")
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(refused, timeout=10)
         assert err.value.code == 403
         assert queued(gearmand, "nobody") == 3  # nothing was cleared
-    finally:
-        web.terminate()
-        web.wait(10)
 
 
 def test_the_dashboard_needs_a_token_off_loopback(gearmand, tmp_path):

@@ -7,11 +7,10 @@ import sys
 
 import yaml
 
-from gearman_frame.daemons.gearmand import free_port
-
 from .browser import browser  # noqa: F401 (a fixture)
 from .client_helpers import client_config, sendjob
 from .helpers import wait_for
+from .web_helpers import serving
 
 BIN = os.path.dirname(sys.executable)
 
@@ -54,13 +53,8 @@ def test_running_and_ended_workflows_are_listed_by_runadmin_and_the_dashboard(
     folder.mkdir()
     web_config = folder / "config.yaml"
     web_config.write_text(yaml.safe_dump({"servers": [gearmand.address], **store}))
-    port = free_port()
-    web = subprocess.Popen([os.path.join(BIN, "runadmin"), "--config", str(web_config), "web",
-                            "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, cwd=folder)
-    try:
-        assert web.stdout.readline().startswith("dashboard: http://127.0.0.1:")
-        browser.get(f"http://127.0.0.1:{port}/")
+    with serving(web_config, cwd=folder) as url:
+        browser.get(url + "/")
 
         def row(workflow):
             found = browser.find_elements(By.CSS_SELECTOR, f'tr[data-workflow="{workflow}"]')
@@ -68,9 +62,6 @@ def test_running_and_ended_workflows_are_listed_by_runadmin_and_the_dashboard(
         wait_for(lambda: "running" in row(running), 15, "the running workflow")
         assert "1/3" in row(running) and "2:slow running" in row(running)
         assert "ok" in row(finished) and "2/2" in row(finished)
-    finally:
-        web.terminate()
-        web.wait(10)
 
 
 def test_workflow_views_without_a_ledger_say_so(gearmand, tmp_path):

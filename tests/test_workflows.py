@@ -49,6 +49,15 @@ def pid_of_start(record, step_suffix):
     return None
 
 
+def send_in_background(config, *argv):
+    """``sendjob ARGV`` in a thread: (the thread, a dict that gets ``done``)."""
+    out = {}
+    sender = threading.Thread(target=lambda: out.update(done=sendjob(config, *argv,
+                                                                     timeout=120)))
+    sender.start()
+    return sender, out
+
+
 def ends(record):
     return [line for line in lines(record) if line.startswith("end-")]
 
@@ -66,13 +75,10 @@ def test_a_chain_whose_middle_worker_is_killed_ends_ok_each_step_ended_once(
         "three": recorded(record, "echo {prev}c"),
     }, extra)
     config, _ = client_config(tmp_path / "sender", [gearmand.address], **extra)
-    out = {}
-    sender = threading.Thread(target=lambda: out.update(
-        done=sendjob(config, "chain", "one", "two", "three", timeout=90)))
-    sender.start()
+    sender, out = send_in_background(config, "chain", "one", "two", "three")
     wait_for(lambda: pid_of_start(record, ".1.0"), 20, "step 2 to start")
     os.kill(pid_of_start(record, ".1.0"), signal.SIGKILL)
-    sender.join(90)
+    sender.join(120)
     assert out["done"].returncode == 0, out["done"].stderr
     assert out["done"].stdout == "abc\n"
     time.sleep(2)  # a late copy of any step would have started by now
@@ -96,10 +102,7 @@ def test_a_worker_killed_after_its_step_ended_does_not_run_it_again(
         "two": recorded(record, "echo {prev}b"),
     }, extra)
     config, _ = client_config(tmp_path / "sender", [gearmand.address], **extra)
-    out = {}
-    sender = threading.Thread(target=lambda: out.update(
-        done=sendjob(config, "chain", "one", "two", timeout=90)))
-    sender.start()
+    sender, out = send_in_background(config, "chain", "one", "two")
     wait_for(lambda: pid_of_start(record, ".0.0"), 20, "step 1 to start")
     holder = pid_of_start(record, ".0.0")
     gearmand.signal(signal.SIGSTOP)
@@ -113,7 +116,7 @@ def test_a_worker_killed_after_its_step_ended_does_not_run_it_again(
         os.kill(holder, signal.SIGKILL)
     finally:
         gearmand.signal(signal.SIGCONT)
-    sender.join(90)
+    sender.join(120)
     assert out["done"].returncode == 0, out["done"].stderr
     assert out["done"].stdout == "ab\n"
     time.sleep(2)
@@ -165,11 +168,8 @@ def test_a_chord_of_20_calls_back_once_in_order_though_a_member_worker_is_killed
         "total": {"shell": f"echo run >> {calls}; echo {{prev}} | tr '\\n' ,"},
     }, extra, threads=3)
     config, _ = client_config(tmp_path / "sender", [gearmand.address], **extra)
-    out = {}
     members = [f"member n={n}" for n in range(20)]
-    sender = threading.Thread(target=lambda: out.update(
-        done=sendjob(config, "chord", *members, "total", timeout=120)))
-    sender.start()
+    sender, out = send_in_background(config, "chord", *members, "total")
     wait_for(lambda: pid_of_start(record, ".0.7"), 20, "member 7 to start")
     os.kill(pid_of_start(record, ".0.7"), signal.SIGKILL)
     sender.join(120)

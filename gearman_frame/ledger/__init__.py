@@ -2,16 +2,18 @@
 runs once across the fleet and its result can be read from any host (see ``ledger``)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
-from ..errors import LedgerUnavailable
+from ..errors import LedgerUnavailable, UsageError
 from .backends import Backend, PostgresBackend, SqliteBackend, shown
 from .ledger import CLAIMED, ENDED, HELD, Claim, Entry, Ledger
 
 __all__ = ["CLAIMED", "ENDED", "HELD", "Claim", "Entry", "Ledger", "LedgerUnavailable",
-           "open_ledger", "key_job_id", "backend_for", "shown", "check_store"]
+           "open_ledger", "key_job_id", "backend_for", "shown", "check_store",
+           "ledger_of"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,20 @@ def open_ledger(url: str, lease: float, dedup_ttl: float, result_ttl: float,
         ledger.close()
         raise
     return ledger
+
+
+@contextlib.contextmanager
+def ledger_of(config: Any, needs: str) -> Iterator[Ledger]:
+    """The ledger of ``config``'s store.url for one command, closed after it; UsageError
+    (``needs`` says what needs it) when store.url is off."""
+    store = config.store
+    if store.url is None:
+        raise UsageError(f"{config.path or 'the config'}: store.url is off: {needs}")
+    ledger = open_ledger(store.url, store.lease, store.dedup_ttl, store.result_ttl, 1)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 def check_store(config: Any, role: str) -> None:

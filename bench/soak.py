@@ -6,7 +6,9 @@ a ledger) run while a fault loop kills and restarts workers and servers, freezes
 for a few seconds and kills running commands' process groups. Then the faults stop, the
 outbox is flushed, the queues drain, and the ledger is checked: every job sent must have
 run or have been reported failed to its sender (0 lost), and no process may be left
-(0 orphans, 0 zombies). Prints a summary, writes bench/SOAK.md, exits 1 if anything was
+(0 orphans, 0 zombies). With the job ledger on, a third sender starts workflows (chains
+of three steps and chords of three members and a callback, each step recording its own
+id): every step runs once, and every workflow ends. Prints a summary, writes bench/SOAK.md, exits 1 if anything was
 lost or left behind.
 """
 import argparse
@@ -24,6 +26,7 @@ import yaml
 from gearman_frame.addresses import parse_address
 from gearman_frame.config import load_config
 from gearman_frame.daemons.gearmand import QUEUE_SQLITE, LocalGearmand, free_port
+from gearman_frame.errors import FrameError
 from gearman_frame.queues import dead_letter_function
 from manage_client.admin import AdminClient
 from manage_client.drain import Drainer, read_dump
@@ -72,6 +75,8 @@ class Soak:
         self.lost = set()
         self.halfway = time.monotonic() + minutes * 60 * 0.4
         self.reaped = 0
+        #: Workflows started: id -> the ids its steps record.
+        self.workflows = {}
 
     # -- set-up
     def write_config(self):
@@ -117,6 +122,30 @@ class Soak:
                         if not result.ok:
                             self.reported_failed[job.id] = _reason(result)
                 time.sleep(0.05)
+
+    def workflow_sender(self):
+        """Chains and chords of soak_sh steps, started in the background."""
+        from gearman_frame.workflows import chain, chord, group, signature
+        config = load_config(self.config_path, environ={})
+        with JobClient(config) as client:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                token = os.urandom(6).hex()
+                steps = [signature("soak_sh", ledger=self.ledger, pause=0.05,
+                                   id=f"wf{token}-{k}") for k in range(4)]
+                kind = self.rng.choice(["chain", "chord"])
+                flow = (chain(*steps[:3]) if kind == "chain"
+                        else chord(group(steps[:3]), steps[3]))
+                try:
+                    workflow = client.put_workflow(flow)
+                except FrameError as err:  # the ledger stopped (a fault): nothing was sent
+                    print(f"soak: a workflow not started: {err}", file=sys.stderr)
+                    time.sleep(0.5)
+                    continue
+                ids = [s.kwargs["id"] for s in (steps[:3] if kind == "chain" else steps)]
+                with self.lock:
+                    self.workflows[workflow] = ids
+                    self.sent.update((i, f"wf-{kind}") for i in ids)
+                time.sleep(0.2)
 
     # -- faults
     def fault_loop(self):
@@ -215,6 +244,7 @@ class Soak:
         return flushed
 
     def check(self):
+        ended = self.workflow_states()  # first: a failed workflow's unrun steps are told
         ran = collections.Counter()
         if os.path.exists(self.ledger):
             with open(self.ledger) as handle:
@@ -225,6 +255,11 @@ class Soak:
         duplicated = {i: n for i, n in ran.items() if n > 1}
         by_kind = collections.Counter(self.sent[i] for i in duplicated if i in self.sent)
         failed = set(self.reported_failed) - set(ran)
+        return {"workflows": len(self.workflows),
+                "workflows by state": dict(collections.Counter(ended.values())),
+                **self._counts(sent, ran, dead, lost, duplicated, by_kind, failed)}
+
+    def _counts(self, sent, ran, dead, lost, duplicated, by_kind, failed):
         return {"sent": len(sent), "completed": len(sent & set(ran)),
                 "reported failed": len(failed),
                 "reported failed, why": dict(collections.Counter(
@@ -234,6 +269,27 @@ class Soak:
                 "lost by kind": dict(collections.Counter(self.sent[i] for i in lost)),
                 "duplicated ids": sorted(duplicated)[:10],
                 "lost ids": lost[:10]}
+
+    def workflow_states(self):
+        """Each workflow's state in the ledger; the steps a failed one never ran count as
+        reported failed (its sender is told the failed step)."""
+        if not self.workflows:
+            return {}
+        from gearman_frame.ledger import open_ledger
+        from gearman_frame.ledger.flows import Flows
+        ledger = open_ledger(self.store_url, 10, 86400, 86400)
+        states = {}
+        try:
+            flows = Flows(ledger)
+            for workflow, ids in self.workflows.items():
+                found = flows.get(workflow)
+                states[workflow] = found.state if found else "unknown"
+                if states[workflow] == "failed":
+                    for step in ids:
+                        self.reported_failed.setdefault(step, "its workflow failed")
+        finally:
+            ledger.close()
+        return states
 
     def ledger_view(self, ids):
         """What the ledger says of ``ids`` (claims and sends): why a job was lost."""
@@ -329,6 +385,8 @@ def main(argv=None):
             soak.start_worker(f"soak{i}")
         time.sleep(1.5)
         threads = [threading.Thread(target=soak.sender, args=(bg,)) for bg in (False, True)]
+        if store is not None:
+            threads.append(threading.Thread(target=soak.workflow_sender))
         threads.append(threading.Thread(target=soak.fault_loop))
         started = time.monotonic()
         for thread in threads:
@@ -368,7 +426,9 @@ def main(argv=None):
                                                                   f"-{args.store}.md")
     with open(results, "w") as handle:
         handle.write(text)
-    bad = (summary["lost"] or summary["orphans"] or summary["zombies"]
+    stuck = sum(n for state, n in summary["workflows by state"].items()
+                if state not in ("ok", "failed"))
+    bad = (summary["lost"] or summary["orphans"] or summary["zombies"] or stuck
            or (args.store != "off" and summary["duplicated"]))
     return 1 if bad else 0
 

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from gearman_frame import tasks
+from gearman_frame.config.defaults import RESERVED_PREFIX
 from gearman_frame.envelope import Result
 from gearman_frame.errors import ServerRefused, UsageError, WorkflowTimeout
 from gearman_frame.ledger.flows import FAILED, RUNNING, Flows
@@ -44,6 +45,9 @@ def check_plan(plan: Plan, config: Any) -> None:
     for number, (stage, step) in enumerate(steps, 1):
         where = ("the on-failure step" if plan.on_failure is step
                  else f"step {number} ({step['f']})")
+        if step["f"].startswith(RESERVED_PREFIX):
+            raise ValueError(f"{where}: {step['f']!r} is a reserved name (functions starting "
+                             f"with {RESERVED_PREFIX!r} are gearman-frame's own)")
         if step["f"] not in known:
             from gearman_frame.wire.served import workers_for
             if workers_for(config.servers, step["f"]) == 0:

@@ -261,7 +261,9 @@ def test_bad_workflows_are_one_line_exit_2_and_send_nothing(gearmand, tmp_path):
             (["chord", "f x=1"], "the members, then the callback"),
             (["chain", "f x=1", "f 'x"], "step 2: No closing quotation"),
             (["chain", "f x=1", "f =3"], "step 2 (f): expected key=value"),
-            (["chain", "f x=1", "--on-failure", "nope"], "the on-failure step: unknown")):
+            (["chain", "f x=1", "--on-failure", "nope"], "the on-failure step: unknown"),
+            (["chain", "f x=1", "__ctl__.w0"], "step 2 (__ctl__.w0): '__ctl__.w0' is a "
+                                               "reserved name")):
         out = sendjob(config, *argv)
         assert out.returncode == 2, (argv, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and words in out.stderr, \

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from gearman_frame.config.defaults import RESERVED_PREFIX
 from gearman_frame.envelope import Request, Result, loads
 from gearman_frame.ledger.flows import FAILED, OK, Flows
 from gearman_frame.workflows.steps import (failure_field, failure_id, outcome_of,
@@ -42,8 +43,8 @@ class Advance(Stage):
             raise AbandonJob("worker stopping while the ledger was unreachable: the "
                              "workflow goes on from this step's next delivery") from None
         except (KeyError, TypeError, ValueError) as err:
-            log.error("workflow step with a malformed wf field (%s): the workflow stops "
-                      "here", err)
+            log.error("the workflow cannot go on from this step (%s: a malformed wf field, "
+                      "or a member's outcome pruned): it stops here", err)
         return result
 
     def _flows(self, action: Callable[[Flows], Any]) -> Any:
@@ -83,6 +84,8 @@ class Advance(Stage):
                                    wf.get("fail")), prev)
 
     def _send(self, run: Run, step: dict, job_id: str, wf: dict, prev: Any) -> None:
+        if not isinstance(step["f"], str) or step["f"].startswith(RESERVED_PREFIX):
+            raise ValueError(f"a next step on {step['f']!r}, a reserved name")
         traced: dict[str, str] = {}
         if run.trace is not None:  # the next step continues this one's trace
             traced = run.trace.environment()

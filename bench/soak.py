@@ -75,8 +75,10 @@ class Soak:
         self.lost = set()
         self.halfway = time.monotonic() + minutes * 60 * 0.4
         self.reaped = 0
-        #: Workflows started: id -> the ids its steps record.
+        #: Workflows started: id -> the ids its steps record; a step's recorded id -> its
+        #: job id (WORKFLOW.STAGE.INDEX).
         self.workflows = {}
+        self.step_of = {}
 
     # -- set-up
     def write_config(self):
@@ -142,8 +144,12 @@ class Soak:
                     time.sleep(0.5)
                     continue
                 ids = [s.kwargs["id"] for s in (steps[:3] if kind == "chain" else steps)]
+                places = ([(k, 0) for k in range(3)] if kind == "chain"
+                          else [(0, 0), (0, 1), (0, 2), (1, 0)])
                 with self.lock:
                     self.workflows[workflow] = ids
+                    self.step_of.update((i, f"{workflow}.{k}.{n}")
+                                        for i, (k, n) in zip(ids, places))
                     self.sent.update((i, f"wf-{kind}") for i in ids)
                 time.sleep(0.2)
 
@@ -296,11 +302,12 @@ class Soak:
         from gearman_frame.ledger import open_ledger
         ledger = open_ledger(self.store_url, 10, 86400, 86400)
         view = {}
-        for job_id in ids:
+        for shown in ids:
+            job_id = self.step_of.get(shown, shown)
             entry = ledger.look(job_id)
             sent = ledger.backend.rows("SELECT server, due FROM gf_sent WHERE id = ?",
                                        (job_id,))
-            view[job_id[:8]] = (f"{entry.state} {entry.status} runs={entry.runs} "
+            view[shown[:16]] = (f"{entry.state} {entry.status} runs={entry.runs} "
                                 f"host={entry.host} worker={entry.worker} "
                                 f"result={(entry.result or b'')[:160]!r} holder={entry.holder} "
                                 f"lease={entry.lease_left}" if entry else "never claimed") + \

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import textwrap
 import threading
 import time
@@ -281,3 +282,50 @@ def test_bad_workflows_are_one_line_exit_2_and_send_nothing(gearmand, tmp_path):
                                  functions={"f": {"command": ["echo", "{x}"]}})
     out = sendjob(no_ledger, "chain", "f x=1")
     assert out.returncode == 2 and "workflows need the job ledger: set store.url" in out.stderr
+
+
+def test_a_next_step_lost_with_its_server_is_carried_on_by_the_reaper(
+        make_gearmand, start_workers, tmp_path):
+    """Step 1's outcome is recorded; its worker, stuck sending step 2 to a frozen gearmand,
+    is SIGKILLed, and that gearmand is then killed for good (its queue, step 1's copy and
+    step 2's bytes die with it). Nothing would ever send step 2 again: the reaper finds
+    the workflow stopped after an ended stage, sends step 2 to the live server, and the
+    workflow ends ok with each step run once."""
+    from .worker_helpers import RUNADMIN
+    lost, alive = make_gearmand(), make_gearmand()
+    record = tmp_path / "record"
+    extra = {"store": {"url": f"sqlite:///{tmp_path / 'ledger.sqlite'}", "requeue_after": 1}}
+    functions = {"one": recorded(record, "sleep 2; echo a"),
+                 "two": recorded(record, "echo {prev}b")}
+    first = start_workers([lost.address], functions, name="first", threads=1,
+                          extra_config=extra)
+    config, _ = client_config(tmp_path / "sender", [lost.address], **extra)
+    workflow = sendjob(config, "chain", "one", "two", "--background").stdout.strip()
+    wait_for(lambda: pid_of_start(record, ".0.0"), 20, "step 1 to start")
+    lost.signal(signal.SIGSTOP)
+
+    def ended_in_ledger():
+        with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
+            return conn.execute("SELECT count(*) FROM gf_jobs WHERE id LIKE '%.0.0' AND "
+                                "state = 'ended'").fetchone()[0]
+    wait_for(ended_in_ledger, 15, "step 1's outcome in the ledger")
+    time.sleep(0.5)  # its worker is now sending step 2 to the frozen server
+    first.kill()  # the supervisor first, so that nothing starts the worker again
+    os.kill(pid_of_start(record, ".0.0"), signal.SIGKILL)
+    lost.signal(signal.SIGKILL)  # lost for good: its builtin queue dies with it
+    start_workers([alive.address], functions, name="second", threads=1, extra_config=extra)
+    admin, _ = client_config(tmp_path / "admin", [lost.address, alive.address], **extra)
+    time.sleep(1.5)  # past requeue_after
+    reaped = subprocess.run([RUNADMIN, "--config", str(admin), "reaper"], capture_output=True,
+                            text=True, timeout=60)
+    assert reaped.returncode == 0, reaped.stderr
+    assert "1 workflow step(s) found never sent on" in reaped.stdout, reaped.stdout
+    assert "1 job(s) sent again" in reaped.stdout, reaped.stdout
+    wait_for(lambda: '"state": "ok"' in sendjob(admin, "status", workflow, "--json").stdout,
+             20, "the workflow to end ok")
+    shown = json.loads(sendjob(admin, "status", workflow, "--json").stdout)
+    assert [s["status"] for s in shown["step_list"]] == ["ok", "ok"]
+    assert [line.split("-")[-2].rsplit(".", 2)[-2] for line in ends(record)] == ["0", "1"]
+    again = subprocess.run([RUNADMIN, "--config", str(admin), "reaper"], capture_output=True,
+                           text=True, timeout=60)
+    assert "never sent on" not in again.stdout and "0 job(s) sent again" in again.stdout

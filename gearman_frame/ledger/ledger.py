@@ -157,6 +157,17 @@ class Ledger:
                 "server = excluded.server, payload = excluded.payload, due = excluded.due, "
                 "sent = excluded.sent", rows)
 
+    def record_missing(self, rows: list[tuple[str, str, str | None, bytes, float]]) -> int:
+        """Like record_sent, for jobs no server took yet (a workflow's lost step): rows
+        the ledger has already (sent, or claimed) are left as they are; how many added."""
+        added = 0
+        for row in rows:
+            added += self.backend.count(
+                "INSERT INTO gf_sent (id, function, server, payload, due, sent) "
+                "SELECT ?, ?, ?, ?, ?, {now} WHERE NOT EXISTS (SELECT 1 FROM gf_jobs WHERE "
+                "id = ?) ON CONFLICT (id) DO NOTHING", (*row, row[0]))
+        return added
+
     def unclaimed(self, older_than: float, limit: int = 1000
                   ) -> list[tuple[str, str, str | None, bytes, float]]:
         """Sent jobs due more than ``older_than`` seconds ago that have no outcome and no

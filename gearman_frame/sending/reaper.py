@@ -4,7 +4,8 @@ Senders record each background job in the ledger as a server queues it (``gf_sen
 job with no outcome and no live claim (never claimed, or its holder died) within
 ``store.requeue_after`` of its time is looked for at the server that took it: one that still holds it (a backlog, a held delayed job) keeps it; an
 unreachable one, or one that no longer knows it, has lost it, and it is sent to a live
-server. The worker's claim makes a second copy harmless (a job that did run is answered
+server. Each pass first looks for workflows whose next step went missing
+(workflow_reaper). The worker's claim makes a second copy harmless (a job that did run is answered
 from the ledger), so the reaper never has to be sure. It runs inside ``sendjob
 scheduler`` (the active one) and as ``runadmin reaper`` (one pass). It lives in the core
 because both roles run it.
@@ -19,7 +20,9 @@ from typing import Any
 from ..addresses import parse_address
 from ..errors import ProtocolError, WireError
 from ..wire import status_by_unique
+from ..ledger.flows import Flows
 from .dispatch import Dispatcher, Job, Outcome
+from .workflow_reaper import carry_on
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,15 @@ class ReapReport:
     waiting: int = 0
     #: Servers that did not answer.
     unreachable: tuple[str, ...] = ()
+    #: Workflow steps found never sent on (recorded: sent once due).
+    carried: int = 0
 
     def describe(self) -> str:
         down = f"; unreachable: {', '.join(self.unreachable)}" if self.unreachable else ""
+        steps = (f"; {self.carried} workflow step(s) found never sent on"
+                 if self.carried else "")
         return (f"reaper: {self.resent} job(s) sent again, {self.held} still held by their "
-                f"server, {self.waiting} waiting for a live server{down}")
+                f"server, {self.waiting} waiting for a live server{down}{steps}")
 
 
 class Reaper:
@@ -56,6 +63,7 @@ class Reaper:
 
     def run_once(self) -> ReapReport:
         report = ReapReport()
+        report.carried = carry_on(Flows(self.ledger), self.config.store.requeue_after)
         rows = self.ledger.unclaimed(self.config.store.requeue_after, LIMIT)
         by_server: dict[str | None, list[tuple]] = {}
         for row in rows:
@@ -80,7 +88,7 @@ class Reaper:
         report.unreachable = tuple(down)
         if lost:
             report.resent, report.waiting = self._send(lost, set(down))
-        if report.resent or report.waiting or down:
+        if report.resent or report.waiting or down or report.carried:
             log.warning("%s", report.describe())
         return report
 

@@ -70,9 +70,40 @@ def as_text(prev: Any) -> str:
     return dumps(prev).decode("utf-8")
 
 
-def describe(step: dict) -> str:
-    """A step as a person reads it (no argument values: they may be secrets)."""
-    return step.get("f", "?")
+def following(workflow: str, rest: list, fail: dict | None, stage: int, prev: Any,
+              trace: dict | None = None) -> list[tuple[str, Any]]:
+    """The steps of stage ``stage`` (``rest[0]``; ``rest[1:]`` follow it) as
+    ``(function, Request)``, each given ``prev``; ``trace``: the TRACEPARENT (and
+    TRACESTATE) they continue. The worker that ends a step and the reaper both send these."""
+    from ..envelope import Request
+    trace = trace or {}
+    now = rest[0]
+    return [(step["f"], Request(tuple(step["args"]), dict(step["kwargs"]),
+                                id=step_id(workflow, stage, number), background=True,
+                                wf=stage_field(workflow, stage, number, len(now), rest[1:],
+                                               fail),
+                                prev=prev, has_prev=True,
+                                traceparent=trace.get("TRACEPARENT"),
+                                tracestate=trace.get("TRACESTATE") or None))
+            for number, step in enumerate(now)]
+
+
+def on_failure(workflow: str, fail: dict, failed: dict) -> tuple[str, Any]:
+    """The on-failure step as ``(function, Request)``, given the failed step's Result."""
+    from ..envelope import Request
+    return fail["f"], Request(tuple(fail["args"]), dict(fail["kwargs"]),
+                              id=failure_id(workflow), background=True,
+                              wf=failure_field(workflow), prev=failed, has_prev=True)
+
+
+def group_outcomes(results: list) -> list:
+    """A group's outcomes in order, from its members' Result JSON (bytes or None)."""
+    from ..envelope import loads
+    outcomes = []
+    for text in results:
+        value = loads(text or b"{}")
+        outcomes.append(outcome_of(value if isinstance(value, dict) else {"value": value}))
+    return outcomes
 
 
 def prev_fields(spec: Any, request: Any) -> tuple[dict, str | None]:

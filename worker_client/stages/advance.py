@@ -2,7 +2,8 @@
 coordinator). It runs outside the claim stage, after the outcome is recorded, and also
 for an outcome read back from the ledger: a worker killed between the two left the job
 with gearmand, and its next delivery sends what follows (a step sent twice has one job
-id, claimed once: it runs once).
+id, claimed once: it runs once). What a lost server took with it, the reaper sends on
+(gearman_frame.sending.workflow_reaper).
 
 Ok: a single step hands its outcome to the next stage; a group member joins (a counter
 in the ledger) and the member that completes the join hands the group's outcomes, in
@@ -15,10 +16,10 @@ import time
 from typing import Any, Callable
 
 from gearman_frame.config.defaults import RESERVED_PREFIX
-from gearman_frame.envelope import Request, Result, loads
+from gearman_frame.envelope import Request, Result
 from gearman_frame.ledger.flows import FAILED, OK, Flows
-from gearman_frame.workflows.steps import (failure_field, failure_id, outcome_of,
-                                           stage_field, step_id)
+from gearman_frame.workflows.steps import (following, group_outcomes, on_failure,
+                                           outcome_of, step_id)
 from gearman_frame.wire import AbandonJob
 
 from ..claims import Claims, Stopping
@@ -60,15 +61,14 @@ class Advance(Stage):
                 log.warning("workflow %s failed at this step: its later steps never run",
                             workflow)
             if wf.get("fail"):
-                self._send(run, wf["fail"], failure_id(workflow), failure_field(workflow),
-                           result.to_dict())
+                self._send(*on_failure(workflow, wf["fail"], result.to_dict()))
             return
         if size > 1:
             if self._flows(lambda flows: flows.join(workflow, stage, index)) < size:
                 return
             ids = [step_id(workflow, stage, i) for i in range(size)]
             entries = self._flows(lambda flows: flows.outcomes(ids))
-            prev: Any = [outcome_of(_decoded(entries[i].result)) for i in ids]
+            prev: Any = group_outcomes([entries[i].result for i in ids])
         else:
             prev = outcome_of(result.to_dict())
         rest = wf["rest"]
@@ -77,34 +77,23 @@ class Advance(Stage):
             if self._flows(lambda flows: flows.end(workflow, OK, end)):
                 log.info("workflow %s ended ok", workflow)
             return
-        following = rest[0]
-        for number, step in enumerate(following):
-            self._send(run, step, step_id(workflow, stage + 1, number),
-                       stage_field(workflow, stage + 1, number, len(following), rest[1:],
-                                   wf.get("fail")), prev)
-
-    def _send(self, run: Run, step: dict, job_id: str, wf: dict, prev: Any) -> None:
-        if not isinstance(step["f"], str) or step["f"].startswith(RESERVED_PREFIX):
-            raise ValueError(f"a next step on {step['f']!r}, a reserved name")
         traced: dict[str, str] = {}
-        if run.trace is not None:  # the next step continues this one's trace
+        if run.trace is not None:  # the next steps continue this one's trace
             traced = run.trace.environment()
         elif run.request is not None and run.request.traceparent:
             traced = {"TRACEPARENT": run.request.traceparent,
                       "TRACESTATE": run.request.tracestate or ""}
-        request = Request(tuple(step["args"]), dict(step["kwargs"]), id=job_id,
-                          background=True, wf=wf, prev=prev, has_prev=True,
-                          traceparent=traced.get("TRACEPARENT"),
-                          tracestate=traced.get("TRACESTATE") or None)
-        where, payload = self.send(step["f"], request)
+        for function, request in following(workflow, rest, wf.get("fail"), stage + 1, prev,
+                                           traced):
+            self._send(function, request)
+
+    def _send(self, function: str, request: Request) -> None:
+        if not isinstance(function, str) or function.startswith(RESERVED_PREFIX):
+            raise ValueError(f"a next step on {function!r}, a reserved name")
+        where, payload = self.send(function, request)
         if where is None:
             raise AbandonJob("neither a server nor the spool took the workflow's next step")
-        log.info("workflow %s: sent step %s (%s) to %s", wf["id"], job_id, step["f"], where)
+        log.info("workflow step %s (%s) sent to %s", request.id, function, where)
         if where != "kept":
             self._flows(lambda flows: flows.ledger.record_sent(
-                [(job_id, step["f"], where, payload, time.time())]))
-
-
-def _decoded(result: bytes | None) -> dict:
-    value = loads(result or b"{}")
-    return value if isinstance(value, dict) else {"value": value}
+                [(request.id, function, where, payload, time.time())]))

@@ -3,6 +3,7 @@ fields given), recorded in the ledger, and its first stage queued; the workers c
 on from there. ``submit_workflow`` then waits for its end in the ledger."""
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 from gearman_frame import tasks
 from gearman_frame.config.defaults import RESERVED_PREFIX
 from gearman_frame.envelope import Result
-from gearman_frame.errors import ServerRefused, UsageError, WorkflowTimeout
+from gearman_frame.errors import (LedgerUnavailable, ServerRefused, UsageError,
+                                  WorkflowTimeout)
 from gearman_frame.ledger.flows import FAILED, RUNNING, Flows
 from gearman_frame.sending.dispatch import Job
 from gearman_frame.sending.workflow_state import workflow_result
@@ -18,6 +20,7 @@ from gearman_frame.templates import TemplateError, check_kwargs
 from gearman_frame.workflows.canvas import Plan, plan_of
 from gearman_frame.workflows.steps import new_workflow_id, stage_field, step_id
 
+log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 #: Seconds between two looks at a running workflow (doubling from the first).
 POLL_FIRST, POLL_MAX = 0.02, 0.5
@@ -94,15 +97,26 @@ def put_workflow(client: Any, flow: Any) -> str:
 
 def wait_workflow(client: Any, workflow: str, timeout: float | None = None) -> Result:
     """The Result workflow ``workflow`` came to, once it ended (see workflow_result);
-    WorkflowTimeout if it still runs after ``timeout`` seconds."""
+    WorkflowTimeout if it still runs after ``timeout`` seconds. While the ledger cannot be
+    reached it waits on (the workflow goes on without it)."""
     flows = flows_of(client)
     deadline = None if timeout is None else time.monotonic() + timeout
-    pause = POLL_FIRST
+    pause, said = POLL_FIRST, False
     while True:
-        found = flows.get(workflow)
-        if found is None:
-            raise UsageError(f"no workflow {workflow} in the ledger ({flows.ledger.where})")
-        if found.state != RUNNING:
+        try:
+            found = flows.get(workflow)
+        except LedgerUnavailable as err:
+            if not said:
+                log.warning("the job ledger is unreachable (%s): waiting for workflow %s "
+                            "until it is back", err, workflow)
+                said = True
+            found = None
+            pause = POLL_MAX
+        else:
+            if found is None:
+                raise UsageError(f"no workflow {workflow} in the ledger "
+                                 f"({flows.ledger.where})")
+        if found is not None and found.state != RUNNING:
             return workflow_result(flows, found)
         if deadline is not None and time.monotonic() >= deadline:
             raise WorkflowTimeout(workflow, timeout or 0.0)

@@ -59,6 +59,13 @@ def send_in_background(config, *argv):
     return sender, out
 
 
+def first_step_ended(ledger):
+    """True once the SQLite ledger at ``ledger`` has a first step's outcome."""
+    with sqlite3.connect(ledger) as conn:
+        return conn.execute("SELECT count(*) FROM gf_jobs WHERE id LIKE '%.0.0' AND "
+                            "state = 'ended'").fetchone()[0] > 0
+
+
 def ends(record):
     return [line for line in lines(record) if line.startswith("end-")]
 
@@ -108,11 +115,8 @@ def test_a_worker_killed_after_its_step_ended_does_not_run_it_again(
     holder = pid_of_start(record, ".0.0")
     gearmand.signal(signal.SIGSTOP)
     try:
-        def ended_in_ledger():
-            with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
-                return conn.execute("SELECT count(*) FROM gf_jobs WHERE id LIKE '%.0.0' AND "
-                                    "state = 'ended'").fetchone()[0]
-        wait_for(ended_in_ledger, 15, "step 1's outcome in the ledger")
+        wait_for(lambda: first_step_ended(tmp_path / "ledger.sqlite"), 15,
+                 "step 1's outcome in the ledger")
         time.sleep(0.5)  # its worker is now sending step 2 to the frozen server
         os.kill(holder, signal.SIGKILL)
     finally:
@@ -303,12 +307,8 @@ def test_a_next_step_lost_with_its_server_is_carried_on_by_the_reaper(
     workflow = sendjob(config, "chain", "one", "two", "--background").stdout.strip()
     wait_for(lambda: pid_of_start(record, ".0.0"), 20, "step 1 to start")
     lost.signal(signal.SIGSTOP)
-
-    def ended_in_ledger():
-        with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
-            return conn.execute("SELECT count(*) FROM gf_jobs WHERE id LIKE '%.0.0' AND "
-                                "state = 'ended'").fetchone()[0]
-    wait_for(ended_in_ledger, 15, "step 1's outcome in the ledger")
+    wait_for(lambda: first_step_ended(tmp_path / "ledger.sqlite"), 15,
+             "step 1's outcome in the ledger")
     time.sleep(0.5)  # its worker is now sending step 2 to the frozen server
     first.kill()  # the supervisor first, so that nothing starts the worker again
     os.kill(pid_of_start(record, ".0.0"), signal.SIGKILL)
@@ -329,3 +329,26 @@ def test_a_next_step_lost_with_its_server_is_carried_on_by_the_reaper(
     again = subprocess.run([RUNADMIN, "--config", str(admin), "reaper"], capture_output=True,
                            text=True, timeout=60)
     assert "never sent on" not in again.stdout and "0 job(s) sent again" in again.stdout
+
+
+def test_a_sender_waits_for_its_workflow_through_a_ledger_outage(
+        gearmand, start_workers, tmp_path, own_postgres):
+    """PostgreSQL stopped for 4 s while step 1 runs: the sender says so once and waits on,
+    the worker records step 1 once the ledger is back, and the chain ends ok, each step
+    once."""
+    record = tmp_path / "record"
+    extra = {"store": {"url": own_postgres.url}}
+    start_workers([gearmand.address], {"slow": recorded(record, "sleep 2; echo a"),
+                                       "fast": recorded(record, "echo {prev}b")},
+                  threads=1, extra_config=extra)
+    config, _ = client_config(tmp_path / "sender", [gearmand.address], **extra)
+    sender, out = send_in_background(config, "chain", "slow", "fast")
+    wait_for(lambda: pid_of_start(record, ".0.0"), 20, "step 1 to start")
+    own_postgres.stop()
+    time.sleep(4)  # step 1 ends meanwhile: its outcome waits for the ledger
+    own_postgres.start()
+    sender.join(120)
+    assert out["done"].returncode == 0, out["done"].stderr
+    assert out["done"].stdout == "ab\n"
+    assert out["done"].stderr.count("the job ledger is unreachable") == 1
+    assert [line.split("-")[-2].rsplit(".", 2)[-2] for line in ends(record)] == ["0", "1"]

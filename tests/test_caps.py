@@ -57,10 +57,12 @@ def test_concurrency_2_over_two_processes_of_three_threads(gearmand, start_worke
                  "quick": {"command": ["echo", "quick"]}}
     start_workers([gearmand.address], functions, name="capper", threads=3,
                   extra_config=extra, extra_args=["--processes", "2"])
-    config, _ = client_config(tmp_path / "sender", [gearmand.address], timeout=30, **extra,
-                              functions=functions)
-    for _ in range(12):
-        assert sendjob(config, "run", "capped", "--background").returncode == 0
+    config, loaded = client_config(tmp_path / "sender", [gearmand.address], timeout=30,
+                                   **extra, functions=functions)
+    from send_job_client import Job, JobClient
+    with JobClient(loaded) as client:  # all twelve at once: none ends before the look
+        assert all(d.ok for d in client.submit_many([Job("capped", (), {})
+                                                     for _ in range(12)], background=True))
     wait_for(lambda: len(events(record)) >= 2, 15, "two jobs to start")
     assert queued(gearmand, "capped") >= 8  # over the cap: in gearmand, not in a worker
     quick = sendjob(config, "run", "quick")

@@ -3,28 +3,20 @@ members from submit to callback, and a capped function's throughput against its 
 (every run with the ledger on SQLite, which workflows and caps need)."""
 import time
 
-from gearman_frame.config import Config, ClientConfig, StoreConfig
-from gearman_frame.addresses import parse_address
 from gearman_frame.workflows import chain, chord, group, signature
-from send_job_client import Job, JobClient
+from send_job_client import Job
 
+from . import workloads as w
 from .processes import runworkers, wait_workers
 
 #: A capped function for the throughput run: each job 0.2 s, at most CAP at once.
 JOB_SECONDS, CAP = 0.2, 4
 
 
-def _client(server, url):
-    return JobClient(Config(servers=(parse_address(server.address),),
-                            client=ClientConfig(timeout=60, resend=0,
-                                                outbox="/tmp/gf-bench-outbox.sqlite"),
-                            store=StoreConfig(url=url)))
-
-
 def chain_step(server, url, steps):
     """ms per step of a chain of ``steps`` no-op task steps, and ms per job of as many
     plain foreground jobs sent one after another (same worker, same ledger)."""
-    with runworkers(server, {}, 4, store=url), _client(server, url) as client:
+    with runworkers(server, {}, 4, store=url), w._client(server, store=url) as client:
         wait_workers(server, "reverse", 4)
         client.submit_workflow(chain(signature("reverse", "warm"), signature("reverse")))
         started = time.perf_counter()
@@ -44,7 +36,8 @@ def chord_time(server, url, members):
     """Seconds from submit to the callback's result for a chord of ``members`` no-op
     task members, and for as many plain jobs sent with submit_many (many in flight)."""
     functions = {"done": {"command": ["true"]}}
-    with runworkers(server, functions, 4, store=url), _client(server, url) as client:
+    with runworkers(server, functions, 4, store=url), \
+            w._client(server, store=url) as client:
         wait_workers(server, "reverse", 4)
         started = time.perf_counter()
         client.submit_many([Job.of("reverse", f"m{i}") for i in range(members)])
@@ -63,7 +56,7 @@ def capped(server, url, jobs):
     two processes of 4 threads (8 threads for 4 slots)."""
     functions = {"capped": {"command": ["sleep", str(JOB_SECONDS)], "concurrency": CAP}}
     with runworkers(server, functions, 4, store=url, processes=2), \
-            _client(server, url) as client:
+            w._client(server, store=url) as client:
         wait_workers(server, "reverse", 8)
         started = time.perf_counter()
         results = client.submit_many([Job.of("capped") for _ in range(jobs)])

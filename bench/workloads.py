@@ -10,7 +10,8 @@ import time
 import python3_gearman
 
 from gearman_frame.addresses import parse_address
-from gearman_frame.config import ClientConfig, Config, SecurityConfig, TracingConfig
+from gearman_frame.config import (ClientConfig, Config, SecurityConfig, StoreConfig,
+                                  TracingConfig)
 from gearman_frame.files import write_private_file
 from gearman_frame.signing import keyring_from_files, new_key_text
 from manage_client.admin import AdminClient
@@ -23,7 +24,8 @@ from .processes import (c_workers, floor_worker, pss_mib, raw_worker, runworkers
 WARMUP = 100
 
 
-def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None, tracing=None):
+def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None, tracing=None,
+            store=None):
     security = (SecurityConfig(key_file=key_file, keyring=keyring_from_files(None, key_file))
                 if key_file else SecurityConfig())
     address = parse_address(server.address)
@@ -33,7 +35,8 @@ def _client(server, timeout=60.0, resend=0, key_file=None, tls_ca=None, tracing=
     config = Config(servers=(address,),
                     client=ClientConfig(timeout=timeout, resend=resend,
                                         outbox="/tmp/gf-bench-outbox.sqlite"),
-                    security=security, tracing=TracingConfig(**(tracing or {})))
+                    security=security, tracing=TracingConfig(**(tracing or {})),
+                    store=StoreConfig(url=store))
     return JobClient(config)
 
 

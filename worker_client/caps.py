@@ -32,7 +32,7 @@ CAP_POLL = 0.25
 SPACING = 1.01
 
 
-def uncappable(capped: dict[str, Any], tasks: dict) -> dict[str, Any]:
+def without_batch_tasks(capped: dict[str, Any], tasks: dict) -> dict[str, Any]:
     """``capped`` without the batch tasks (a batch thread holds many jobs at once: a cap
     per job cannot apply), each said once."""
     for function in [f for f in capped if getattr(tasks.get(f), "batch", None)]:
@@ -98,7 +98,7 @@ class FleetCaps:
 
 class ThreadCaps:
     """One thread's share (see the module docstring); the wire layer asks ``withheld``
-    before it grabs, the slot stage calls ``started`` and ``ended`` around each job."""
+    before it grabs, the slot stage calls ``started`` before each job."""
 
     def __init__(self, fleet: FleetCaps, label: object, holder: str,
                  capped: dict[str, Any]):
@@ -145,10 +145,6 @@ class ThreadCaps:
             log.info("rate %s: starting in %.3fs", spec.rate_text, wait)
             if self.fleet.stopping.wait(wait):
                 raise AbandonJob("worker stopping while the job waited for its start")
-
-    def ended(self, function: str) -> None:
-        """A job ended: its slot stays with this thread (it asks for the next job of the
-        function holding it); the rate is looked at again by the refresh that follows."""
 
     def give_back_all(self) -> None:
         for function in list(self.held):

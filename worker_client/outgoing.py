@@ -22,8 +22,9 @@ from .stats import Stats
 log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
-#: What became of a dead letter or a result: queued by a server, or kept in a spool.
-SENT, KEPT = "sent", "kept"
+#: What became of a dead letter, a result or a next step kept in a spool (else: the
+#: server that queued it).
+KEPT = "kept"
 
 
 class Outgoing:
@@ -54,7 +55,7 @@ class Outgoing:
         outcome = self._send(function, job.unique, record, self.dead_letters, "the dead letter")
         if outcome is not None:
             self.stats.count(job.function, "dead_lettered")
-        if outcome == SENT:
+        if outcome not in (None, KEPT):
             log.warning("dead-lettered to %s", function)
         return outcome is not None
 
@@ -123,14 +124,8 @@ class Outgoing:
         except ValueError as err:
             log.error("could not encode the workflow's next step: %s", err)
             return None, b""
-        try:
-            taken = self._client().submit(function, payload, unique=request.id,
-                                          background=True, timeout=10)
-            return str(taken.server), payload
-        except Exception as err:  # refused (queue full), no server, EMFILE ...
-            kept = self._keep(self.dead_letters, function, request.id, payload, err,
-                              "the workflow's next step")
-            return kept, payload
+        return self._send(function, request.id, payload, self.dead_letters,
+                          "the workflow's next step"), payload
 
     def _client(self):
         client = getattr(self._local, "client", None)
@@ -139,13 +134,13 @@ class Outgoing:
         return client
 
     def _send(self, function, unique, record, spool, what, epoch=None):
-        """Queue ``record`` on ``function`` (SENT; held until ``epoch`` if given), or
-        keep it in ``spool`` to be sent once a server takes it (KEPT); None if neither
-        could be done."""
+        """Queue ``record`` on ``function`` (held until ``epoch`` if given): the server
+        that took it; or keep it in ``spool`` to be sent once a server takes it (KEPT);
+        None if neither could be done."""
         try:
-            self._client().submit(function, record, unique=unique, background=True,
-                                  timeout=10, epoch=epoch)
-            return SENT
+            return str(self._client().submit(function, record, unique=unique,
+                                             background=True, timeout=10,
+                                             epoch=epoch).server)
         except Exception as err:  # refused (queue full), no server, EMFILE ...
             return self._keep(spool, function, unique, record, err, what, epoch)
 

@@ -132,8 +132,9 @@ class WorkerPool:
         capped = {fn: config.functions[fn] for fn in functions
                   if fn in config.functions and config.functions[fn].capped}
         if capped and self.claims is not None:
-            from .caps import FleetCaps, uncappable
-            self.caps = self.context.caps = FleetCaps(self.claims, uncappable(capped, tasks),
+            from .caps import FleetCaps, without_batch_tasks
+            self.caps = self.context.caps = FleetCaps(self.claims,
+                                                      without_batch_tasks(capped, tasks),
                                                       self.stop_requested)
         if config.tracing.on:  # imported here: opentelemetry only when tracing is on
             from gearman_frame.tracing import open_tracing

@@ -20,11 +20,10 @@ from __future__ import annotations
 import logging
 import time
 
-from ..envelope import STATUS_OK, loads
+from ..envelope import STATUS_OK
 from ..ledger.flows import FAILED, OK, Flows, Workflow
-from ..ledger.ledger import Entry
-from ..workflows.steps import failure_id, following, group_outcomes, on_failure, \
-    outcome_of, step_id
+from ..workflows.steps import (failure_id, following, on_failure, result_dict,
+                               stage_outcome, step_id)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,8 @@ def _one(flows: Flows, workflow: Workflow) -> int:
             if flows.end(workflow.id, FAILED, failed.id):
                 log.warning("reaper: workflow %s failed at %s", workflow.id, failed.id)
             if fail and failure_id(workflow.id) not in entries:
-                return _record(flows, [on_failure(workflow.id, fail, _result(failed))],
+                return _record(flows, [on_failure(workflow.id, fail,
+                                                  result_dict(failed.result))],
                                failed.ended)
             return 0
         if all(e is not None and e.state == "ended" for e in found):
@@ -66,9 +66,8 @@ def _one(flows: Flows, workflow: Workflow) -> int:
             return 0  # the sender's: its jobs are the job reaper's
         missing = [n for n, e in enumerate(found) if e is None]
         before = [entries[i] for i in ids[k - 1]]
-        prev = (outcome_of(_result(before[0])) if len(before) == 1
-                else group_outcomes([e.result for e in before]))
-        steps = following(workflow.id, stages[k:], fail, k, prev)
+        steps = following(workflow.id, stages[k:], fail, k,
+                          stage_outcome([e.result for e in before]))
         return _record(flows, [steps[n] for n in missing],
                        max(e.ended or 0.0 for e in before))
     last = ids[-1]
@@ -76,11 +75,6 @@ def _one(flows: Flows, workflow: Workflow) -> int:
     if flows.end(workflow.id, OK, end):
         log.warning("reaper: workflow %s had ended ok: marked so", workflow.id)
     return 0
-
-
-def _result(entry: Entry) -> dict:
-    value = loads(entry.result or b"{}")
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _record(flows: Flows, steps: list, due: float | None) -> int:

@@ -25,9 +25,6 @@ class Signature:
         """The step as a plan carries it: ``{"f", "args", "kwargs"}``."""
         return {"f": self.function, "args": list(self.args), "kwargs": dict(self.kwargs)}
 
-    def __or__(self, other: "Flow") -> "Chain":
-        return chain(self, other)
-
 
 def signature(function: str, *args: Any, **kwargs: Any) -> Signature:
     """A signature of a function by name (a configured command function, or a task
@@ -54,9 +51,6 @@ class Chain:
 
     items: tuple
     on_failure: Signature | None = None
-
-    def __or__(self, other: "Flow") -> "Chain":
-        return chain(self, other)
 
 
 @dataclass(frozen=True)

@@ -96,14 +96,18 @@ def on_failure(workflow: str, fail: dict, failed: dict) -> tuple[str, Any]:
                               wf=failure_field(workflow), prev=failed, has_prev=True)
 
 
-def group_outcomes(results: list) -> list:
-    """A group's outcomes in order, from its members' Result JSON (bytes or None)."""
+def result_dict(text: bytes | None) -> dict:
+    """A recorded Result's JSON (None: nothing recorded) as a dict."""
     from ..envelope import loads
-    outcomes = []
-    for text in results:
-        value = loads(text or b"{}")
-        outcomes.append(outcome_of(value if isinstance(value, dict) else {"value": value}))
-    return outcomes
+    value = loads(text or b"{}")
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def stage_outcome(results: list) -> Any:
+    """What a stage hands to the next, from its steps' recorded Result JSON in order: one
+    step's outcome, or a group's list of outcomes."""
+    outcomes = [outcome_of(result_dict(text)) for text in results]
+    return outcomes[0] if len(outcomes) == 1 else outcomes
 
 
 def prev_fields(spec: Any, request: Any) -> tuple[dict, str | None]:

@@ -18,11 +18,11 @@ from typing import Any, Callable
 from gearman_frame.config.defaults import RESERVED_PREFIX
 from gearman_frame.envelope import Request, Result
 from gearman_frame.ledger.flows import FAILED, OK, Flows
-from gearman_frame.workflows.steps import (following, group_outcomes, on_failure,
-                                           outcome_of, step_id)
+from gearman_frame.workflows.steps import following, on_failure, stage_outcome, step_id
 from gearman_frame.wire import AbandonJob
 
 from ..claims import Claims, Stopping
+from ..outgoing import KEPT
 from .base import Run, Stage
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Advance(Stage):
         if request is None or request.wf is None or run.encoded is None:
             return result  # not a step, or its outcome is not recorded (it runs again)
         try:
-            self._advance(run, request.wf, run.encoded[0])
+            self._advance(run, request.wf, run.encoded[0], run.encoded[1])
         except Stopping:
             raise AbandonJob("worker stopping while the ledger was unreachable: the "
                              "workflow goes on from this step's next delivery") from None
@@ -51,7 +51,7 @@ class Advance(Stage):
     def _flows(self, action: Callable[[Flows], Any]) -> Any:
         return self.claims.call(lambda ledger: action(Flows(ledger)))
 
-    def _advance(self, run: Run, wf: dict, result: Result) -> None:
+    def _advance(self, run: Run, wf: dict, result: Result, recorded: bytes) -> None:
         workflow = wf["id"]
         if wf.get("failure"):
             return
@@ -68,9 +68,9 @@ class Advance(Stage):
                 return
             ids = [step_id(workflow, stage, i) for i in range(size)]
             entries = self._flows(lambda flows: flows.outcomes(ids))
-            prev: Any = group_outcomes([entries[i].result for i in ids])
+            prev = stage_outcome([entries[i].result for i in ids])
         else:
-            prev = outcome_of(result.to_dict())
+            prev = stage_outcome([recorded])
         rest = wf["rest"]
         if not rest:
             end = run.job_id if size == 1 else f"{workflow}.{stage}"
@@ -94,6 +94,6 @@ class Advance(Stage):
         if where is None:
             raise AbandonJob("neither a server nor the spool took the workflow's next step")
         log.info("workflow step %s (%s) sent to %s", request.id, function, where)
-        if where != "kept":
+        if where != KEPT:
             self._flows(lambda flows: flows.ledger.record_sent(
                 [(request.id, function, where, payload, time.time())]))

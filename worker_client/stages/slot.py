@@ -1,7 +1,8 @@
 """A capped function's job in a worker thread (see worker_client.caps): before it runs,
 the thread's slots for other functions go back and a rate-limited job waits for the
-start it books; once its answer is queued, the wire layer looks again at what the
-thread may take and tells gearmand before it asks for another job."""
+start it books. Once its answer is queued, the wire layer looks again at what the thread
+may take and tells gearmand before it asks for another job; the thread keeps the slot of
+the function it serves."""
 from __future__ import annotations
 
 from gearman_frame.envelope import Result
@@ -17,16 +18,3 @@ class Slot(Stage):
         if caps is not None:
             caps.started(run.function)
         return None
-
-    def after(self, run: Run, result: Result) -> Result:
-        self._ended(run)
-        return result
-
-    def unwind(self, run: Run, why: BaseException) -> None:
-        self._ended(run)
-
-    @staticmethod
-    def _ended(run: Run) -> None:
-        caps = getattr(run.wire, "caps", None)
-        if caps is not None:  # the wire layer looks again once the answer is queued
-            caps.ended(run.function)
